@@ -1,0 +1,1 @@
+"""Orchestration: coupled runs, online scoring, sweeps, and the ``fkb`` command line."""

@@ -1,0 +1,1 @@
+"""Named experiments (presets) and the reports and plots they produce."""

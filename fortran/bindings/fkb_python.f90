@@ -1,0 +1,132 @@
+! Flat entry points of the Fortran runtime for the Python extension
+! `emulators._fkb_runtime` (wrapped by f2py; used through emulators/fkb.py).
+!
+! f2py cannot pass derived types, so loaded networks live in a handle table
+! owned by this binding: the Python process is the driver that owns it.
+! Every routine returns a status (0 = success) and, where it can fail, a
+! one-line message.
+
+subroutine load(path, precision, handle, stat, msg)
+  !! Load a model file (or an original FKB text file) at 32 or 64 bit.
+  use fkb_python_handles, only: slots, new_slot
+  use fkb, only: fkb_ok, fkb_err_argument
+  implicit none
+  character(len=*), intent(in) :: path
+  integer, intent(in) :: precision
+  integer, intent(out) :: handle
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  handle = 0
+  msg = ''
+  if (precision /= 32 .and. precision /= 64) then
+    stat = fkb_err_argument
+    msg = 'precision must be 32 or 64'
+    return
+  end if
+  call new_slot(handle)
+  if (precision == 32) then
+    call slots(handle)%net32%load(path, stat, message)
+  else
+    call slots(handle)%net64%load(path, stat, message)
+  end if
+  if (stat /= fkb_ok) then
+    msg = message
+    handle = 0
+    return
+  end if
+  slots(handle)%used = .true.
+  slots(handle)%precision = precision
+end subroutine load
+
+
+subroutine sizes(handle, n_inputs, n_outputs, n_params, stat)
+  !! Input and output widths and parameter count of a loaded network.
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_ok, fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle
+  integer, intent(out) :: n_inputs, n_outputs, n_params, stat
+  n_inputs = 0; n_outputs = 0; n_params = 0
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument
+    return
+  end if
+  stat = fkb_ok
+  if (slots(handle)%precision == 32) then
+    n_inputs = slots(handle)%net32%n_inputs()
+    n_outputs = slots(handle)%net32%n_outputs()
+    n_params = slots(handle)%net32%n_params()
+  else
+    n_inputs = slots(handle)%net64%n_inputs()
+    n_outputs = slots(handle)%net64%n_outputs()
+    n_params = slots(handle)%net64%n_params()
+  end if
+end subroutine sizes
+
+
+subroutine predict32(handle, x, y, n_in, n_out, n_cols, stat, msg)
+  !! y(:, j) = network(x(:, j)) for every column j, 32-bit.
+  use iso_fortran_env, only: real32
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle, n_in, n_out, n_cols
+  real(real32), intent(in) :: x(n_in, n_cols)
+  real(real32), intent(out) :: y(n_out, n_cols)
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  msg = ''
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument; msg = 'invalid network handle'; y = 0
+    return
+  end if
+  if (slots(handle)%precision /= 32) then
+    stat = fkb_err_argument; msg = 'network was loaded at 64 bit; call predict64'; y = 0
+    return
+  end if
+  call slots(handle)%net32%predict(x, y, stat, message)
+  if (allocated(message)) msg = message
+end subroutine predict32
+
+
+subroutine predict64(handle, x, y, n_in, n_out, n_cols, stat, msg)
+  !! y(:, j) = network(x(:, j)) for every column j, 64-bit.
+  use iso_fortran_env, only: real64
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle, n_in, n_out, n_cols
+  real(real64), intent(in) :: x(n_in, n_cols)
+  real(real64), intent(out) :: y(n_out, n_cols)
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  msg = ''
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument; msg = 'invalid network handle'; y = 0
+    return
+  end if
+  if (slots(handle)%precision /= 64) then
+    stat = fkb_err_argument; msg = 'network was loaded at 32 bit; call predict32'; y = 0
+    return
+  end if
+  call slots(handle)%net64%predict(x, y, stat, message)
+  if (allocated(message)) msg = message
+end subroutine predict64
+
+
+subroutine release(handle)
+  !! Free a loaded network; the handle becomes invalid.
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: network_r32, network_r64
+  implicit none
+  integer, intent(in) :: handle
+  type(network_r32) :: empty32
+  type(network_r64) :: empty64
+  if (.not. valid_handle(handle)) return
+  slots(handle)%net32 = empty32
+  slots(handle)%net64 = empty64
+  slots(handle)%used = .false.
+end subroutine release

@@ -1,0 +1,86 @@
+"""The Python handle on the Fortran runtime (emulators.fkb): predictions agree
+with Keras, errors are clear, and original FKB files reproduce the original
+library's outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emulators.fkb import FKBError, load
+from emulators.modelfile import read_model_file, write_model_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fkb-compat"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/fkb-compat")
+
+
+@needs_shared
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_original_fkb_sample_reproduces_original_outputs(dtype):
+    x = np.load(SHARED / "simple_model_with_weights.x.npy").astype(dtype)
+    y_fkb = np.load(SHARED / "simple_model_with_weights.y_fkb.npy")
+    net = load(SHARED / "simple_model_with_weights.txt")
+    assert (net.n_inputs, net.n_outputs) == (5, 2)
+    y = net.predict(x)
+    assert y.dtype == dtype
+    assert np.max(np.abs(y - y_fkb)) / np.max(np.abs(y_fkb)) <= 1e-5
+
+
+@needs_shared
+def test_single_sample_equals_the_batch_row():
+    x = np.load(SHARED / "simple_model_with_weights.x.npy")
+    net = load(SHARED / "simple_model_with_weights.txt")
+    batch = net.predict(x)
+    for i in range(3):
+        np.testing.assert_array_equal(net.predict(x[i]), batch[i])
+
+
+def test_missing_file_is_reported_with_its_name(tmp_path):
+    with pytest.raises(FKBError, match="missing.fkb") as info:
+        load(tmp_path / "missing.fkb")
+    assert info.value.status == 1
+
+
+@needs_shared
+def test_wrong_input_width_is_refused():
+    net = load(SHARED / "simple_model_with_weights.txt")
+    with pytest.raises(FKBError, match="expected"):
+        net.predict(np.zeros((4, 6), np.float32))
+
+
+@needs_shared
+def test_nan_input_is_reported_not_propagated():
+    net = load(SHARED / "simple_model_with_weights.txt")
+    x = np.ones((3, 5), np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(FKBError) as info:
+        net.predict(x)
+    assert info.value.status == 7
+
+
+@needs_shared
+def test_corrupted_model_file_is_refused(tmp_path):
+    spec = read_model_file(SHARED / "simple_model_with_weights.txt")
+    path = tmp_path / "m.fkb"
+    write_model_file(spec, path)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    bad = tmp_path / "bad.fkb"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FKBError, match="bad.fkb") as info:
+        load(bad)
+    assert info.value.status == 4
+    truncated = tmp_path / "truncated.fkb"
+    truncated.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(FKBError, match="truncated.fkb"):
+        load(truncated)
+
+
+@needs_shared
+def test_model_file_and_original_text_give_identical_fortran_results(tmp_path):
+    x = np.load(SHARED / "simple_model_with_weights.x.npy")
+    spec = read_model_file(SHARED / "simple_model_with_weights.txt")
+    path = tmp_path / "m.fkb"
+    write_model_file(spec, path)
+    np.testing.assert_array_equal(load(path).predict(x), load(SHARED / "simple_model_with_weights.txt").predict(x))
