@@ -24,8 +24,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that describe bad input rather than a bug."""
     from emulators.fkb import FKBError
     from emulators.modelfile import ModelFileError
-    from emulators.convert import UnsupportedModelError
-    return (UserError, FKBError, ModelFileError, UnsupportedModelError,
+    from emulators.convert import ConversionError
+    return (UserError, FKBError, ModelFileError, ConversionError,
             FileNotFoundError, IsADirectoryError, PermissionError)
 
 

@@ -35,7 +35,7 @@ def run_demo(out: Path, seed: int = 0) -> bool:
     import keras
     from emulators.convert import keras_to_spec
     from emulators.fkb import load
-    from emulators.modelfile import write_model_file
+    from emulators.modelfile import Normalization, write_model_file
 
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -65,10 +65,10 @@ def run_demo(out: Path, seed: int = 0) -> bool:
     spec = keras_to_spec(keras_path)
     spec.inputs = [(f"T_{k}", "K") for k in range(N_LEVELS)] + [(f"q_{k}", "kg kg-1") for k in range(N_LEVELS)]
     spec.outputs = [(f"dTdt_{k}", "K day-1") for k in range(N_LEVELS)]
-    spec.input_normalization = (x_mean.astype(np.float32), x_std.astype(np.float32))
-    spec.output_normalization = (y_mean.astype(np.float32), y_std.astype(np.float32))
+    spec.input_normalization = Normalization(x_mean.astype(np.float32), x_std.astype(np.float32))
+    spec.output_normalization = Normalization(y_mean.astype(np.float32), y_std.astype(np.float32))
     model_path = out / "demo.fkb"
-    write_model_file(spec, model_path)
+    sha256 = write_model_file(spec, model_path)
 
     x_test, y_test = synthetic_columns(1000, np.random.default_rng(seed + 1))
     y_keras = np.asarray(model((x_test - x_mean) / x_std, training=False)) * y_std + y_mean
@@ -82,7 +82,7 @@ def run_demo(out: Path, seed: int = 0) -> bool:
     agree = rel_err <= TOLERANCE
     print(f"Keras model           {keras_path}  ({model.count_params()} parameters, "
           f"trained {train_seconds:.1f} s, val loss {history.history['val_loss'][-1]:.4f})")
-    print(f"model file            {model_path}  (sha256 {spec.sha256 or '-'})")
+    print(f"model file            {model_path}  (sha256 {sha256})")
     print(f"test columns          {x_test.shape[0]}")
     print(f"Fortran predict       {1e3 * fortran_seconds:.2f} ms for the batch")
     print(f"max |Fortran - Keras| / max |Keras| = {rel_err:.2e}  (tolerance {TOLERANCE:.0e}): "

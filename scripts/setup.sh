@@ -27,6 +27,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 py="$venv/bin/python"
+export PATH="$venv/bin:$PATH"
 
 stamp="$venv/.fkb-deps-$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

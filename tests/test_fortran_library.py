@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "fkb-compat" / "simple_model_with_weights.txt"
+SAMPLE = ROOT / "tests" / "data" / "fkb-compat" / "simple_model_with_weights.txt"
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("gfortran") is None,
                                 reason="needs cmake and gfortran")
@@ -38,7 +38,6 @@ def _example(cmake_build: Path) -> Path:
     return found[0]
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="needs ../shared/fkb-compat")
 def test_example_program_reproduces_original_fkb_outputs(cmake_build, tmp_path):
     x = np.load(SAMPLE.parent / "simple_model_with_weights.x.npy")
     y_fkb = np.load(SAMPLE.parent / "simple_model_with_weights.y_fkb.npy")

@@ -11,11 +11,9 @@ import pytest
 from emulators.fkb import FKBError, load
 from emulators.modelfile import read_model_file, write_model_file
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fkb-compat"
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/fkb-compat")
+SHARED = Path(__file__).resolve().parent / "data" / "fkb-compat"
 
 
-@needs_shared
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_original_fkb_sample_reproduces_original_outputs(dtype):
     x = np.load(SHARED / "simple_model_with_weights.x.npy").astype(dtype)
@@ -27,7 +25,6 @@ def test_original_fkb_sample_reproduces_original_outputs(dtype):
     assert np.max(np.abs(y - y_fkb)) / np.max(np.abs(y_fkb)) <= 1e-5
 
 
-@needs_shared
 def test_single_sample_equals_the_batch_row():
     x = np.load(SHARED / "simple_model_with_weights.x.npy")
     net = load(SHARED / "simple_model_with_weights.txt")
@@ -42,14 +39,12 @@ def test_missing_file_is_reported_with_its_name(tmp_path):
     assert info.value.status == 1
 
 
-@needs_shared
 def test_wrong_input_width_is_refused():
     net = load(SHARED / "simple_model_with_weights.txt")
     with pytest.raises(FKBError, match="expected"):
         net.predict(np.zeros((4, 6), np.float32))
 
 
-@needs_shared
 def test_nan_input_is_reported_not_propagated():
     net = load(SHARED / "simple_model_with_weights.txt")
     x = np.ones((3, 5), np.float32)
@@ -59,7 +54,6 @@ def test_nan_input_is_reported_not_propagated():
     assert info.value.status == 7
 
 
-@needs_shared
 def test_corrupted_model_file_is_refused(tmp_path):
     spec = read_model_file(SHARED / "simple_model_with_weights.txt")
     path = tmp_path / "m.fkb"
@@ -77,7 +71,6 @@ def test_corrupted_model_file_is_refused(tmp_path):
         load(truncated)
 
 
-@needs_shared
 def test_model_file_and_original_text_give_identical_fortran_results(tmp_path):
     x = np.load(SHARED / "simple_model_with_weights.x.npy")
     spec = read_model_file(SHARED / "simple_model_with_weights.txt")

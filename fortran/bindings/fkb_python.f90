@@ -120,13 +120,10 @@ end subroutine predict64
 subroutine release(handle)
   !! Free a loaded network; the handle becomes invalid.
   use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: network_r32, network_r64
   implicit none
   integer, intent(in) :: handle
-  type(network_r32) :: empty32
-  type(network_r64) :: empty64
   if (.not. valid_handle(handle)) return
-  slots(handle)%net32 = empty32
-  slots(handle)%net64 = empty64
+  call slots(handle)%net32%clear()
+  call slots(handle)%net64%clear()
   slots(handle)%used = .false.
 end subroutine release

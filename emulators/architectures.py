@@ -1,0 +1,262 @@
+"""Emulators built from hyperparameters.
+
+:class:`Hyperparameters` is the whole configuration of one emulator and its
+training (a dataclass with defaults and validation, read from TOML or from
+``key=value`` strings); :func:`build_emulator` makes the Keras network,
+:func:`build_optimizer` and :func:`build_loss` the rest of what ``compile``
+needs. The network is a multilayer perceptron of ``depth`` hidden layers of
+``width`` units, each ``Dense -> [BatchNormalization] -> activation ->
+[Dropout]``, and a linear output layer; it uses only layers the Fortran
+runtime runs (Dense, LeakyReLU, Activation, BatchNormalization, Dropout).
+
+The search space follows Ott et al. (2020): depth, width, leaky-ReLU slope,
+dropout, batch normalization, optimizer (Adam, RMSprop, SGD, SGD with
+momentum, Nesterov), learning rate, batch size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = ["Hyperparameters", "build_emulator", "build_learning_rate", "build_optimizer", "build_loss", "ACTIVATIONS",
+           "OPTIMIZERS", "SCHEDULES", "LOSSES", "ALLOWED_LAYERS"]
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "softplus", "silu", "linear")
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "sgd_momentum", "nesterov")
+SCHEDULES = ("constant", "exponential", "step")
+LOSSES = ("mse", "mae", "huber")
+ALLOWED_LAYERS = ("InputLayer", "Dense", "LeakyReLU", "Activation", "BatchNormalization", "Dropout")
+"""Keras layer classes an emulator built here may contain (all run in the Fortran runtime)."""
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Architecture and training settings of one emulator.
+
+    Learning-rate schedules count in epochs: ``exponential`` multiplies the
+    rate by ``lr_decay_rate`` every ``lr_decay_epochs`` epochs smoothly (per
+    step), ``step`` does so in steps at whole multiples of ``lr_decay_epochs``.
+    ``momentum`` is used by ``sgd_momentum`` and ``nesterov`` only,
+    ``leaky_relu_slope`` by ``leaky_relu`` only, ``huber_delta`` by ``huber``
+    only (in units of the normalized outputs). Training stops early after
+    ``patience`` epochs without a lower validation loss and keeps the best
+    weights.
+    """
+
+    depth: int = 5
+    width: int = 128
+    activation: str = "leaky_relu"
+    leaky_relu_slope: float = 0.3
+    dropout: float = 0.0
+    batch_normalization: bool = False
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    lr_decay_rate: float = 0.5
+    lr_decay_epochs: int = 5
+    batch_size: int = 1024
+    epochs: int = 20
+    patience: int = 5
+    loss: str = "mse"
+    huber_delta: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = hints[f.name]
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if ok:
+                    object.__setattr__(self, f.name, float(value))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ValueError(f"hyperparameter {f.name}={value!r} is not a {kind.__name__}")
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        _choice("loss", self.loss, LOSSES)
+        _at_least("depth", self.depth, 0)
+        _at_least("width", self.width, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("patience", self.patience, 0)
+        _at_least("lr_decay_epochs", self.lr_decay_epochs, 1)
+        _interval("leaky_relu_slope", self.leaky_relu_slope, 0.0, 1.0, closed_right=True)
+        _interval("dropout", self.dropout, 0.0, 1.0)
+        _interval("momentum", self.momentum, 0.0, 1.0)
+        _interval("lr_decay_rate", self.lr_decay_rate, 0.0, 1.0, closed_left=False, closed_right=True)
+        if not self.learning_rate > 0.0:
+            raise ValueError(f"hyperparameter learning_rate={self.learning_rate!r} must be positive")
+        if not self.huber_delta > 0.0:
+            raise ValueError(f"hyperparameter huber_delta={self.huber_delta!r} must be positive")
+
+    # ------------------------------------------------------------ reading
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Hyperparameters":
+        """From a mapping of field names to values; unknown names are refused."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ValueError(f"unknown hyperparameter {unknown[0]!r}; known: {', '.join(names)}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "Hyperparameters":
+        """From a TOML file of ``key = value`` lines (top level, or in a
+        ``[hyperparameters]`` table)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        if "hyperparameters" in data and isinstance(data["hyperparameters"], dict):
+            data = data["hyperparameters"]
+        return cls.from_dict(data)
+
+    def with_settings(self, settings: Sequence[str]) -> "Hyperparameters":
+        """A copy with ``key=value`` strings applied (as from ``--set``); values
+        are parsed by the field's type (booleans: true/false, 1/0, yes/no)."""
+        hints = typing.get_type_hints(type(self))
+        values = self.to_dict()
+        for setting in settings:
+            key, sep, text = setting.partition("=")
+            key, text = key.strip(), text.strip()
+            if not sep or not key:
+                raise ValueError(f"setting {setting!r} is not key=value")
+            if key not in values:
+                raise ValueError(f"unknown hyperparameter {key!r}; known: {', '.join(values)}")
+            values[key] = _parse(key, text, hints[key])
+        return type(self).from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """TOML text that :meth:`from_toml` reads back to an equal object."""
+        lines = []
+        for key, value in self.to_dict().items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(value)
+            lines.append(f"{key} = {text}")
+        return "\n".join(lines) + "\n"
+
+
+def _choice(name: str, value: str, options: Sequence[str]) -> None:
+    if value not in options:
+        raise ValueError(f"hyperparameter {name}={value!r} is not one of {', '.join(options)}")
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ValueError(f"hyperparameter {name}={value!r} must be at least {minimum}")
+
+
+def _interval(name: str, value: float, lo: float, hi: float, closed_left: bool = True,
+              closed_right: bool = False) -> None:
+    ok = (value >= lo if closed_left else value > lo) and (value <= hi if closed_right else value < hi)
+    if not ok:
+        interval = f"{'[' if closed_left else '('}{lo:g}, {hi:g}{']' if closed_right else ')'}"
+        raise ValueError(f"hyperparameter {name}={value!r} is not in {interval}")
+
+
+def _parse(key: str, text: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        raise ValueError(f"hyperparameter {key}={text!r} is not a {kind.__name__}") from None
+    return text.strip("'\"")
+
+
+# ------------------------------------------------------------------ building
+def build_emulator(hp: Hyperparameters, n_inputs: int, n_outputs: int, name: str = "emulator"):
+    """The Keras MLP of ``hp``: ``(n, n_inputs)`` normalized inputs ->
+    ``(n, n_outputs)`` normalized outputs. Seed Keras first
+    (``keras.utils.set_random_seed``) for reproducible initial weights."""
+    import keras
+
+    if n_inputs < 1 or n_outputs < 1:
+        raise ValueError(f"an emulator needs at least one input and output, got {n_inputs} and {n_outputs}")
+    inputs = keras.Input(shape=(n_inputs,), name="inputs")
+    h = inputs
+    for i in range(1, hp.depth + 1):
+        separate_activation = hp.batch_normalization or hp.activation == "leaky_relu"
+        h = keras.layers.Dense(hp.width, activation=None if separate_activation else hp.activation,
+                               name=f"dense_{i}")(h)
+        if hp.batch_normalization:
+            h = keras.layers.BatchNormalization(name=f"batch_normalization_{i}")(h)
+        if hp.activation == "leaky_relu":
+            h = keras.layers.LeakyReLU(negative_slope=hp.leaky_relu_slope, name=f"leaky_relu_{i}")(h)
+        elif separate_activation:
+            h = keras.layers.Activation(hp.activation, name=f"{hp.activation}_{i}")(h)
+        if hp.dropout > 0:
+            h = keras.layers.Dropout(hp.dropout, name=f"dropout_{i}")(h)
+    outputs = keras.layers.Dense(n_outputs, activation="linear", name="outputs")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_learning_rate(hp: Hyperparameters, steps_per_epoch: int):
+    """The learning rate of ``hp``: a float, or a Keras schedule of the
+    optimizer step counted in epochs of ``steps_per_epoch`` batches."""
+    import keras
+
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
+    if hp.lr_schedule == "constant":
+        return hp.learning_rate
+    return keras.optimizers.schedules.ExponentialDecay(
+        hp.learning_rate, decay_steps=hp.lr_decay_epochs * steps_per_epoch,
+        decay_rate=hp.lr_decay_rate, staircase=hp.lr_schedule == "step")
+
+
+def build_optimizer(hp: Hyperparameters, steps_per_epoch: int):
+    """The Keras optimizer of ``hp`` with its learning rate (schedule)."""
+    import keras
+
+    rate = build_learning_rate(hp, steps_per_epoch)
+    if hp.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if hp.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(rate)
+    if hp.optimizer == "sgd":
+        return keras.optimizers.SGD(rate)
+    return keras.optimizers.SGD(rate, momentum=hp.momentum, nesterov=hp.optimizer == "nesterov")
+
+
+def build_loss(hp: Hyperparameters):
+    """The Keras loss of ``hp`` (on normalized outputs)."""
+    import keras
+
+    if hp.loss == "mse":
+        return keras.losses.MeanSquaredError()
+    if hp.loss == "mae":
+        return keras.losses.MeanAbsoluteError()
+    return keras.losses.Huber(delta=hp.huber_delta)

@@ -1,0 +1,986 @@
+"""Convert Keras models to FKB model files and back.
+
+* :func:`keras_to_spec` reads a Keras 3 ``.keras`` file, a legacy ``.h5`` file
+  or an in-memory model. It inspects the saved configuration *before*
+  loading anything and refuses (``UnsupportedModelError``) every layer,
+  activation or option it cannot reproduce exactly; nothing is skipped or
+  replaced.
+* :func:`spec_to_keras` builds a functional Keras model with the same
+  predictions as a :class:`~emulators.modelfile.ModelSpec`;
+  :func:`write_keras` saves it as ``.keras`` together with an
+  ``fkb_metadata.json`` entry in the zip that carries what Keras has no place
+  for (variable names and units, the model name, which layers are the
+  input/output normalization, the exact layer attributes). Model file ->
+  ``.keras`` -> model file is therefore byte-identical.
+* :func:`convert` picks the direction from the file extensions.
+
+The original-FKB activations ``gaussian`` and ``step`` and the tanh
+approximation of GELU (``gelu_tanh``) have no Keras string name. They are
+registered here as serializable Keras functions ``fkb>gaussian``,
+``fkb>step`` and ``fkb>gelu_tanh``: import :mod:`emulators.convert` before
+``keras.saving.load_model`` on a file that uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import keras
+import numpy as np
+
+from emulators.modelfile import (
+    ACTIVATIONS,
+    LayerSpec,
+    ModelFileError,
+    ModelSpec,
+    Normalization,
+    activation_alpha,
+    read_model_file,
+    validate_spec,
+    write_model_file,
+)
+
+__all__ = [
+    "ConversionError",
+    "METADATA_ENTRY",
+    "ModelFileError",
+    "UnsupportedModelError",
+    "convert",
+    "gaussian",
+    "gelu_tanh",
+    "keras_to_spec",
+    "spec_to_keras",
+    "step",
+    "write_keras",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+METADATA_ENTRY = "fkb_metadata.json"
+"""Name of the zip entry of a ``.keras`` file that holds the FKB metadata."""
+
+_METADATA_FORMAT = "fkb-metadata"
+_METADATA_VERSION = 1
+_INPUT_NORMALIZATION = "input_normalization"
+_OUTPUT_NORMALIZATION = "output_normalization"
+
+
+class ConversionError(Exception):
+    """A conversion failed; the message is one line naming the problem."""
+
+
+class UnsupportedModelError(ConversionError):
+    """The Keras model holds a layer, activation or option that cannot be converted."""
+
+
+# --------------------------------------------------------------------------
+# Activations without a Keras string name, registered so .keras files keep them
+
+
+@keras.saving.register_keras_serializable(package="fkb", name="gelu_tanh")
+def gelu_tanh(x):
+    """GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+@keras.saving.register_keras_serializable(package="fkb", name="gaussian")
+def gaussian(x):
+    """Gaussian activation of the original FKB: ``exp(-x^2)``."""
+    return keras.ops.exp(-keras.ops.square(x))
+
+
+@keras.saving.register_keras_serializable(package="fkb", name="step")
+def step(x):
+    """Step activation of the original FKB: 1 where ``x > 0``, else 0."""
+    return keras.ops.cast(keras.ops.greater(x, 0), x.dtype)
+
+
+_REGISTERED_ACTIVATIONS = {"fkb>gelu_tanh": gelu_tanh, "fkb>gaussian": gaussian, "fkb>step": step}
+
+# Keras activation names (as they appear in configs) -> activation of the format
+_KERAS_ACTIVATION_NAMES = {
+    name: name
+    for name in (
+        "linear relu relu6 leaky_relu elu selu gelu sigmoid hard_sigmoid hard_silu tanh softplus "
+        "softsign silu mish exponential softmax log_softmax celu hard_tanh log_sigmoid tanh_shrink "
+        "squareplus"
+    ).split()
+}
+_KERAS_ACTIVATION_NAMES.update({"swish": "silu", "hard_swish": "hard_silu"})
+
+# the parameter each Keras activation function has by default (see keras.activations)
+_KERAS_DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0, "celu": 1.0, "squareplus": 4.0}
+
+
+def _activation_functions() -> dict[Any, str]:
+    functions: dict[Any, str] = {}
+    for keras_name, ours in _KERAS_ACTIVATION_NAMES.items():
+        functions[getattr(keras.activations, keras_name)] = ours
+    for registered, function in _REGISTERED_ACTIVATIONS.items():
+        functions[function] = registered.split(">", 1)[1]
+    return functions
+
+
+_ACTIVATION_FUNCTIONS = _activation_functions()
+for _name, _default in _KERAS_DEFAULT_ALPHA.items():
+    assert ACTIVATIONS[_name] == _default, _name  # the format's defaults are Keras's
+
+
+# --------------------------------------------------------------------------
+# Inspection of saved configurations (before anything is loaded)
+
+_DROPOUT_CLASSES = {
+    "Dropout": ("dropout", "rate"),
+    "SpatialDropout1D": ("spatial_dropout1d", "rate"),
+    "GaussianNoise": ("gaussian_noise", "stddev"),
+    "GaussianDropout": ("gaussian_dropout", "rate"),
+    "AlphaDropout": ("alpha_dropout", "rate"),
+}
+_MERGE_CLASSES = {
+    "Add": "add",
+    "Subtract": "subtract",
+    "Multiply": "multiply",
+    "Average": "average",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+    "Concatenate": "concatenate",
+}
+_SUPPORTED_CLASSES = {
+    "InputLayer",
+    "Dense",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "PReLU",
+    "Softmax",
+    "BatchNormalization",
+    "LayerNormalization",
+    "Normalization",
+    "Rescaling",
+    *_DROPOUT_CLASSES,
+    *_MERGE_CLASSES,
+}
+_MODEL_CLASSES = {"Sequential", "Functional", "Model"}
+_LAST_AXIS = (-1, 1, [-1], [1], (-1,), (1,))
+
+
+def _activation_from_config(value: Any) -> str | None:
+    """The format's name of a serialized Keras activation, None if unsupported."""
+    if value is None:
+        return "linear"
+    if isinstance(value, str):
+        if value in _REGISTERED_ACTIVATIONS:
+            return value.split(">", 1)[1]
+        return _KERAS_ACTIVATION_NAMES.get(value)
+    if isinstance(value, dict):
+        inner = value.get("config")
+        if isinstance(inner, str):
+            if inner in _REGISTERED_ACTIVATIONS:
+                return inner.split(">", 1)[1]
+            if str(value.get("module") or "keras").startswith("keras"):
+                return _KERAS_ACTIVATION_NAMES.get(inner)
+    return None
+
+
+def _describe_activation(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("config") or value.get("class_name") or value)
+    return str(value)
+
+
+def _dtype_name(value: Any) -> str:
+    if value is None:
+        return "float32"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        inner = value.get("config")
+        if value.get("class_name") in ("DTypePolicy", "Policy", "FloatDTypePolicy") and isinstance(inner, dict):
+            return str(inner.get("name"))
+        return str(value.get("class_name"))
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_vector_value(value: Any) -> bool:
+    """A scalar, a list of numbers, or a serialized NumPy array of numbers."""
+    if _is_number(value):
+        return True
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = value.get("config", {}).get("value")
+    if isinstance(value, (list, tuple)):
+        flat = np.asarray(value, dtype=object).ravel().tolist()
+        return all(_is_number(v) for v in flat)
+    return False
+
+
+def _layer_problem(class_name: str, module: str | None, registered: str | None, config: dict) -> str | None:
+    """Why a layer cannot be converted, or None. Checks one layer's saved config."""
+    if class_name in _MODEL_CLASSES:
+        return "nested models are not supported; flatten the model"
+    if class_name not in _SUPPORTED_CLASSES:
+        return "layer class not supported"
+    if module is not None and not module.startswith("keras"):
+        return f"custom layer from module {module} is not supported"
+    if registered and ">" in str(registered):
+        return f"custom registered layer {registered} is not supported"
+    if class_name == "InputLayer":
+        shape = config.get("batch_shape") or config.get("batch_input_shape")
+        if shape is None and config.get("shape") is not None:
+            shape = [None, *config["shape"]]
+        if shape is None or len(shape) != 2 or not isinstance(shape[-1], int):
+            return f"input shape {shape} is not (batch, features)"
+        if config.get("sparse") or config.get("ragged"):
+            return "sparse or ragged input is not supported"
+        dtype = _dtype_name(config.get("dtype"))
+        if dtype != "float32":
+            return f"input dtype {dtype} is not float32"
+        return None
+    dtype = _dtype_name(config.get("dtype"))
+    if dtype != "float32":
+        return f"dtype policy {dtype} is not supported (only float32)"
+    if "activation" in config and _activation_from_config(config["activation"]) is None:
+        return f"activation {_describe_activation(config['activation'])} is not supported"
+    if class_name == "Dense" and config.get("quantization_config") is not None:
+        return "quantized Dense is not supported"
+    if class_name in ("Softmax", "BatchNormalization", "Concatenate") and config.get("axis", -1) not in _LAST_AXIS:
+        return f"axis={config.get('axis')} is not the feature axis"
+    if class_name == "LayerNormalization":
+        if config.get("axis", -1) not in _LAST_AXIS:
+            return f"axis={config.get('axis')} is not the feature axis"
+        if config.get("rms_scaling"):
+            return "rms_scaling=True is not supported"
+    if class_name == "Normalization" and config.get("axis", -1) not in (*_LAST_AXIS, None, [], ()):
+        return f"axis={config.get('axis')} is not the feature axis"
+    if class_name == "Rescaling":
+        for key in ("scale", "offset"):
+            if not _is_vector_value(config.get(key, 0.0)):
+                return f"{key}={config.get(key)!r} is not a number or a vector of numbers"
+    if class_name == "ReLU":
+        for key in ("negative_slope", "threshold", "max_value"):
+            value = config.get(key)
+            if value is not None and not _is_number(value):
+                return f"{key}={value!r} is not a finite number"
+    if class_name in ("LeakyReLU", "ELU"):
+        key = "negative_slope" if class_name == "LeakyReLU" and "negative_slope" in config else "alpha"
+        if not _is_number(config.get(key)):
+            return f"{key}={config.get(key)!r} is not a finite number"
+    return None
+
+
+def _check_config(model_config: dict, source: str) -> None:
+    """Refuse, before loading, a saved model with anything this converter cannot reproduce."""
+    class_name = model_config.get("class_name")
+    if class_name not in _MODEL_CLASSES:
+        raise UnsupportedModelError(f"{source}: model class {class_name} is not supported (only Sequential and functional models)")
+    layers = (model_config.get("config") or {}).get("layers")
+    if not isinstance(layers, list):
+        raise UnsupportedModelError(f"{source}: the saved configuration lists no layers")
+    entries = []
+    for entry in layers:
+        config = entry.get("config") or {}
+        name = config.get("name") or entry.get("name") or "?"
+        entries.append((name, entry.get("class_name"), entry.get("module"), entry.get("registered_name"), config))
+    # unsupported classes first: that is the message a user needs
+    for name, layer_class, _, _, _ in entries:
+        if layer_class not in _SUPPORTED_CLASSES:
+            problem = _layer_problem(str(layer_class), None, None, {})
+            raise UnsupportedModelError(f"{source}: layer '{name}' ({layer_class}): {problem}")
+    for name, layer_class, module, registered, config in entries:
+        problem = _layer_problem(layer_class, module, registered, config)
+        if problem:
+            raise UnsupportedModelError(f"{source}: layer '{name}' ({layer_class}): {problem}")
+
+
+def _read_saved_config(path: Path) -> tuple[dict, dict | None]:
+    """The model configuration of a saved file and its FKB metadata (or None)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+                if "config.json" not in names:
+                    raise ConversionError(f"{path}: not a Keras model archive (no config.json)")
+                config = json.loads(archive.read("config.json"))
+                metadata = json.loads(archive.read(METADATA_ENTRY)) if METADATA_ENTRY in names else None
+            return config, metadata
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("model_config")
+                if raw is None:
+                    raise ConversionError(f"{path}: the HDF5 file holds no model configuration (weights-only file?)")
+                if isinstance(raw, bytes):
+                    raw = raw.decode("utf-8")
+                return json.loads(raw), None
+    except (OSError, zipfile.BadZipFile, json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
+        raise ConversionError(f"{path}: cannot read the saved model: {' '.join(str(exc).split())}") from None
+    raise ConversionError(f"{path}: unknown Keras file type {suffix} (expected .keras or .h5)")
+
+
+# --------------------------------------------------------------------------
+# Keras -> spec
+
+
+@dataclass
+class _Unit:
+    """One Keras layer converted on its own, before metadata is applied."""
+
+    name: str
+    kind: str
+    attributes: dict[str, Any]
+    params: dict[str, np.ndarray]
+    n_out: int
+    sources: list[str]  # Keras layer names of its inputs; "" is the model input
+    consumers: list[str] = field(default_factory=list)
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """A Keras variable, tensor, array or number as a NumPy array."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def _f32(value: Any) -> np.ndarray:
+    return np.array(_numpy(value), dtype=np.float32)
+
+
+def _vector(value: Any, n: int, what: str) -> np.ndarray:
+    """A scalar or per-feature Keras value as a float32 vector of ``n`` features."""
+    array = np.asarray(_numpy(value), dtype=np.float32)
+    if array.size == 1:
+        return np.full(n, array.reshape(()), dtype=np.float32)
+    if array.size == n and array.shape[-1] == n:
+        return array.reshape(n).copy()
+    raise UnsupportedModelError(f"{what} of shape {array.shape} does not match {n} features")
+
+
+def _activation_attributes(function: Any, where: str) -> dict[str, Any]:
+    name = _ACTIVATION_FUNCTIONS.get(function)
+    if name is None:
+        raise UnsupportedModelError(f"{where}: activation {getattr(function, '__name__', function)} is not supported")
+    attributes: dict[str, Any] = {"activation": name}
+    if ACTIVATIONS[name] is not None:
+        attributes["alpha"] = _KERAS_DEFAULT_ALPHA[name]
+    return attributes
+
+
+def _convert_layer(layer: Any, widths: list[int], where: str) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+    """Kind, attributes and params of one Keras layer given its input widths."""
+    class_name = type(layer).__name__
+    n = widths[0]
+    if class_name == "Dense":
+        attributes = _activation_attributes(layer.activation, where)
+        attributes["use_bias"] = int(bool(layer.use_bias))
+        params = {"kernel": _f32(layer.kernel).T}
+        if layer.use_bias:
+            params["bias"] = _f32(layer.bias)
+        return "dense", attributes, params
+    if class_name == "Activation":
+        return "activation", _activation_attributes(layer.activation, where), {}
+    if class_name == "ReLU":
+        attributes = {}
+        if layer.max_value is not None:
+            attributes["max_value"] = float(layer.max_value)
+        attributes["negative_slope"] = float(layer.negative_slope)
+        attributes["threshold"] = float(layer.threshold)
+        return "relu", attributes, {}
+    if class_name == "LeakyReLU":
+        return "leaky_relu", {"negative_slope": float(layer.negative_slope)}, {}
+    if class_name == "ELU":
+        return "elu", {"alpha": float(layer.alpha)}, {}
+    if class_name == "PReLU":
+        return "prelu", {}, {"alpha": _vector(layer.alpha, n, f"{where}: alpha")}
+    if class_name == "Softmax":
+        return "softmax", {}, {}
+    if class_name in _DROPOUT_CLASSES:
+        variant, key = _DROPOUT_CLASSES[class_name]
+        return "dropout", {"variant": variant, key: float(getattr(layer, key))}, {}
+    if class_name == "BatchNormalization":
+        attributes = {
+            "epsilon": float(layer.epsilon),
+            "center": int(bool(layer.center)),
+            "scale": int(bool(layer.scale)),
+            "momentum": float(layer.momentum),
+        }
+        params = {}
+        if layer.scale:
+            params["gamma"] = _f32(layer.gamma)
+        if layer.center:
+            params["beta"] = _f32(layer.beta)
+        params["moving_mean"] = _f32(layer.moving_mean)
+        params["moving_variance"] = _f32(layer.moving_variance)
+        return "batch_normalization", attributes, params
+    if class_name == "LayerNormalization":
+        attributes = {"epsilon": float(layer.epsilon), "center": int(bool(layer.center)), "scale": int(bool(layer.scale))}
+        params = {}
+        if layer.scale:
+            params["gamma"] = _f32(layer.gamma)
+        if layer.center:
+            params["beta"] = _f32(layer.beta)
+        return "layer_normalization", attributes, params
+    if class_name == "Normalization":
+        mean = _vector(layer.mean, n, f"{where}: mean")
+        variance = _vector(layer.variance, n, f"{where}: variance")
+        floor = max(keras.config.epsilon(), 1e-7)
+        if keras.config.epsilon() != 1e-7 and np.any(np.sqrt(variance.astype(np.float64)) < floor):
+            raise UnsupportedModelError(f"{where}: keras.config.epsilon() is {keras.config.epsilon()}, not 1e-7, and the layer divides by it")
+        return "normalization", {"invert": int(bool(layer.invert))}, {"mean": mean, "variance": variance}
+    if class_name == "Rescaling":
+        return "rescaling", {}, {
+            "scale": _vector(layer.scale, n, f"{where}: scale"),
+            "offset": _vector(layer.offset, n, f"{where}: offset"),
+        }
+    if class_name in _MERGE_CLASSES:
+        kind = _MERGE_CLASSES[class_name]
+        if kind != "concatenate" and len(set(widths)) != 1:
+            raise UnsupportedModelError(f"{where}: broadcasting inputs of widths {widths} is not supported")
+        return kind, {}, {}
+    raise UnsupportedModelError(f"{where}: layer class not supported")  # pragma: no cover - checked before
+
+
+def _live_layer_problem(layer: Any) -> str | None:
+    try:
+        config = layer.get_config()
+    except Exception as exc:  # noqa: BLE001 - any failure means we cannot inspect it
+        return f"its configuration cannot be read ({type(exc).__name__})"
+    registered = keras.saving.get_registered_name(type(layer))
+    return _layer_problem(type(layer).__name__, type(layer).__module__, registered if ">" in registered else None, config)
+
+
+def _graph_units(model: Any, source: str) -> tuple[list[_Unit], int]:
+    """The layers of ``model`` converted one by one, in a topological order."""
+    if not isinstance(model, keras.Model) or type(model).__name__ not in ("Sequential", "Functional"):
+        raise UnsupportedModelError(f"{source}: model class {type(model).__name__} is not supported (only Sequential and functional models)")
+    # the same order as for saved files: unsupported classes first, then options
+    layers = list(model.layers)
+    for layer in layers:
+        if type(layer).__name__ not in _SUPPORTED_CLASSES:
+            problem = _layer_problem(type(layer).__name__, None, None, {})
+            raise UnsupportedModelError(f"{source}: layer '{layer.name}' ({type(layer).__name__}): {problem}")
+    for layer in layers:
+        problem = _live_layer_problem(layer)
+        if problem:
+            raise UnsupportedModelError(f"{source}: layer '{layer.name}' ({type(layer).__name__}): {problem}")
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs, outputs = None, None
+    if not inputs or not outputs:
+        raise UnsupportedModelError(f"{source}: the model has no defined input; build it with keras.Input")
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedModelError(f"{source}: the model has {len(inputs)} inputs and {len(outputs)} outputs; only one of each is supported")
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 2 or shape[1] is None:
+        raise UnsupportedModelError(f"{source}: input shape {shape} is not (batch, features)")
+    n_inputs = int(shape[1])
+
+    units: dict[str, _Unit] = {}
+    order: list[str] = []
+    seen_nodes: dict[int, int] = {}
+    widths: dict[str, int] = {"": n_inputs}
+
+    def visit(tensor: Any) -> str:
+        operation, node_index, _ = tensor._keras_history
+        if isinstance(operation, keras.layers.InputLayer):
+            return ""
+        name = operation.name
+        where = f"{source}: layer '{name}' ({type(operation).__name__})"
+        if id(operation) in seen_nodes:
+            if seen_nodes[id(operation)] != node_index:
+                raise UnsupportedModelError(f"{where}: the layer is called more than once (shared layers are not supported)")
+            return name
+        if not isinstance(operation, keras.layers.Layer):
+            raise UnsupportedModelError(f"{where}: operation is not a supported layer")
+        problem = _live_layer_problem(operation)
+        if problem:
+            raise UnsupportedModelError(f"{where}: {problem}")
+        seen_nodes[id(operation)] = node_index
+        node = operation._inbound_nodes[node_index]
+        kwargs = dict(node.arguments.kwargs) if getattr(node, "arguments", None) is not None else {}
+        if kwargs.get("training"):
+            raise UnsupportedModelError(f"{where}: called with training=True, so it is not inference-only")
+        sources = [visit(t) for t in node.input_tensors]
+        in_widths = [widths[s] for s in sources]
+        kind, attributes, params = _convert_layer(operation, in_widths, where)
+        out_shape = tuple(node.output_tensors[0].shape)
+        if len(out_shape) != 2 or out_shape[1] is None:
+            raise UnsupportedModelError(f"{where}: output shape {out_shape} is not (batch, features)")
+        n_out = int(out_shape[1])
+        widths[name] = n_out
+        units[name] = _Unit(name, kind, attributes, params, n_out, sources)
+        order.append(name)
+        return name
+
+    output_name = visit(outputs[0])
+    if not output_name:
+        raise UnsupportedModelError(f"{source}: the model has no layers")
+    for name in order:
+        for s in units[name].sources:
+            if s:
+                units[s].consumers.append(name)
+    return [units[name] for name in order], n_inputs
+
+
+def _model_name(name: Any) -> str | None:
+    if not isinstance(name, str):
+        return None
+    text = " ".join(name.split())
+    return text if text and text.isascii() and text.isprintable() else None
+
+
+def _plain_spec(units: list[_Unit], n_inputs: int, name: str | None) -> ModelSpec:
+    ids = {"": 0}
+    layers = []
+    for position, unit in enumerate(units, start=1):
+        ids[unit.name] = position
+        layers.append(LayerSpec(position, unit.kind, unit.n_out, [ids[s] for s in unit.sources], dict(unit.attributes), dict(unit.params)))
+    return ModelSpec(n_inputs=n_inputs, n_outputs=layers[-1].n_out, layers=layers, name=name)
+
+
+# ---- semantics, used to check that metadata describes the Keras layers
+
+
+def _activation_semantics(attributes: dict[str, Any]) -> tuple:
+    name = str(attributes["activation"])
+    return (name, activation_alpha(name, attributes))
+
+
+def _semantics(kind: str, attributes: dict[str, Any]) -> tuple:
+    """What a layer computes, independent of how the format spells it."""
+    if kind == "dense":
+        return ("dense", int(attributes["use_bias"]), _activation_semantics(attributes))
+    if kind == "activation":
+        return ("act", _activation_semantics(attributes))
+    if kind == "leaky_relu":
+        return ("act", ("leaky_relu", float(attributes["negative_slope"])))
+    if kind == "elu":
+        return ("act", ("elu", float(attributes["alpha"])))
+    if kind == "softmax":
+        return ("act", ("softmax", None))
+    if kind == "relu":
+        slope, threshold = float(attributes["negative_slope"]), float(attributes["threshold"])
+        max_value = attributes.get("max_value")
+        max_value = None if max_value is None else float(max_value)
+        if threshold == 0 and max_value is None:
+            return ("act", ("relu", None) if slope == 0 else ("leaky_relu", slope))
+        if threshold == 0 and slope == 0 and max_value == 6:
+            return ("act", ("relu6", None))
+        return ("relu", slope, threshold, max_value)
+    ignored = {"momentum"}  # training-only
+    return (kind, tuple(sorted((k, float(v) if isinstance(v, (int, float)) else v) for k, v in attributes.items() if k not in ignored)))
+
+
+def _group_semantics(units: list[_Unit]) -> tuple:
+    first = _semantics(units[0].kind, units[0].attributes)
+    if len(units) == 1:
+        return first
+    second = _semantics(units[1].kind, units[1].attributes)
+    if len(units) == 2 and second[0] == "act":
+        if first[0] == "dense" and first[2] == ("linear", None):
+            return ("dense", first[1], second[1])
+        if first == ("act", ("linear", None)):
+            return second
+    return ("unmatched", first, second)
+
+
+def _sqrt_scale(variance: np.ndarray) -> np.ndarray:
+    """The divisor Keras's Normalization layer uses: max(sqrt(variance), 1e-7), in float32."""
+    return np.maximum(np.sqrt(variance.astype(np.float32)), np.float32(1e-7)).astype(np.float32)
+
+
+def _apply_metadata(units: list[_Unit], n_inputs: int, metadata: dict, source: str) -> ModelSpec:
+    """The spec described by FKB metadata, with the weights of the Keras layers."""
+
+    def fail(problem: str) -> ConversionError:
+        return ConversionError(f"{source}: {METADATA_ENTRY} does not describe this model: {problem}")
+
+    if metadata.get("format") != _METADATA_FORMAT or metadata.get("version") != _METADATA_VERSION:
+        raise fail(f"unknown metadata format {metadata.get('format')} version {metadata.get('version')}")
+    by_name = {unit.name: unit for unit in units}
+    alias: dict[str, str] = {"": ""}  # Keras layer name -> name of the spec node it stands for
+    norms: dict[str, Normalization] = {}
+    for key, invert in ((_INPUT_NORMALIZATION, 0), (_OUTPUT_NORMALIZATION, 1)):
+        name = metadata.get(key)
+        if name is None:
+            continue
+        unit = by_name.get(name)
+        if unit is None or unit.kind != "normalization" or unit.attributes.get("invert") != invert:
+            raise fail(f"{key} layer {name} is not a Normalization layer with invert={bool(invert)}")
+        if key == _INPUT_NORMALIZATION:
+            if unit.sources != [""] or any("" in u.sources for u in units if u is not unit):
+                raise fail("the input normalization is not the only consumer of the model input")
+            alias[name] = ""
+        elif unit is not units[-1]:
+            raise fail("the output normalization is not the last layer")
+        norms[key] = Normalization(unit.params["mean"], _sqrt_scale(unit.params["variance"]))
+
+    layers: list[LayerSpec] = []
+    ids = {"": 0}
+    covered = {name for name in (metadata.get(_INPUT_NORMALIZATION), metadata.get(_OUTPUT_NORMALIZATION)) if name}
+    last_name = None
+    for position, entry in enumerate(metadata.get("layers") or [], start=1):
+        names = entry.get("keras") or []
+        group = [by_name.get(name) for name in names]
+        if not group or None in group or len(group) > 2:
+            raise fail(f"layer {position} refers to Keras layers {names}")
+        if len(group) == 2 and (group[1].sources != [group[0].name] or group[0].consumers != [group[1].name]):
+            raise fail(f"layer {position}: Keras layers {names} are not a chain")
+        kind, attributes = entry.get("kind"), dict(entry.get("attributes") or {})
+        try:
+            wanted = _semantics(kind, attributes)
+        except (KeyError, TypeError, ValueError):
+            raise fail(f"layer {position} has kind {kind} with attributes {attributes}") from None
+        if _group_semantics(group) != wanted:
+            raise fail(f"layer {position} ({kind}) differs from Keras layers {names}")
+        param_names = entry.get("params") or []
+        available = group[0].params
+        if sorted(param_names) != sorted(available):
+            raise fail(f"layer {position} params {param_names} differ from {sorted(available)}")
+        sources = [alias.get(s, s) for s in group[0].sources]
+        if any(s not in ids for s in sources):
+            raise fail(f"layer {position} consumes a layer that comes later")
+        layers.append(LayerSpec(position, kind, group[-1].n_out, [ids[s] for s in sources], attributes, {p: available[p] for p in param_names}))
+        for name in names:
+            covered.add(name)
+            alias[name] = group[-1].name
+        ids[group[-1].name] = position
+        last_name = group[-1].name
+    missing = [unit.name for unit in units if unit.name not in covered]
+    if missing:
+        raise fail(f"Keras layers {missing} are not described")
+    output_norm = norms.get(_OUTPUT_NORMALIZATION)
+    model_output = units[-1].sources[0] if output_norm is not None else units[-1].name
+    if last_name is None or last_name != model_output:
+        raise fail("the last described layer is not the model output")
+
+    spec = ModelSpec(
+        n_inputs=n_inputs,
+        n_outputs=layers[-1].n_out,
+        layers=layers,
+        name=metadata.get("name"),
+        inputs=[tuple(pair) for pair in metadata.get("inputs") or []],
+        outputs=[tuple(pair) for pair in metadata.get("outputs") or []],
+        input_normalization=norms.get(_INPUT_NORMALIZATION),
+        output_normalization=output_norm,
+    )
+    try:
+        validate_spec(spec)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return spec
+
+
+def keras_to_spec(model_or_path: Any) -> ModelSpec:
+    """Convert a Keras model (object or ``.keras``/``.h5`` path) to a ModelSpec.
+
+    Supported: Sequential and functional models with one input and one
+    output of shape ``(batch, features)`` built from InputLayer, Dense,
+    Activation, ReLU, LeakyReLU, ELU, PReLU, Softmax, Dropout,
+    SpatialDropout1D, GaussianNoise, GaussianDropout, AlphaDropout,
+    BatchNormalization, LayerNormalization, Normalization, Rescaling, Add,
+    Subtract, Multiply, Average, Maximum, Minimum and Concatenate, in float32.
+    A file's configuration is checked before it is loaded (with
+    ``safe_mode=True``). Raises UnsupportedModelError naming the first layer
+    that cannot be converted, ConversionError for unreadable files.
+    """
+    metadata = None
+    if isinstance(model_or_path, (str, os.PathLike)):
+        path = Path(model_or_path)
+        source = str(path)
+        config, metadata = _read_saved_config(path)
+        _check_config(config, source)
+        try:
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
+            raise ConversionError(f"{path}: Keras cannot load the model: {' '.join(str(exc).split())[:300]}") from None
+    else:
+        model = model_or_path
+        source = f"model '{getattr(model, 'name', '?')}'"
+        raw = getattr(model, "_fkb_metadata_json", None)
+        metadata = json.loads(raw) if isinstance(raw, str) else None
+    units, n_inputs = _graph_units(model, source)
+    if metadata is not None:
+        return _apply_metadata(units, n_inputs, metadata, source)
+    spec = _plain_spec(units, n_inputs, _model_name(getattr(model, "name", None)))
+    try:
+        validate_spec(spec)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"{source}: {exc}") from None
+    return spec
+
+
+# --------------------------------------------------------------------------
+# spec -> Keras
+
+
+def _keras_activation(name: str) -> Any:
+    for registered, function in _REGISTERED_ACTIVATIONS.items():
+        if registered.split(">", 1)[1] == name:
+            return function
+    return name
+
+
+def _activation_layers(name: str, alpha: float | None, layer_name: str) -> list[Any]:
+    """Keras layers computing activation ``name`` with parameter ``alpha`` (no Dense)."""
+    if alpha is None or alpha == _KERAS_DEFAULT_ALPHA.get(name):
+        return [keras.layers.Activation(_keras_activation(name), name=layer_name)]
+    if name == "leaky_relu":
+        return [keras.layers.LeakyReLU(negative_slope=alpha, name=layer_name)]
+    if name == "elu":
+        return [keras.layers.ELU(alpha=alpha, name=layer_name)]
+    raise ConversionError(f"activation {name} with alpha={alpha} has no Keras equivalent (Keras fixes it at {_KERAS_DEFAULT_ALPHA[name]})")
+
+
+def _keras_layers(layer: LayerSpec) -> list[Any]:
+    """The Keras layers (one, or Dense + activation) that compute ``layer``."""
+    attrs = layer.attributes
+    base = f"{layer.kind}_{layer.id}"
+    if layer.kind in ("dense", "activation"):
+        activation = str(attrs["activation"])
+        alpha = activation_alpha(activation, attrs)
+        if layer.kind == "activation":
+            return _activation_layers(activation, alpha, base)
+        use_bias = bool(attrs["use_bias"])
+        if alpha is None or alpha == _KERAS_DEFAULT_ALPHA.get(activation):
+            return [keras.layers.Dense(layer.n_out, activation=_keras_activation(activation), use_bias=use_bias, name=base)]
+        dense = keras.layers.Dense(layer.n_out, activation="linear", use_bias=use_bias, name=base)
+        return [dense, *_activation_layers(activation, alpha, f"{base}_activation")]
+    if layer.kind == "relu":
+        return [
+            keras.layers.ReLU(
+                max_value=attrs.get("max_value"),
+                negative_slope=attrs["negative_slope"],
+                threshold=attrs["threshold"],
+                name=base,
+            )
+        ]
+    if layer.kind == "leaky_relu":
+        return [keras.layers.LeakyReLU(negative_slope=attrs["negative_slope"], name=base)]
+    if layer.kind == "elu":
+        return [keras.layers.ELU(alpha=attrs["alpha"], name=base)]
+    if layer.kind == "prelu":
+        return [keras.layers.PReLU(name=base)]
+    if layer.kind == "softmax":
+        return [keras.layers.Softmax(name=base)]
+    if layer.kind == "dropout":
+        variant = attrs["variant"]
+        if variant == "dropout":
+            return [keras.layers.Dropout(attrs["rate"], name=base)]
+        if variant == "gaussian_noise":
+            return [keras.layers.GaussianNoise(attrs["stddev"], name=base)]
+        if variant == "gaussian_dropout":
+            return [keras.layers.GaussianDropout(attrs["rate"], name=base)]
+        if variant == "alpha_dropout":
+            return [keras.layers.AlphaDropout(attrs["rate"], name=base)]
+        raise ConversionError(f"layer {layer.id}: Keras's SpatialDropout1D needs 3-D inputs and cannot act on 1-D features")
+    if layer.kind == "batch_normalization":
+        return [
+            keras.layers.BatchNormalization(
+                epsilon=attrs["epsilon"],
+                center=bool(attrs["center"]),
+                scale=bool(attrs["scale"]),
+                momentum=attrs.get("momentum", 0.99),
+                name=base,
+            )
+        ]
+    if layer.kind == "layer_normalization":
+        return [keras.layers.LayerNormalization(epsilon=attrs["epsilon"], center=bool(attrs["center"]), scale=bool(attrs["scale"]), name=base)]
+    if layer.kind == "normalization":
+        p = layer.params
+        return [
+            keras.layers.Normalization(
+                mean=p["mean"].astype(np.float32).tolist(),
+                variance=p["variance"].astype(np.float32).tolist(),
+                invert=bool(attrs["invert"]),
+                name=base,
+            )
+        ]
+    if layer.kind == "rescaling":
+        p = layer.params
+        return [keras.layers.Rescaling(scale=p["scale"].astype(np.float32), offset=p["offset"].astype(np.float32), name=base)]
+    merge = {v: k for k, v in _MERGE_CLASSES.items()}
+    if layer.kind in merge:
+        return [getattr(keras.layers, merge[layer.kind])(name=base)]
+    raise ConversionError(f"layer {layer.id}: unknown layer type {layer.kind}")  # pragma: no cover
+
+
+def _keras_weights(layer: LayerSpec) -> list[np.ndarray]:
+    """Weights of the first Keras layer of ``layer``, in Keras's order."""
+    p = layer.params
+    if layer.kind == "dense":
+        return [np.ascontiguousarray(p["kernel"].T, dtype=np.float32)] + ([p["bias"]] if "bias" in p else [])
+    if layer.kind == "prelu":
+        return [p["alpha"]]
+    if layer.kind in ("batch_normalization", "layer_normalization"):
+        weights = [p[name] for name in ("gamma", "beta") if name in p]
+        if layer.kind == "batch_normalization":
+            weights += [p["moving_mean"], p["moving_variance"]]
+        return weights
+    return []
+
+
+def _normalization_layer(norm: Normalization, invert: bool, name: str) -> Any:
+    scale = np.asarray(norm.scale, dtype=np.float32)
+    variance = (scale * scale).astype(np.float32)
+    exact = np.all(np.isfinite(variance)) and np.all(scale >= 1e-7) and np.array_equal(np.sqrt(variance), scale)
+    if not exact:
+        raise ConversionError(f"{name} scale must be >= 1e-7 with a float32 square for Keras's Normalization layer to reproduce it exactly")
+    return keras.layers.Normalization(
+        mean=np.asarray(norm.offset, dtype=np.float32).tolist(),
+        variance=variance.tolist(),
+        invert=invert,
+        name=name,
+    )
+
+
+def _metadata(spec: ModelSpec, groups: list[list[str]]) -> dict:
+    return {
+        "format": _METADATA_FORMAT,
+        "version": _METADATA_VERSION,
+        "name": spec.name,
+        "inputs": [list(pair) for pair in spec.inputs],
+        "outputs": [list(pair) for pair in spec.outputs],
+        _INPUT_NORMALIZATION: _INPUT_NORMALIZATION if spec.input_normalization is not None else None,
+        _OUTPUT_NORMALIZATION: _OUTPUT_NORMALIZATION if spec.output_normalization is not None else None,
+        "layers": [
+            {"keras": names, "kind": layer.kind, "attributes": dict(layer.attributes), "params": list(layer.params)}
+            for layer, names in zip(spec.layers, groups)
+        ],
+    }
+
+
+def spec_to_keras(spec: ModelSpec) -> Any:
+    """A functional Keras model with the predictions of ``spec``.
+
+    Input/output normalization become Keras ``Normalization`` layers named
+    ``input_normalization`` / ``output_normalization``; a dense layer whose
+    activation parameter differs from Keras's fixed default becomes Dense +
+    LeakyReLU/ELU. The FKB metadata rides along as ``model._fkb_metadata_json``
+    (and :func:`write_keras` stores it in the ``.keras`` file). Raises
+    ConversionError for what Keras cannot express (celu/squareplus with a
+    non-default parameter, SpatialDropout1D, a normalization scale below 1e-7).
+    """
+    try:
+        validate_spec(spec)
+    except ValueError as exc:
+        raise ConversionError(f"invalid model: {exc}") from None
+    used = {spec.layers[-1].id}
+    for layer in reversed(spec.layers):
+        if layer.id in used:
+            used.update(layer.inputs)
+    unused = [layer.id for layer in spec.layers if layer.id not in used]
+    if unused:
+        raise ConversionError(f"layers {unused} do not feed the output; a Keras model cannot hold them")
+    inputs = keras.Input(shape=(int(spec.n_inputs),), name="inputs")
+    tensors: dict[int, Any] = {0: inputs}
+    if spec.input_normalization is not None:
+        tensors[0] = _normalization_layer(spec.input_normalization, False, _INPUT_NORMALIZATION)(inputs)
+    groups: list[list[str]] = []
+    pending: list[tuple[Any, list[np.ndarray]]] = []
+    for layer in spec.layers:
+        sources = [tensors[i] for i in layer.inputs]
+        try:
+            keras_layers = _keras_layers(layer)
+            tensor = keras_layers[0](sources if layer.kind in _MERGE_CLASSES.values() else sources[0])
+            for extra in keras_layers[1:]:
+                tensor = extra(tensor)
+        except (ValueError, TypeError) as exc:  # Keras validates its arguments (e.g. slopes >= 0)
+            raise ConversionError(f"layer {layer.id} ({layer.kind}): Keras refuses it: {' '.join(str(exc).split())}") from None
+        tensors[layer.id] = tensor
+        groups.append([k.name for k in keras_layers])
+        pending.append((keras_layers[0], _keras_weights(layer)))
+    output = tensors[spec.layers[-1].id]
+    if spec.output_normalization is not None:
+        output = _normalization_layer(spec.output_normalization, True, _OUTPUT_NORMALIZATION)(output)
+    name = spec.name if spec.name and "/" not in spec.name else "fkb_model"
+    model = keras.Model(inputs, output, name=name)
+    for keras_layer, weights in pending:
+        if weights:
+            keras_layer.set_weights(weights)
+    model._fkb_metadata_json = json.dumps(_metadata(spec, groups))
+    return model
+
+
+def write_keras(spec: ModelSpec, path: PathLike) -> None:
+    """Save ``spec`` as a ``.keras`` file (atomically) with its FKB metadata."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ConversionError(f"{path}: a Keras model file must end in .keras")
+    model = spec_to_keras(spec)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp_name)
+        with zipfile.ZipFile(tmp_name, "a") as archive:
+            archive.writestr(METADATA_ENTRY, model._fkb_metadata_json)
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+
+
+# --------------------------------------------------------------------------
+# Files
+
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def convert(src: PathLike, dst: PathLike) -> ModelSpec:
+    """Convert ``src`` to ``dst``, the direction given by the extensions.
+
+    ``.keras``/``.h5`` -> ``.fkb`` (model file); ``.fkb`` or an original FKB
+    ``.txt`` file -> ``.keras``; ``.txt`` -> ``.fkb`` upgrades an original
+    FKB text file. Returns the converted model. Raises ConversionError
+    (or its subclass UnsupportedModelError) or ModelFileError with a
+    one-line message.
+    """
+    src, dst = Path(src), Path(dst)
+    s, d = src.suffix.lower(), dst.suffix.lower()
+    if s in _KERAS_SUFFIXES and d == ".fkb":
+        if not src.exists():
+            raise ConversionError(f"{src}: no such file")
+        spec = keras_to_spec(src)
+        write_model_file(spec, dst)
+        return spec
+    if s in (".fkb", ".txt") and d == ".keras":
+        spec = read_model_file(src)
+        write_keras(spec, dst)
+        return spec
+    if s == ".txt" and d == ".fkb":
+        spec = read_model_file(src)
+        write_model_file(spec, dst)
+        return spec
+    raise ConversionError(
+        f"cannot convert {src.name} to {dst.name}: supported are .keras/.h5 -> .fkb, "
+        ".fkb/.txt (original FKB) -> .keras and .txt -> .fkb"
+    )
+
+
+
+def load_spec(path: PathLike) -> ModelSpec:
+    """Read any model this package understands into a ModelSpec: a model file
+    (``.fkb``), an original FKB text file, or a Keras ``.keras``/``.h5`` file
+    (converted in memory, with the same refusals as ``convert``)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConversionError(f"{path}: no such file")
+    if path.suffix.lower() in _KERAS_SUFFIXES:
+        return keras_to_spec(path)
+    return read_model_file(path)

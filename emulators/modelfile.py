@@ -1,0 +1,1141 @@
+"""FKB model files: read, write and evaluate them in pure NumPy.
+
+Two formats are read (told apart by the first line):
+
+* version 1 of the FKB model file (``docs/model-file.md``): an ASCII header,
+  then every weight as little-endian float32, protected by a SHA-256 hash;
+* the text format of the original Fortran-Keras Bridge
+  (``KerasWeightsProcessing/convert_weights.py``), read the way its Fortran
+  ``network_type % load`` reads it.
+
+Only version 1 is written. :func:`evaluate` is a float64 reference
+implementation of every layer and activation of the format; it cross-checks
+Keras and the Fortran runtime. Nothing here imports Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Union
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "FORMAT_VERSION",
+    "LAYER_KINDS",
+    "LayerSpec",
+    "ModelFileError",
+    "ModelSpec",
+    "Normalization",
+    "activation_alpha",
+    "apply_activation",
+    "encode_model_file",
+    "evaluate",
+    "read_model_file",
+    "validate_spec",
+    "write_model_file",
+]
+
+FORMAT_VERSION = 1
+"""The model-file format version this module reads and writes."""
+
+AttributeValue = Union[str, int, float]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ModelFileError(Exception):
+    """A model file (or a spec about to be written) is unusable.
+
+    The message is one line naming the file and the problem.
+    """
+
+
+class Normalization(NamedTuple):
+    """Affine normalization of the model's inputs or outputs.
+
+    Inputs: the network sees ``(x - offset) / scale``.
+    Outputs: the model returns ``y * scale + offset``.
+    Both are float32 vectors in the units of the variables they normalize.
+    """
+
+    offset: np.ndarray
+    scale: np.ndarray
+
+
+@dataclass
+class LayerSpec:
+    """One node of the layer graph.
+
+    ``inputs`` holds ids of earlier layers, 0 being the model input.
+    ``params`` maps a tensor name to a float32 array whose shape is the
+    Fortran shape of the tensor (a dense ``kernel`` is ``(n_out, n_in)`` and
+    ``y = kernel @ x + bias``); the file stores it in column-major order.
+    """
+
+    id: int
+    kind: str
+    n_out: int
+    inputs: list[int]
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSpec:
+    """A whole network as held by a model file.
+
+    ``inputs``/``outputs`` list ``(name, units)`` per variable; an empty list
+    means the file gives none (default names ``x1..xn`` / ``y1..yn``, units
+    ``1``). ``sha256`` is the content hash read from a version-1 file, None
+    for a spec built in memory or read from an original FKB text file.
+    """
+
+    n_inputs: int
+    n_outputs: int
+    layers: list[LayerSpec]
+    name: str | None = None
+    inputs: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    input_normalization: Normalization | None = None
+    output_normalization: Normalization | None = None
+    sha256: str | None = None
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the inputs, defaults filled in."""
+        if self.inputs:
+            return [name for name, _ in self.inputs]
+        return [f"x{i}" for i in range(1, self.n_inputs + 1)]
+
+    @property
+    def input_units(self) -> list[str]:
+        """Units of the inputs, defaults filled in."""
+        return [units for _, units in self.inputs] if self.inputs else ["1"] * self.n_inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the outputs, defaults filled in."""
+        if self.outputs:
+            return [name for name, _ in self.outputs]
+        return [f"y{i}" for i in range(1, self.n_outputs + 1)]
+
+    @property
+    def output_units(self) -> list[str]:
+        """Units of the outputs, defaults filled in."""
+        return [units for _, units in self.outputs] if self.outputs else ["1"] * self.n_outputs
+
+    @property
+    def n_params(self) -> int:
+        """Number of float32 values in the layers (normalization excluded)."""
+        return sum(int(p.size) for layer in self.layers for p in layer.params.values())
+
+
+# --------------------------------------------------------------------------
+# Vocabulary of the format
+
+# Activation name -> default of its parameter ``alpha`` (None: no parameter).
+ACTIVATIONS: dict[str, float | None] = {
+    "linear": None,
+    "relu": None,
+    "relu6": None,
+    "leaky_relu": 0.2,
+    "elu": 1.0,
+    "selu": None,
+    "gelu": None,
+    "gelu_tanh": None,
+    "sigmoid": None,
+    "hard_sigmoid": None,
+    "hard_silu": None,
+    "tanh": None,
+    "softplus": None,
+    "softsign": None,
+    "silu": None,
+    "mish": None,
+    "exponential": None,
+    "softmax": None,
+    "log_softmax": None,
+    "celu": 1.0,
+    "hard_tanh": None,
+    "log_sigmoid": None,
+    "tanh_shrink": None,
+    "squareplus": 4.0,
+    "gaussian": None,
+    "step": None,
+}
+
+DROPOUT_VARIANTS = {
+    "dropout": "rate",
+    "spatial_dropout1d": "rate",
+    "gaussian_noise": "stddev",
+    "gaussian_dropout": "rate",
+    "alpha_dropout": "rate",
+}
+
+MERGE_KINDS = ("add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate")
+
+# kind -> (required attributes, optional attributes); each maps name -> type
+_REAL, _BOOL, _ACT, _VARIANT = "real", "bool", "activation", "variant"
+_ATTRIBUTES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "dense": ({"activation": _ACT, "use_bias": _BOOL}, {"alpha": _REAL}),
+    "activation": ({"activation": _ACT}, {"alpha": _REAL}),
+    "relu": ({"negative_slope": _REAL, "threshold": _REAL}, {"max_value": _REAL}),
+    "leaky_relu": ({"negative_slope": _REAL}, {}),
+    "elu": ({"alpha": _REAL}, {}),
+    "prelu": ({}, {}),
+    "softmax": ({}, {}),
+    "dropout": ({"variant": _VARIANT}, {"rate": _REAL, "stddev": _REAL}),
+    "batch_normalization": (
+        {"epsilon": _REAL, "center": _BOOL, "scale": _BOOL},
+        {"momentum": _REAL},
+    ),
+    "layer_normalization": ({"epsilon": _REAL, "center": _BOOL, "scale": _BOOL}, {}),
+    "normalization": ({"invert": _BOOL}, {}),
+    "rescaling": ({}, {}),
+    **{kind: ({}, {}) for kind in MERGE_KINDS},
+}
+LAYER_KINDS: tuple[str, ...] = tuple(_ATTRIBUTES)
+"""Every layer type of format version 1."""
+
+_NORMALIZATION_EPSILON = 1e-7  # Keras backend.epsilon(), floor of sqrt(variance)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+_INT_RE = re.compile(r"[+-]?\d+\Z")
+_REAL_RE = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
+_TOKEN_RE = re.compile(r"[!-~]+\Z")  # printable ASCII, no space
+_TEXT_RE = re.compile(r"[ -~]+\Z")  # printable ASCII with spaces
+
+
+def activation_alpha(activation: str, attributes: dict[str, AttributeValue]) -> float | None:
+    """The parameter of ``activation`` given by ``attributes`` (or its default)."""
+    default = ACTIVATIONS[activation]
+    if default is None:
+        return None
+    return float(attributes.get("alpha", default))
+
+
+# --------------------------------------------------------------------------
+# Validation shared by the reader and the writer
+
+
+def _check_attributes(layer: LayerSpec) -> None:
+    required, optional = _ATTRIBUTES[layer.kind]
+    for key in required:
+        if key not in layer.attributes:
+            raise ValueError(f"{layer.kind} layer needs attribute {key}")
+    for key, value in layer.attributes.items():
+        kind = required.get(key) or optional.get(key)
+        if kind is None:
+            raise ValueError(f"{layer.kind} layer has unknown attribute {key}")
+        if kind == _REAL:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"attribute {key}={value} is not a number")
+            if not math.isfinite(value):
+                raise ValueError(f"attribute {key}={value} is not finite")
+        elif kind == _BOOL:
+            if isinstance(value, bool) or value not in (0, 1) or not isinstance(value, int):
+                raise ValueError(f"attribute {key}={value} is not 0 or 1")
+        elif kind == _ACT:
+            if value not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {value}")
+        elif kind == _VARIANT and value not in DROPOUT_VARIANTS:
+            raise ValueError(f"unknown dropout variant {value}")
+    if "activation" in layer.attributes:
+        activation = str(layer.attributes["activation"])
+        has_alpha = ACTIVATIONS[activation] is not None
+        if has_alpha and "alpha" not in layer.attributes:
+            raise ValueError(f"activation {activation} needs attribute alpha")
+        if not has_alpha and "alpha" in layer.attributes:
+            raise ValueError(f"activation {activation} takes no alpha")
+    if layer.kind == "dropout":
+        wanted = DROPOUT_VARIANTS[str(layer.attributes["variant"])]
+        extra = {"rate", "stddev"} - {wanted}
+        if wanted not in layer.attributes:
+            raise ValueError(f"dropout variant {layer.attributes['variant']} needs attribute {wanted}")
+        for key in extra & set(layer.attributes):
+            raise ValueError(f"dropout variant {layer.attributes['variant']} takes no {key}")
+
+
+def _expected_params(layer: LayerSpec, widths: list[int]) -> dict[str, tuple[int, ...]]:
+    """Names and Fortran shapes of the tensors ``layer`` must carry."""
+    attrs = layer.attributes
+    n = widths[0]
+    if layer.kind == "dense":
+        shapes: dict[str, tuple[int, ...]] = {"kernel": (layer.n_out, n)}
+        if attrs["use_bias"] == 1:
+            shapes["bias"] = (layer.n_out,)
+        return shapes
+    if layer.kind == "prelu":
+        return {"alpha": (n,)}
+    if layer.kind in ("batch_normalization", "layer_normalization"):
+        shapes = {}
+        if attrs["scale"] == 1:
+            shapes["gamma"] = (n,)
+        if attrs["center"] == 1:
+            shapes["beta"] = (n,)
+        if layer.kind == "batch_normalization":
+            shapes["moving_mean"] = (n,)
+            shapes["moving_variance"] = (n,)
+        return shapes
+    if layer.kind == "normalization":
+        return {"mean": (n,), "variance": (n,)}
+    if layer.kind == "rescaling":
+        return {"scale": (n,), "offset": (n,)}
+    return {}
+
+
+def _expected_width(layer: LayerSpec, widths: list[int]) -> int:
+    if layer.kind == "dense":
+        return layer.n_out
+    if layer.kind == "concatenate":
+        return sum(widths)
+    return widths[0]
+
+
+def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> None:
+    """Check one layer against the widths of the layers before it."""
+    if layer.id != position:
+        raise ValueError(f"layer id {layer.id} out of order (expected {position})")
+    if layer.kind not in _ATTRIBUTES:
+        raise ValueError(f"unknown layer type {layer.kind}")
+    if isinstance(layer.n_out, bool) or not isinstance(layer.n_out, (int, np.integer)) or layer.n_out < 1:
+        raise ValueError(f"output width {layer.n_out} is not a positive integer")
+    if not layer.inputs:
+        raise ValueError("has no inputs")
+    for source in layer.inputs:
+        if source not in widths:
+            raise ValueError(f"input {source} is not an earlier layer")
+    n_in = len(layer.inputs)
+    if layer.kind in MERGE_KINDS:
+        if layer.kind == "subtract" and n_in != 2:
+            raise ValueError(f"subtract needs exactly 2 inputs, got {n_in}")
+        if n_in < 2:
+            raise ValueError(f"{layer.kind} needs at least 2 inputs, got {n_in}")
+    elif n_in != 1:
+        raise ValueError(f"{layer.kind} takes 1 input, got {n_in}")
+    in_widths = [widths[source] for source in layer.inputs]
+    if layer.kind in MERGE_KINDS and layer.kind != "concatenate" and len(set(in_widths)) != 1:
+        raise ValueError(f"{layer.kind} of inputs with different widths {in_widths}")
+    _check_attributes(layer)
+    expected = _expected_width(layer, in_widths)
+    if layer.n_out != expected:
+        raise ValueError(f"output width {layer.n_out} inconsistent with its inputs (expected {expected})")
+    shapes = _expected_params(layer, in_widths)
+    if set(layer.params) != set(shapes):
+        missing = sorted(set(shapes) - set(layer.params))
+        extra = sorted(set(layer.params) - set(shapes))
+        what = [f"missing param {m}" for m in missing] + [f"unexpected param {e}" for e in extra]
+        raise ValueError(", ".join(what))
+    for pname, shape in shapes.items():
+        value = layer.params[pname]
+        if not isinstance(value, np.ndarray) or tuple(value.shape) != shape:
+            got = getattr(value, "shape", type(value).__name__)
+            raise ValueError(f"param {pname} has shape {tuple(got) if isinstance(got, tuple) else got}, expected {shape}")
+    if layer.kind == "normalization" and np.any(layer.params["variance"] < 0):
+        raise ValueError("param variance has negative values")
+
+
+def _check_name_list(pairs: list[tuple[str, str]], count: int, what: str) -> None:
+    if not pairs:
+        return
+    if len(pairs) != count:
+        raise ValueError(f"{len(pairs)} {what} names for {count} {what}s")
+    for i, (name, units) in enumerate(pairs, start=1):
+        if not isinstance(name, str) or not _TOKEN_RE.match(name):
+            raise ValueError(f"{what} {i} name {name!r} is not one printable ASCII token")
+        if not isinstance(units, str) or not _TEXT_RE.match(units) or units != units.strip():
+            raise ValueError(f"{what} {i} units {units!r} must be printable ASCII without leading or trailing spaces")
+
+
+def _check_normalization(norm: Normalization | None, n: int, what: str) -> None:
+    if norm is None:
+        return
+    for pname, value in zip(("offset", "scale"), norm):
+        if not isinstance(value, np.ndarray) or value.shape != (n,):
+            raise ValueError(f"{what} {pname} must be an array of shape ({n},)")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{what} {pname} has non-finite values")
+
+
+def validate_spec(spec: ModelSpec) -> None:
+    """Check a spec against the rules of format version 1.
+
+    Raises ValueError with a one-line description of the first problem.
+    """
+    for what, n in (("n_inputs", spec.n_inputs), ("n_outputs", spec.n_outputs)):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"{what} {n} is not a positive integer")
+    if spec.name is not None and (
+        not isinstance(spec.name, str) or not _TEXT_RE.match(spec.name) or spec.name != spec.name.strip()
+    ):
+        raise ValueError(f"model name {spec.name!r} must be printable ASCII without leading or trailing spaces")
+    _check_name_list(spec.inputs, spec.n_inputs, "input")
+    _check_name_list(spec.outputs, spec.n_outputs, "output")
+    _check_normalization(spec.input_normalization, spec.n_inputs, "input_normalization")
+    _check_normalization(spec.output_normalization, spec.n_outputs, "output_normalization")
+    if not spec.layers:
+        raise ValueError("the model has no layers")
+    widths = {0: int(spec.n_inputs)}
+    for position, layer in enumerate(spec.layers, start=1):
+        try:
+            _check_layer(layer, position, widths)
+        except ValueError as exc:
+            raise ValueError(f"layer {position}: {exc}") from None
+        widths[layer.id] = int(layer.n_out)
+        for pname, value in layer.params.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"layer {position}: param {pname} has non-finite values")
+    if spec.layers[-1].n_out != spec.n_outputs:
+        raise ValueError(f"last layer has width {spec.layers[-1].n_out} but n_outputs is {spec.n_outputs}")
+
+
+# --------------------------------------------------------------------------
+# Writing
+
+
+def _format_attribute(key: str, value: AttributeValue) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        text = str(int(value))
+    elif isinstance(value, (int, np.integer)):
+        text = str(int(value))
+    elif isinstance(value, (float, np.floating)):
+        text = repr(float(value))
+    else:
+        text = str(value)
+        if not _TOKEN_RE.match(text) or "=" in text or _INT_RE.match(text) or _REAL_RE.match(text):
+            raise ValueError(f"attribute {key}={text!r} is not an identifier")
+    return f"{key}={text}"
+
+
+def _as_float32(value: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == np.float32:
+        return array
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what} has dtype {array.dtype}, not a real type")
+    converted = array.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        exact = np.array_equal(converted.astype(array.dtype), array, equal_nan=True)
+    if not exact:
+        raise ValueError(f"{what} has dtype {array.dtype} and values that float32 cannot hold exactly")
+    return converted
+
+
+def _param_line(name: str, shape: tuple[int, ...]) -> str:
+    return "param " + name + "".join(f" {d}" for d in shape)
+
+
+def encode_model_file(spec: ModelSpec) -> bytes:
+    """The bytes of ``spec`` as a version-1 model file.
+
+    Raises ModelFileError (message without a file name) for an invalid spec.
+    """
+    try:
+        return _encode(spec)
+    except ValueError as exc:
+        raise ModelFileError(f"cannot write model: {exc}") from None
+
+
+def _encode(spec: ModelSpec) -> bytes:
+    spec = _with_float32_params(spec)
+    validate_spec(spec)
+    lines: list[str] = []
+    tensors: list[np.ndarray] = []
+    if spec.name is not None:
+        lines.append(f"name {spec.name}")
+    lines.append(f"n_inputs {int(spec.n_inputs)}")
+    lines.append(f"n_outputs {int(spec.n_outputs)}")
+    for keyword, pairs in (("input", spec.inputs), ("output", spec.outputs)):
+        for i, (name, units) in enumerate(pairs, start=1):
+            lines.append(f"{keyword} {i} {name} {units}")
+    for keyword, norm in (
+        ("input_normalization", spec.input_normalization),
+        ("output_normalization", spec.output_normalization),
+    ):
+        if norm is not None:
+            lines.append(keyword)
+            for pname, value in zip(("offset", "scale"), norm):
+                lines.append(_param_line(pname, value.shape))
+                tensors.append(value)
+    for layer in spec.layers:
+        words = [f"layer {layer.id} {layer.kind} {int(layer.n_out)}"]
+        words.append("inputs=" + ",".join(str(int(i)) for i in layer.inputs))
+        words.extend(_format_attribute(k, v) for k, v in layer.attributes.items())
+        lines.append(" ".join(words))
+        for pname, value in layer.params.items():
+            if not _TOKEN_RE.match(pname):
+                raise ValueError(f"layer {layer.id}: param name {pname!r} is not a token")
+            lines.append(_param_line(pname, value.shape))
+            tensors.append(value)
+    lines.append("end_header")
+    header = ("\n".join(lines) + "\n").encode("ascii")
+    payload = b"".join(t.astype("<f4").ravel(order="F").tobytes() for t in tensors)
+    body = header + payload
+    digest = hashlib.sha256(body).hexdigest()
+    return f"FKB {FORMAT_VERSION}\nsha256 {digest}\n".encode("ascii") + body
+
+
+def _with_float32_params(spec: ModelSpec) -> ModelSpec:
+    """A shallow copy of ``spec`` whose tensors are float32 (exact casts only)."""
+    layers = []
+    for layer in spec.layers:
+        params = {
+            name: _as_float32(value, f"layer {layer.id} param {name}") for name, value in layer.params.items()
+        }
+        layers.append(LayerSpec(layer.id, layer.kind, layer.n_out, list(layer.inputs), dict(layer.attributes), params))
+    norms = []
+    for what, norm in (("input_normalization", spec.input_normalization), ("output_normalization", spec.output_normalization)):
+        if norm is None:
+            norms.append(None)
+        else:
+            norms.append(Normalization(*(_as_float32(v, f"{what} {n}") for n, v in zip(("offset", "scale"), norm))))
+    return ModelSpec(
+        n_inputs=spec.n_inputs,
+        n_outputs=spec.n_outputs,
+        layers=layers,
+        name=spec.name,
+        inputs=list(spec.inputs),
+        outputs=list(spec.outputs),
+        input_normalization=norms[0],
+        output_normalization=norms[1],
+        sha256=spec.sha256,
+    )
+
+
+def write_model_file(spec: ModelSpec, path: PathLike) -> str:
+    """Write ``spec`` as a version-1 model file; return its SHA-256 hex digest.
+
+    The file appears atomically (temporary file in the same folder, then
+    ``os.replace``). Raises ModelFileError naming the file for an invalid spec
+    or an I/O failure.
+    """
+    path = Path(path)
+    try:
+        data = _encode(spec)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: cannot write model: {exc}") from None
+    digest = data.split(b"\n", 2)[1].split(b" ")[1].decode("ascii")
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return digest
+
+
+# --------------------------------------------------------------------------
+# Reading
+
+
+def read_model_file(path: PathLike) -> ModelSpec:
+    """Read a version-1 model file or an original FKB text file.
+
+    Raises ModelFileError with a one-line message naming the file and the
+    problem: unreadable file, bad magic, unknown version, hash mismatch,
+    malformed line, unknown layer type or activation, bad graph or shapes,
+    payload size mismatch, non-finite weight.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        first = data.split(b"\n", 1)[0].strip()
+        if re.fullmatch(rb"\d+", first):
+            spec = _parse_fkb_text(data)
+        elif first.split(b" ")[0] == b"FKB":
+            spec = _parse_v1(data)
+        elif not data:
+            raise ValueError("empty file")
+        else:
+            raise ValueError("not a model file (bad magic: first line is neither 'FKB <version>' nor a layer count)")
+    except ValueError as exc:
+        message = " ".join(str(exc).split())
+        raise ModelFileError(f"{path}: {message}") from None
+    return spec
+
+
+def _parse_attribute(text: str) -> AttributeValue:
+    if _INT_RE.match(text):
+        return int(text)
+    if _REAL_RE.match(text):
+        return float(text)
+    return text
+
+
+def _positive_int(text: str, what: str) -> int:
+    if not _INT_RE.match(text) or int(text) < 1:
+        raise ValueError(f"{what} {text!r} is not a positive integer")
+    return int(text)
+
+
+def _parse_v1(data: bytes) -> ModelSpec:
+    magic, _, rest = data.partition(b"\n")
+    words = magic.decode("ascii", "replace").split()
+    if len(words) != 2 or not _INT_RE.match(words[1]):
+        raise ValueError(f"bad magic line {magic[:40].decode('ascii', 'replace')!r} (expected 'FKB 1')")
+    if int(words[1]) != FORMAT_VERSION:
+        raise ValueError(f"unknown format version {words[1]} (this reader knows version {FORMAT_VERSION})")
+    hash_line, newline, body = rest.partition(b"\n")
+    hash_words = hash_line.decode("ascii", "replace").split(" ")
+    if not newline or len(hash_words) != 2 or hash_words[0] != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", hash_words[1]):
+        raise ValueError("line 2 is not 'sha256 <64 lowercase hex digits>'")
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != hash_words[1]:
+        raise ValueError(f"hash mismatch: the file is corrupt or truncated (header says {hash_words[1][:12]}..., content hashes to {actual[:12]}...)")
+
+    # header lines, numbered as in the file
+    lines: list[tuple[int, str]] = []
+    position = 0
+    line_number = 2
+    while True:
+        end = body.find(b"\n", position)
+        if end < 0:
+            raise ValueError("header has no end_header line")
+        line_number += 1
+        raw = body[position:end]
+        position = end + 1
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"line {line_number}: header line is not ASCII") from None
+        if text == "end_header":
+            break
+        lines.append((line_number, text))
+    payload = body[position:]
+
+    spec_fields: dict[str, object] = {}
+    inputs: dict[int, tuple[str, str]] = {}
+    outputs: dict[int, tuple[str, str]] = {}
+    norm_params: dict[str, dict[str, np.ndarray]] = {}
+    layers: list[LayerSpec] = []
+    declared: list[tuple[dict[str, np.ndarray], str, tuple[int, ...], int]] = []  # target, name, shape, line
+    section: dict[str, np.ndarray] | None = None
+
+    for number, text in lines:
+        tokens = [t for t in text.split(" ") if t]
+        if not tokens:
+            raise ValueError(f"line {number}: empty header line")
+        keyword = tokens[0]
+        try:
+            if keyword == "param":
+                if section is None:
+                    raise ValueError("param line outside a layer or normalization section")
+                if len(tokens) not in (3, 4):
+                    raise ValueError("param line needs a name and 1 or 2 dimensions")
+                pname = tokens[1]
+                shape = tuple(_positive_int(t, "dimension") for t in tokens[2:])
+                if pname in section:
+                    raise ValueError(f"param {pname} declared twice")
+                declared.append((section, pname, shape, number))
+                section[pname] = np.empty(0)  # placeholder, filled from the payload
+                continue
+            section = None
+            if keyword == "name":
+                if "name" in spec_fields:
+                    raise ValueError("name given twice")
+                spec_fields["name"] = text[len("name"):].strip() or None
+            elif keyword in ("n_inputs", "n_outputs"):
+                if keyword in spec_fields:
+                    raise ValueError(f"{keyword} given twice")
+                if len(tokens) != 2:
+                    raise ValueError(f"{keyword} line needs one integer")
+                spec_fields[keyword] = _positive_int(tokens[1], keyword)
+            elif keyword in ("input", "output"):
+                if len(tokens) < 4:
+                    raise ValueError(f"{keyword} line needs an index, a name and units")
+                index = _positive_int(tokens[1], f"{keyword} index")
+                target = inputs if keyword == "input" else outputs
+                if index in target:
+                    raise ValueError(f"{keyword} {index} given twice")
+                units = text.split(None, 3)[3].strip()
+                target[index] = (tokens[2], units)
+            elif keyword in ("input_normalization", "output_normalization"):
+                if len(tokens) != 1:
+                    raise ValueError(f"{keyword} line takes no values")
+                if keyword in norm_params:
+                    raise ValueError(f"{keyword} given twice")
+                section = norm_params[keyword] = {}
+            elif keyword == "layer":
+                layer = _parse_layer_line(tokens)
+                layers.append(layer)
+                section = layer.params
+            else:
+                raise ValueError(f"unknown keyword {keyword!r}")
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+
+    for keyword in ("n_inputs", "n_outputs"):
+        if keyword not in spec_fields:
+            raise ValueError(f"header has no {keyword} line")
+
+    expected = 4 * sum(int(np.prod(shape)) for _, _, shape, _ in declared)
+    if len(payload) != expected:
+        raise ValueError(f"payload size mismatch: the header declares {expected} bytes of float32 tensors, the file holds {len(payload)}")
+    offset = 0
+    for target, pname, shape, number in declared:
+        size = int(np.prod(shape))
+        values = np.frombuffer(payload, dtype="<f4", count=size, offset=offset)
+        offset += 4 * size
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"line {number}: param {pname} holds a non-finite value")
+        target[pname] = values.astype(np.float32).reshape(shape, order="F")
+
+    normalizations = {}
+    for keyword, params in norm_params.items():
+        if set(params) != {"offset", "scale"}:
+            raise ValueError(f"{keyword} needs exactly the params offset and scale")
+        normalizations[keyword] = Normalization(params["offset"], params["scale"])
+
+    n_inputs = int(spec_fields["n_inputs"])  # type: ignore[arg-type]
+    n_outputs = int(spec_fields["n_outputs"])  # type: ignore[arg-type]
+    named = []
+    for keyword, target, count in (("input", inputs, n_inputs), ("output", outputs, n_outputs)):
+        if target and sorted(target) != list(range(1, count + 1)):
+            raise ValueError(f"{keyword} lines must number 1..{count} (all or none), got {sorted(target)}")
+        named.append([target[i] for i in sorted(target)])
+
+    spec = ModelSpec(
+        n_inputs=n_inputs,
+        n_outputs=n_outputs,
+        layers=layers,
+        name=spec_fields.get("name"),  # type: ignore[arg-type]
+        inputs=named[0],
+        outputs=named[1],
+        input_normalization=normalizations.get("input_normalization"),
+        output_normalization=normalizations.get("output_normalization"),
+        sha256=hash_words[1],
+    )
+    validate_spec(spec)
+    return spec
+
+
+def _parse_layer_line(tokens: list[str]) -> LayerSpec:
+    if len(tokens) < 5:
+        raise ValueError("layer line needs: layer <id> <type> <n_out> inputs=<ids>")
+    layer_id = _positive_int(tokens[1], "layer id")
+    kind = tokens[2]
+    if kind not in _ATTRIBUTES:
+        raise ValueError(f"unknown layer type {kind!r}")
+    n_out = _positive_int(tokens[3], "layer width")
+    attributes: dict[str, AttributeValue] = {}
+    layer_inputs: list[int] | None = None
+    for token in tokens[4:]:
+        key, eq, value = token.partition("=")
+        if not eq or not key or not value:
+            raise ValueError(f"malformed attribute {token!r} (expected key=value)")
+        if key == "inputs":
+            if layer_inputs is not None:
+                raise ValueError("inputs given twice")
+            parts = value.split(",")
+            if not all(re.fullmatch(r"\d+", p) for p in parts):
+                raise ValueError(f"malformed inputs={value}")
+            layer_inputs = [int(p) for p in parts]
+        elif key in attributes:
+            raise ValueError(f"attribute {key} given twice")
+        else:
+            attributes[key] = _parse_attribute(value)
+    if layer_inputs is None:
+        raise ValueError("layer line has no inputs=")
+    return LayerSpec(layer_id, kind, n_out, layer_inputs, attributes, {})
+
+
+# --------------------------------------------------------------------------
+# The original FKB text format
+
+# original activation name -> (our activation, whether the line's value is alpha)
+_FKB_ACTIVATIONS = {
+    "linear": ("linear", False),
+    "relu": ("relu", False),
+    "leakyrelu": ("leaky_relu", True),
+    "tanh": ("tanh", False),
+    "sigmoid": ("sigmoid", False),
+    "elu": ("elu", True),
+    "softplus": ("softplus", False),
+    "exponential": ("exponential", False),
+    "gaussian": ("gaussian", False),
+    "step": ("step", False),
+}
+_FKB_BATCHNORM_EPSILON = 0.001
+_FORTRAN_REAL_RE = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:[eEdDqQ]([+-]?\d+)|([+-]\d+))?\Z")
+
+
+def _fortran_real(token: str) -> float:
+    """A real as Fortran list-directed input reads it (``1.5E-3``, ``1.5d-3``, ``1.5-300``)."""
+    match = _FORTRAN_REAL_RE.match(token)
+    if not match:
+        raise ValueError(f"{token!r} is not a number")
+    mantissa, exponent, bare_exponent = match.groups()
+    exponent = exponent or bare_exponent
+    return float(f"{mantissa}e{exponent}" if exponent else mantissa)
+
+
+def _float32_value(value: float) -> float:
+    """``value`` rounded to float32 (as the original library stores it), shortest repr."""
+    return float(str(np.float32(value)))
+
+
+class _Records:
+    """Records (lines) of an original FKB text file, read list-directed."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.index = 0
+
+    def _items(self, line: str) -> list[str]:
+        items: list[str] = []
+        for token in re.split(r"[\s,]+", line.strip()):
+            if not token:
+                continue
+            count, star, value = token.partition("*")
+            if star:
+                if not re.fullmatch(r"\d+", count) or not value:
+                    raise ValueError(f"unsupported list-directed item {token!r}")
+                items.extend([value] * int(count))
+            else:
+                items.append(token)
+        return items
+
+    def read(self, count: int, what: str) -> tuple[list[str], int]:
+        """``count`` items starting at the next record; surplus items are an error."""
+        first_line = self.index + 1
+        items: list[str] = []
+        while len(items) < count:
+            if self.index >= len(self.lines):
+                raise ValueError(f"file ends while reading {what} (needs {count} values, found {len(items)})")
+            items.extend(self._items(self.lines[self.index]))
+            self.index += 1
+        if len(items) > count:
+            raise ValueError(f"line {self.index}: {what} has {len(items)} values where {count} were expected")
+        return items, first_line
+
+    def reals(self, count: int, what: str) -> np.ndarray:
+        items, first_line = self.read(count, what)
+        try:
+            values = np.array([_fortran_real(t) for t in items], dtype=np.float64).astype(np.float32)
+        except ValueError as exc:
+            raise ValueError(f"line {first_line}: {what}: {exc}") from None
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"line {first_line}: {what} holds a non-finite value")
+        return values
+
+    def check_end(self) -> None:
+        for number in range(self.index, len(self.lines)):
+            if self.lines[number].strip():
+                raise ValueError(f"line {number + 1}: unexpected data after the last tensor")
+
+
+def _parse_fkb_text(data: bytes) -> ModelSpec:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("original FKB text file holds non-ASCII bytes") from None
+    records = _Records(text)
+    (count_text,), _ = records.read(1, "layer count")
+    n_lines = _positive_int(count_text, "layer count")
+    entries: list[tuple[int, str, str]] = []
+    for _ in range(n_lines):
+        line_number = records.index + 1
+        if records.index >= len(records.lines):
+            raise ValueError(f"file ends before the {n_lines} layer lines")
+        items = records._items(records.lines[records.index])
+        records.index += 1
+        if len(items) != 2:
+            raise ValueError(f"line {line_number}: layer line needs a name and a value, got {len(items)} items")
+        entries.append((line_number, items[0].strip("'\""), items[1]))
+    records.reals(1, "learning rate")
+
+    if not entries or entries[0][1] != "input":
+        raise ValueError(f"line {entries[0][0] if entries else 2}: the first layer line must be 'input <n>'")
+    layers: list[LayerSpec] = []
+    dense_layers: list[LayerSpec] = []
+    batchnorm_layers: list[LayerSpec] = []
+    width = 0
+    position = 0
+    while position < len(entries):
+        number, name, value_text = entries[position]
+        try:
+            value = _fortran_real(value_text)
+            if name == "input":
+                if position != 0:
+                    raise ValueError("input line after the first layer line")
+                width = _fkb_width(value)
+            elif name == "dense":
+                n_out = _fkb_width(value)
+                if position + 1 >= len(entries):
+                    raise ValueError("dense line without a following activation line")
+                act_number, act_name, act_value = entries[position + 1]
+                if act_name not in _FKB_ACTIVATIONS:
+                    raise ValueError(f"dense layer followed by {act_name!r} on line {act_number}, not an activation the original library knows")
+                activation, takes_alpha = _FKB_ACTIVATIONS[act_name]
+                attributes: dict[str, AttributeValue] = {"activation": activation}
+                if takes_alpha:
+                    alpha = _float32_value(_fortran_real(act_value))
+                    if act_name == "leakyrelu" and alpha > 1:
+                        # the original computes max(alpha*x, x): a leaky ReLU only for alpha <= 1
+                        raise ValueError(f"leakyrelu slope {alpha} > 1 on line {act_number} is not a leaky ReLU")
+                    attributes["alpha"] = alpha
+                attributes["use_bias"] = 1
+                # the kernel's shape is all that is known until the tensors are read
+                kernel = np.zeros((n_out, width), np.float32)
+                layer = LayerSpec(len(layers) + 1, "dense", n_out, [len(layers)], attributes, {"kernel": kernel})
+                dense_layers.append(layer)
+                layers.append(layer)
+                width = n_out
+                position += 1
+            elif name == "dropout":
+                rate = _float32_value(value)
+                layers.append(LayerSpec(len(layers) + 1, "dropout", width, [len(layers)], {"variant": "dropout", "rate": rate}, {}))
+            elif name == "batchnormalization":
+                layer = LayerSpec(
+                    len(layers) + 1,
+                    "batch_normalization",
+                    width,
+                    [len(layers)],
+                    {"epsilon": _FKB_BATCHNORM_EPSILON, "center": 1, "scale": 1},
+                    {},
+                )
+                batchnorm_layers.append(layer)
+                layers.append(layer)
+            elif name in _FKB_ACTIVATIONS:
+                raise ValueError(f"activation line {name!r} does not follow a dense line")
+            else:
+                raise ValueError(f"unknown layer {name!r}")
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+        position += 1
+    if not layers:
+        raise ValueError("the file defines no layers after its input line")
+
+    for layer in dense_layers:
+        layer.params = {"kernel": layer.params["kernel"], "bias": records.reals(layer.n_out, f"biases of layer {layer.id}")}
+    for layer in dense_layers:
+        n_out, n_in = layer.params["kernel"].shape
+        # the record is w(n_in, n_out) in column-major order = kernel(n_out, n_in) row by row
+        values = records.reals(n_in * n_out, f"weights of layer {layer.id}")
+        layer.params = {"kernel": values.reshape(n_out, n_in), "bias": layer.params["bias"]}
+    for layer in batchnorm_layers:
+        what = f"batch normalization of layer {layer.id}"
+        beta = records.reals(layer.n_out, f"beta of {what}")
+        gamma = records.reals(layer.n_out, f"gamma of {what}")
+        mean = records.reals(layer.n_out, f"mean of {what}")
+        variance = records.reals(layer.n_out, f"variance of {what}")
+        layer.params = {"gamma": gamma, "beta": beta, "moving_mean": mean, "moving_variance": variance}
+    records.check_end()
+
+    spec = ModelSpec(n_inputs=_fkb_width(_fortran_real(entries[0][2])), n_outputs=width, layers=layers)
+    validate_spec(spec)
+    return spec
+
+
+def _fkb_width(value: float) -> int:
+    if value != int(value) or value < 1:
+        raise ValueError(f"layer size {value} is not a positive integer")
+    return int(value)
+
+
+# --------------------------------------------------------------------------
+# Reference evaluation (float64)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erf  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - scipy is a dependency of the project
+        return np.vectorize(math.erf, otypes=[np.float64])(x)
+    return erf(x)
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    positive = x >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
+    e = np.exp(x[~positive])
+    out[~positive] = e / (1.0 + e)
+    return out
+
+
+def apply_activation(name: str, x: np.ndarray, alpha: float | None = None) -> np.ndarray:
+    """Activation ``name`` of the format applied to ``x`` of shape ``(n, features)``.
+
+    ``alpha`` defaults to the activation's default parameter. float64.
+    """
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name}")
+    x = np.asarray(x, dtype=np.float64)
+    if alpha is None:
+        alpha = ACTIVATIONS[name]
+    with np.errstate(over="ignore", under="ignore"):
+        if name == "linear":
+            return x.copy()
+        if name == "relu":
+            return np.maximum(x, 0.0)
+        if name == "relu6":
+            return np.clip(x, 0.0, 6.0)
+        if name == "leaky_relu":
+            return np.where(x >= 0, x, alpha * x)
+        if name == "elu":
+            return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+        if name == "selu":
+            return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
+        if name == "gelu":
+            return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+        if name == "gelu_tanh":
+            return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+        if name == "sigmoid":
+            return _sigmoid(x)
+        if name == "hard_sigmoid":
+            return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+        if name == "hard_silu":
+            return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
+        if name == "tanh":
+            return np.tanh(x)
+        if name == "softplus":
+            return _softplus(x)
+        if name == "softsign":
+            return x / (np.abs(x) + 1.0)
+        if name == "silu":
+            return x * _sigmoid(x)
+        if name == "mish":
+            return x * np.tanh(_softplus(x))
+        if name == "exponential":
+            return np.exp(x)
+        if name == "softmax":
+            e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+            return e / np.sum(e, axis=-1, keepdims=True)
+        if name == "log_softmax":
+            shifted = x - np.max(x, axis=-1, keepdims=True)
+            return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        if name == "celu":
+            return np.maximum(x, 0.0) + alpha * np.expm1(np.minimum(x, 0.0) / alpha)
+        if name == "hard_tanh":
+            return np.clip(x, -1.0, 1.0)
+        if name == "log_sigmoid":
+            return -_softplus(-x)
+        if name == "tanh_shrink":
+            return x - np.tanh(x)
+        if name == "squareplus":
+            return 0.5 * (x + np.sqrt(x * x + alpha))
+        if name == "gaussian":
+            return np.exp(-x * x)
+        if name == "step":
+            return np.where(x > 0, 1.0, 0.0)
+    raise AssertionError(name)  # pragma: no cover - every name is handled above
+
+
+def _evaluate_layer(layer: LayerSpec, xs: list[np.ndarray]) -> np.ndarray:
+    attrs = layer.attributes
+    p = {name: np.asarray(value, dtype=np.float64) for name, value in layer.params.items()}
+    x = xs[0]
+    kind = layer.kind
+    if kind == "dense":
+        z = x @ p["kernel"].T
+        if "bias" in p:
+            z = z + p["bias"]
+        activation = str(attrs["activation"])
+        return apply_activation(activation, z, activation_alpha(activation, attrs))
+    if kind == "activation":
+        activation = str(attrs["activation"])
+        return apply_activation(activation, x, activation_alpha(activation, attrs))
+    if kind == "relu":
+        threshold = float(attrs["threshold"])
+        slope = float(attrs["negative_slope"])
+        positive = np.where(x > threshold, x, 0.0)
+        if "max_value" in attrs:
+            positive = np.clip(positive, 0.0, float(attrs["max_value"]))
+        return positive - slope * np.maximum(threshold - x, 0.0)
+    if kind == "leaky_relu":
+        return np.where(x >= 0, x, float(attrs["negative_slope"]) * x)
+    if kind == "elu":
+        return apply_activation("elu", x, float(attrs["alpha"]))
+    if kind == "prelu":
+        return np.where(x >= 0, x, p["alpha"] * x)
+    if kind == "softmax":
+        return apply_activation("softmax", x)
+    if kind == "dropout":
+        return x.copy()
+    if kind == "batch_normalization":
+        y = (x - p["moving_mean"]) / np.sqrt(p["moving_variance"] + float(attrs["epsilon"]))
+        if "gamma" in p:
+            y = y * p["gamma"]
+        if "beta" in p:
+            y = y + p["beta"]
+        return y
+    if kind == "layer_normalization":
+        mean = x.mean(axis=1, keepdims=True)
+        variance = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+        y = (x - mean) / np.sqrt(variance + float(attrs["epsilon"]))
+        if "gamma" in p:
+            y = y * p["gamma"]
+        if "beta" in p:
+            y = y + p["beta"]
+        return y
+    if kind == "normalization":
+        std = np.maximum(np.sqrt(p["variance"]), _NORMALIZATION_EPSILON)
+        if attrs["invert"] == 1:
+            return p["mean"] + x * std
+        return (x - p["mean"]) / std
+    if kind == "rescaling":
+        return x * p["scale"] + p["offset"]
+    if kind == "add":
+        return np.sum(xs, axis=0)
+    if kind == "subtract":
+        return xs[0] - xs[1]
+    if kind == "multiply":
+        return np.prod(xs, axis=0)
+    if kind == "average":
+        return np.mean(xs, axis=0)
+    if kind == "maximum":
+        return np.max(xs, axis=0)
+    if kind == "minimum":
+        return np.min(xs, axis=0)
+    if kind == "concatenate":
+        return np.concatenate(xs, axis=1)
+    raise ValueError(f"unknown layer type {kind}")  # pragma: no cover - validated earlier
+
+
+def evaluate(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
+    """Predictions of ``spec`` for ``x`` of shape ``(n_samples, n_inputs)``.
+
+    Pure NumPy in float64: input normalization, every layer, output
+    normalization. Returns ``(n_samples, n_outputs)`` float64, in the units
+    of the outputs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != spec.n_inputs:
+        raise ValueError(f"x must have shape (n_samples, {spec.n_inputs}), got {x.shape}")
+    if spec.input_normalization is not None:
+        offset, scale = (np.asarray(v, dtype=np.float64) for v in spec.input_normalization)
+        x = (x - offset) / scale
+    values = {0: x}
+    for layer in spec.layers:
+        values[layer.id] = _evaluate_layer(layer, [values[i] for i in layer.inputs])
+    y = values[spec.layers[-1].id]
+    if spec.output_normalization is not None:
+        offset, scale = (np.asarray(v, dtype=np.float64) for v in spec.output_normalization)
+        y = y * scale + offset
+    return y

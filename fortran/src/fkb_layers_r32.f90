@@ -1,0 +1,7 @@
+module fkb_layers_r32
+  !! Layers in real32; the source is `fkb_layers.inc`.
+  use iso_fortran_env, only: wp => real32
+  use fkb_blas, only: gemm => sgemm, gemv => sgemv
+  use fkb_activations_r32, only: apply_activation
+  include 'fkb_layers.inc'
+end module fkb_layers_r32

@@ -1,0 +1,1342 @@
+module fkb_model_file
+  !! Reading and writing FKB model files, format version 1
+  !! (docs/model-file.md), with nothing but the Fortran standard library.
+  !!
+  !! `read_model_file` also reads the original FKB text format (through
+  !! `fkb_legacy`), telling the two apart by the first line.
+  !!
+  !! The reader checks everything that needs no knowledge of the layer
+  !! kinds: magic, version, content hash, header syntax, layer ids in order,
+  !! inputs that refer to earlier layers, io names, normalization shapes,
+  !! payload size and finite weights. Which params and attributes a layer
+  !! kind needs is left to the network builders.
+  use iso_fortran_env, only: real32, int8, int32, int64
+  use iso_c_binding, only: c_char, c_int, c_null_char
+  use fkb_spec, only: model_spec, tensor_spec, io_spec
+  use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
+                        fkb_err_shape, fkb_err_nonfinite, fkb_err_argument
+  use fkb_sha256, only: sha256_hex
+  use fkb_legacy, only: read_legacy_file
+  implicit none
+  private
+  public :: read_model_file, write_model_file, fkb_format_version
+
+  integer, parameter :: fkb_format_version = 1
+    !! the format version this module reads and writes
+
+  character(len=1), parameter :: newline = achar(10)
+
+  integer, parameter :: section_none = 0, section_input_norm = 1, section_output_norm = 2, &
+                        section_layer = 3
+
+  type :: payload_entry
+    !! Where the next tensor of the payload goes.
+    integer :: section = section_none
+    integer :: layer = 0
+    integer :: param = 0
+      !! index in the layer's params, or 1 = offset, 2 = scale
+    integer :: count = 0
+  end type payload_entry
+
+  type :: text_builder
+    !! A growing string, so that building a header is linear in its length.
+    character(len=:), allocatable :: text
+    integer :: length = 0
+  end type text_builder
+
+  interface
+    function c_rename(old_path, new_path) bind(c, name='rename') result(status)
+      !! C's `rename`: atomically replaces `new_path` on POSIX systems.
+      import :: c_char, c_int
+      character(kind=c_char), intent(in) :: old_path(*), new_path(*)
+      integer(c_int) :: status
+    end function c_rename
+  end interface
+
+contains
+
+  ! ---------------------------------------------------------------------
+  ! Reading
+  ! ---------------------------------------------------------------------
+
+  subroutine read_model_file(path, spec, stat, msg)
+    !! Reads a model file (format version 1, or an original FKB text file)
+    !! into a model spec.
+    character(len=*), intent(in) :: path
+      !! file to read
+    type(model_spec), intent(out) :: spec
+      !! the model, valid when `stat == fkb_ok`
+    integer, intent(out) :: stat
+      !! `fkb_ok` or an error code from `fkb_status`
+    character(len=:), allocatable, intent(out) :: msg
+      !! empty on success, else one line starting with `path`
+
+    character(len=:), allocatable :: buffer
+    integer(int64) :: eol
+    integer :: first, last
+    logical :: is_v1, is_legacy
+
+    msg = ''
+    call read_whole_file(path, buffer, stat, msg)
+    if (stat /= fkb_ok) return
+    if (len(buffer) == 0) then
+      stat = fkb_err_format
+      msg = path // ': empty file'
+      return
+    end if
+
+    eol = index(buffer, newline, kind=int64)
+    if (eol == 0) eol = len(buffer, kind=int64) + 1
+    ! the first line decides; one longer than this is neither format
+    associate (line => buffer(1:min(eol - 1, 200_int64)))
+      call next_token(line, 1, first, last)
+      is_v1 = .false.
+      if (first > 0) is_v1 = line(first:last) == 'FKB'
+      is_legacy = is_integer_line(line)
+    end associate
+    if (is_v1) then
+      call parse_v1(path, buffer, eol, spec, stat, msg)
+      return
+    end if
+    if (is_legacy) then
+      deallocate(buffer)
+      call read_legacy_file(path, spec, stat, msg)
+      return
+    end if
+    stat = fkb_err_format
+    msg = path // ': not a model file (the first line is neither ''FKB <version>'' ' // &
+          'nor the layer count of an original FKB file)'
+  end subroutine read_model_file
+
+  subroutine read_whole_file(path, buffer, stat, msg)
+    !! The bytes of a file, read in one go.
+    character(len=*), intent(in) :: path
+    character(len=:), allocatable, intent(out) :: buffer
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(inout) :: msg
+    logical :: exists
+    integer :: unit, ios
+    integer(int64) :: file_size
+    character(len=512) :: iomsg
+
+    stat = fkb_ok
+    inquire(file=path, exist=exists)
+    if (.not. exists) then
+      stat = fkb_err_io
+      msg = path // ': no such file'
+      return
+    end if
+    open(newunit=unit, file=path, status='old', action='read', access='stream', &
+         form='unformatted', iostat=ios, iomsg=iomsg)
+    if (ios /= 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot open: ' // trim(iomsg)
+      return
+    end if
+    inquire(unit=unit, size=file_size)
+    if (file_size < 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot determine the file size'
+      close(unit)
+      return
+    end if
+    allocate(character(len=file_size) :: buffer)
+    if (file_size > 0) then
+      read(unit, iostat=ios, iomsg=iomsg) buffer
+      if (ios /= 0) then
+        stat = fkb_err_io
+        msg = path // ': cannot read: ' // trim(iomsg)
+      end if
+    end if
+    close(unit)
+  end subroutine read_whole_file
+
+  subroutine parse_v1(path, buffer, eol1, spec, stat, msg)
+    !! Parses a whole file of format version 1 whose first line ends at `eol1`.
+    character(len=*), intent(in) :: path
+    character(len=*), intent(in) :: buffer
+    integer(int64), intent(in) :: eol1
+    type(model_spec), intent(inout) :: spec
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(inout) :: msg
+
+    integer(int64), allocatable :: line_first(:), line_last(:)
+    integer(int64) :: eol2, pos, eol, header_end, payload_bytes, declared_bytes
+    integer :: n_lines, i, version, n_layers, n_param_lines, layer, section, l
+    integer, allocatable :: param_count(:)
+    type(payload_entry), allocatable :: entries(:)
+    integer :: n_entries
+    logical :: ok, in_layer
+    character(len=64) :: digest
+    character(len=:), allocatable :: problem
+
+    stat = fkb_ok
+
+    ! line 1: FKB <version>
+    call check_fixed_line(buffer(1:eol1 - 1), 'FKB', version, ok)
+    if (.not. ok) then
+      call fail(fkb_err_format, 'line 1: expected ''FKB <version>''')
+      return
+    end if
+    if (version /= fkb_format_version) then
+      call fail(fkb_err_version, 'format version ' // itoa(version) // &
+                ' is not supported (this reader knows version ' // itoa(fkb_format_version) // ')')
+      return
+    end if
+    if (eol1 >= len(buffer, kind=int64)) then
+      call fail(fkb_err_format, 'truncated: the file ends after line 1')
+      return
+    end if
+
+    ! line 2: sha256 <hex>, then the hash of everything after it
+    eol2 = index(buffer(eol1 + 1:), newline, kind=int64)
+    if (eol2 == 0) then
+      call fail(fkb_err_format, 'truncated: the file ends in line 2')
+      return
+    end if
+    eol2 = eol2 + eol1
+    if (.not. is_sha256_line(buffer(eol1 + 1:eol2 - 1))) then
+      call fail(fkb_err_format, 'line 2: expected ''sha256 <64 lowercase hex digits>''')
+      return
+    end if
+    digest = sha256_hex(buffer(eol2 + 1:))
+    if (digest /= buffer(eol2 - 64:eol2 - 1)) then
+      call fail(fkb_err_hash, 'content hash mismatch (corrupt or truncated)')
+      return
+    end if
+    spec%version = version
+    spec%sha256 = digest
+
+    ! the header lines up to end_header
+    allocate(line_first(64), line_last(64))
+    n_lines = 0
+    pos = eol2 + 1
+    header_end = 0
+    do while (pos <= len(buffer, kind=int64))
+      eol = index(buffer(pos:), newline, kind=int64)
+      if (eol == 0) exit
+      eol = eol + pos - 1
+      if (eol - pos == 10) then
+        if (buffer(pos:eol - 1) == 'end_header') header_end = eol
+      end if
+      if (header_end > 0) exit
+      if (n_lines == size(line_first)) call grow(line_first, line_last)
+      n_lines = n_lines + 1
+      line_first(n_lines) = pos
+      line_last(n_lines) = eol - 1
+      pos = eol + 1
+    end do
+    if (header_end == 0) then
+      call fail(fkb_err_format, 'no end_header line')
+      return
+    end if
+
+    ! count layers and params, so that the spec is allocated once
+    n_layers = 0
+    n_param_lines = 0
+    do i = 1, n_lines
+      select case (keyword(buffer(line_first(i):line_last(i))))
+      case ('layer'); n_layers = n_layers + 1
+      case ('param'); n_param_lines = n_param_lines + 1
+      end select
+    end do
+    allocate(param_count(n_layers), entries(n_param_lines))
+    param_count = 0
+    layer = 0
+    in_layer = .false.
+    do i = 1, n_lines
+      select case (keyword(buffer(line_first(i):line_last(i))))
+      case ('layer')
+        layer = layer + 1
+        in_layer = .true.
+      case ('param')
+        if (in_layer) param_count(layer) = param_count(layer) + 1
+      case default
+        in_layer = .false.
+      end select
+    end do
+    allocate(spec%layers(n_layers))
+    do l = 1, n_layers
+      allocate(spec%layers(l)%params(param_count(l)))
+    end do
+
+    ! parse every line
+    layer = 0
+    section = section_none
+    n_entries = 0
+    do i = 1, n_lines
+      call parse_line(buffer(line_first(i):line_last(i)), spec, layer, section, &
+                      entries, n_entries, param_count, stat, problem)
+      if (stat /= fkb_ok) then
+        call fail(stat, 'line ' // itoa(i + 2) // ': ' // problem)
+        return
+      end if
+    end do
+    call check_header_complete(spec, n_layers, stat, problem)
+    if (stat /= fkb_ok) then
+      call fail(stat, problem)
+      return
+    end if
+
+    ! the payload: exactly the declared tensors, in order
+    payload_bytes = len(buffer, kind=int64) - header_end
+    declared_bytes = 0
+    do i = 1, n_entries
+      declared_bytes = declared_bytes + 4_int64 * entries(i)%count
+    end do
+    if (payload_bytes /= declared_bytes) then
+      call fail(fkb_err_format, 'the payload has ' // ltoa(payload_bytes) // ' bytes but the header declares ' // &
+                ltoa(declared_bytes) // ' (' // ltoa(declared_bytes / 4) // ' float32 values)')
+      return
+    end if
+    pos = header_end + 1
+    do i = 1, n_entries
+      associate (e => entries(i))
+        select case (e%section)
+        case (section_input_norm)
+          if (e%param == 1) then
+            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%input_offset)
+          else
+            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%input_scale)
+          end if
+        case (section_output_norm)
+          if (e%param == 1) then
+            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%output_offset)
+          else
+            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%output_scale)
+          end if
+        case (section_layer)
+          call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), &
+                              spec%layers(e%layer)%params(e%param)%values)
+        end select
+        pos = pos + 4_int64 * e%count
+      end associate
+    end do
+
+    call check_spec(spec, .true., stat, problem)
+    if (stat /= fkb_ok) call fail(stat, problem)
+
+  contains
+
+    subroutine fail(code, text)
+      integer, intent(in) :: code
+      character(len=*), intent(in) :: text
+      stat = code
+      msg = path // ': ' // text
+    end subroutine fail
+
+  end subroutine parse_v1
+
+  subroutine parse_line(line, spec, layer, section, entries, n_entries, param_count, stat, problem)
+    !! Parses one header line (between the sha256 line and end_header) into
+    !! the spec; `layer` and `section` track the section a param belongs to.
+    character(len=*), intent(in) :: line
+    type(model_spec), intent(inout) :: spec
+    integer, intent(inout) :: layer, section
+    type(payload_entry), intent(inout) :: entries(:)
+    integer, intent(inout) :: n_entries
+    integer, intent(in) :: param_count(:)
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: problem
+
+    integer, allocatable :: first(:), last(:)
+    integer :: n_tokens, i, value
+    character(len=:), allocatable :: word
+
+    stat = fkb_ok
+    problem = ''
+    do i = 1, len(line)
+      if (iachar(line(i:i)) < 32 .or. iachar(line(i:i)) == 127) then
+        call bad(fkb_err_format, 'control character in the header')
+        return
+      end if
+    end do
+    call split_tokens(line, first, last, n_tokens)
+    if (n_tokens == 0) then
+      call bad(fkb_err_format, 'empty line')
+      return
+    end if
+    word = line(first(1):last(1))
+    if (word /= 'param') section = section_none
+
+    select case (word)
+    case ('name')
+      if (allocated(spec%name)) then
+        call bad(fkb_err_format, 'a second name line')
+      else if (n_tokens == 1) then
+        spec%name = ''
+      else
+        spec%name = line(first(2):len_trim(line))
+      end if
+
+    case ('n_inputs', 'n_outputs')
+      if (n_tokens /= 2) then
+        call bad(fkb_err_format, 'expected ''' // word // ' <n>''')
+        return
+      end if
+      call parse_int(line(first(2):last(2)), value, stat)
+      if (stat /= fkb_ok .or. value < 1) then
+        call bad(fkb_err_format, word // ' is not a positive integer')
+      else if (word == 'n_inputs') then
+        if (spec%n_inputs /= 0) call bad(fkb_err_format, 'a second n_inputs line')
+        spec%n_inputs = value
+      else
+        if (spec%n_outputs /= 0) call bad(fkb_err_format, 'a second n_outputs line')
+        spec%n_outputs = value
+      end if
+
+    case ('input')
+      call parse_io_line(spec%n_inputs, spec%inputs)
+    case ('output')
+      call parse_io_line(spec%n_outputs, spec%outputs)
+
+    case ('input_normalization', 'output_normalization')
+      if (n_tokens /= 1) then
+        call bad(fkb_err_format, 'expected ''' // word // ''' alone')
+      else if (word == 'input_normalization') then
+        if (spec%n_inputs == 0) then
+          call bad(fkb_err_format, 'input_normalization before n_inputs')
+        else if (spec%has_input_normalization) then
+          call bad(fkb_err_format, 'a second input_normalization section')
+        end if
+        spec%has_input_normalization = .true.
+        section = section_input_norm
+      else
+        if (spec%n_outputs == 0) then
+          call bad(fkb_err_format, 'output_normalization before n_outputs')
+        else if (spec%has_output_normalization) then
+          call bad(fkb_err_format, 'a second output_normalization section')
+        end if
+        spec%has_output_normalization = .true.
+        section = section_output_norm
+      end if
+
+    case ('layer')
+      layer = layer + 1
+      section = section_layer
+      call parse_layer_line()
+
+    case ('param')
+      call parse_param_line()
+
+    case default
+      call bad(fkb_err_format, 'unknown header line ''' // word // '''')
+    end select
+
+  contains
+
+    subroutine bad(code, text)
+      integer, intent(in) :: code
+      character(len=*), intent(in) :: text
+      stat = code
+      problem = text
+    end subroutine bad
+
+    subroutine parse_io_line(n_io, io)
+      !! `input <i> <name> <units>`; units are the rest of the line.
+      integer, intent(in) :: n_io
+      type(io_spec), allocatable, intent(inout) :: io(:)
+      integer :: index
+      if (n_io == 0) then
+        call bad(fkb_err_format, word // ' line before n_' // word // 's')
+        return
+      end if
+      if (n_tokens < 3) then
+        call bad(fkb_err_format, 'expected ''' // word // ' <i> <name> <units>''')
+        return
+      end if
+      call parse_int(line(first(2):last(2)), index, stat)
+      if (stat /= fkb_ok .or. index < 1 .or. index > n_io) then
+        call bad(fkb_err_format, word // ' index ''' // line(first(2):last(2)) // &
+                 ''' is not in 1..' // itoa(n_io))
+        return
+      end if
+      if (.not. allocated(io)) allocate(io(n_io))
+      if (allocated(io(index)%name)) then
+        call bad(fkb_err_format, 'a second ' // word // ' line for index ' // itoa(index))
+        return
+      end if
+      io(index)%name = line(first(3):last(3))
+      if (n_tokens == 3) then
+        io(index)%units = '1'
+      else
+        io(index)%units = line(first(4):len_trim(line))
+      end if
+    end subroutine parse_io_line
+
+    subroutine parse_layer_line()
+      !! `layer <id> <type> <n_out> inputs=<ids> [key=value ...]`
+      integer :: id, n_out, t, eq, n_attributes, k
+      logical :: has_inputs
+      if (n_tokens < 5) then
+        call bad(fkb_err_format, 'expected ''layer <id> <type> <n_out> inputs=<ids> [key=value ...]''')
+        return
+      end if
+      call parse_int(line(first(2):last(2)), id, stat)
+      if (stat /= fkb_ok .or. id /= layer) then
+        call bad(fkb_err_format, 'layer id ''' // line(first(2):last(2)) // ''' out of order (expected ' // &
+                 itoa(layer) // ')')
+        return
+      end if
+      call parse_int(line(first(4):last(4)), n_out, stat)
+      if (stat /= fkb_ok .or. n_out < 1) then
+        call bad(fkb_err_format, 'layer ' // itoa(id) // ': n_out ''' // line(first(4):last(4)) // &
+                 ''' is not a positive integer')
+        return
+      end if
+      associate (this => spec%layers(layer))
+        this%kind = line(first(3):last(3))
+        this%n_out = n_out
+        n_attributes = n_tokens - 5
+        allocate(this%attributes(n_attributes))
+        has_inputs = .false.
+        k = 0
+        do t = 5, n_tokens
+          eq = index(line(first(t):last(t)), '=')
+          if (eq <= 1 .or. first(t) + eq - 1 == last(t)) then
+            call bad(fkb_err_format, 'layer ' // itoa(id) // ': malformed attribute ''' // &
+                     line(first(t):last(t)) // ''' (expected key=value)')
+            return
+          end if
+          eq = first(t) + eq - 1
+          if (line(first(t):eq - 1) == 'inputs') then
+            if (has_inputs) then
+              call bad(fkb_err_format, 'layer ' // itoa(id) // ': a second inputs=')
+              return
+            end if
+            has_inputs = .true.
+            call parse_int_list(line(eq + 1:last(t)), this%inputs, stat)
+            if (stat /= fkb_ok) then
+              call bad(fkb_err_format, 'layer ' // itoa(id) // ': malformed ''' // line(first(t):last(t)) // '''')
+              return
+            end if
+          else
+            if (k == n_attributes) exit
+            k = k + 1
+            this%attributes(k)%key = line(first(t):eq - 1)
+            this%attributes(k)%value = line(eq + 1:last(t))
+          end if
+        end do
+        if (.not. has_inputs) then
+          call bad(fkb_err_format, 'layer ' // itoa(id) // ': no inputs=')
+          return
+        end if
+      end associate
+    end subroutine parse_layer_line
+
+    subroutine parse_param_line()
+      !! `param <name> <d1> [<d2>]`, a tensor of the current section.
+      type(tensor_spec) :: tensor
+      integer :: d, k
+      integer(int64) :: count
+      if (section == section_none) then
+        call bad(fkb_err_format, 'param outside a layer or normalization section')
+        return
+      end if
+      if (n_tokens < 3 .or. n_tokens > 4) then
+        call bad(fkb_err_format, 'expected ''param <name> <d1> [<d2>]''')
+        return
+      end if
+      tensor%name = line(first(2):last(2))
+      tensor%rank = n_tokens - 2
+      tensor%shape = [0, 1]
+      count = 1
+      do d = 1, tensor%rank
+        call parse_int(line(first(d + 2):last(d + 2)), tensor%shape(d), stat)
+        if (stat /= fkb_ok .or. tensor%shape(d) < 1) then
+          call bad(fkb_err_format, 'param ' // tensor%name // ': dimension ''' // &
+                   line(first(d + 2):last(d + 2)) // ''' is not a positive integer')
+          return
+        end if
+        count = count * tensor%shape(d)
+      end do
+      if (count > huge(0_int32)) then
+        call bad(fkb_err_format, 'param ' // tensor%name // ': too many values')
+        return
+      end if
+
+      n_entries = n_entries + 1
+      entries(n_entries)%section = section
+      entries(n_entries)%count = int(count)
+      select case (section)
+      case (section_input_norm, section_output_norm)
+        block
+          character(len=:), allocatable :: what
+          logical :: seen
+          integer :: n_expected
+          if (section == section_input_norm) then
+            what = 'input_normalization'
+            n_expected = spec%n_inputs
+          else
+            what = 'output_normalization'
+            n_expected = spec%n_outputs
+          end if
+          select case (tensor%name)
+          case ('offset'); k = 1
+          case ('scale'); k = 2
+          case default
+            call bad(fkb_err_format, what // ' has no param ''' // tensor%name // &
+                     ''' (expected offset and scale)')
+            return
+          end select
+          ! entries before this one tell whether the name came already
+          seen = any(entries(1:n_entries - 1)%section == section .and. &
+                     entries(1:n_entries - 1)%param == k)
+          if (seen) then
+            call bad(fkb_err_format, what // ': a second param ' // tensor%name)
+            return
+          end if
+          if (count /= n_expected .or. tensor%shape(2) /= 1) then
+            call bad(fkb_err_shape, what // ' param ' // tensor%name // ' has shape ' // &
+                     shape_text(tensor) // ', expected ' // itoa(n_expected))
+            return
+          end if
+          entries(n_entries)%param = k
+        end block
+      case (section_layer)
+        associate (params => spec%layers(layer)%params)
+          do k = 1, size(params)
+            if (.not. allocated(params(k)%name)) exit
+            if (params(k)%name == tensor%name) then
+              call bad(fkb_err_format, 'layer ' // itoa(layer) // ': a second param ' // tensor%name)
+              return
+            end if
+          end do
+          if (k > param_count(layer)) then
+            call bad(fkb_err_format, 'layer ' // itoa(layer) // ': more params than counted')
+            return
+          end if
+          params(k) = tensor
+          entries(n_entries)%layer = layer
+          entries(n_entries)%param = k
+        end associate
+      end select
+    end subroutine parse_param_line
+
+  end subroutine parse_line
+
+  subroutine check_header_complete(spec, n_layers, stat, problem)
+    !! What the header must hold once all of it is read.
+    type(model_spec), intent(in) :: spec
+    integer, intent(in) :: n_layers
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: problem
+    integer :: i
+
+    stat = fkb_err_format
+    if (spec%n_inputs == 0) then
+      problem = 'no n_inputs line'
+    else if (spec%n_outputs == 0) then
+      problem = 'no n_outputs line'
+    else if (n_layers == 0) then
+      problem = 'no layer lines'
+    else
+      stat = fkb_ok
+      problem = ''
+    end if
+    if (stat /= fkb_ok) return
+    if (allocated(spec%inputs)) then
+      do i = 1, size(spec%inputs)
+        if (.not. allocated(spec%inputs(i)%name)) then
+          stat = fkb_err_format
+          problem = 'input lines given, but none for input ' // itoa(i)
+          return
+        end if
+      end do
+    end if
+    if (allocated(spec%outputs)) then
+      do i = 1, size(spec%outputs)
+        if (.not. allocated(spec%outputs(i)%name)) then
+          stat = fkb_err_format
+          problem = 'output lines given, but none for output ' // itoa(i)
+          return
+        end if
+      end do
+    end if
+  end subroutine check_header_complete
+
+  subroutine decode_float32(bytes, values)
+    !! IEEE float32 values from their little-endian bytes.
+    character(len=*), intent(in) :: bytes
+    real(real32), allocatable, intent(out) :: values(:)
+    integer(int32), allocatable :: bits(:)
+    integer :: n
+
+    n = len(bytes) / 4
+    allocate(values(n))
+    if (n == 0) return
+    if (little_endian()) then
+      values = transfer(bytes, values, n)
+    else
+      bits = byte_swapped(transfer(bytes, 0_int32, n))
+      values = transfer(bits, values, n)
+    end if
+  end subroutine decode_float32
+
+  ! ---------------------------------------------------------------------
+  ! Writing
+  ! ---------------------------------------------------------------------
+
+  subroutine write_model_file(path, spec, stat, msg)
+    !! Writes a model spec as a model file of format version 1, the float32
+    !! weights exactly. The file is written to `path // '.tmp'` and then
+    !! renamed to `path`, so an existing file is replaced only by a
+    !! complete one.
+    character(len=*), intent(in) :: path
+      !! file to write
+    type(model_spec), intent(in) :: spec
+      !! the model
+    integer, intent(out) :: stat
+      !! `fkb_ok` or an error code from `fkb_status`
+    character(len=:), allocatable, intent(out) :: msg
+      !! empty on success, else one line starting with `path`
+
+    type(text_builder) :: header
+    integer(int8), allocatable :: body(:)
+    integer(int64) :: n_values, p
+    integer :: l, k, unit, ios
+    character(len=64) :: digest
+    character(len=:), allocatable :: problem, tmp_path
+    character(len=512) :: iomsg
+
+    msg = ''
+    call check_spec(spec, .false., stat, problem)
+    if (stat /= fkb_ok) then
+      msg = path // ': ' // problem
+      return
+    end if
+
+    if (allocated(spec%name)) then
+      if (len_trim(spec%name) > 0) call add(header, 'name ' // trim(adjustl(spec%name)) // newline)
+    end if
+    call add(header, 'n_inputs ' // itoa(spec%n_inputs) // newline)
+    call add(header, 'n_outputs ' // itoa(spec%n_outputs) // newline)
+    if (allocated(spec%inputs)) call add_io_lines('input', spec%inputs)
+    if (allocated(spec%outputs)) call add_io_lines('output', spec%outputs)
+    n_values = 0
+    if (spec%has_input_normalization) then
+      call add(header, 'input_normalization' // newline)
+      call add(header, 'param offset ' // itoa(spec%n_inputs) // newline)
+      call add(header, 'param scale ' // itoa(spec%n_inputs) // newline)
+      n_values = n_values + 2 * spec%n_inputs
+    end if
+    if (spec%has_output_normalization) then
+      call add(header, 'output_normalization' // newline)
+      call add(header, 'param offset ' // itoa(spec%n_outputs) // newline)
+      call add(header, 'param scale ' // itoa(spec%n_outputs) // newline)
+      n_values = n_values + 2 * spec%n_outputs
+    end if
+    do l = 1, size(spec%layers)
+      associate (layer => spec%layers(l))
+        call add(header, 'layer ' // itoa(l) // ' ' // layer%kind // ' ' // itoa(layer%n_out) // ' inputs=')
+        do k = 1, size(layer%inputs)
+          if (k > 1) call add(header, ',')
+          call add(header, itoa(layer%inputs(k)))
+        end do
+        if (allocated(layer%attributes)) then
+          do k = 1, size(layer%attributes)
+            call add(header, ' ' // layer%attributes(k)%key // '=' // layer%attributes(k)%value)
+          end do
+        end if
+        call add(header, newline)
+        if (allocated(layer%params)) then
+          do k = 1, size(layer%params)
+            call add(header, 'param ' // layer%params(k)%name // ' ' // shape_text(layer%params(k)) // newline)
+            n_values = n_values + size(layer%params(k)%values)
+          end do
+        end if
+      end associate
+    end do
+    call add(header, 'end_header' // newline)
+
+    ! the hashed body: header lines after sha256, then the payload
+    allocate(body(int(header%length, int64) + 4 * n_values))
+    body(1:header%length) = transfer(header%text(1:header%length), body, header%length)
+    p = header%length
+    if (spec%has_input_normalization) then
+      call put(spec%input_offset)
+      call put(spec%input_scale)
+    end if
+    if (spec%has_output_normalization) then
+      call put(spec%output_offset)
+      call put(spec%output_scale)
+    end if
+    do l = 1, size(spec%layers)
+      if (.not. allocated(spec%layers(l)%params)) cycle
+      do k = 1, size(spec%layers(l)%params)
+        call put(spec%layers(l)%params(k)%values)
+      end do
+    end do
+    digest = sha256_hex(body)
+
+    tmp_path = path // '.tmp'
+    open(newunit=unit, file=tmp_path, status='replace', action='write', access='stream', &
+         form='unformatted', iostat=ios, iomsg=iomsg)
+    if (ios /= 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot write ' // tmp_path // ': ' // trim(iomsg)
+      return
+    end if
+    write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // itoa(fkb_format_version) // newline // &
+                                         'sha256 ' // digest // newline
+    if (ios == 0) write(unit, iostat=ios, iomsg=iomsg) body
+    if (ios /= 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot write ' // tmp_path // ': ' // trim(iomsg)
+      close(unit, status='delete')
+      return
+    end if
+    close(unit, iostat=ios, iomsg=iomsg)
+    if (ios /= 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot close ' // tmp_path // ': ' // trim(iomsg)
+      return
+    end if
+    if (c_rename(tmp_path // c_null_char, path // c_null_char) /= 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot rename ' // tmp_path // ' to it'
+      open(newunit=unit, file=tmp_path, status='old', iostat=ios)
+      if (ios == 0) close(unit, status='delete')
+      return
+    end if
+
+  contains
+
+    subroutine add_io_lines(word, io)
+      character(len=*), intent(in) :: word
+      type(io_spec), intent(in) :: io(:)
+      integer :: i
+      do i = 1, size(io)
+        call add(header, word // ' ' // itoa(i) // ' ' // io(i)%name // ' ' // units_text(io(i)) // newline)
+      end do
+    end subroutine add_io_lines
+
+    subroutine put(values)
+      !! Appends float32 values, little-endian, to the body.
+      real(real32), intent(in) :: values(:)
+      integer :: n
+      n = size(values)
+      if (n == 0) return
+      if (little_endian()) then
+        body(p + 1:p + 4 * n) = transfer(values, body, 4 * n)
+      else
+        body(p + 1:p + 4 * n) = transfer(byte_swapped(transfer(values, 0_int32, n)), body, 4 * n)
+      end if
+      p = p + 4 * n
+    end subroutine put
+
+  end subroutine write_model_file
+
+  ! ---------------------------------------------------------------------
+  ! Checks shared by the reader and the writer
+  ! ---------------------------------------------------------------------
+
+  subroutine check_spec(spec, reading, stat, problem)
+    !! The structure of a model, independent of what each layer kind needs:
+    !! widths, io names, normalization shapes, layer ids and inputs, unique
+    !! keys and names, tensor sizes and finite values. A structural problem
+    !! is a format error when reading and an invalid argument when writing.
+    type(model_spec), intent(in) :: spec
+    logical, intent(in) :: reading
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: problem
+    integer :: structure_error, l, k, j
+
+    structure_error = merge(fkb_err_format, fkb_err_argument, reading)
+    stat = fkb_ok
+    problem = ''
+
+    if (spec%n_inputs < 1 .or. spec%n_outputs < 1) then
+      call bad(structure_error, 'n_inputs and n_outputs must be positive')
+      return
+    end if
+    if (allocated(spec%name)) then
+      if (.not. is_text(spec%name)) then
+        call bad(structure_error, 'the name contains a control character')
+        return
+      end if
+    end if
+    call check_io('input', spec%inputs, spec%n_inputs)
+    if (stat /= fkb_ok) return
+    call check_io('output', spec%outputs, spec%n_outputs)
+    if (stat /= fkb_ok) return
+    if (spec%has_input_normalization) then
+      call check_normalization('input_normalization', spec%input_offset, spec%input_scale, spec%n_inputs)
+      if (stat /= fkb_ok) return
+    end if
+    if (spec%has_output_normalization) then
+      call check_normalization('output_normalization', spec%output_offset, spec%output_scale, spec%n_outputs)
+      if (stat /= fkb_ok) return
+    end if
+
+    if (.not. allocated(spec%layers)) then
+      call bad(structure_error, 'no layers')
+      return
+    end if
+    if (size(spec%layers) == 0) then
+      call bad(structure_error, 'no layers')
+      return
+    end if
+    do l = 1, size(spec%layers)
+      associate (layer => spec%layers(l))
+        if (.not. allocated(layer%kind)) then
+          call bad(structure_error, 'layer ' // itoa(l) // ': no type')
+          return
+        end if
+        if (.not. is_token(layer%kind)) then
+          call bad(structure_error, 'layer ' // itoa(l) // ': type ''' // layer%kind // &
+                   ''' is not a single word')
+          return
+        end if
+        if (layer%n_out < 1) then
+          call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): n_out must be positive')
+          return
+        end if
+        if (.not. allocated(layer%inputs)) then
+          call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): no inputs')
+          return
+        end if
+        if (size(layer%inputs) == 0) then
+          call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): no inputs')
+          return
+        end if
+        do k = 1, size(layer%inputs)
+          if (layer%inputs(k) < 0 .or. layer%inputs(k) >= l) then
+            call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // ') refers to layer ' // &
+                     itoa(layer%inputs(k)) // ', which is not an earlier layer or 0 (the model input)')
+            return
+          end if
+        end do
+        if (allocated(layer%attributes)) then
+          do k = 1, size(layer%attributes)
+            if (.not. allocated(layer%attributes(k)%key) .or. .not. allocated(layer%attributes(k)%value)) then
+              call bad(structure_error, 'layer ' // itoa(l) // ': attribute ' // itoa(k) // ' is unset')
+              return
+            end if
+            associate (key => layer%attributes(k)%key, value => layer%attributes(k)%value)
+              if (.not. is_token(key) .or. index(key, '=') > 0 .or. key == 'inputs' .or. &
+                  .not. is_token(value)) then
+                call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): attribute ''' // &
+                         key // '=' // value // ''' is not key=value with single-word key and value')
+                return
+              end if
+              do j = 1, k - 1
+                if (layer%attributes(j)%key == key) then
+                  call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // &
+                           '): a second attribute ' // key)
+                  return
+                end if
+              end do
+            end associate
+          end do
+        end if
+        if (allocated(layer%params)) then
+          do k = 1, size(layer%params)
+            call check_tensor(l, layer%kind, layer%params(k))
+            if (stat /= fkb_ok) return
+            do j = 1, k - 1
+              if (layer%params(j)%name == layer%params(k)%name) then
+                call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // &
+                         '): a second param ' // layer%params(k)%name)
+                return
+              end if
+            end do
+          end do
+        end if
+      end associate
+    end do
+    associate (last => spec%layers(size(spec%layers)))
+      if (last%n_out /= spec%n_outputs) then
+        call bad(fkb_err_shape, 'the last layer (' // itoa(size(spec%layers)) // ', ' // last%kind // &
+                 ') has n_out ' // itoa(last%n_out) // ' but n_outputs is ' // itoa(spec%n_outputs))
+        return
+      end if
+    end associate
+
+  contains
+
+    subroutine bad(code, text)
+      integer, intent(in) :: code
+      character(len=*), intent(in) :: text
+      stat = code
+      problem = text
+    end subroutine bad
+
+    subroutine check_io(word, io, n)
+      character(len=*), intent(in) :: word
+      type(io_spec), allocatable, intent(in) :: io(:)
+      integer, intent(in) :: n
+      integer :: i
+      if (.not. allocated(io)) return
+      if (size(io) /= n) then
+        call bad(fkb_err_shape, itoa(size(io)) // ' ' // word // ' names for n_' // word // 's = ' // itoa(n))
+        return
+      end if
+      do i = 1, n
+        if (.not. allocated(io(i)%name)) then
+          call bad(structure_error, word // ' ' // itoa(i) // ' has no name')
+          return
+        end if
+        if (.not. is_token(io(i)%name)) then
+          call bad(structure_error, word // ' ' // itoa(i) // ': name ''' // io(i)%name // &
+                   ''' is not a single word')
+          return
+        end if
+        if (allocated(io(i)%units)) then
+          if (.not. is_text(io(i)%units)) then
+            call bad(structure_error, word // ' ' // itoa(i) // ': units contain a control character')
+            return
+          end if
+        end if
+      end do
+    end subroutine check_io
+
+    subroutine check_normalization(what, offset, scale, n)
+      character(len=*), intent(in) :: what
+      real(real32), allocatable, intent(in) :: offset(:), scale(:)
+      integer, intent(in) :: n
+      integer :: k
+      if (.not. allocated(offset) .or. .not. allocated(scale)) then
+        call bad(structure_error, what // ' needs both offset and scale')
+        return
+      end if
+      if (size(offset) /= n .or. size(scale) /= n) then
+        call bad(fkb_err_shape, what // ': offset and scale need ' // itoa(n) // ' values')
+        return
+      end if
+      k = first_nonfinite(offset)
+      if (k > 0) then
+        call bad(fkb_err_nonfinite, what // ' param offset has a non-finite value at index ' // itoa(k))
+        return
+      end if
+      k = first_nonfinite(scale)
+      if (k > 0) then
+        call bad(fkb_err_nonfinite, what // ' param scale has a non-finite value at index ' // itoa(k))
+        return
+      end if
+    end subroutine check_normalization
+
+    subroutine check_tensor(l, kind, tensor)
+      integer, intent(in) :: l
+      character(len=*), intent(in) :: kind
+      type(tensor_spec), intent(in) :: tensor
+      integer(int64) :: expected
+      integer :: i
+      character(len=:), allocatable :: context
+      context = 'layer ' // itoa(l) // ' (' // kind // ')'
+      if (.not. allocated(tensor%name)) then
+        call bad(structure_error, context // ': a param without a name')
+        return
+      end if
+      if (.not. is_token(tensor%name)) then
+        call bad(structure_error, context // ': param name ''' // tensor%name // ''' is not a single word')
+        return
+      end if
+      context = context // ' param ' // tensor%name
+      if (tensor%rank < 1 .or. tensor%rank > 2 .or. any(tensor%shape < 1) .or. &
+          (tensor%rank == 1 .and. tensor%shape(2) /= 1)) then
+        call bad(fkb_err_shape, context // ': invalid shape')
+        return
+      end if
+      if (.not. allocated(tensor%values)) then
+        call bad(structure_error, context // ': no values')
+        return
+      end if
+      expected = int(tensor%shape(1), int64) * tensor%shape(2)
+      if (size(tensor%values, kind=int64) /= expected) then
+        call bad(fkb_err_shape, context // ': ' // itoa(size(tensor%values)) // ' values for shape ' // &
+                 shape_text(tensor))
+        return
+      end if
+      i = first_nonfinite(tensor%values)
+      if (i > 0) then
+        call bad(fkb_err_nonfinite, context // ' has a non-finite value at index ' // itoa(i))
+        return
+      end if
+    end subroutine check_tensor
+
+  end subroutine check_spec
+
+  ! ---------------------------------------------------------------------
+  ! Small helpers
+  ! ---------------------------------------------------------------------
+
+  pure integer function first_nonfinite(values) result(position)
+    !! Index of the first NaN or infinity, 0 if none. Tested on the bits,
+    !! so that no compiler flag (-ffast-math) can optimize it away.
+    real(real32), intent(in) :: values(:)
+    integer(int32), parameter :: exponent_bits = int(z'7F800000', int32)
+    integer :: i
+    position = 0
+    do i = 1, size(values)
+      if (iand(transfer(values(i), 0_int32), exponent_bits) == exponent_bits) then
+        position = i
+        return
+      end if
+    end do
+  end function first_nonfinite
+
+  pure logical function little_endian()
+    integer(int8) :: bytes(4)
+    bytes = transfer(1_int32, bytes)
+    little_endian = bytes(1) == 1
+  end function little_endian
+
+  elemental integer(int32) function byte_swapped(x) result(y)
+    integer(int32), intent(in) :: x
+    y = 0
+    call mvbits(x, 0, 8, y, 24)
+    call mvbits(x, 8, 8, y, 16)
+    call mvbits(x, 16, 8, y, 8)
+    call mvbits(x, 24, 8, y, 0)
+  end function byte_swapped
+
+  subroutine add(builder, text)
+    !! Appends to a text builder, doubling its capacity when full.
+    type(text_builder), intent(inout) :: builder
+    character(len=*), intent(in) :: text
+    character(len=:), allocatable :: grown
+    if (.not. allocated(builder%text)) allocate(character(len=max(4096, 2 * len(text))) :: builder%text)
+    if (builder%length + len(text) > len(builder%text)) then
+      allocate(character(len=max(2 * len(builder%text), builder%length + len(text))) :: grown)
+      grown(1:builder%length) = builder%text(1:builder%length)
+      call move_alloc(grown, builder%text)
+    end if
+    builder%text(builder%length + 1:builder%length + len(text)) = text
+    builder%length = builder%length + len(text)
+  end subroutine add
+
+  subroutine grow(a, b)
+    !! Doubles two index arrays, keeping their contents.
+    integer(int64), allocatable, intent(inout) :: a(:), b(:)
+    integer(int64), allocatable :: t(:)
+    allocate(t(2 * size(a)))
+    t(1:size(a)) = a
+    call move_alloc(t, a)
+    allocate(t(2 * size(b)))
+    t(1:size(b)) = b
+    call move_alloc(t, b)
+  end subroutine grow
+
+  pure subroutine next_token(line, start, first, last)
+    !! The next space-separated token at or after `start`: `line(first:last)`,
+    !! `first = 0` when there is none.
+    character(len=*), intent(in) :: line
+    integer, intent(in) :: start
+    integer, intent(out) :: first, last
+    integer :: i
+    first = 0
+    last = 0
+    do i = start, len(line)
+      if (line(i:i) /= ' ') then
+        first = i
+        exit
+      end if
+    end do
+    if (first == 0) return
+    last = len(line)
+    do i = first + 1, len(line)
+      if (line(i:i) == ' ') then
+        last = i - 1
+        exit
+      end if
+    end do
+  end subroutine next_token
+
+  pure subroutine split_tokens(line, first, last, n)
+    !! All space-separated tokens of a line.
+    character(len=*), intent(in) :: line
+    integer, allocatable, intent(out) :: first(:), last(:)
+    integer, intent(out) :: n
+    integer :: pos, f, l
+    n = 0
+    pos = 1
+    do
+      call next_token(line, pos, f, l)
+      if (f == 0) exit
+      n = n + 1
+      pos = l + 1
+    end do
+    allocate(first(n), last(n))
+    n = 0
+    pos = 1
+    do
+      call next_token(line, pos, f, l)
+      if (f == 0) exit
+      n = n + 1
+      first(n) = f
+      last(n) = l
+      pos = l + 1
+    end do
+  end subroutine split_tokens
+
+  pure function keyword(line) result(word)
+    !! The first token of a line, '' if none.
+    character(len=*), intent(in) :: line
+    character(len=:), allocatable :: word
+    integer :: f, l
+    call next_token(line, 1, f, l)
+    if (f == 0) then
+      word = ''
+    else
+      word = line(f:l)
+    end if
+  end function keyword
+
+  pure subroutine parse_int(text, value, stat)
+    !! A decimal integer with an optional sign, nothing else.
+    character(len=*), intent(in) :: text
+    integer, intent(out) :: value
+    integer, intent(out) :: stat
+    integer(int64) :: v
+    integer :: i, start
+    logical :: negative
+    value = 0
+    stat = fkb_err_format
+    if (len(text) == 0) return
+    negative = text(1:1) == '-'
+    start = 1
+    if (text(1:1) == '-' .or. text(1:1) == '+') start = 2
+    if (start > len(text) .or. len(text) - start + 1 > 10) return
+    v = 0
+    do i = start, len(text)
+      if (text(i:i) < '0' .or. text(i:i) > '9') return
+      v = 10 * v + (iachar(text(i:i)) - iachar('0'))
+    end do
+    if (v > huge(0_int32)) return
+    value = int(v)
+    if (negative) value = -value
+    stat = fkb_ok
+  end subroutine parse_int
+
+  pure subroutine parse_int_list(text, values, stat)
+    !! Comma-separated integers, e.g. `1,2`.
+    character(len=*), intent(in) :: text
+    integer, allocatable, intent(out) :: values(:)
+    integer, intent(out) :: stat
+    integer :: n, i, start, comma
+    n = 1
+    do i = 1, len(text)
+      if (text(i:i) == ',') n = n + 1
+    end do
+    allocate(values(n))
+    start = 1
+    do i = 1, n
+      comma = index(text(start:), ',')
+      if (comma == 0) then
+        comma = len(text) + 1
+      else
+        comma = start + comma - 1
+      end if
+      call parse_int(text(start:comma - 1), values(i), stat)
+      if (stat /= fkb_ok) return
+      start = comma + 1
+    end do
+  end subroutine parse_int_list
+
+  pure subroutine check_fixed_line(line, word, value, ok)
+    !! Whether `line` is exactly `<word> <integer>`.
+    character(len=*), intent(in) :: line, word
+    integer, intent(out) :: value
+    logical, intent(out) :: ok
+    integer, allocatable :: first(:), last(:)
+    integer :: n, stat
+    value = 0
+    call split_tokens(line, first, last, n)
+    ok = n == 2
+    if (.not. ok) return
+    ok = line(first(1):last(1)) == word
+    if (.not. ok) return
+    call parse_int(line(first(2):last(2)), value, stat)
+    ok = stat == fkb_ok
+  end subroutine check_fixed_line
+
+  pure logical function is_sha256_line(line)
+    !! Whether `line` is exactly `sha256 <64 lowercase hex digits>`.
+    character(len=*), intent(in) :: line
+    integer :: i
+    is_sha256_line = .false.
+    if (len(line) /= 7 + 64) return
+    if (line(1:7) /= 'sha256 ') return
+    do i = 8, len(line)
+      if (index('0123456789abcdef', line(i:i)) == 0) return
+    end do
+    is_sha256_line = .true.
+  end function is_sha256_line
+
+  pure logical function is_integer_line(line)
+    !! Whether `line` holds a single integer (blanks and a carriage return
+    !! around it allowed), the first line of an original FKB file.
+    character(len=*), intent(in) :: line
+    integer :: first, last, i, stat, value
+    first = 0
+    last = 0
+    do i = 1, len(line)
+      if (line(i:i) /= ' ' .and. line(i:i) /= achar(9) .and. line(i:i) /= achar(13)) then
+        if (first == 0) first = i
+        last = i
+      end if
+    end do
+    is_integer_line = .false.
+    if (first == 0) return
+    do i = first, last
+      if (line(i:i) == ' ' .or. line(i:i) == achar(9)) return
+    end do
+    call parse_int(line(first:last), value, stat)
+    is_integer_line = stat == fkb_ok
+  end function is_integer_line
+
+  pure logical function is_token(text)
+    !! Non-empty, no blanks and no control characters.
+    character(len=*), intent(in) :: text
+    integer :: i
+    is_token = len(text) > 0
+    do i = 1, len(text)
+      if (iachar(text(i:i)) <= 32 .or. iachar(text(i:i)) == 127) is_token = .false.
+    end do
+  end function is_token
+
+  pure logical function is_text(text)
+    !! No control characters (text may hold blanks).
+    character(len=*), intent(in) :: text
+    integer :: i
+    is_text = .true.
+    do i = 1, len(text)
+      if (iachar(text(i:i)) < 32 .or. iachar(text(i:i)) == 127) is_text = .false.
+    end do
+  end function is_text
+
+  pure function units_text(io) result(units)
+    !! Units as written: trimmed, `1` when there are none.
+    type(io_spec), intent(in) :: io
+    character(len=:), allocatable :: units
+    units = ''
+    if (allocated(io%units)) units = trim(adjustl(io%units))
+    if (len(units) == 0) units = '1'
+  end function units_text
+
+  pure function shape_text(tensor) result(text)
+    !! `d1` or `d1 d2`, as on a param line.
+    type(tensor_spec), intent(in) :: tensor
+    character(len=:), allocatable :: text
+    text = itoa(tensor%shape(1))
+    if (tensor%rank == 2) text = text // ' ' // itoa(tensor%shape(2))
+  end function shape_text
+
+  pure function itoa(i) result(s)
+    integer, intent(in) :: i
+    character(len=:), allocatable :: s
+    character(len=12) :: b
+    write(b, '(i0)') i
+    s = trim(b)
+  end function itoa
+
+  pure function ltoa(i) result(s)
+    integer(int64), intent(in) :: i
+    character(len=:), allocatable :: s
+    character(len=21) :: b
+    write(b, '(i0)') i
+    s = trim(b)
+  end function ltoa
+
+end module fkb_model_file

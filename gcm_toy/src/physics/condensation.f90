@@ -1,0 +1,63 @@
+module condensation
+  !! Large-scale condensation with re-evaporation of falling rain, for one
+  !! (sub)column.
+  !!
+  !! Sweeping from the top, a layer whose humidity exceeds rh_crit q_s(T) is
+  !! brought back to the threshold in one linearised step (latent heat raises
+  !! q_s while condensing): c = (q - rh_crit q_s) / (1 + L/cp rh_crit dq_s/dT).
+  !! The condensate falls out at once. Below, in a layer drier than the
+  !! threshold, rain evaporates at the rate E = k_e (1 - RH / rh_crit) sqrt(R)
+  !! [kg kg-1 s-1] (Kessler-type, Sundqvist 1988), R the rain flux entering the
+  !! layer [kg m-2 s-1], k_e = reevap_coef; at most the layer's saturation
+  !! deficit and all of the rain evaporate. The column loses exactly the water
+  !! that reaches the surface and gains L_v times it.
+  use iso_fortran_env, only: real64
+  use physics_constants, only: cp, latent_heat_vap
+  use physics_configuration, only: physics_config
+  use moist_thermodynamics, only: saturation_humidity_and_slope
+  implicit none
+  private
+  public :: large_scale_condensation
+
+contains
+
+  pure subroutine large_scale_condensation(config, nlev, dt, rh_crit, p, mass, t, q, dtdt, dqdt, precip)
+    type(physics_config), intent(in) :: config
+    integer, intent(in) :: nlev
+    real(real64), intent(in) :: dt            !! time step of this call [s]
+    real(real64), intent(in) :: rh_crit      !! condensation threshold (relative humidity) of this subcolumn
+    real(real64), intent(in) :: p(nlev)       !! pressure [Pa]
+    real(real64), intent(in) :: mass(nlev)    !! dp / g [kg m-2]
+    real(real64), intent(in) :: t(nlev)       !! temperature [K]
+    real(real64), intent(in) :: q(nlev)       !! specific humidity [kg kg-1]
+    real(real64), intent(out) :: dtdt(nlev)   !! [K s-1]
+    real(real64), intent(out) :: dqdt(nlev)   !! [kg kg-1 s-1]
+    real(real64), intent(out) :: precip       !! surface precipitation [kg m-2 s-1]
+
+    real(real64) :: rain, qs, dqs, threshold, amount, deficit
+    integer :: k
+
+    rain = 0.0_real64                          ! falling rain [kg m-2] in this step
+    dtdt = 0.0_real64
+    dqdt = 0.0_real64
+    do k = 1, nlev
+      call saturation_humidity_and_slope(t(k), p(k), qs, dqs)
+      threshold = rh_crit * qs
+      if (q(k) > threshold) then
+        amount = (q(k) - threshold) / (1.0_real64 + latent_heat_vap / cp * rh_crit * dqs)
+        rain = rain + amount * mass(k)
+        dqdt(k) = -amount / dt
+        dtdt(k) = latent_heat_vap / cp * amount / dt
+      else if (rain > 0) then
+        deficit = (threshold - q(k)) / (1.0_real64 + latent_heat_vap / cp * rh_crit * dqs)
+        amount = config%reevap_coef * (1.0_real64 - q(k) / threshold) * sqrt(rain / dt) * dt
+        amount = min(amount, deficit, rain / mass(k))
+        rain = max(rain - amount * mass(k), 0.0_real64)
+        dqdt(k) = amount / dt
+        dtdt(k) = -latent_heat_vap / cp * amount / dt
+      end if
+    end do
+    precip = rain / dt
+  end subroutine large_scale_condensation
+
+end module condensation

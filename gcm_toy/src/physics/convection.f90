@@ -1,0 +1,178 @@
+module convection
+  !! Simplified Betts-Miller convection (Frierson 2007, J. Atmos. Sci. 64),
+  !! for one (sub)column.
+  !!
+  !! A parcel from the lowest level is lifted dry-adiabatically to its lifting
+  !! condensation level (Bolton 1980, eq. 22) and along a pseudo-adiabat above
+  !! (its equivalent potential temperature theta_e = theta exp(L q / (cp T_LCL))
+  !! is conserved; the saturated parcel temperature is found by Newton
+  !! iteration). Convection triggers when CAPE over the first buoyant layer
+  !! exceeds sbm_cape_min. Between the lowest level and the top of that layer
+  !! (the level of zero buoyancy) T and q relax toward T_ref = parcel
+  !! temperature and q_ref = RH_ref q_s(T_ref) over sbm_tau.
+  !!
+  !! With P_q = -sum(dq dp/g) and P_T = sum(cp dT dp/g)/L:
+  !! * deep convection (P_q > 0 and P_T > 0): T_ref is shifted uniformly so the
+  !!   column heating equals L P_q (enthalpy conserved), precipitation = P_q;
+  !! * otherwise shallow convection: both tendencies are shifted uniformly to
+  !!   integrate to zero (no precipitation, pure redistribution). This is the
+  !!   simplest of Frierson's shallow options (no reduction of the depth).
+  !! Finally all tendencies (and precipitation) are scaled by one factor <= 1
+  !! so no level dries below zero in one step; both budgets stay exact.
+  use iso_fortran_env, only: real64
+  use physics_constants, only: rd, cp, kappa, latent_heat_vap, p_reference
+  use physics_configuration, only: physics_config
+  use moist_thermodynamics, only: saturation_humidity, saturation_humidity_and_slope
+  implicit none
+  private
+  public :: betts_miller_convection, lift_parcel
+
+  integer, parameter :: max_newton = 8
+  real(real64), parameter :: log_p_reference = log(p_reference)
+  real(real64), parameter :: newton_tolerance = 0.3_real64
+    !! [K]: Newton converges quadratically (error after a step ~ step^2 / T), so a
+    !! last correction below 0.3 K leaves an error below about 1e-3 K
+
+contains
+
+  pure subroutine lift_parcel(nlev, p, lnp, pk, t, q, t_parcel, k_lcl)
+    !! Temperature t_parcel(k) [K] of a parcel lifted from level nlev; k_lcl is
+    !! the lowest level at which the parcel is saturated (0 if never).
+    integer, intent(in) :: nlev
+    real(real64), intent(in) :: p(nlev)     !! pressure [Pa]
+    real(real64), intent(in) :: lnp(nlev)   !! log(p)
+    real(real64), intent(in) :: pk(nlev)    !! (p / p0)**kappa
+    real(real64), intent(in) :: t(nlev), q(nlev)
+    real(real64), intent(out) :: t_parcel(nlev)
+    integer, intent(out) :: k_lcl
+    real(real64) :: t0, q0, theta0, qs0, rh0, t_lcl, log_theta_e, t_dry, tp, qs, dqs, f, dfdt, step, inv_t, target
+    integer :: k, it
+
+    t0 = t(nlev)
+    q0 = q(nlev)
+    theta0 = t0 / pk(nlev)
+    qs0 = saturation_humidity(t0, p(nlev))
+    if (q0 >= qs0) then
+      t_lcl = t0
+    else
+      rh0 = max(q0 / qs0, 1.0e-6_real64)
+      t_lcl = 55.0_real64 + 1.0_real64 / (1.0_real64 / (t0 - 55.0_real64) - log(rh0) / 2840.0_real64)
+    end if
+    log_theta_e = log(theta0) + latent_heat_vap * q0 / (cp * t_lcl)
+
+    t_parcel(nlev) = t0
+    k_lcl = 0
+    if (q0 >= qs0) k_lcl = nlev
+    do k = nlev - 1, 1, -1
+      t_dry = theta0 * pk(k)
+      if (k_lcl == 0) then
+        if (q0 < saturation_humidity(t_dry, p(k))) then
+          t_parcel(k) = t_dry
+          cycle
+        end if
+        k_lcl = k
+      end if
+      ! Saturated: solve ln T - ln pk + L q_s(T) / (cp T) = ln theta_e for T by
+      ! Newton's method. First guess: the parcel's lapse in ln p continued from
+      ! the two levels below (the dry adiabat at the first saturated levels).
+      if (k + 2 <= k_lcl) then
+        tp = t_parcel(k+1) + (t_parcel(k+1) - t_parcel(k+2)) * (lnp(k) - lnp(k+1)) / (lnp(k+1) - lnp(k+2))
+        tp = max(tp, t_dry)
+      else
+        tp = t_dry
+      end if
+      target = log_theta_e + kappa * (lnp(k) - log_p_reference)
+      do it = 1, max_newton
+        call saturation_humidity_and_slope(tp, p(k), qs, dqs)
+        inv_t = 1.0_real64 / tp
+        f = log(tp) + latent_heat_vap / cp * qs * inv_t - target
+        dfdt = inv_t + latent_heat_vap / cp * inv_t * (dqs - qs * inv_t)
+        step = f / dfdt
+        tp = tp - step
+        if (abs(step) < newton_tolerance) exit
+      end do
+      t_parcel(k) = tp
+    end do
+  end subroutine lift_parcel
+
+  pure subroutine betts_miller_convection(config, nlev, dt, rh_ref, p, lnp, pk, mass, t, q, &
+                                          dtdt, dqdt, precip, cape, k_top, k_lcl)
+    type(physics_config), intent(in) :: config
+    integer, intent(in) :: nlev
+    real(real64), intent(in) :: dt           !! time step of this call [s]
+    real(real64), intent(in) :: rh_ref       !! reference relative humidity of this subcolumn
+    real(real64), intent(in) :: p(nlev)      !! pressure [Pa]
+    real(real64), intent(in) :: lnp(nlev)    !! log(p)
+    real(real64), intent(in) :: pk(nlev)     !! (p / p0)**kappa
+    real(real64), intent(in) :: mass(nlev)   !! dp / g [kg m-2]
+    real(real64), intent(in) :: t(nlev)      !! temperature [K]
+    real(real64), intent(in) :: q(nlev)      !! specific humidity [kg kg-1]
+    real(real64), intent(out) :: dtdt(nlev)  !! [K s-1]
+    real(real64), intent(out) :: dqdt(nlev)  !! [kg kg-1 s-1]
+    real(real64), intent(out) :: precip      !! convective precipitation [kg m-2 s-1]
+    real(real64), intent(out) :: cape        !! [J kg-1]
+    integer, intent(out) :: k_top            !! highest level of convection (0: none)
+    integer, intent(out) :: k_lcl            !! lifting condensation level (0: none)
+
+    real(real64) :: t_parcel(nlev), buoyancy, relax, p_q, p_t, layer_mass, heat, shift, scale
+    integer :: k, k_lfc
+
+    dtdt = 0.0_real64
+    dqdt = 0.0_real64
+    precip = 0.0_real64
+    cape = 0.0_real64
+    k_top = 0
+
+    call lift_parcel(nlev, p, lnp, pk, t, q, t_parcel, k_lcl)
+
+    ! The first buoyant layer above the lifting level; convection reaches its top.
+    k_lfc = 0
+    do k = nlev - 1, 1, -1
+      buoyancy = t_parcel(k) - t(k)
+      if (buoyancy > 0) then
+        if (k_lfc == 0) k_lfc = k
+        k_top = k
+        cape = cape + rd * buoyancy * (lnp(k+1) - lnp(k))
+      else if (k_lfc /= 0) then
+        exit
+      end if
+    end do
+    if (k_top == 0 .or. cape <= config%sbm_cape_min) then
+      k_top = 0
+      cape = max(cape, 0.0_real64)
+      return
+    end if
+
+    relax = (1.0_real64 - exp(-dt / config%sbm_tau)) / dt   ! never overshoots the reference
+    do k = k_top, nlev
+      dtdt(k) = -(t(k) - t_parcel(k)) * relax
+      dqdt(k) = -(q(k) - rh_ref * saturation_humidity(t_parcel(k), p(k))) * relax
+    end do
+    layer_mass = sum(mass(k_top:nlev))
+    p_q = -sum(dqdt(k_top:nlev) * mass(k_top:nlev))
+    heat = sum(dtdt(k_top:nlev) * mass(k_top:nlev))          ! column heating / cp
+    p_t = cp * heat / latent_heat_vap
+
+    if (p_q > 0 .and. p_t > 0) then
+      shift = (latent_heat_vap * p_q / cp - heat) / layer_mass
+      dtdt(k_top:nlev) = dtdt(k_top:nlev) + shift
+      precip = p_q
+    else
+      dtdt(k_top:nlev) = dtdt(k_top:nlev) - heat / layer_mass
+      shift = sum(dqdt(k_top:nlev) * mass(k_top:nlev)) / layer_mass
+      dqdt(k_top:nlev) = dqdt(k_top:nlev) - shift
+      precip = 0.0_real64
+    end if
+
+    scale = 1.0_real64
+    do k = k_top, nlev
+      if (q(k) + dt * dqdt(k) < 0) scale = min(scale, q(k) / (-dt * dqdt(k)))
+    end do
+    if (scale < 1) then
+      dtdt = scale * dtdt
+      dqdt = scale * dqdt
+      precip = scale * precip
+    end if
+  end subroutine betts_miller_convection
+
+end module convection

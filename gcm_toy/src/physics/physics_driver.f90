@@ -1,0 +1,175 @@
+module physics_driver
+  !! The column physics of the moist aquaplanet for a batch of columns,
+  !! SPEEDY style: every scheme sees the same input state and returns
+  !! tendencies, which are summed.
+  !!
+  !!   1. host: SST (Qobs unless the host passes its own) and TOA insolation
+  !!   2. host: bulk surface fluxes            -> shflx, lhflx, evap, stress
+  !!   3. host: boundary-layer diffusion        -> dT, dq, du, dv
+  !!   4. the emulated physics: scheme%compute  -> dT, dq, FSNT/FSNS/FLNT/FLNS, precip
+  !!      (the reference physics, or a network: THE replacement point)
+  !!   5. sum; fill any negative humidity conservatively within its column
+  use iso_fortran_env, only: real64, int64
+  use physics_constants, only: gravity
+  use physics_status, only: physics_ok, physics_err_state
+  use physics_configuration, only: physics_config, physics_config_validate
+  use sea_surface, only: sst_qobs
+  use insolation, only: toa_insolation
+  use surface_fluxes, only: compute_surface_fluxes
+  use boundary_layer, only: compute_boundary_layer
+  use emulated_physics, only: emulated_physics_scheme, check_column_geometry
+  implicit none
+  private
+  public :: physics_diagnostics, physics_tendencies
+
+  type :: physics_diagnostics
+    !! Per-column diagnostics of the last physics_tendencies call (the
+    !! emulator's inputs and outputs among them); allocated by the driver.
+    real(real64), allocatable :: sst(:)      !! sea-surface temperature [K]
+    real(real64), allocatable :: solin(:)    !! TOA insolation [W m-2]
+    real(real64), allocatable :: shflx(:)    !! sensible heat flux, upward [W m-2]
+    real(real64), allocatable :: lhflx(:)    !! latent heat flux, upward [W m-2]
+    real(real64), allocatable :: evap(:)     !! evaporation [kg m-2 s-1]
+    real(real64), allocatable :: taux(:), tauy(:)  !! surface stress on the atmosphere [N m-2]
+    real(real64), allocatable :: fsnt(:), fsns(:), flnt(:), flns(:)  !! [W m-2], CAM signs
+    real(real64), allocatable :: precip(:)   !! [kg m-2 s-1]
+    real(real64), allocatable :: dtdt_emulated(:, :)  !! emulated-physics part of dT/dt [K s-1]
+    real(real64), allocatable :: dqdt_emulated(:, :)  !! emulated-physics part of dq/dt [kg kg-1 s-1]
+    real(real64), allocatable :: q_filled(:)  !! water moved by the negative-humidity filler [kg m-2]
+  end type physics_diagnostics
+
+contains
+
+  subroutine physics_tendencies(config, scheme, ncol, nlev, dt, time_seconds, step, seed, column_ids, &
+                                lat, lon, sigma, sigma_half, t, q, u, v, ps, &
+                                dtdt, dqdt, dudt, dvdt, diag, stat, msg, sst)
+    type(physics_config), intent(in) :: config
+    class(emulated_physics_scheme), intent(inout) :: scheme  !! reference physics or emulator
+    integer, intent(in) :: ncol, nlev
+    real(real64), intent(in) :: dt             !! GCM time step [s]
+    real(real64), intent(in) :: time_seconds   !! model time at the start of the step [s]
+    integer(int64), intent(in) :: step         !! GCM step number
+    integer(int64), intent(in) :: seed         !! run seed
+    integer, intent(in) :: column_ids(:)       !! global column ids (ncol)
+    real(real64), intent(in) :: lat(:), lon(:) !! column latitude and longitude (ncol) [radians]
+    real(real64), intent(in) :: sigma(:), sigma_half(0:)
+    real(real64), intent(in) :: t(:, :), q(:, :), u(:, :), v(:, :)  !! state (nlev, ncol)
+    real(real64), intent(in) :: ps(:)          !! surface pressure (ncol) [Pa]
+    real(real64), intent(out) :: dtdt(:, :)    !! total physics tendencies (nlev, ncol)
+    real(real64), intent(out) :: dqdt(:, :)
+    real(real64), intent(out) :: dudt(:, :), dvdt(:, :)
+    type(physics_diagnostics), intent(inout) :: diag
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: msg
+    real(real64), intent(in), optional :: sst(:)  !! sea-surface temperature (ncol) [K]; default Qobs(lat)
+
+    real(real64), allocatable :: dtdt_pbl(:, :), dqdt_pbl(:, :)
+
+    call physics_config_validate(config, stat, msg)
+    if (stat /= physics_ok) return
+    call check_column_geometry(ncol, nlev, sigma, sigma_half, stat, msg)
+    if (stat /= physics_ok) return
+    stat = physics_err_state
+    if (any(shape(t) /= [nlev, ncol]) .or. any(shape(q) /= [nlev, ncol]) .or. &
+        any(shape(u) /= [nlev, ncol]) .or. any(shape(v) /= [nlev, ncol]) .or. &
+        any(shape(dtdt) /= [nlev, ncol]) .or. any(shape(dqdt) /= [nlev, ncol]) .or. &
+        any(shape(dudt) /= [nlev, ncol]) .or. any(shape(dvdt) /= [nlev, ncol])) then
+      msg = 'physics driver: T, q, u, v and their tendencies must have shape (nlev, ncol)'
+      return
+    end if
+    if (size(ps) /= ncol .or. size(lat) /= ncol .or. size(lon) /= ncol .or. size(column_ids) /= ncol) then
+      msg = 'physics driver: ps, lat, lon and column_ids need ncol values'
+      return
+    end if
+    if (present(sst)) then
+      if (size(sst) /= ncol) then
+        msg = 'physics driver: sst needs ncol values'
+        return
+      end if
+    end if
+    call allocate_diagnostics(diag, ncol, nlev)
+    allocate(dtdt_pbl(nlev, ncol), dqdt_pbl(nlev, ncol))
+
+    ! 1-3: the host physics, never emulated.
+    if (present(sst)) then
+      diag%sst = sst
+    else
+      diag%sst = sst_qobs(lat)
+    end if
+    diag%solin = toa_insolation(lat, lon, time_seconds, config)
+    call compute_surface_fluxes(config, ncol, nlev, t, q, u, v, ps, sigma, diag%sst, &
+                                diag%shflx, diag%lhflx, diag%evap, diag%taux, diag%tauy)
+    call compute_boundary_layer(config, ncol, nlev, dt, t, q, u, v, ps, sigma, sigma_half, &
+                                diag%shflx, diag%evap, diag%taux, diag%tauy, &
+                                dtdt_pbl, dqdt_pbl, dudt, dvdt)
+
+    ! 4: the emulated physics.
+    call scheme%compute(config, ncol, nlev, t, q, ps, sigma, sigma_half, diag%solin, &
+                        diag%shflx, diag%lhflx, dt, step, column_ids, seed, &
+                        diag%dtdt_emulated, diag%dqdt_emulated, &
+                        diag%fsnt, diag%fsns, diag%flnt, diag%flns, diag%precip, stat, msg)
+    if (stat /= physics_ok) return
+
+    ! 5: sum.
+    dtdt = dtdt_pbl + diag%dtdt_emulated
+    dqdt = dqdt_pbl + diag%dqdt_emulated
+    call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
+    stat = physics_ok
+    msg = ''
+  end subroutine physics_tendencies
+
+  subroutine allocate_diagnostics(diag, ncol, nlev)
+    type(physics_diagnostics), intent(inout) :: diag
+    integer, intent(in) :: ncol, nlev
+    call vector(diag%sst); call vector(diag%solin); call vector(diag%shflx); call vector(diag%lhflx)
+    call vector(diag%evap); call vector(diag%taux); call vector(diag%tauy)
+    call vector(diag%fsnt); call vector(diag%fsns); call vector(diag%flnt); call vector(diag%flns)
+    call vector(diag%precip); call vector(diag%q_filled)
+    call matrix(diag%dtdt_emulated); call matrix(diag%dqdt_emulated)
+  contains
+    subroutine vector(a)
+      real(real64), allocatable, intent(inout) :: a(:)
+      if (allocated(a)) then
+        if (size(a) /= ncol) deallocate(a)
+      end if
+      if (.not. allocated(a)) allocate(a(ncol))
+    end subroutine vector
+    subroutine matrix(a)
+      real(real64), allocatable, intent(inout) :: a(:, :)
+      if (allocated(a)) then
+        if (size(a, 1) /= nlev .or. size(a, 2) /= ncol) deallocate(a)
+      end if
+      if (.not. allocated(a)) allocate(a(nlev, ncol))
+    end subroutine matrix
+  end subroutine allocate_diagnostics
+
+  subroutine fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, filled)
+    !! Each scheme keeps q >= 0 on its own, but their sum can overshoot. Where
+    !! q + dt dq/dt < 0, set it to zero and take the water from the column's
+    !! positive levels in proportion to their content; the column total is
+    !! unchanged. filled(i) is the water moved [kg m-2] (zero almost always).
+    integer, intent(in) :: ncol, nlev
+    real(real64), intent(in) :: dt, q(:, :), ps(:), sigma_half(0:)
+    real(real64), intent(inout) :: dqdt(:, :)
+    real(real64), intent(out) :: filled(:)
+    real(real64) :: qnew(nlev), mass(nlev), deficit, available
+    integer :: i
+
+    do i = 1, ncol
+      filled(i) = 0.0_real64
+      qnew = q(:, i) + dt * dqdt(:, i)
+      if (all(qnew >= 0)) cycle
+      mass = (sigma_half(1:nlev) - sigma_half(0:nlev-1)) * ps(i) / gravity
+      deficit = -sum(min(qnew, 0.0_real64) * mass)
+      available = sum(max(qnew, 0.0_real64) * mass)
+      if (available > deficit) then
+        qnew = max(qnew, 0.0_real64) * (1.0_real64 - deficit / available)
+      else
+        qnew = 0.0_real64    ! the column holds no water to give: it ends dry
+      end if
+      filled(i) = deficit
+      dqdt(:, i) = (qnew - q(:, i)) / dt
+    end do
+  end subroutine fill_negative_humidity
+
+end module physics_driver
