@@ -14,19 +14,28 @@ from pathlib import Path
 # Quieten TensorFlow before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 class UserError(Exception):
     """A mistake in the command's input: reported in one line, exit status 1."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that describe bad input rather than a bug."""
-    from emulators.fkb import FKBError
-    from emulators.modelfile import ModelFileError
-    from emulators.convert import ConversionError
-    return (UserError, FKBError, ModelFileError, ConversionError,
-            FileNotFoundError, IsADirectoryError, PermissionError)
+# Exception types (module, class) that describe bad input rather than a bug.
+# Looked up only in modules already imported, so reporting an error never
+# imports TensorFlow.
+_USER_ERROR_TYPES = [
+    ("emulators.fkb", "FKBError"),
+    ("emulators.modelfile", "ModelFileError"),
+    ("emulators.convert", "ConversionError"),
+]
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, (UserError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError)):
+        return True
+    return any(isinstance(exc, getattr(sys.modules[module], name))
+               for module, name in _USER_ERROR_TYPES if module in sys.modules)
 
 
 # ----------------------------------------------------------------- convert
@@ -38,8 +47,11 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> None:
-    from emulators.convert import load_spec
-    spec = load_spec(args.model)
+    if Path(args.model).suffix.lower() in (".keras", ".h5", ".hdf5"):
+        from emulators.convert import load_spec as read
+    else:
+        from emulators.modelfile import read_model_file as read
+    spec = read(args.model)
     print(describe_spec(spec, args.model))
 
 
@@ -122,6 +134,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise UserError("Keras and Fortran predictions disagree (see the table above)")
 
 
+# ------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> None:
+    from emulators.train import run_train
+    run_train(args)
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -149,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="Y.npy")
     p.set_defaults(func=cmd_predict)
 
+    from emulators.train import add_train_arguments
+    p = sub.add_parser("train", help="train one Keras emulator on a reference run and export it",
+                       description="Train one emulator (hyperparameters from a TOML file and/or --set), "
+                                   "score it offline and export the model file with its normalization.")
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("demo", help="end-to-end bridge demo: train in Keras, convert, predict in Fortran, compare",
                        description="Train a small Keras model, convert it to a model file, predict with the Fortran "
                                    "runtime and show that both agree.")
@@ -167,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fkb {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if isinstance(exc, _user_errors()):
+        if _is_user_error(exc):
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             print(f"fkb {args.command}: error: {message}", file=sys.stderr)
             return 1

@@ -201,7 +201,7 @@ contains
     real(real64), intent(in) :: solin(:)        !! TOA insolation (ncol) [W m-2]
     real(real64), intent(in) :: shflx(:)        !! surface sensible heat flux, upward (ncol) [W m-2]
     real(real64), intent(in) :: lhflx(:)        !! surface latent heat flux, upward (ncol) [W m-2]
-    real(real64), intent(in) :: dt              !! GCM time step [s]
+    real(real64), intent(in) :: dt              !! time the tendencies act over [s] (2 dt for a leapfrog host)
     integer(int64), intent(in) :: step          !! GCM step number (random-number key)
     integer, intent(in) :: column_ids(:)        !! global column ids (ncol) (random-number key)
     integer(int64), intent(in) :: seed          !! run seed (random-number key)

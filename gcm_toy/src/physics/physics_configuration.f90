@@ -14,7 +14,7 @@ module physics_configuration
 
   type :: physics_config
     ! --- the toy superparameterization ------------------------------------
-    integer :: n_subcolumns = 8
+    integer :: n_subcolumns = 12
       !! subcolumns per GCM column (embedded "cloud model" members)
     integer :: n_substeps = 4
       !! sub-steps of each subcolumn per GCM time step

@@ -11,7 +11,8 @@ module physics_driver
   !!   5. sum; fill any negative humidity conservatively within its column
   use iso_fortran_env, only: real64, int64
   use physics_constants, only: gravity
-  use physics_status, only: physics_ok, physics_err_state
+  use ieee_arithmetic, only: ieee_is_finite
+  use physics_status, only: physics_ok, physics_err_state, physics_err_nonfinite
   use physics_configuration, only: physics_config, physics_config_validate
   use sea_surface, only: sst_qobs
   use insolation, only: toa_insolation
@@ -20,10 +21,10 @@ module physics_driver
   use emulated_physics, only: emulated_physics_scheme, check_column_geometry
   implicit none
   private
-  public :: physics_diagnostics, physics_tendencies
+  public :: physics_diagnostics, physics_driver_step
 
   type :: physics_diagnostics
-    !! Per-column diagnostics of the last physics_tendencies call (the
+    !! Per-column diagnostics of the last physics_driver_step call (the
     !! emulator's inputs and outputs among them); allocated by the driver.
     real(real64), allocatable :: sst(:)      !! sea-surface temperature [K]
     real(real64), allocatable :: solin(:)    !! TOA insolation [W m-2]
@@ -40,13 +41,13 @@ module physics_driver
 
 contains
 
-  subroutine physics_tendencies(config, scheme, ncol, nlev, dt, time_seconds, step, seed, column_ids, &
+  subroutine physics_driver_step(config, scheme, ncol, nlev, dt, time_seconds, step, seed, column_ids, &
                                 lat, lon, sigma, sigma_half, t, q, u, v, ps, &
                                 dtdt, dqdt, dudt, dvdt, diag, stat, msg, sst)
     type(physics_config), intent(in) :: config
     class(emulated_physics_scheme), intent(inout) :: scheme  !! reference physics or emulator
     integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: dt             !! GCM time step [s]
+    real(real64), intent(in) :: dt             !! time the tendencies act over [s] (2 dt for a leapfrog host)
     real(real64), intent(in) :: time_seconds   !! model time at the start of the step [s]
     integer(int64), intent(in) :: step         !! GCM step number
     integer(int64), intent(in) :: seed         !! run seed
@@ -109,6 +110,8 @@ contains
                         diag%dtdt_emulated, diag%dqdt_emulated, &
                         diag%fsnt, diag%fsns, diag%flnt, diag%flns, diag%precip, stat, msg)
     if (stat /= physics_ok) return
+    call check_scheme_outputs(stat, msg)
+    if (stat /= physics_ok) return
 
     ! 5: sum.
     dtdt = dtdt_pbl + diag%dtdt_emulated
@@ -116,7 +119,31 @@ contains
     call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
     stat = physics_ok
     msg = ''
-  end subroutine physics_tendencies
+
+  contains
+
+    subroutine check_scheme_outputs(stat, msg)
+      !! An emulator can return NaN or infinity: name the first bad column.
+      integer, intent(out) :: stat
+      character(len=:), allocatable, intent(out) :: msg
+      character(len=120) :: line
+      integer :: i
+      do i = 1, ncol
+        if (.not. (all(ieee_is_finite(diag%dtdt_emulated(:, i))) .and. all(ieee_is_finite(diag%dqdt_emulated(:, i))) &
+                   .and. ieee_is_finite(diag%fsnt(i)) .and. ieee_is_finite(diag%fsns(i)) .and. &
+                   ieee_is_finite(diag%flnt(i)) .and. ieee_is_finite(diag%flns(i)) .and. ieee_is_finite(diag%precip(i)))) then
+          write(line, '(a,i0,a,i0,a)') 'physics driver: the emulated physics returned a non-finite value in column ', &
+            i, ' (id ', column_ids(i), ')'
+          stat = physics_err_nonfinite
+          msg = trim(line)
+          return
+        end if
+      end do
+      stat = physics_ok
+      msg = ''
+    end subroutine check_scheme_outputs
+
+  end subroutine physics_driver_step
 
   subroutine allocate_diagnostics(diag, ncol, nlev)
     type(physics_diagnostics), intent(inout) :: diag

@@ -17,7 +17,7 @@ program scm_rce
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity
   use emulated_physics, only: reference_emulated_physics
-  use physics_driver, only: physics_diagnostics, physics_tendencies
+  use physics_driver, only: physics_diagnostics, physics_driver_step
   use physics_test_support, only: check, check_summary, uniform_sigma, column_mass
   implicit none
 
@@ -80,7 +80,7 @@ program scm_rce
   precip = 0; olr = 0; fsnt = 0; fsns = 0; flns = 0; lh = 0; sh = 0; cwv = 0; pconv = 0; solin = 0
   t_mean = 0; rh_mean = 0; cf_mean = 0; qrad_mean = 0; rad_conv = 0
   do istep = 1, nsteps
-    call physics_tendencies(config, reference, 1, nlev, dt, (istep - 1) * dt, int(istep, int64), 2024_int64, ids, &
+    call physics_driver_step(config, reference, 1, nlev, dt, (istep - 1) * dt, int(istep, int64), 2024_int64, ids, &
                             lat, lon, sigma, sigma_half, t, q, u, v, ps, dtdt, dqdt, dudt, dvdt, diag, stat, msg, &
                             sst=[sst])
     if (stat /= physics_ok) then

@@ -56,10 +56,11 @@ program test_physics_driver
   !! surface, the emulator replacement point, batch-split independence.
   use iso_fortran_env, only: real64, int64, output_unit
   use physics_constants, only: pi, cp, latent_heat_vap
-  use physics_status, only: physics_ok
+  use ieee_arithmetic, only: ieee_value, ieee_quiet_nan
+  use physics_status, only: physics_ok, physics_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: reference_emulated_physics
-  use physics_driver, only: physics_diagnostics, physics_tendencies
+  use physics_driver, only: physics_diagnostics, physics_driver_step
   use physics_random, only: random_uniform4
   use physics_test_support, only: check, check_summary, uniform_sigma, random_columns, column_mass
   use test_driver_schemes, only: constant_scheme
@@ -97,7 +98,7 @@ program test_physics_driver
   end do
   config = physics_config()
 
-  call physics_tendencies(config, reference, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
+  call physics_driver_step(config, reference, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt, dqdt, dudt, dvdt, diag, stat, msg)
   call check(stat == physics_ok, 'driver: runs with the reference physics ('//msg//')')
 
@@ -127,10 +128,10 @@ program test_physics_driver
   call check(any(diag%solin > 0) .and. any(diag%solin == 0), 'driver: day and night columns')
 
   ! The same batch split in two gives the same bits.
-  call physics_tendencies(config, reference, 50, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids(1:50), lat(1:50), &
+  call physics_driver_step(config, reference, 50, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids(1:50), lat(1:50), &
                           lon(1:50), sigma, sigma_half, t(:, 1:50), q(:, 1:50), u(:, 1:50), v(:, 1:50), ps(1:50), &
                           dtdt2(:, 1:50), dqdt2(:, 1:50), dudt2(:, 1:50), dvdt2(:, 1:50), diag2, stat, msg)
-  call physics_tendencies(config, reference, ncol - 50, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids(51:), &
+  call physics_driver_step(config, reference, ncol - 50, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids(51:), &
                           lat(51:), lon(51:), sigma, sigma_half, t(:, 51:), q(:, 51:), u(:, 51:), v(:, 51:), &
                           ps(51:), dtdt2(:, 51:), dqdt2(:, 51:), dudt2(:, 51:), dvdt2(:, 51:), diag2, stat, msg)
   call check(all(dtdt2 == dtdt) .and. all(dqdt2 == dqdt) .and. all(dudt2 == dudt), &
@@ -138,7 +139,7 @@ program test_physics_driver
 
   ! Reference diagnostics are kept on request.
   reference%keep_diagnostics = .true.
-  call physics_tendencies(config, reference, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
+  call physics_driver_step(config, reference, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag, stat, msg)
   call check(allocated(reference%cloud_fraction) .and. all(dtdt2 == dtdt), &
              'driver: reference diagnostics kept without changing the result')
@@ -147,7 +148,7 @@ program test_physics_driver
 
   ! Any scheme can replace the reference: here a constant 1 K/day heating.
   constant%heating = 1.0_real64 / 86400
-  call physics_tendencies(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
+  call physics_driver_step(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag2, stat, msg)
   call check(stat == physics_ok .and. constant%calls == 1, 'driver: calls the scheme it is given, once')
   call check(all(abs((dtdt2 - constant%heating) - (dtdt - diag%dtdt_emulated)) < 1e-15_real64), &
@@ -156,7 +157,7 @@ program test_physics_driver
   ! A scheme that over-dries level 10: the driver fills the hole from the rest of the column.
   constant%heating = 0
   constant%drying = 1.5_real64
-  call physics_tendencies(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
+  call physics_driver_step(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag2, stat, msg)
   call check(all(q + dt * dqdt2 >= -1e-15_real64), 'driver: an over-drying scheme leaves no negative humidity')
   call check(all(diag2%q_filled > 0), 'driver: the filler reports the water it moved')
@@ -167,6 +168,14 @@ program test_physics_driver
                       (diag2%evap(i) + sum(diag2%dqdt_emulated(:, i) * mass))) / sum(abs(dqdt2(:, i)) * mass))
   end do
   call check(worst_water < 1e-10_real64, 'driver: the filler conserves column water')
+
+  ! A scheme returning NaN is reported, with the column named.
+  constant%drying = 0
+  constant%heating = ieee_value(1.0_real64, ieee_quiet_nan)
+  call physics_driver_step(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
+                          sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag2, stat, msg)
+  call check(stat == physics_err_nonfinite .and. index(msg, 'column 1 ') > 0, &
+             'driver: a non-finite emulator output is refused, column named')
 
   call check_summary('test_physics_driver')
 end program test_physics_driver
