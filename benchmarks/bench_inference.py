@@ -11,6 +11,7 @@ batch. Then the load time of a model file with over a million parameters.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -90,6 +91,27 @@ def bench_network(label: str, model, path: Path, columns: list[int]) -> None:
               f"{1e3 * t_k:>10.3f} | {t_f / t_b:>12.2f} {t_k / t_f:>13.2f}")
 
 
+def build_fortran_bench(tmp: Path) -> Path:
+    """Build the library with CMake and the pure-Fortran timing program against it."""
+    root = Path(__file__).resolve().parents[1]
+    build = tmp / "fortran-build"
+    subprocess.run(["cmake", "-S", str(root / "fortran"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                    "-DFKB_BUILD_TESTS=OFF", "-DFKB_BUILD_EXAMPLE=OFF"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
+    exe = tmp / "bench_predict"
+    subprocess.run(["gfortran", "-O3", "-I", str(build / "modules"),
+                    str(root / "benchmarks" / "fortran" / "bench_predict.f90"),
+                    str(build / "libfkb.a"), "-lopenblas", "-o", str(exe)], check=True)
+    return exe
+
+
+def bench_fortran_only(exe: Path, path: Path, label: str) -> None:
+    out = subprocess.run([str(exe), str(path), "2048"], check=True, capture_output=True, text=True).stdout
+    times = dict(line.split() for line in out.splitlines())
+    print(f"  pure Fortran, {label}: single-column call {float(times['single']):.1f} us/column, "
+          f"batched (2048) {float(times['batch']):.2f} us/column")
+
+
 def bench_load(model, path: Path) -> None:
     from emulators.convert import keras_to_spec
     from emulators.fkb import load
@@ -104,10 +126,13 @@ def bench_load(model, path: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        exe = build_fortran_bench(tmp)
         bench_network("FKB-paper emulator 94 -> 5 x 256 (relu) -> 65", mlp(94, [256] * 5, 65),
                       tmp / "paper.fkb", [1, 64, 2048, 8192])
+        bench_fortran_only(exe, tmp / "paper.fkb", "94 -> 5 x 256 -> 65")
         bench_network("GCM emulator 24 -> 5 x 128 (relu) -> 25", mlp(24, [128] * 5, 25),
                       tmp / "gcm.fkb", [1, 2048])
+        bench_fortran_only(exe, tmp / "gcm.fkb", "24 -> 5 x 128 -> 25")
         bench_load(mlp(94, [1000, 1000], 65), tmp / "big.fkb")
 
 

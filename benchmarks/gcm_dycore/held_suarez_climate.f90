@@ -84,6 +84,7 @@ program held_suarez_climate
       call model_zonal_means(model, u_zm, v_zm, t_zm, q_zm, ps_zm, status, message)
       write (output_unit, '(a,i5,a,f7.2,a,f7.2,a,2f8.2)') 'day', day, ': max zonal-mean u', maxval(u_zm), &
         ', min', minval(u_zm), ', T range', minval(t_zm), maxval(t_zm)
+      flush (output_unit)
     end if
   end do
   call system_clock(c1)

@@ -110,17 +110,26 @@ contains
     report%step = step
     report%time_days = real(step, wp) * dt / 86400.0_wp
     moist = present(q)
-    ! fast path: all finite and inside the bounds. minval/maxval may skip
-    ! NaN, so finiteness is tested on sums, through which NaN and Inf propagate.
-    tmin = minval(t)
-    tmax = maxval(t)
+    ! fast path, one pass: all finite and inside the bounds. NaN fails every
+    ! comparison and propagates through the sum, which also catches Inf.
+    tmin = huge(1.0_wp)
+    tmax = -huge(1.0_wp)
+    scaled_max = 0.0_wp
+    total = 0.0_wp
+    do j = 1, size(t, 3)
+      speed = 1.0_wp / wind_scale(j)**2
+      do i = 1, size(t, 2)
+        do k = 1, size(t, 1)
+          tmin = min(tmin, t(k, i, j))
+          tmax = max(tmax, t(k, i, j))
+          scaled_max = max(scaled_max, (u(k, i, j)**2 + v(k, i, j)**2) * speed)
+          total = total + (t(k, i, j) + u(k, i, j) + v(k, i, j))
+        end do
+      end do
+    end do
     pmin = minval(ps)
     pmax = maxval(ps)
-    scaled_max = 0.0_wp
-    do j = 1, size(t, 3)
-      scaled_max = max(scaled_max, maxval(u(:, :, j)**2 + v(:, :, j)**2) / wind_scale(j)**2)
-    end do
-    total = sum(t) + sum(ps) + sum(u) + sum(v)
+    total = total + sum(ps)
     if (moist) total = total + sum(q)
     if (tmin >= bounds%t_min .and. tmax <= bounds%t_max .and. pmin >= bounds%ps_min .and. &
         pmax <= bounds%ps_max .and. scaled_max <= bounds%wind_max**2 .and. ieee_is_finite(total)) then

@@ -8,7 +8,7 @@ module gcm_dycore
   use gcm_model, only: climate_model, model_timers, model_init, model_step, model_check, &
                        model_get_grid, model_set_grid, model_get_spectral, model_set_spectral, &
                        model_set_surface_geopotential, model_write_checkpoint, model_read_checkpoint, &
-                       model_time_days, model_global_means, model_zonal_means, model_reset_timers
+                       model_time_days, model_global_means, model_zonal_means, model_reset_timers, model_grid
   use gcm_physics_interface, only: physics_scheme, physics_columns, physics_tendencies
   use gcm_held_suarez, only: held_suarez_forcing, held_suarez_tendencies
   use gcm_diagnostics, only: failure_report
@@ -20,7 +20,7 @@ module gcm_dycore
             model_timers, model_init, model_step, model_check, model_get_grid, model_set_grid, &
             model_get_spectral, model_set_spectral, model_set_surface_geopotential, &
             model_write_checkpoint, model_read_checkpoint, model_time_days, model_global_means, &
-            model_zonal_means, model_reset_timers, physics_scheme, physics_columns, physics_tendencies, &
+            model_zonal_means, model_reset_timers, model_grid, physics_scheme, physics_columns, physics_tendencies, &
             held_suarez_forcing, held_suarez_tendencies, failure_report, set_rest_isothermal, &
             set_held_suarez_start, set_rossby_haurwitz
 end module gcm_dycore

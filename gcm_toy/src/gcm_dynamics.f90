@@ -399,7 +399,8 @@ contains
   subroutine advance(tr, vert, si, dt, robert, williams, diffuse_humidity, work, state)
     !! One semi-implicit leapfrog step (a forward step of length dt when the
     !! leapfrog has not started), hyperdiffusion and time filter; the time
-    !! levels move on by one.
+    !! levels move on by one. Written on whole (nlev, nspec) arrays; the
+    !! implicit solve is one matrix product per total wavenumber n.
     type(spectral_transform), intent(in) :: tr
     type(sigma_levels), intent(in) :: vert
     type(semi_implicit), intent(in) :: si
@@ -407,13 +408,13 @@ contains
     logical, intent(in) :: diffuse_humidity
     type(dynamics_workspace), intent(in) :: work
     type(model_state), intent(inout) :: state
-    complex(wp), dimension(vert%nlev) :: d_old, t_old, nt, t_star, rhs, d_bar, t_bar, d_new, t_new, &
-                                         vor_new, q_new, vor_old, q_old
-    complex(wp) :: p_old, p_star, p_bar, p_new
-    real(wp) :: h, c, damp, damp_q
-    integer :: k, n, ih, old
+    complex(wp), dimension(vert%nlev, tr%nspec) :: t_star, rhs, d_bar, x_new
+    complex(wp), dimension(tr%nspec) :: p_star, p_bar, p_new
+    real(wp) :: h, c(tr%nspec), damp(tr%nspec), damp_q(tr%nspec)
+    integer :: k, ih, old, nl
     logical :: leapfrog
 
+    nl = vert%nlev
     leapfrog = state%leapfrog_started
     if (leapfrog) then
       h = dt
@@ -424,81 +425,113 @@ contains
       ih = 1
       old = current
     end if
+    c = -tr%lap
+    damp = 1.0_wp / (1.0_wp + 2.0_wp * h * si%damping(tr%n_of))
+    damp_q = 1.0_wp
+    if (diffuse_humidity) damp_q = damp
+
+    ! temperature and ln ps without their gravity-wave terms, at the centred time
+    ! (the explicit tendency holds -tau D(n); add it back)
+    t_star = state%tmp(:, :, old) + h * (work%tmp_t + real_matmul(vert%tau, state%div(:, :, current)))
+    p_star = state%lnps(:, old) + h * work%lnps_t
+    rhs = real_matmul(vert%hydro, t_star)
     do k = 1, tr%nspec
-      n = tr%n_of(k)
-      c = real(n * (n + 1), wp) / tr%radius**2
-      d_old = state%div(:, k, old)
-      t_old = state%tmp(:, k, old)
-      p_old = state%lnps(k, old)
-      vor_old = state%vor(:, k, old)
-      q_old = state%hum(:, k, old)
-      ! nonlinear part of the temperature tendency: add back the linear -tau D(n)
-      nt = work%tmp_t(:, k) + matvec(vert%tau, state%div(:, k, current))
-      t_star = t_old + h * nt
-      p_star = p_old + h * work%lnps_t(k)
-      rhs = d_old + h * work%div_t(:, k) + h * c * (matvec(vert%hydro, t_star) + rd * si%t_ref * p_star)
-      d_bar = matvec(si%inverse(:, :, n, ih), rhs)
-      t_bar = t_star - h * matvec(vert%tau, d_bar)
-      p_bar = p_star - h * sum(vert%dsigma * d_bar)
-      damp = 1.0_wp / (1.0_wp + 2.0_wp * h * si%damping(n))
-      damp_q = 1.0_wp
-      if (diffuse_humidity) damp_q = damp
-      d_new = damp * (2.0_wp * d_bar - d_old)
-      t_new = damp * (2.0_wp * t_bar - t_old)
-      p_new = 2.0_wp * p_bar - p_old
-      vor_new = damp * (vor_old + 2.0_wp * h * work%vor_t(:, k))
-      q_new = damp_q * (q_old + 2.0_wp * h * work%hum_t(:, k))
-      if (.not. work%humidity) q_new = (0.0_wp, 0.0_wp)
-      if (leapfrog) then
-        call filter(state%vor(:, k, :), vor_new)
-        call filter(state%div(:, k, :), d_new)
-        call filter(state%tmp(:, k, :), t_new)
-        call filter(state%hum(:, k, :), q_new)
-        call filter_scalar(state%lnps(k, :), p_new)
-      else
-        state%vor(:, k, previous) = state%vor(:, k, current)
-        state%div(:, k, previous) = state%div(:, k, current)
-        state%tmp(:, k, previous) = state%tmp(:, k, current)
-        state%hum(:, k, previous) = state%hum(:, k, current)
-        state%lnps(k, previous) = state%lnps(k, current)
-      end if
-      state%vor(:, k, current) = vor_new
-      state%div(:, k, current) = d_new
-      state%tmp(:, k, current) = t_new
-      state%hum(:, k, current) = q_new
-      state%lnps(k, current) = p_new
+      rhs(:, k) = state%div(:, k, old) + h * work%div_t(:, k) + h * c(k) * (rhs(:, k) + rd * si%t_ref * p_star(k))
     end do
+    call solve_by_wavenumber(rhs, d_bar)
+    p_bar = p_star - h * matmul(vert%dsigma, d_bar)
+    x_new = 2.0_wp * (t_star - h * real_matmul(vert%tau, d_bar)) - state%tmp(:, :, old)
+    call finish(state%tmp, x_new, damp)
+    x_new = 2.0_wp * d_bar - state%div(:, :, old)
+    call finish(state%div, x_new, damp)
+    p_new = 2.0_wp * p_bar - state%lnps(:, old)
+    x_new = state%vor(:, :, old) + 2.0_wp * h * work%vor_t
+    call finish(state%vor, x_new, damp)
+    if (work%humidity) then
+      x_new = state%hum(:, :, old) + 2.0_wp * h * work%hum_t
+      call finish(state%hum, x_new, damp_q)
+    end if
+    if (leapfrog) then
+      call filter_lnps(state%lnps, p_new)
+    else
+      state%lnps(:, previous) = state%lnps(:, current)
+    end if
+    state%lnps(:, current) = p_new
     state%leapfrog_started = .true.
     state%step = state%step + 1
   contains
-    pure function matvec(a, x) result(y)
+    function real_matmul(a, x) result(y)
+      !! a x for a real matrix and complex columns, as two real products.
       real(wp), intent(in) :: a(:, :)
-      complex(wp), intent(in) :: x(:)
-      complex(wp) :: y(size(a, 1))
-      integer :: jj
-      y = a(:, 1) * x(1)
-      do jj = 2, size(x)
-        y = y + a(:, jj) * x(jj)
+      complex(wp), intent(in) :: x(:, :)
+      complex(wp) :: y(size(a, 1), size(x, 2))
+      real(wp) :: xp(size(x, 1), size(x, 2)), yr(size(a, 1), size(x, 2)), yi(size(a, 1), size(x, 2))
+      xp = real(x, wp)
+      yr = matmul(a, xp)
+      xp = aimag(x)
+      yi = matmul(a, xp)
+      y = cmplx(yr, yi, wp)
+    end function real_matmul
+
+    subroutine solve_by_wavenumber(b, x)
+      !! x(:, k) = inverse(n_k) b(:, k), gathering the coefficients of each n.
+      complex(wp), intent(in) :: b(:, :)
+      complex(wp), intent(out) :: x(:, :)
+      real(wp) :: g(nl, 2 * (tr%mmax + 1)), r(nl, 2 * (tr%mmax + 1))
+      integer :: n, m, kk, col
+      do n = 0, tr%mmax
+        col = 0
+        do m = 0, n
+          kk = spec_index_of(m, n)
+          g(:, col + 1) = real(b(:, kk), wp)
+          g(:, col + 2) = aimag(b(:, kk))
+          col = col + 2
+        end do
+        r(:, 1:col) = matmul(si%inverse(:, :, n, ih), g(:, 1:col))
+        col = 0
+        do m = 0, n
+          kk = spec_index_of(m, n)
+          x(:, kk) = cmplx(r(:, col + 1), r(:, col + 2), wp)
+          col = col + 2
+        end do
       end do
-    end function matvec
-    pure subroutine filter(x, x_new)
-      !! Robert-Asselin-Williams: d = nu (x(n-1) - 2 x(n) + x(n+1));
-      !! x(n) += alpha d becomes the new previous level, x(n+1) -= (1-alpha) d.
+    end subroutine solve_by_wavenumber
+
+    pure integer function spec_index_of(m, n)
+      integer, intent(in) :: m, n
+      spec_index_of = m * (tr%mmax + 1) - (m * (m - 1)) / 2 + (n - m) + 1
+    end function spec_index_of
+
+    subroutine finish(x, x_new, factor)
+      !! Implicit hyperdiffusion of the new level, then the Robert-Asselin-
+      !! Williams filter: d = nu (x(n-1) - 2 x(n) + x(n+1)); x(n) + alpha d
+      !! becomes the previous level, x(n+1) - (1-alpha) d the current one.
+      complex(wp), intent(inout) :: x(:, :, :)
+      complex(wp), intent(inout) :: x_new(:, :)
+      real(wp), intent(in) :: factor(:)
+      complex(wp) :: d(nl)
+      integer :: kk
+      do kk = 1, size(x_new, 2)
+        x_new(:, kk) = factor(kk) * x_new(:, kk)
+        if (leapfrog) then
+          d = robert * (x(:, kk, previous) - 2.0_wp * x(:, kk, current) + x_new(:, kk))
+          x(:, kk, previous) = x(:, kk, current) + williams * d
+          x(:, kk, current) = x_new(:, kk) - (1.0_wp - williams) * d
+        else
+          x(:, kk, previous) = x(:, kk, current)
+          x(:, kk, current) = x_new(:, kk)
+        end if
+      end do
+    end subroutine finish
+
+    subroutine filter_lnps(x, x_new)
       complex(wp), intent(inout) :: x(:, :)
       complex(wp), intent(inout) :: x_new(:)
       complex(wp) :: d(size(x_new))
       d = robert * (x(:, previous) - 2.0_wp * x(:, current) + x_new)
       x(:, previous) = x(:, current) + williams * d
       x_new = x_new - (1.0_wp - williams) * d
-    end subroutine filter
-    pure subroutine filter_scalar(x, x_new)
-      complex(wp), intent(inout) :: x(:)
-      complex(wp), intent(inout) :: x_new
-      complex(wp) :: d
-      d = robert * (x(previous) - 2.0_wp * x(current) + x_new)
-      x(previous) = x(current) + williams * d
-      x_new = x_new - (1.0_wp - williams) * d
-    end subroutine filter_scalar
+    end subroutine filter_lnps
   end subroutine advance
 
 end module gcm_dynamics

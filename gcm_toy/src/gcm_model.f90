@@ -36,7 +36,7 @@ module gcm_model
   public :: climate_model, model_timers, model_init, model_step, model_check, &
             model_get_grid, model_set_grid, model_get_spectral, model_set_spectral, &
             model_set_surface_geopotential, model_write_checkpoint, model_read_checkpoint, &
-            model_time_days, model_global_means, model_zonal_means, model_reset_timers
+            model_time_days, model_global_means, model_zonal_means, model_reset_timers, model_grid
 
   type :: model_timers
     !! Wall-clock seconds spent in the parts of `model_step`.
@@ -558,6 +558,34 @@ contains
     end if
     call read_checkpoint(path, model%config, model%state, status, message)
   end subroutine model_read_checkpoint
+
+  subroutine model_grid(model, lat, lon, weight, sigma, sigma_half, status, message)
+    !! Coordinates: Gaussian latitudes [rad] south to north and their weights
+    !! (sum 2) (nlat), longitudes [rad] from 0 (nlon), full-level sigma (nlev)
+    !! and half-level sigma from 0 to 1 (nlev+1).
+    type(climate_model), intent(in) :: model
+    real(wp), intent(out) :: lat(:), lon(:), weight(:), sigma(:), sigma_half(:)
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    status = gcm_err_state
+    if (.not. model%initialized) then
+      message = 'model_grid: model not initialised'
+      return
+    end if
+    if (size(lat) /= model%config%nlat .or. size(weight) /= model%config%nlat .or. &
+        size(lon) /= model%config%nlon .or. size(sigma) /= model%config%nlev .or. &
+        size(sigma_half) /= model%config%nlev + 1) then
+      message = 'model_grid: outputs must have sizes nlat, nlon, nlat, nlev, nlev+1'
+      return
+    end if
+    lat = model%tr%grid%lat
+    lon = model%tr%grid%lon
+    weight = model%tr%grid%weight
+    sigma = model%vert%full
+    sigma_half = model%vert%half
+    status = gcm_ok
+    message = ''
+  end subroutine model_grid
 
   pure real(wp) function model_time_days(model)
     !! Model time of time level n [days].
