@@ -16,6 +16,7 @@ module fkb_model_file
   use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
                         fkb_err_shape, fkb_err_nonfinite, fkb_err_argument
   use fkb_sha256, only: sha256_hex
+  use fkb_spec_build, only: open_model_file, attribute, first_nonfinite, int_to_str
   use fkb_legacy, only: read_legacy_file
   implicit none
   private
@@ -114,25 +115,12 @@ contains
     character(len=:), allocatable, intent(out) :: buffer
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
-    logical :: exists
     integer :: unit, ios
     integer(int64) :: file_size
     character(len=512) :: iomsg
 
-    stat = fkb_ok
-    inquire(file=path, exist=exists)
-    if (.not. exists) then
-      stat = fkb_err_io
-      msg = path // ': no such file'
-      return
-    end if
-    open(newunit=unit, file=path, status='old', action='read', access='stream', &
-         form='unformatted', iostat=ios, iomsg=iomsg)
-    if (ios /= 0) then
-      stat = fkb_err_io
-      msg = path // ': cannot open: ' // trim(iomsg)
-      return
-    end if
+    call open_model_file(path, 'stream', 'unformatted', unit, stat, msg)
+    if (stat /= fkb_ok) return
     inquire(unit=unit, size=file_size)
     if (file_size < 0) then
       stat = fkb_err_io
@@ -179,8 +167,8 @@ contains
       return
     end if
     if (version /= fkb_format_version) then
-      call fail(fkb_err_version, 'format version ' // itoa(version) // &
-                ' is not supported (this reader knows version ' // itoa(fkb_format_version) // ')')
+      call fail(fkb_err_version, 'format version ' // int_to_str(version) // &
+                ' is not supported (this reader knows version ' // int_to_str(fkb_format_version) // ')')
       return
     end if
     if (eol1 >= len(buffer, kind=int64)) then
@@ -268,7 +256,7 @@ contains
       call parse_line(buffer(line_first(i):line_last(i)), spec, layer, section, &
                       entries, n_entries, param_count, stat, problem)
       if (stat /= fkb_ok) then
-        call fail(stat, 'line ' // itoa(i + 2) // ': ' // problem)
+        call fail(stat, 'line ' // int_to_str(i + 2) // ': ' // problem)
         return
       end if
     end do
@@ -285,32 +273,32 @@ contains
       declared_bytes = declared_bytes + 4_int64 * entries(i)%count
     end do
     if (payload_bytes /= declared_bytes) then
-      call fail(fkb_err_format, 'the payload has ' // ltoa(payload_bytes) // ' bytes but the header declares ' // &
-                ltoa(declared_bytes) // ' (' // ltoa(declared_bytes / 4) // ' float32 values)')
+      call fail(fkb_err_format, 'the payload has ' // int_to_str(payload_bytes) // &
+                ' bytes but the header declares ' // int_to_str(declared_bytes) // &
+                ' (' // int_to_str(declared_bytes / 4) // ' float32 values)')
       return
     end if
     pos = header_end + 1
     do i = 1, n_entries
-      associate (e => entries(i))
+      associate (e => entries(i), bytes => buffer(pos:pos + 4_int64 * entries(i)%count - 1))
         select case (e%section)
         case (section_input_norm)
           if (e%param == 1) then
-            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%input_offset)
+            call decode_float32(bytes, spec%input_offset)
           else
-            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%input_scale)
+            call decode_float32(bytes, spec%input_scale)
           end if
         case (section_output_norm)
           if (e%param == 1) then
-            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%output_offset)
+            call decode_float32(bytes, spec%output_offset)
           else
-            call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), spec%output_scale)
+            call decode_float32(bytes, spec%output_scale)
           end if
         case (section_layer)
-          call decode_float32(buffer(pos:pos + 4_int64 * e%count - 1), &
-                              spec%layers(e%layer)%params(e%param)%values)
+          call decode_float32(bytes, spec%layers(e%layer)%params(e%param)%values)
         end select
-        pos = pos + 4_int64 * e%count
       end associate
+      pos = pos + 4_int64 * entries(i)%count
     end do
 
     call check_spec(spec, .true., stat, problem)
@@ -378,11 +366,9 @@ contains
       if (stat /= fkb_ok .or. value < 1) then
         call bad(fkb_err_format, word // ' is not a positive integer')
       else if (word == 'n_inputs') then
-        if (spec%n_inputs /= 0) call bad(fkb_err_format, 'a second n_inputs line')
-        spec%n_inputs = value
+        call set_count(spec%n_inputs)
       else
-        if (spec%n_outputs /= 0) call bad(fkb_err_format, 'a second n_outputs line')
-        spec%n_outputs = value
+        call set_count(spec%n_outputs)
       end if
 
     case ('input')
@@ -394,20 +380,10 @@ contains
       if (n_tokens /= 1) then
         call bad(fkb_err_format, 'expected ''' // word // ''' alone')
       else if (word == 'input_normalization') then
-        if (spec%n_inputs == 0) then
-          call bad(fkb_err_format, 'input_normalization before n_inputs')
-        else if (spec%has_input_normalization) then
-          call bad(fkb_err_format, 'a second input_normalization section')
-        end if
-        spec%has_input_normalization = .true.
+        call start_normalization(spec%n_inputs, spec%has_input_normalization)
         section = section_input_norm
       else
-        if (spec%n_outputs == 0) then
-          call bad(fkb_err_format, 'output_normalization before n_outputs')
-        else if (spec%has_output_normalization) then
-          call bad(fkb_err_format, 'a second output_normalization section')
-        end if
-        spec%has_output_normalization = .true.
+        call start_normalization(spec%n_outputs, spec%has_output_normalization)
         section = section_output_norm
       end if
 
@@ -432,6 +408,28 @@ contains
       problem = text
     end subroutine bad
 
+    subroutine set_count(n_io)
+      !! `n_inputs <n>` or `n_outputs <n>`, given once.
+      integer, intent(inout) :: n_io
+      if (n_io /= 0) call bad(fkb_err_format, 'a second ' // word // ' line')
+      n_io = value
+    end subroutine set_count
+
+    subroutine start_normalization(n_io, has_normalization)
+      !! `input_normalization` or `output_normalization`, once and after
+      !! the width it normalizes.
+      integer, intent(in) :: n_io
+      logical, intent(inout) :: has_normalization
+      character(len=:), allocatable :: io_word
+      io_word = word(1:index(word, '_') - 1)
+      if (n_io == 0) then
+        call bad(fkb_err_format, word // ' before n_' // io_word // 's')
+      else if (has_normalization) then
+        call bad(fkb_err_format, 'a second ' // word // ' section')
+      end if
+      has_normalization = .true.
+    end subroutine start_normalization
+
     subroutine parse_io_line(n_io, io)
       !! `input <i> <name> <units>`; units are the rest of the line.
       integer, intent(in) :: n_io
@@ -448,12 +446,12 @@ contains
       call parse_int(line(first(2):last(2)), index, stat)
       if (stat /= fkb_ok .or. index < 1 .or. index > n_io) then
         call bad(fkb_err_format, word // ' index ''' // line(first(2):last(2)) // &
-                 ''' is not in 1..' // itoa(n_io))
+                 ''' is not in 1..' // int_to_str(n_io))
         return
       end if
       if (.not. allocated(io)) allocate(io(n_io))
       if (allocated(io(index)%name)) then
-        call bad(fkb_err_format, 'a second ' // word // ' line for index ' // itoa(index))
+        call bad(fkb_err_format, 'a second ' // word // ' line for index ' // int_to_str(index))
         return
       end if
       io(index)%name = line(first(3):last(3))
@@ -475,12 +473,12 @@ contains
       call parse_int(line(first(2):last(2)), id, stat)
       if (stat /= fkb_ok .or. id /= layer) then
         call bad(fkb_err_format, 'layer id ''' // line(first(2):last(2)) // ''' out of order (expected ' // &
-                 itoa(layer) // ')')
+                 int_to_str(layer) // ')')
         return
       end if
       call parse_int(line(first(4):last(4)), n_out, stat)
       if (stat /= fkb_ok .or. n_out < 1) then
-        call bad(fkb_err_format, 'layer ' // itoa(id) // ': n_out ''' // line(first(4):last(4)) // &
+        call bad(fkb_err_format, 'layer ' // int_to_str(id) // ': n_out ''' // line(first(4):last(4)) // &
                  ''' is not a positive integer')
         return
       end if
@@ -494,31 +492,31 @@ contains
         do t = 5, n_tokens
           eq = index(line(first(t):last(t)), '=')
           if (eq <= 1 .or. first(t) + eq - 1 == last(t)) then
-            call bad(fkb_err_format, 'layer ' // itoa(id) // ': malformed attribute ''' // &
+            call bad(fkb_err_format, 'layer ' // int_to_str(id) // ': malformed attribute ''' // &
                      line(first(t):last(t)) // ''' (expected key=value)')
             return
           end if
           eq = first(t) + eq - 1
           if (line(first(t):eq - 1) == 'inputs') then
             if (has_inputs) then
-              call bad(fkb_err_format, 'layer ' // itoa(id) // ': a second inputs=')
+              call bad(fkb_err_format, 'layer ' // int_to_str(id) // ': a second inputs=')
               return
             end if
             has_inputs = .true.
             call parse_int_list(line(eq + 1:last(t)), this%inputs, stat)
             if (stat /= fkb_ok) then
-              call bad(fkb_err_format, 'layer ' // itoa(id) // ': malformed ''' // line(first(t):last(t)) // '''')
+              call bad(fkb_err_format, 'layer ' // int_to_str(id) // ': malformed ''' // &
+                       line(first(t):last(t)) // '''')
               return
             end if
           else
             if (k == n_attributes) exit
             k = k + 1
-            this%attributes(k)%key = line(first(t):eq - 1)
-            this%attributes(k)%value = line(eq + 1:last(t))
+            this%attributes(k) = attribute(line(first(t):eq - 1), line(eq + 1:last(t)))
           end if
         end do
         if (.not. has_inputs) then
-          call bad(fkb_err_format, 'layer ' // itoa(id) // ': no inputs=')
+          call bad(fkb_err_format, 'layer ' // int_to_str(id) // ': no inputs=')
           return
         end if
       end associate
@@ -588,7 +586,7 @@ contains
           end if
           if (count /= n_expected .or. tensor%shape(2) /= 1) then
             call bad(fkb_err_shape, what // ' param ' // tensor%name // ' has shape ' // &
-                     shape_text(tensor) // ', expected ' // itoa(n_expected))
+                     shape_text(tensor) // ', expected ' // int_to_str(n_expected))
             return
           end if
           entries(n_entries)%param = k
@@ -598,12 +596,12 @@ contains
           do k = 1, size(params)
             if (.not. allocated(params(k)%name)) exit
             if (params(k)%name == tensor%name) then
-              call bad(fkb_err_format, 'layer ' // itoa(layer) // ': a second param ' // tensor%name)
+              call bad(fkb_err_format, 'layer ' // int_to_str(layer) // ': a second param ' // tensor%name)
               return
             end if
           end do
           if (k > param_count(layer)) then
-            call bad(fkb_err_format, 'layer ' // itoa(layer) // ': more params than counted')
+            call bad(fkb_err_format, 'layer ' // int_to_str(layer) // ': more params than counted')
             return
           end if
           params(k) = tensor
@@ -621,7 +619,6 @@ contains
     integer, intent(in) :: n_layers
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: problem
-    integer :: i
 
     stat = fkb_err_format
     if (spec%n_inputs == 0) then
@@ -635,24 +632,27 @@ contains
       problem = ''
     end if
     if (stat /= fkb_ok) return
-    if (allocated(spec%inputs)) then
-      do i = 1, size(spec%inputs)
-        if (.not. allocated(spec%inputs(i)%name)) then
+    call check_all_named('input', spec%inputs)
+    if (stat /= fkb_ok) return
+    call check_all_named('output', spec%outputs)
+
+  contains
+
+    subroutine check_all_named(word, io)
+      !! Once one `input` (`output`) line is given, every index needs one.
+      character(len=*), intent(in) :: word
+      type(io_spec), allocatable, intent(in) :: io(:)
+      integer :: i
+      if (.not. allocated(io)) return
+      do i = 1, size(io)
+        if (.not. allocated(io(i)%name)) then
           stat = fkb_err_format
-          problem = 'input lines given, but none for input ' // itoa(i)
+          problem = word // ' lines given, but none for ' // word // ' ' // int_to_str(i)
           return
         end if
       end do
-    end if
-    if (allocated(spec%outputs)) then
-      do i = 1, size(spec%outputs)
-        if (.not. allocated(spec%outputs(i)%name)) then
-          stat = fkb_err_format
-          problem = 'output lines given, but none for output ' // itoa(i)
-          return
-        end if
-      end do
-    end if
+    end subroutine check_all_named
+
   end subroutine check_header_complete
 
   subroutine decode_float32(bytes, values)
@@ -709,29 +709,20 @@ contains
     if (allocated(spec%name)) then
       if (len_trim(spec%name) > 0) call add(header, 'name ' // trim(adjustl(spec%name)) // newline)
     end if
-    call add(header, 'n_inputs ' // itoa(spec%n_inputs) // newline)
-    call add(header, 'n_outputs ' // itoa(spec%n_outputs) // newline)
+    call add(header, 'n_inputs ' // int_to_str(spec%n_inputs) // newline)
+    call add(header, 'n_outputs ' // int_to_str(spec%n_outputs) // newline)
     if (allocated(spec%inputs)) call add_io_lines('input', spec%inputs)
     if (allocated(spec%outputs)) call add_io_lines('output', spec%outputs)
     n_values = 0
-    if (spec%has_input_normalization) then
-      call add(header, 'input_normalization' // newline)
-      call add(header, 'param offset ' // itoa(spec%n_inputs) // newline)
-      call add(header, 'param scale ' // itoa(spec%n_inputs) // newline)
-      n_values = n_values + 2 * spec%n_inputs
-    end if
-    if (spec%has_output_normalization) then
-      call add(header, 'output_normalization' // newline)
-      call add(header, 'param offset ' // itoa(spec%n_outputs) // newline)
-      call add(header, 'param scale ' // itoa(spec%n_outputs) // newline)
-      n_values = n_values + 2 * spec%n_outputs
-    end if
+    if (spec%has_input_normalization) call add_normalization_lines('input_normalization', spec%n_inputs)
+    if (spec%has_output_normalization) call add_normalization_lines('output_normalization', spec%n_outputs)
     do l = 1, size(spec%layers)
       associate (layer => spec%layers(l))
-        call add(header, 'layer ' // itoa(l) // ' ' // layer%kind // ' ' // itoa(layer%n_out) // ' inputs=')
+        call add(header, 'layer ' // int_to_str(l) // ' ' // layer%kind // ' ' // int_to_str(layer%n_out) // &
+                         ' inputs=')
         do k = 1, size(layer%inputs)
           if (k > 1) call add(header, ',')
-          call add(header, itoa(layer%inputs(k)))
+          call add(header, int_to_str(layer%inputs(k)))
         end do
         if (allocated(layer%attributes)) then
           do k = 1, size(layer%attributes)
@@ -777,7 +768,7 @@ contains
       msg = path // ': cannot write ' // tmp_path // ': ' // trim(iomsg)
       return
     end if
-    write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // itoa(fkb_format_version) // newline // &
+    write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // int_to_str(fkb_format_version) // newline // &
                                          'sha256 ' // digest // newline
     if (ios == 0) write(unit, iostat=ios, iomsg=iomsg) body
     if (ios /= 0) then
@@ -802,12 +793,23 @@ contains
 
   contains
 
+    subroutine add_normalization_lines(word, n)
+      !! The section header and its `offset` and `scale` params of `n` values.
+      character(len=*), intent(in) :: word
+      integer, intent(in) :: n
+      call add(header, word // newline)
+      call add(header, 'param offset ' // int_to_str(n) // newline)
+      call add(header, 'param scale ' // int_to_str(n) // newline)
+      n_values = n_values + 2 * n
+    end subroutine add_normalization_lines
+
     subroutine add_io_lines(word, io)
       character(len=*), intent(in) :: word
       type(io_spec), intent(in) :: io(:)
       integer :: i
       do i = 1, size(io)
-        call add(header, word // ' ' // itoa(i) // ' ' // io(i)%name // ' ' // units_text(io(i)) // newline)
+        call add(header, word // ' ' // int_to_str(i) // ' ' // io(i)%name // ' ' // units_text(io(i)) // &
+                         newline)
       end do
     end subroutine add_io_lines
 
@@ -841,10 +843,13 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: problem
     integer :: structure_error, l, k, j
+    logical :: nonempty
+    character(len=:), allocatable :: context
 
     structure_error = merge(fkb_err_format, fkb_err_argument, reading)
     stat = fkb_ok
     problem = ''
+    context = ''
 
     if (spec%n_inputs < 1 .or. spec%n_outputs < 1) then
       call bad(structure_error, 'n_inputs and n_outputs must be positive')
@@ -869,61 +874,58 @@ contains
       if (stat /= fkb_ok) return
     end if
 
-    if (.not. allocated(spec%layers)) then
-      call bad(structure_error, 'no layers')
-      return
-    end if
-    if (size(spec%layers) == 0) then
+    nonempty = allocated(spec%layers)
+    if (nonempty) nonempty = size(spec%layers) > 0
+    if (.not. nonempty) then
       call bad(structure_error, 'no layers')
       return
     end if
     do l = 1, size(spec%layers)
       associate (layer => spec%layers(l))
         if (.not. allocated(layer%kind)) then
-          call bad(structure_error, 'layer ' // itoa(l) // ': no type')
+          call bad(structure_error, 'layer ' // int_to_str(l) // ': no type')
           return
         end if
         if (.not. is_token(layer%kind)) then
-          call bad(structure_error, 'layer ' // itoa(l) // ': type ''' // layer%kind // &
+          call bad(structure_error, 'layer ' // int_to_str(l) // ': type ''' // layer%kind // &
                    ''' is not a single word')
           return
         end if
+        context = 'layer ' // int_to_str(l) // ' (' // layer%kind // ')'
         if (layer%n_out < 1) then
-          call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): n_out must be positive')
+          call bad(structure_error, context // ': n_out must be positive')
           return
         end if
-        if (.not. allocated(layer%inputs)) then
-          call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): no inputs')
-          return
-        end if
-        if (size(layer%inputs) == 0) then
-          call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): no inputs')
+        nonempty = allocated(layer%inputs)
+        if (nonempty) nonempty = size(layer%inputs) > 0
+        if (.not. nonempty) then
+          call bad(structure_error, context // ': no inputs')
           return
         end if
         do k = 1, size(layer%inputs)
           if (layer%inputs(k) < 0 .or. layer%inputs(k) >= l) then
-            call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // ') refers to layer ' // &
-                     itoa(layer%inputs(k)) // ', which is not an earlier layer or 0 (the model input)')
+            call bad(structure_error, context // ' refers to layer ' // int_to_str(layer%inputs(k)) // &
+                     ', which is not an earlier layer or 0 (the model input)')
             return
           end if
         end do
         if (allocated(layer%attributes)) then
           do k = 1, size(layer%attributes)
             if (.not. allocated(layer%attributes(k)%key) .or. .not. allocated(layer%attributes(k)%value)) then
-              call bad(structure_error, 'layer ' // itoa(l) // ': attribute ' // itoa(k) // ' is unset')
+              call bad(structure_error, 'layer ' // int_to_str(l) // ': attribute ' // int_to_str(k) // &
+                       ' is unset')
               return
             end if
             associate (key => layer%attributes(k)%key, value => layer%attributes(k)%value)
               if (.not. is_token(key) .or. index(key, '=') > 0 .or. key == 'inputs' .or. &
                   .not. is_token(value)) then
-                call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // '): attribute ''' // &
-                         key // '=' // value // ''' is not key=value with single-word key and value')
+                call bad(structure_error, context // ': attribute ''' // key // '=' // value // &
+                         ''' is not key=value with single-word key and value')
                 return
               end if
               do j = 1, k - 1
                 if (layer%attributes(j)%key == key) then
-                  call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // &
-                           '): a second attribute ' // key)
+                  call bad(structure_error, context // ': a second attribute ' // key)
                   return
                 end if
               end do
@@ -932,12 +934,11 @@ contains
         end if
         if (allocated(layer%params)) then
           do k = 1, size(layer%params)
-            call check_tensor(l, layer%kind, layer%params(k))
+            call check_tensor(context, layer%params(k))
             if (stat /= fkb_ok) return
             do j = 1, k - 1
               if (layer%params(j)%name == layer%params(k)%name) then
-                call bad(structure_error, 'layer ' // itoa(l) // ' (' // layer%kind // &
-                         '): a second param ' // layer%params(k)%name)
+                call bad(structure_error, context // ': a second param ' // layer%params(k)%name)
                 return
               end if
             end do
@@ -947,8 +948,9 @@ contains
     end do
     associate (last => spec%layers(size(spec%layers)))
       if (last%n_out /= spec%n_outputs) then
-        call bad(fkb_err_shape, 'the last layer (' // itoa(size(spec%layers)) // ', ' // last%kind // &
-                 ') has n_out ' // itoa(last%n_out) // ' but n_outputs is ' // itoa(spec%n_outputs))
+        call bad(fkb_err_shape, 'the last layer (' // int_to_str(size(spec%layers)) // ', ' // last%kind // &
+                 ') has n_out ' // int_to_str(last%n_out) // ' but n_outputs is ' // &
+                 int_to_str(spec%n_outputs))
         return
       end if
     end associate
@@ -969,22 +971,23 @@ contains
       integer :: i
       if (.not. allocated(io)) return
       if (size(io) /= n) then
-        call bad(fkb_err_shape, itoa(size(io)) // ' ' // word // ' names for n_' // word // 's = ' // itoa(n))
+        call bad(fkb_err_shape, int_to_str(size(io)) // ' ' // word // ' names for n_' // word // 's = ' // &
+                 int_to_str(n))
         return
       end if
       do i = 1, n
         if (.not. allocated(io(i)%name)) then
-          call bad(structure_error, word // ' ' // itoa(i) // ' has no name')
+          call bad(structure_error, word // ' ' // int_to_str(i) // ' has no name')
           return
         end if
         if (.not. is_token(io(i)%name)) then
-          call bad(structure_error, word // ' ' // itoa(i) // ': name ''' // io(i)%name // &
+          call bad(structure_error, word // ' ' // int_to_str(i) // ': name ''' // io(i)%name // &
                    ''' is not a single word')
           return
         end if
         if (allocated(io(i)%units)) then
           if (.not. is_text(io(i)%units)) then
-            call bad(structure_error, word // ' ' // itoa(i) // ': units contain a control character')
+            call bad(structure_error, word // ' ' // int_to_str(i) // ': units contain a control character')
             return
           end if
         end if
@@ -1001,56 +1004,56 @@ contains
         return
       end if
       if (size(offset) /= n .or. size(scale) /= n) then
-        call bad(fkb_err_shape, what // ': offset and scale need ' // itoa(n) // ' values')
+        call bad(fkb_err_shape, what // ': offset and scale need ' // int_to_str(n) // ' values')
         return
       end if
       k = first_nonfinite(offset)
       if (k > 0) then
-        call bad(fkb_err_nonfinite, what // ' param offset has a non-finite value at index ' // itoa(k))
+        call bad(fkb_err_nonfinite, what // ' param offset has a non-finite value at index ' // int_to_str(k))
         return
       end if
       k = first_nonfinite(scale)
       if (k > 0) then
-        call bad(fkb_err_nonfinite, what // ' param scale has a non-finite value at index ' // itoa(k))
+        call bad(fkb_err_nonfinite, what // ' param scale has a non-finite value at index ' // int_to_str(k))
         return
       end if
     end subroutine check_normalization
 
-    subroutine check_tensor(l, kind, tensor)
-      integer, intent(in) :: l
-      character(len=*), intent(in) :: kind
+    subroutine check_tensor(layer_context, tensor)
+      character(len=*), intent(in) :: layer_context
+        !! `layer <l> (<kind>)`
       type(tensor_spec), intent(in) :: tensor
       integer(int64) :: expected
       integer :: i
-      character(len=:), allocatable :: context
-      context = 'layer ' // itoa(l) // ' (' // kind // ')'
+      character(len=:), allocatable :: param_context
       if (.not. allocated(tensor%name)) then
-        call bad(structure_error, context // ': a param without a name')
+        call bad(structure_error, layer_context // ': a param without a name')
         return
       end if
       if (.not. is_token(tensor%name)) then
-        call bad(structure_error, context // ': param name ''' // tensor%name // ''' is not a single word')
+        call bad(structure_error, layer_context // ': param name ''' // tensor%name // &
+                 ''' is not a single word')
         return
       end if
-      context = context // ' param ' // tensor%name
+      param_context = layer_context // ' param ' // tensor%name
       if (tensor%rank < 1 .or. tensor%rank > 2 .or. any(tensor%shape < 1) .or. &
           (tensor%rank == 1 .and. tensor%shape(2) /= 1)) then
-        call bad(fkb_err_shape, context // ': invalid shape')
+        call bad(fkb_err_shape, param_context // ': invalid shape')
         return
       end if
       if (.not. allocated(tensor%values)) then
-        call bad(structure_error, context // ': no values')
+        call bad(structure_error, param_context // ': no values')
         return
       end if
       expected = int(tensor%shape(1), int64) * tensor%shape(2)
       if (size(tensor%values, kind=int64) /= expected) then
-        call bad(fkb_err_shape, context // ': ' // itoa(size(tensor%values)) // ' values for shape ' // &
-                 shape_text(tensor))
+        call bad(fkb_err_shape, param_context // ': ' // int_to_str(size(tensor%values)) // &
+                 ' values for shape ' // shape_text(tensor))
         return
       end if
       i = first_nonfinite(tensor%values)
       if (i > 0) then
-        call bad(fkb_err_nonfinite, context // ' has a non-finite value at index ' // itoa(i))
+        call bad(fkb_err_nonfinite, param_context // ' has a non-finite value at index ' // int_to_str(i))
         return
       end if
     end subroutine check_tensor
@@ -1060,21 +1063,6 @@ contains
   ! ---------------------------------------------------------------------
   ! Small helpers
   ! ---------------------------------------------------------------------
-
-  pure integer function first_nonfinite(values) result(position)
-    !! Index of the first NaN or infinity, 0 if none. Tested on the bits,
-    !! so that no compiler flag (-ffast-math) can optimize it away.
-    real(real32), intent(in) :: values(:)
-    integer(int32), parameter :: exponent_bits = int(z'7F800000', int32)
-    integer :: i
-    position = 0
-    do i = 1, size(values)
-      if (iand(transfer(values(i), 0_int32), exponent_bits) == exponent_bits) then
-        position = i
-        return
-      end if
-    end do
-  end function first_nonfinite
 
   pure logical function little_endian()
     integer(int8) :: bytes(4)
@@ -1319,24 +1307,8 @@ contains
     !! `d1` or `d1 d2`, as on a param line.
     type(tensor_spec), intent(in) :: tensor
     character(len=:), allocatable :: text
-    text = itoa(tensor%shape(1))
-    if (tensor%rank == 2) text = text // ' ' // itoa(tensor%shape(2))
+    text = int_to_str(tensor%shape(1))
+    if (tensor%rank == 2) text = text // ' ' // int_to_str(tensor%shape(2))
   end function shape_text
-
-  pure function itoa(i) result(s)
-    integer, intent(in) :: i
-    character(len=:), allocatable :: s
-    character(len=12) :: b
-    write(b, '(i0)') i
-    s = trim(b)
-  end function itoa
-
-  pure function ltoa(i) result(s)
-    integer(int64), intent(in) :: i
-    character(len=:), allocatable :: s
-    character(len=21) :: b
-    write(b, '(i0)') i
-    s = trim(b)
-  end function ltoa
 
 end module fkb_model_file

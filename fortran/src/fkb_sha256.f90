@@ -4,8 +4,8 @@ module fkb_sha256
   !!
   !! Every 32-bit word is held in an `int64` in the range `[0, 2**32)` and
   !! every sum is masked back to 32 bits, so no signed integer ever
-  !! overflows. The message is processed 64 bytes at a time straight from
-  !! the caller's buffer; only the last one or two blocks are copied.
+  !! overflows. The message is processed 64 bytes at a time from the
+  !! caller's buffer, never copied as a whole.
   use iso_fortran_env, only: int8, int64
   implicit none
   private
@@ -48,87 +48,74 @@ contains
     !! Digest of the bytes of a character string (one byte per character).
     character(len=*), intent(in) :: text
     character(len=64) :: hex
-    integer(int64) :: state(0:7), w(0:63), n, n_full, block, p
-    integer(int8) :: tail(128)
-    integer :: j, n_tail
+    integer(int64) :: state(0:7), n, n_full, p
 
     n = len(text, kind=int64)
-    n_full = n / 64
+    n_full = 64 * (n / 64)
     state = initial_state
-    do block = 0, n_full - 1
-      p = block * 64
-      do j = 0, 15
-        w(j) = ior(ior(shiftl(int(ichar(text(p+4*j+1:p+4*j+1)), int64), 24), &
-                       shiftl(int(ichar(text(p+4*j+2:p+4*j+2)), int64), 16)), &
-                   ior(shiftl(int(ichar(text(p+4*j+3:p+4*j+3)), int64), 8), &
-                       int(ichar(text(p+4*j+4:p+4*j+4)), int64)))
-      end do
-      call compress(state, w)
+    do p = 0, n_full - 64, 64
+      call compress_bytes(state, transfer(text(p+1:p+64), 0_int8, 64))
     end do
-    n_tail = int(n - n_full * 64)
-    tail = 0_int8
-    do j = 1, n_tail
-      tail(j) = byte_of(int(ichar(text(n_full*64+j:n_full*64+j)), int64))
-    end do
-    call finish(state, tail, n_tail, n)
-    hex = state_hex(state)
+    hex = finish(state, transfer(text(n_full+1:n), 0_int8, int(n - n_full)), n)
   end function sha256_hex_chars
 
   pure function sha256_hex_bytes(bytes) result(hex)
     !! Digest of an array of bytes.
     integer(int8), intent(in) :: bytes(:)
     character(len=64) :: hex
-    integer(int64) :: state(0:7), w(0:63), n, n_full, block, p
-    integer(int8) :: tail(128)
-    integer :: j, n_tail
+    integer(int64) :: state(0:7), n, n_full, p
 
     n = size(bytes, kind=int64)
-    n_full = n / 64
+    n_full = 64 * (n / 64)
     state = initial_state
-    do block = 0, n_full - 1
-      p = block * 64
-      do j = 0, 15
-        w(j) = ior(ior(shiftl(iand(int(bytes(p+4*j+1), int64), 255_int64), 24), &
-                       shiftl(iand(int(bytes(p+4*j+2), int64), 255_int64), 16)), &
-                   ior(shiftl(iand(int(bytes(p+4*j+3), int64), 255_int64), 8), &
-                       iand(int(bytes(p+4*j+4), int64), 255_int64)))
-      end do
-      call compress(state, w)
+    do p = 0, n_full - 64, 64
+      call compress_bytes(state, bytes(p+1:p+64))
     end do
-    n_tail = int(n - n_full * 64)
-    tail = 0_int8
-    tail(1:n_tail) = bytes(n_full*64+1:n)
-    call finish(state, tail, n_tail, n)
-    hex = state_hex(state)
+    hex = finish(state, bytes(n_full+1:n), n)
   end function sha256_hex_bytes
 
-  pure subroutine finish(state, tail, n_tail, n_total)
-    !! Pads the last `n_tail` (< 64) message bytes held in `tail` and
-    !! compresses the final one or two blocks.
-    integer(int64), intent(inout) :: state(0:7)
-    integer(int8), intent(inout) :: tail(128)
-    integer, intent(in) :: n_tail
+  pure function finish(state, rest, n_total) result(hex)
+    !! Pads the last (< 64) message bytes `rest`, compresses the final one or
+    !! two blocks and gives the digest.
+    integer(int64), intent(in) :: state(0:7)
+    integer(int8), intent(in) :: rest(:)
     integer(int64), intent(in) :: n_total
-    integer(int64) :: w(0:63), bit_length
-    integer :: n_blocks, j, b, p
+    character(len=64) :: hex
+    integer(int64) :: final_state(0:7), bit_length
+    integer(int8) :: tail(128)
+    integer :: n_rest, n_blocks, j, b
 
-    tail(n_tail + 1) = byte_of(128_int64)
-    n_blocks = merge(1, 2, n_tail + 1 + 8 <= 64)
+    n_rest = size(rest)
+    tail = 0_int8
+    tail(1:n_rest) = rest
+    tail(n_rest + 1) = byte_of(128_int64)
+    n_blocks = merge(1, 2, n_rest + 1 + 8 <= 64)
     bit_length = n_total * 8
     do j = 0, 7
       tail(64 * n_blocks - j) = byte_of(iand(shiftr(bit_length, 8 * j), 255_int64))
     end do
+    final_state = state
     do b = 0, n_blocks - 1
-      p = 64 * b
-      do j = 0, 15
-        w(j) = ior(ior(shiftl(iand(int(tail(p+4*j+1), int64), 255_int64), 24), &
-                       shiftl(iand(int(tail(p+4*j+2), int64), 255_int64), 16)), &
-                   ior(shiftl(iand(int(tail(p+4*j+3), int64), 255_int64), 8), &
-                       iand(int(tail(p+4*j+4), int64), 255_int64)))
-      end do
-      call compress(state, w)
+      call compress_bytes(final_state, tail(64*b+1:64*b+64))
     end do
-  end subroutine finish
+    hex = state_hex(final_state)
+  end function finish
+
+  pure subroutine compress_bytes(state, block)
+    !! One SHA-256 compression of a 64-byte block.
+    integer(int64), intent(inout) :: state(0:7)
+    integer(int8), intent(in) :: block(64)
+    integer(int64) :: w(0:63)
+    integer :: j
+
+    do j = 0, 15
+      w(j) = ior(ior(shiftl(iand(int(block(4*j+1), int64), 255_int64), 24), &
+                     shiftl(iand(int(block(4*j+2), int64), 255_int64), 16)), &
+                 ior(shiftl(iand(int(block(4*j+3), int64), 255_int64), 8), &
+                     iand(int(block(4*j+4), int64), 255_int64)))
+    end do
+    call compress(state, w)
+  end subroutine compress_bytes
 
   pure subroutine compress(state, w)
     !! One SHA-256 compression of a 64-byte block whose 16 big-endian words

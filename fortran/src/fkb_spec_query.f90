@@ -9,12 +9,13 @@ module fkb_spec_query
   use fkb_spec, only: layer_spec, tensor_spec
   use fkb_status, only: fkb_ok, fkb_err_format, fkb_err_shape, fkb_err_nonfinite, &
                         fkb_err_unsupported
+  use fkb_spec_build, only: first_nonfinite, int_to_str
   implicit none
   private
   public :: attribute_index, has_attribute, get_real_attribute, get_int_attribute, &
             get_flag_attribute, get_name_attribute, check_attribute_keys, &
             param_index, check_param_names, get_vector_param, get_matrix_param, &
-            check_vector, int_to_str, shape_to_str
+            check_vector, shape_to_str
 
   integer, parameter :: key_len = 32
     !! length of the names in the lists of allowed keys
@@ -44,16 +45,20 @@ contains
     has_attribute = attribute_index(lspec, key) > 0
   end function has_attribute
 
-  pure function attribute_value(lspec, idx) result(text)
+  pure subroutine find_attribute(lspec, key, found, text)
+    !! Whether attribute `key` is present, and its value without blanks
+    !! around it.
     type(layer_spec), intent(in) :: lspec
-    integer, intent(in) :: idx
-    character(len=:), allocatable :: text
-    if (allocated(lspec%attributes(idx)%value)) then
-      text = trim(adjustl(lspec%attributes(idx)%value))
-    else
-      text = ''
-    end if
-  end function attribute_value
+    character(len=*), intent(in) :: key
+    logical, intent(out) :: found
+    character(len=:), allocatable, intent(out) :: text
+    integer :: idx
+    idx = attribute_index(lspec, key)
+    found = idx > 0
+    text = ''
+    if (.not. found) return
+    if (allocated(lspec%attributes(idx)%value)) text = trim(adjustl(lspec%attributes(idx)%value))
+  end subroutine find_attribute
 
   subroutine get_real_attribute(lspec, key, default, value, stat, msg)
     !! A real attribute, `default` when absent. The text must be a number.
@@ -63,13 +68,12 @@ contains
     real(real64), intent(out) :: value
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
-    integer :: idx
+    logical :: found
     character(len=:), allocatable :: text
     value = default
     stat = fkb_ok
-    idx = attribute_index(lspec, key)
-    if (idx == 0) return
-    text = attribute_value(lspec, idx)
+    call find_attribute(lspec, key, found, text)
+    if (.not. found) return
     if (.not. parse_real(text, value)) then
       stat = fkb_err_format
       msg = 'attribute ' // key // '=' // text // ' is not a number'
@@ -89,13 +93,13 @@ contains
     integer, intent(out) :: value
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
-    integer :: idx, ios
+    integer :: ios
+    logical :: found
     character(len=:), allocatable :: text
     value = default
     stat = fkb_ok
-    idx = attribute_index(lspec, key)
-    if (idx == 0) return
-    text = attribute_value(lspec, idx)
+    call find_attribute(lspec, key, found, text)
+    if (.not. found) return
     ios = 1
     if (len(text) > 0) then
       if (verify(text, '+-0123456789') == 0) read (text, *, iostat=ios) value
@@ -115,13 +119,12 @@ contains
     logical, intent(out) :: value
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
-    integer :: idx
+    logical :: found
     character(len=:), allocatable :: text
     value = default
     stat = fkb_ok
-    idx = attribute_index(lspec, key)
-    if (idx == 0) return
-    text = attribute_value(lspec, idx)
+    call find_attribute(lspec, key, found, text)
+    if (.not. found) return
     select case (text)
     case ('0'); value = .false.
     case ('1'); value = .true.
@@ -140,14 +143,13 @@ contains
     character(len=:), allocatable, intent(out) :: value
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
-    integer :: idx
+    logical :: found
     stat = fkb_ok
-    idx = attribute_index(lspec, key)
-    if (idx == 0) then
+    call find_attribute(lspec, key, found, value)
+    if (.not. found) then
       value = default
       return
     end if
-    value = attribute_value(lspec, idx)
     if (len(value) == 0) then
       stat = fkb_err_format
       msg = 'attribute ' // key // ' has no value'
@@ -242,8 +244,7 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
     integer :: idx
-    idx = param_index(lspec, name)
-    call check_tensor(lspec, idx, name, [n, 1], stat, msg)
+    call find_param(lspec, name, [n, 1], idx, stat, msg)
     if (stat /= fkb_ok) return
     values = lspec%params(idx)%values
   end subroutine get_vector_param
@@ -257,19 +258,21 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
     integer :: idx
-    idx = param_index(lspec, name)
-    call check_tensor(lspec, idx, name, [n1, n2], stat, msg)
+    call find_param(lspec, name, [n1, n2], idx, stat, msg)
     if (stat /= fkb_ok) return
     values = reshape(lspec%params(idx)%values, [n1, n2])
   end subroutine get_matrix_param
 
-  subroutine check_tensor(lspec, idx, name, expected, stat, msg)
+  subroutine find_param(lspec, name, expected, idx, stat, msg)
+    !! Position `idx` of parameter `name`, which must exist with shape
+    !! `expected` and finite values.
     type(layer_spec), intent(in) :: lspec
-    integer, intent(in) :: idx
     character(len=*), intent(in) :: name
     integer, intent(in) :: expected(2)
+    integer, intent(out) :: idx
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: msg
+    idx = param_index(lspec, name)
     if (idx == 0) then
       stat = fkb_err_format
       msg = 'missing param ' // name
@@ -296,7 +299,7 @@ contains
       end if
       call check_vector(t%values, 'param ' // name, stat, msg)
     end associate
-  end subroutine check_tensor
+  end subroutine find_param
 
   subroutine check_vector(values, what, stat, msg)
     !! Refuse NaN or infinity in `values`, naming the first one found.
@@ -306,13 +309,11 @@ contains
     character(len=:), allocatable, intent(inout) :: msg
     integer :: i
     stat = fkb_ok
-    do i = 1, size(values)
-      if (.not. (abs(values(i)) <= huge(values(i)))) then
-        stat = fkb_err_nonfinite
-        msg = what // ' has a non-finite value at element ' // int_to_str(i)
-        return
-      end if
-    end do
+    i = first_nonfinite(values)
+    if (i > 0) then
+      stat = fkb_err_nonfinite
+      msg = what // ' has a non-finite value at element ' // int_to_str(i)
+    end if
   end subroutine check_vector
 
   logical function parse_real(text, value) result(ok)
@@ -328,15 +329,6 @@ contains
     read (text, *, iostat=ios) value
     ok = ios == 0
   end function parse_real
-
-  pure function int_to_str(i) result(s)
-    !! An integer as text, without blanks.
-    integer, intent(in) :: i
-    character(len=:), allocatable :: s
-    character(len=24) :: buf
-    write (buf, '(i0)') i
-    s = trim(buf)
-  end function int_to_str
 
   pure function shape_to_str(shp) result(s)
     !! A tensor shape as `n1` for a vector or `n1x n2` for a matrix.

@@ -12,7 +12,8 @@ module gcm_dycore
   use gcm_physics_interface, only: physics_scheme, physics_columns, physics_tendencies
   use gcm_held_suarez, only: held_suarez_forcing, held_suarez_tendencies
   use gcm_diagnostics, only: failure_report
-  use gcm_initial_conditions, only: set_rest_isothermal, set_held_suarez_start, set_rossby_haurwitz
+  use gcm_initial_conditions, only: set_rest_isothermal, set_held_suarez_start, set_rossby_haurwitz, &
+                                    set_jablonowski_williamson
   implicit none
   private
   public :: wp, gcm_ok, gcm_err_config, gcm_err_state, gcm_err_io, gcm_err_format, gcm_err_physics, &
@@ -22,5 +23,5 @@ module gcm_dycore
             model_write_checkpoint, model_read_checkpoint, model_time_days, model_global_means, &
             model_zonal_means, model_reset_timers, model_grid, physics_scheme, physics_columns, physics_tendencies, &
             held_suarez_forcing, held_suarez_tendencies, failure_report, set_rest_isothermal, &
-            set_held_suarez_start, set_rossby_haurwitz
+            set_held_suarez_start, set_rossby_haurwitz, set_jablonowski_williamson
 end module gcm_dycore

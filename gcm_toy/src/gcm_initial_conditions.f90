@@ -2,11 +2,12 @@ module gcm_initial_conditions
   !! Initial states for tests and benchmarks, set through `model_set_grid`;
   !! each starts a new run (step counter 0, forward first step).
   use iso_fortran_env, only: int64
-  use gcm_constants, only: wp, earth_radius, earth_omega, rd, p_reference
-  use gcm_model, only: climate_model, model_set_grid
+  use gcm_constants, only: wp, pi, earth_radius, earth_omega, rd, gravity, p_reference
+  use gcm_status, only: gcm_ok
+  use gcm_model, only: climate_model, model_set_grid, model_set_surface_geopotential
   implicit none
   private
-  public :: set_rest_isothermal, set_held_suarez_start, set_rossby_haurwitz
+  public :: set_rest_isothermal, set_held_suarez_start, set_rossby_haurwitz, set_jablonowski_williamson
 
 contains
 
@@ -98,5 +99,54 @@ contains
     call model_set_grid(model, u, v, t, q, ps, status, message)
     model%state%step = 0
   end subroutine set_rossby_haurwitz
+
+  subroutine set_jablonowski_williamson(model, status, message)
+    !! The steady zonal state of Jablonowski & Williamson (2006, QJRMS 132):
+    !! a baroclinic jet u = u0 cos^(3/2)(eta_v) sin^2(2 lat), eta_v =
+    !! (eta - eta0) pi/2, in hydrostatic and gradient-wind balance over the
+    !! surface geopotential that makes ps = 1000 hPa uniform; eta = sigma here
+    !! (no model top pressure). u0 = 35 m/s, eta0 = 0.252, T0 = 288 K,
+    !! Gamma = 0.005 K/m, eta_t = 0.2, dT = 4.8e5 K. No perturbation: the
+    !! state should stay as it is. Sets the surface geopotential.
+    type(climate_model), intent(inout) :: model
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    real(wp), parameter :: u0 = 35.0_wp, eta0 = 0.252_wp, t0 = 288.0_wp, gamma = 0.005_wp, &
+                           eta_t = 0.2_wp, delta_t = 4.8e5_wp
+    real(wp), allocatable :: u(:, :, :), v(:, :, :), t(:, :, :), q(:, :, :), ps(:, :), phis(:, :)
+    real(wp) :: eta, eta_v, sl, cl, tbar, a, om, fa, fb, cv
+    integer :: j, k
+    a = earth_radius
+    om = earth_omega
+    associate (c => model%config)
+      allocate (u(c%nlev, c%nlon, c%nlat), v(c%nlev, c%nlon, c%nlat), t(c%nlev, c%nlon, c%nlat), &
+                q(c%nlev, c%nlon, c%nlat), ps(c%nlon, c%nlat), phis(c%nlon, c%nlat))
+      do j = 1, c%nlat
+        sl = model%tr%grid%mu(j)
+        cl = model%tr%grid%coslat(j)
+        fa = -2.0_wp * sl**6 * (cl**2 + 1.0_wp / 3.0_wp) + 10.0_wp / 63.0_wp
+        fb = 1.6_wp * cl**3 * (sl**2 + 2.0_wp / 3.0_wp) - 0.25_wp * pi
+        do k = 1, c%nlev
+          eta = model%vert%full(k)
+          eta_v = (eta - eta0) * 0.5_wp * pi
+          cv = cos(eta_v)
+          u(k, :, j) = u0 * cv**1.5_wp * (2.0_wp * sl * cl)**2
+          tbar = t0 * eta**(rd * gamma / gravity)
+          if (eta < eta_t) tbar = tbar + delta_t * (eta_t - eta)**5
+          t(k, :, j) = tbar + 0.75_wp * eta * pi * u0 / rd * sin(eta_v) * sqrt(cv) &
+                       * (fa * 2.0_wp * u0 * cv**1.5_wp + fb * a * om)
+        end do
+        cv = cos((1.0_wp - eta0) * 0.5_wp * pi)
+        phis(:, j) = u0 * cv**1.5_wp * (fa * u0 * cv**1.5_wp + fb * a * om)
+      end do
+    end associate
+    v = 0.0_wp
+    q = 0.0_wp
+    ps = p_reference
+    call model_set_surface_geopotential(model, phis, status, message)
+    if (status /= gcm_ok) return
+    call model_set_grid(model, u, v, t, q, ps, status, message)
+    model%state%step = 0
+  end subroutine set_jablonowski_williamson
 
 end module gcm_initial_conditions
