@@ -32,7 +32,8 @@ _USER_ERROR_TYPES = [
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, (UserError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError)):
+    if isinstance(exc, (UserError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                        PermissionError)):
         return True
     return any(isinstance(exc, getattr(sys.modules[module], name))
                for module, name in _USER_ERROR_TYPES if module in sys.modules)
@@ -140,6 +141,61 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_train(args)
 
 
+# --------------------------------------------------------------------- gcm
+def cmd_gcm_run(args: argparse.Namespace) -> None:
+    from gcm_toy import Model, parse_overrides
+    from gcm_toy.run import day_label
+    overrides = parse_overrides(args.set)
+    if args.output_interval_hours is not None:
+        overrides["output_interval_hours"] = args.output_interval_hours
+    if args.physics is not None:
+        overrides["physics"] = args.physics
+    if args.restart:
+        model = Model.from_checkpoint(args.restart, overrides, config=args.preset)
+    else:
+        model = Model(args.preset or "held-suarez", overrides)
+    out = Path(args.out)
+    start = model.time_days
+    output = out / f"gcm_day{day_label(start)}.nc"
+    ds = model.run(args.days, output, overwrite=args.overwrite, checkpoint_every_days=args.checkpoint_every,
+                   checkpoint_dir=out)
+    records = f"{ds.sizes['time']} records"
+    if ds.attrs["run_status"] == "crashed":
+        message = f"run stopped at day {float(ds.attrs['crash_time_days']):g}: {ds.attrs['crash_reason']}"
+        if args.fail_on_crash:
+            raise UserError(message)
+        print(message)
+        last = float(ds.time[-1]) if ds.sizes["time"] else start
+        print(f"wrote {output} ({records}, days {start:g}-{last:g}; run_status = crashed, no checkpoint)")
+        return
+    checkpoint = model.save_checkpoint(out / f"checkpoint_day{day_label(model.time_days)}.bin")
+    print(f"wrote {output} ({records}, days {start:g}-{model.time_days:g}) and {checkpoint}")
+
+
+def cmd_gcm_presets(args: argparse.Namespace) -> None:
+    from gcm_toy import list_presets
+    presets = list_presets()
+    width = max(len(name) for name in presets)
+    for name, description in presets.items():
+        print(f"{name:<{width}}  {description}")
+
+
+def cmd_gcm_options(args: argparse.Namespace) -> None:
+    from gcm_toy import GCMConfig, load_config
+    config = load_config(args.preset)
+    docs = GCMConfig.option_docs()
+    width = max(len(name) for name in docs)
+    for name, doc in docs.items():
+        value = getattr(config, name)
+        shown = "(default)" if value is None else repr(value)
+        print(f"{name:<{width}}  {shown:<22}  {doc}")
+
+
+def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
+    from experiments.held_suarez import held_suarez_report
+    held_suarez_report(args.run, spinup_days=args.spinup_days, out_dir=args.out)
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -180,7 +236,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="fkb-demo", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    add_gcm_parser(sub)
     return parser
+
+
+def add_gcm_parser(sub) -> None:
+    """The `fkb gcm` command group: run, presets, options, plot-held-suarez."""
+    p = sub.add_parser("gcm", help="run the toy GCM and look at its output",
+                       description="The toy climate model: a spectral dynamical core with column physics.")
+    gcm = p.add_subparsers(dest="gcm_command", metavar="GCM_COMMAND")
+    gcm.required = True
+
+    p = gcm.add_parser("run", help="run the toy GCM from a preset or a checkpoint, writing netCDF",
+                       description="Run the toy GCM. Writes OUT/gcm_dayNNNNN.nc (NNNNN = start day; instantaneous "
+                                   "u, v, t, (q), ps and their means over each output interval, CF netCDF4, flushed "
+                                   "record by record) and a final checkpoint OUT/checkpoint_dayMMMMM.bin (+ .toml). "
+                                   "A run that fails the crash check (NaN/Inf, T outside 150-350 K, wind above "
+                                   "250 m/s, ps outside 400-1100 hPa by default) is data: it stops, keeps its output, "
+                                   "records why/when/where in the file's attributes, prints 'run stopped at day X: "
+                                   "...' and exits 0 (1 with --fail-on-crash).")
+    p.add_argument("--preset", default=None,
+                   help="preset name (see `fkb gcm presets`) or TOML file (default: held-suarez; with --restart: "
+                        "the checkpoint's configuration)")
+    p.add_argument("--days", type=float, default=None, help="simulated days (default: the preset's `days`)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration option (repeatable; see `fkb gcm options`)")
+    p.add_argument("--output-interval-hours", type=float, default=None, metavar="H",
+                   help="interval of the output records [h] (a multiple of the time step)")
+    p.add_argument("--physics", default=None,
+                   help="column physics: none (dynamics only) or held-suarez (default: the preset's)")
+    p.add_argument("--restart", default=None, metavar="CHECKPOINT",
+                   help="continue from a checkpoint (bit for bit the uninterrupted run)")
+    p.add_argument("--checkpoint-every", type=float, default=None, metavar="DAYS",
+                   help="also write a checkpoint into DIR at every multiple of DAYS of model time")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--fail-on-crash", action="store_true", help="exit 1 if the run crashes")
+    p.set_defaults(func=cmd_gcm_run)
+
+    p = gcm.add_parser("presets", help="list the presets", description="List the toy-GCM presets.")
+    p.set_defaults(func=cmd_gcm_presets)
+
+    p = gcm.add_parser("options", help="list the configuration options and a preset's values",
+                       description="List every configuration option (for --set KEY=VALUE), its value in a "
+                                   "preset and its meaning and unit.")
+    p.add_argument("--preset", default="held-suarez", help="preset name or TOML file (default: %(default)s)")
+    p.set_defaults(func=cmd_gcm_options)
+
+    p = gcm.add_parser("plot-held-suarez", help="Held-Suarez figures and jet numbers from a run folder",
+                       description="Latitude-pressure figures of the time- and zonal-mean u and T after a "
+                                   "spin-up, and the jet maxima and tropical surface winds.")
+    p.add_argument("run", metavar="DIR", help="run folder (gcm_day*.nc) or a netCDF file")
+    p.add_argument("--spinup-days", type=float, default=200.0,
+                   help="discard records before this model day (default: %(default)s)")
+    p.add_argument("--out", default=None, help="figure folder (default: DIR)")
+    p.set_defaults(func=cmd_gcm_plot_held_suarez)
 
 
 def main(argv: list[str] | None = None) -> int:

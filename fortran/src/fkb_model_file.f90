@@ -763,18 +763,15 @@ contains
     tmp_path = path // '.tmp'
     open(newunit=unit, file=tmp_path, status='replace', action='write', access='stream', &
          form='unformatted', iostat=ios, iomsg=iomsg)
-    if (ios /= 0) then
-      stat = fkb_err_io
-      msg = path // ': cannot write ' // tmp_path // ': ' // trim(iomsg)
-      return
+    if (ios == 0) then
+      write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // int_to_str(fkb_format_version) // newline // &
+                                           'sha256 ' // digest // newline
+      if (ios == 0) write(unit, iostat=ios, iomsg=iomsg) body
+      if (ios /= 0) close(unit, status='delete')
     end if
-    write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // int_to_str(fkb_format_version) // newline // &
-                                         'sha256 ' // digest // newline
-    if (ios == 0) write(unit, iostat=ios, iomsg=iomsg) body
     if (ios /= 0) then
       stat = fkb_err_io
       msg = path // ': cannot write ' // tmp_path // ': ' // trim(iomsg)
-      close(unit, status='delete')
       return
     end if
     close(unit, iostat=ios, iomsg=iomsg)
@@ -1013,10 +1010,8 @@ contains
         return
       end if
       k = first_nonfinite(scale)
-      if (k > 0) then
-        call bad(fkb_err_nonfinite, what // ' param scale has a non-finite value at index ' // int_to_str(k))
-        return
-      end if
+      if (k > 0) call bad(fkb_err_nonfinite, what // ' param scale has a non-finite value at index ' // &
+                          int_to_str(k))
     end subroutine check_normalization
 
     subroutine check_tensor(layer_context, tensor)

@@ -43,7 +43,7 @@ contains
 
   subroutine physics_driver_step(config, scheme, ncol, nlev, dt, time_seconds, step, seed, column_ids, &
                                 lat, lon, sigma, sigma_half, t, q, u, v, ps, &
-                                dtdt, dqdt, dudt, dvdt, diag, stat, msg, sst)
+                                dtdt, dqdt, dudt, dvdt, diag, stat, msg, sst, fill_humidity)
     type(physics_config), intent(in) :: config
     class(emulated_physics_scheme), intent(inout) :: scheme  !! reference physics or emulator
     integer, intent(in) :: ncol, nlev
@@ -63,6 +63,9 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     real(real64), intent(in), optional :: sst(:)  !! sea-surface temperature (ncol) [K]; default Qobs(lat)
+    logical, intent(in), optional :: fill_humidity
+      !! fill negative humidity of the summed tendencies (step 5); default .true.
+      !! A host running an emulator may pass .false. so that nothing repairs its output.
 
     real(real64), allocatable :: dtdt_pbl(:, :), dqdt_pbl(:, :)
 
@@ -116,7 +119,12 @@ contains
     ! 5: sum.
     dtdt = dtdt_pbl + diag%dtdt_emulated
     dqdt = dqdt_pbl + diag%dqdt_emulated
-    call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
+    diag%q_filled = 0.0_real64
+    if (.not. present(fill_humidity)) then
+      call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
+    else if (fill_humidity) then
+      call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
+    end if
     stat = physics_ok
     msg = ''
 

@@ -1,0 +1,326 @@
+"""Configuration of the toy GCM: a dataclass filled from a TOML preset plus overrides.
+
+A configuration is data: ``gcm_toy/presets/NAME.toml`` (or any TOML file)
+holds flat ``key = value`` pairs, overrides come as a dict or as
+``"key=value"`` strings (the command line's ``--set``), and
+:func:`load_config` merges them into a checked :class:`GCMConfig`.
+
+The keys of the dynamical core are the components of the Fortran
+``model_config`` (gcm_toy/src/gcm_config.f90), with the same names, units and
+defaults (the defaults are read from the compiled core). Value ranges are
+checked by the core when a model is created; this module checks names and
+types, and the options that only the Python side uses (physics and initial
+state by name, run length, output).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Union
+
+from gcm_toy import _gcm_core
+
+__all__ = ["GCMConfig", "ConfigLike", "Overrides", "load_config", "parse_overrides", "list_presets",
+           "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES"]
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def _names(raw) -> tuple[str, ...]:
+    text = raw.tobytes() if hasattr(raw, "tobytes") else raw
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+_physics, _initial_states = _gcm_core.gcm_names()
+PHYSICS_NAMES: tuple[str, ...] = _names(_physics)
+"""Physics schemes the compiled core knows (the binding's ``select_physics``)."""
+INITIAL_STATE_NAMES: tuple[str, ...] = _names(_initial_states)
+"""Named initial states the compiled core can set."""
+
+_CORE_KEYS = ("truncation", "nlon", "nlat", "nlev", "dt", "t_ref", "diffusion_order", "diffusion_time",
+              "diffuse_humidity", "robert_coefficient", "williams_alpha", "humidity", "mass_fixer",
+              "humidity_fixer", "t_min", "t_max", "wind_max", "ps_min", "ps_max")
+_CORE = dict(zip(_CORE_KEYS, _gcm_core.gcm_default_config()))
+
+
+def _core(key: str, doc: str):
+    value = _CORE[key]
+    if key in ("diffuse_humidity", "humidity", "mass_fixer", "humidity_fixer"):
+        value = bool(value)
+    elif isinstance(value, float) or hasattr(value, "dtype") and value.dtype.kind == "f":
+        value = float(value)
+    else:
+        value = int(value)
+    return field(default=value, metadata={"doc": doc, "core": True})
+
+
+def _opt(default, doc: str):
+    return field(default=default, metadata={"doc": doc, "core": False})
+
+
+@dataclass
+class GCMConfig:
+    """Everything that defines a toy-GCM run (units in each field's doc)."""
+
+    description: str = _opt("", "one line saying what the configuration is for")
+    # ---- dynamical core (gcm_config's model_config) ----
+    truncation: int = _core("truncation", "triangular truncation T_M")
+    nlon: int = _core("nlon", "Gaussian-grid longitudes; 0 = alias-free default (T21 -> 64)")
+    nlat: int = _core("nlat", "Gaussian latitudes; 0 = nlon/2")
+    nlev: int = _core("nlev", "number of sigma levels")
+    sigma_half: list[float] | None = _opt(
+        None, "nlev+1 half-level sigma values from 0 (top) to 1 (surface); unset = equally spaced")
+    dt: float = _core("dt", "time step [s]")
+    t_ref: float = _core("t_ref", "reference temperature of the semi-implicit scheme [K]")
+    diffusion_order: int = _core("diffusion_order", "hyperdiffusion del^order (even, 2..16)")
+    diffusion_time: float = _core("diffusion_time", "e-folding time of the hyperdiffusion at n = M [s]")
+    diffuse_humidity: bool = _core("diffuse_humidity", "apply the hyperdiffusion to humidity too")
+    robert_coefficient: float = _core("robert_coefficient", "Robert-Asselin filter strength nu")
+    williams_alpha: float = _core("williams_alpha", "Williams (2009) filter alpha (0.5 = plain Robert-Asselin)")
+    humidity: bool = _core("humidity", "carry specific humidity (false: dry model, q not written)")
+    mass_fixer: bool = _core("mass_fixer", "restore the global dry-air mass every step")
+    humidity_fixer: bool = _core("humidity_fixer", "fill negative humidity conservatively every step")
+    t_min: float = _core("t_min", "crash bound: lowest temperature [K]")
+    t_max: float = _core("t_max", "crash bound: highest temperature [K]")
+    wind_max: float = _core("wind_max", "crash bound: highest wind speed [m s-1]")
+    ps_min: float = _core("ps_min", "crash bound: lowest surface pressure [Pa]")
+    ps_max: float = _core("ps_max", "crash bound: highest surface pressure [Pa]")
+    # ---- physics and initial state ----
+    physics: str = _opt("held-suarez", "column physics by name: " + ", ".join(PHYSICS_NAMES))
+    initial_state: str = _opt("held-suarez", "initial state by name: " + ", ".join(INITIAL_STATE_NAMES))
+    initial_temperature: float = _opt(288.0, "temperature of the 'rest' and 'rossby-haurwitz' states [K]")
+    seed: int = _opt(1, "seed of the 'held-suarez' initial temperature noise")
+    # ---- run and output ----
+    days: float = _opt(30.0, "default run length [days]")
+    output_interval_hours: float = _opt(
+        6.0, "interval of the output records (snapshots and means) [h]; a multiple of dt")
+    output_precision: str = _opt("float32", "precision of the fields written: float32 or float64")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
+        self._check()
+
+    def _check(self) -> None:
+        if self.physics not in PHYSICS_NAMES:
+            raise ValueError(f"option 'physics': unknown scheme {self.physics!r} "
+                             f"(known: {', '.join(PHYSICS_NAMES)})")
+        if self.initial_state not in INITIAL_STATE_NAMES:
+            raise ValueError(f"option 'initial_state': unknown state {self.initial_state!r} "
+                             f"(known: {', '.join(INITIAL_STATE_NAMES)})")
+        if self.output_precision not in ("float32", "float64"):
+            raise ValueError(f"option 'output_precision': must be 'float32' or 'float64', "
+                             f"got {self.output_precision!r}")
+        if not (math.isfinite(self.days) and self.days >= 0):
+            raise ValueError(f"option 'days': must be >= 0, got {self.days}")
+        if not (self.dt > 0):
+            raise ValueError(f"option 'dt': must be positive, got {self.dt}")
+        steps_per_output(self)  # raises if the interval is not a multiple of dt
+
+    # ------------------------------------------------------------ helpers
+    def replace(self, **changes: Any) -> "GCMConfig":
+        """A copy with some options changed (checked like overrides)."""
+        return load_config(self, changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All options as plain Python values (None for an unset sigma_half)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_toml(self, header: str = "") -> str:
+        """The configuration as a TOML file that :func:`load_config` reads back
+        to an equal configuration (floats written with full precision)."""
+        lines = [f"# {line}" for line in header.splitlines()]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+    def short_name(self) -> str:
+        """e.g. 'T21 64x32 L10'."""
+        nlon, nlat = self.grid_size()
+        return f"T{self.truncation} {nlon}x{nlat} L{self.nlev}"
+
+    def grid_size(self) -> tuple[int, int]:
+        """(nlon, nlat) with the core's defaults for 0 filled in."""
+        nlon = self.nlon or 4 * ((3 * self.truncation + 1 + 3) // 4)
+        return nlon, self.nlat or nlon // 2
+
+    @staticmethod
+    def option_docs() -> dict[str, str]:
+        """One line per option: what it means and its unit."""
+        return {f.name: f.metadata["doc"] for f in fields(GCMConfig)}
+
+
+ConfigLike = Union[str, os.PathLike, Mapping[str, Any], GCMConfig]
+Overrides = Union[Mapping[str, Any], Iterable[str], None]
+
+
+def steps_per_output(config: GCMConfig) -> int:
+    """Time steps per output interval; raises ValueError naming the option if
+    the interval is not a positive multiple of dt."""
+    return _steps(config.output_interval_hours * 3600.0, config.dt, "output_interval_hours",
+                  f"{config.output_interval_hours:g} h")
+
+
+def steps_for_days(days: float, dt: float, option: str = "days") -> int:
+    """Number of time steps in `days` [days]; raises ValueError if it is not a
+    whole number of steps of dt [s]."""
+    if not (math.isfinite(days) and days >= 0):
+        raise ValueError(f"option '{option}': must be >= 0, got {days}")
+    if days == 0:
+        return 0
+    return _steps(days * 86400.0, dt, option, f"{days:g} days")
+
+
+def _steps(seconds: float, dt: float, option: str, shown: str) -> int:
+    n = round(seconds / dt) if math.isfinite(seconds) else 0
+    if n < 1 or abs(n * dt - seconds) > 1e-6 * dt:
+        raise ValueError(f"option '{option}': {shown} is not a positive multiple of the time step dt = {dt:g} s")
+    return n
+
+
+# ------------------------------------------------------------------ loading
+def list_presets() -> dict[str, str]:
+    """Preset names and their one-line descriptions."""
+    out = {}
+    for path in sorted(PRESET_DIR.glob("*.toml")):
+        with open(path, "rb") as fh:
+            out[path.stem] = str(tomllib.load(fh).get("description", ""))
+    return out
+
+
+def preset_path(name: str | os.PathLike) -> Path:
+    """The TOML file of a preset name, or `name` itself if it is a file."""
+    path = Path(name)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such configuration file")
+        return path
+    candidate = PRESET_DIR / f"{name}.toml"
+    if not candidate.is_file():
+        raise ValueError(f"unknown preset {str(name)!r} (known: {', '.join(list_presets())})")
+    return candidate
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_config(source: ConfigLike = "held-suarez", overrides: Overrides = None) -> GCMConfig:
+    """A checked configuration from a preset name, a TOML file, a dict or a
+    GCMConfig, with `overrides` (dict, or "key=value" strings) applied on top.
+
+    Unknown options and values of the wrong type raise ValueError naming the
+    option."""
+    if isinstance(source, GCMConfig):
+        values = source.to_dict()
+    elif isinstance(source, Mapping):
+        values = dict(source)
+    else:
+        values = _read_toml(preset_path(source))
+    values.update(parse_overrides(overrides))
+    known = {f.name for f in fields(GCMConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return GCMConfig(**values)
+
+
+def parse_overrides(overrides: Overrides) -> dict[str, Any]:
+    """Overrides as a dict. Strings are "key=value" with a TOML value
+    (``t_max=300``, ``physics=none``, ``sigma_half=[0, 0.5, 1]``); a value
+    that is not valid TOML is taken as a plain string."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        text = text.strip()
+        try:
+            out[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text
+    return out
+
+
+# ------------------------------------------------------------- type checks
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    kind = str(annotation)
+    if "list[float]" in kind:
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"option {name!r}: expected a list of numbers, got {value!r}")
+        return [_coerce(name, v, "float") for v in value]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"option {name!r}: expected true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or not _is_integral(value):
+            raise ValueError(f"option {name!r}: expected an integer, got {value!r}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_number(value):
+            raise ValueError(f"option {name!r}: expected a number, got {value!r}")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"option {name!r}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"option {name!r}: unhandled type {annotation}")  # a bug, not a user error
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, str)
+
+
+def _is_integral(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    return hasattr(value, "dtype") and value.dtype.kind in "iu"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        text = repr(value)
+        return text if any(c in text for c in ".en") else text + ".0"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

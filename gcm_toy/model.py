@@ -1,0 +1,350 @@
+"""The toy GCM from Python: a :class:`Model` is one model in the Fortran core.
+
+    >>> model = Model("held-suarez-t10", {"t_max": 320})
+    >>> ds = model.run(10, out="run.nc")          # xarray Dataset, written as it runs
+    >>> model.save_checkpoint("day10.bin")
+    >>> again = Model.from_checkpoint("day10.bin")
+
+The state lives in the handle table of the f2py extension
+``gcm_toy._gcm_core`` (gcm_toy/bindings/); this class forwards to it and
+turns statuses into exceptions or, for a state that fails the core's crash
+check, into a :class:`Failure` report (a crashed run is data, not an error).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from gcm_toy import _gcm_core as _core
+from gcm_toy.config import ConfigLike, GCMConfig, Overrides, load_config
+from gcm_toy.output import Grid, state_dataset
+
+__all__ = ["Model", "Failure", "GCMError", "STATUS_NAMES", "CRASH_STATUSES"]
+
+STATUS_NAMES = {
+    0: "ok",
+    1: "invalid configuration",
+    2: "invalid model state or shape",
+    3: "io error",
+    4: "checkpoint format error",
+    5: "physics error",
+    6: "unphysical state",
+    7: "non-finite value",
+}
+"""The codes of gcm_toy/src/gcm_status.f90."""
+
+CRASH_STATUSES = (5, 6, 7)
+"""Statuses that end a run as data (physics error, unphysical, non-finite)."""
+
+
+class GCMError(ValueError):
+    """An error reported by the Fortran core; ``status`` is its code."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def _text(raw) -> str:
+    if isinstance(raw, np.ndarray):
+        raw = raw.tobytes()
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return str(raw).replace("\x00", "").strip()
+
+
+def _check(stat, msg, context: str = "") -> None:
+    if int(stat) != 0:
+        text = _text(msg) or STATUS_NAMES.get(int(stat), f"status {int(stat)}")
+        raise GCMError(f"{context}{text}", int(stat))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why, when and where a run stopped. For a physics error the place is
+    unknown (lat, lon, sigma NaN, level -1)."""
+
+    status: int
+    reason: str
+    step: int
+    time_days: float
+    lat: float
+    lon: float
+    level: int
+    sigma: float
+    variable: str
+    value: float
+
+    def attrs(self) -> dict[str, Any]:
+        """Dataset attributes: crash_reason, crash_time_days, crash_lat, ..."""
+        return {"crash_reason": self.reason, "crash_status": STATUS_NAMES.get(self.status, str(self.status)),
+                "crash_step": self.step, "crash_time_days": self.time_days, "crash_lat": self.lat,
+                "crash_lon": self.lon, "crash_level": self.level, "crash_sigma": self.sigma,
+                "crash_variable": self.variable, "crash_value": self.value}
+
+
+def checkpoint_config_path(path: str | os.PathLike) -> Path:
+    """The configuration written next to a checkpoint: PATH.toml."""
+    path = Path(path)
+    return path.with_name(path.name + ".toml")
+
+
+class Model:
+    """A toy-GCM model in the Fortran core.
+
+    `config` is a preset name (``gcm_toy/presets/*.toml``), a TOML file, a
+    dict or a :class:`GCMConfig`; `overrides` a dict or ``"key=value"``
+    strings. Unknown or invalid options raise ValueError naming the option.
+    The model starts from ``config.initial_state`` unless `initial_state` is
+    False (then at rest, isothermal 288 K).
+    """
+
+    def __init__(self, config: ConfigLike = "held-suarez", overrides: Overrides = None, *,
+                 initial_state: bool = True):
+        self._handle = 0
+        self.config: GCMConfig = load_config(config, overrides)
+        c = self.config
+        sigma_half = np.asarray(c.sigma_half if c.sigma_half is not None else [], dtype=np.float64)
+        handle, stat, msg = _core.gcm_create(
+            truncation=c.truncation, nlon=c.nlon, nlat=c.nlat, nlev=c.nlev, sigma_half=sigma_half, dt=c.dt,
+            t_ref=c.t_ref, diffusion_order=c.diffusion_order, diffusion_time=c.diffusion_time,
+            diffuse_humidity=int(c.diffuse_humidity), robert_coefficient=c.robert_coefficient,
+            williams_alpha=c.williams_alpha, humidity=int(c.humidity), mass_fixer=int(c.mass_fixer),
+            humidity_fixer=int(c.humidity_fixer), t_min=c.t_min, t_max=c.t_max, wind_max=c.wind_max,
+            ps_min=c.ps_min, ps_max=c.ps_max, physics=c.physics)
+        _check(stat, msg)
+        self._handle = int(handle)
+        truncation, nlon, nlat, nlev, humidity, stat = _core.gcm_sizes(self._handle)
+        self.nlon, self.nlat, self.nlev = int(nlon), int(nlat), int(nlev)
+        self.humidity = bool(humidity)
+        lat, lon, weight, sigma, sigma_half, stat, msg = _core.gcm_grid(self._handle, self.nlat, self.nlon,
+                                                                        self.nlev)
+        _check(stat, msg)
+        self.grid = Grid(lat=np.degrees(lat), lon=np.degrees(lon), weight=weight, sigma=sigma,
+                         sigma_half=sigma_half)
+        if initial_state:
+            self.set_initial_state()
+
+    # ----------------------------------------------------------- creation
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, overrides: Overrides = None,
+                        config: ConfigLike | None = None) -> "Model":
+        """A model continuing from a checkpoint. Its configuration is read
+        from PATH.toml (written by :meth:`save_checkpoint`) unless `config`
+        is given; `overrides` apply on top (resolution, levels and dt must
+        stay those of the checkpoint)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+        if config is None:
+            sidecar = checkpoint_config_path(path)
+            if not sidecar.is_file():
+                raise FileNotFoundError(f"{sidecar}: the checkpoint's configuration is missing "
+                                        "(pass the configuration explicitly)")
+            config = sidecar
+        model = cls(config, overrides, initial_state=False)
+        model.load_checkpoint(path)
+        return model
+
+    def set_initial_state(self, name: str | None = None) -> None:
+        """Start a new run (step 0) from a named initial state (default
+        ``config.initial_state``; see INITIAL_STATE_NAMES)."""
+        c = self.config
+        stat, msg = _core.gcm_set_initial_state(self._handle, name or c.initial_state, c.seed,
+                                                c.initial_temperature)
+        _check(stat, msg)
+
+    # -------------------------------------------------------------- time
+    @property
+    def step_count(self) -> int:
+        """Time steps taken since the start of the run (time level n)."""
+        return int(_core.gcm_time(self._handle)[0])
+
+    @property
+    def time_days(self) -> float:
+        """Model time [days]: step_count * dt / 86400."""
+        return self.step_count * self.config.dt / 86400.0
+
+    # ----------------------------------------------------------- stepping
+    def advance(self, nsteps: int, accumulate: bool = False) -> Failure | None:
+        """Take `nsteps` time steps. Returns None, or the :class:`Failure` of
+        a state that failed the crash check (or of a physics error); the model
+        then stays at the failing time level. `accumulate` adds the state
+        after every step to the running means (see :meth:`means`)."""
+        if nsteps < 0:
+            raise ValueError(f"nsteps must be >= 0, got {nsteps}")
+        if nsteps == 0:
+            return None
+        done, stat, msg = _core.gcm_step(self._handle, int(nsteps), int(accumulate))
+        stat = int(stat)
+        if stat == 0:
+            return None
+        if stat not in CRASH_STATUSES:
+            _check(stat, msg)
+        return self.failure(stat, _text(msg))
+
+    def failure(self, status: int | None = None, reason: str = "") -> Failure | None:
+        """The core's report of the last failed crash check (None if the
+        state passed); a physics error (status 5) has no place."""
+        f_stat, step, time_days, lat, lon, level, sigma, variable, value, msg, stat = _core.gcm_failure(
+            self._handle)
+        if int(f_stat) != 0:
+            return Failure(int(f_stat), " ".join(_text(msg).split()), int(step), float(time_days), float(lat), float(lon),
+                           int(level), float(sigma), _text(variable), float(value))
+        if status is None:
+            return None
+        return Failure(int(status), reason, self.step_count, self.time_days, float("nan"), float("nan"), -1,
+                       float("nan"), "", float("nan"))
+
+    def check(self) -> Failure | None:
+        """The core's crash check of the current state, without stepping."""
+        stat, msg = _core.gcm_check(self._handle)
+        if int(stat) in CRASH_STATUSES:
+            return self.failure()
+        _check(stat, msg)
+        return None
+
+    # ------------------------------------------------------------- state
+    def fields(self) -> dict[str, np.ndarray]:
+        """Current grid state: u, v [m s-1], t [K], q [kg kg-1] as (lev, lat,
+        lon) and ps [Pa] as (lat, lon), float64."""
+        u, v, t, q, ps, stat, msg = _core.gcm_get_grid(self._handle, self.nlev, self.nlon, self.nlat)
+        _check(stat, msg)
+        return _from_fortran(u, v, t, q, ps)
+
+    def means(self) -> tuple[dict[str, np.ndarray], int]:
+        """Means of the states summed by ``advance(..., accumulate=True)``
+        since the last :meth:`reset_means`, and how many states that is."""
+        u, v, t, q, ps, count, stat, msg = _core.gcm_get_mean(self._handle, self.nlev, self.nlon, self.nlat)
+        _check(stat, msg)
+        return _from_fortran(u, v, t, q, ps), int(count)
+
+    def reset_means(self) -> None:
+        _core.gcm_reset_mean(self._handle)
+
+    def state(self) -> xr.Dataset:
+        """The current state as a Dataset with CF attributes (q is zero in a
+        dry model)."""
+        return state_dataset(self.grid, self.fields(), self.time_days,
+                             {"model": self.config.short_name(), "physics": self.config.physics})
+
+    def set_state(self, state: xr.Dataset | Mapping[str, np.ndarray]) -> None:
+        """Replace the state by grid fields u, v, t, q (lev, lat, lon) and ps
+        (lat, lon) (q may be missing: zero); they are projected onto the
+        truncation and the next step is a forward step."""
+        def get(name: str) -> np.ndarray:
+            if name == "q" and name not in state:
+                return np.zeros(self.grid.shape)
+            value = state[name]
+            if isinstance(value, xr.DataArray):
+                value = value.transpose(*(("lat", "lon") if name == "ps" else ("lev", "lat", "lon"))).values
+            return np.asarray(value, dtype=np.float64)
+
+        arrays = {name: get(name) for name in ("u", "v", "t", "q", "ps")}
+        for name, value in arrays.items():
+            expected = self.grid.shape[1:] if name == "ps" else self.grid.shape
+            if value.shape != expected:
+                raise ValueError(f"set_state: {name} has shape {value.shape}, expected {expected}")
+        # (lev, lat, lon) -> Fortran (nlev, nlon, nlat); (lat, lon) -> (nlon, nlat)
+        to_fortran = {name: np.asfortranarray(a.transpose(0, 2, 1) if a.ndim == 3 else a.T)
+                      for name, a in arrays.items()}
+        stat, msg = _core.gcm_set_grid(self._handle, to_fortran["u"], to_fortran["v"], to_fortran["t"],
+                                       to_fortran["q"], to_fortran["ps"])
+        _check(stat, msg)
+
+    def global_means(self) -> dict[str, float]:
+        """Global means [Pa]: surface pressure, dry-air surface pressure, and
+        water vapour ps * sum(q dsigma) (divide by g for kg m-2)."""
+        ps, dry, water, stat, msg = _core.gcm_global_means(self._handle)
+        _check(stat, msg)
+        return {"ps": float(ps), "dry_air_ps": float(dry), "water_ps": float(water)}
+
+    # ------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path: str | os.PathLike) -> Path:
+        """Write the full state to `path` (raw binary, see gcm_checkpoint.f90)
+        and the configuration to PATH.toml; a run continued from it is bit
+        for bit the uninterrupted run."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stat, msg = _core.gcm_write_checkpoint(self._handle, os.fspath(path))
+        _check(stat, msg)
+        header = (f"toy-GCM configuration of checkpoint {path.name}: day {self.time_days:g} "
+                  f"(step {self.step_count})")
+        checkpoint_config_path(path).write_text(self.config.to_toml(header))
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Replace the state by a checkpoint's (same resolution, levels, dt)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+        stat, msg = _core.gcm_read_checkpoint(self._handle, os.fspath(path))
+        _check(stat, msg)
+
+    # --------------------------------------------------------------- run
+    def run(self, days: float | None = None, out: str | os.PathLike | None = None, *,
+            restart: str | os.PathLike | None = None, progress: bool | None = None, overwrite: bool = False,
+            checkpoint_every_days: float | None = None, checkpoint_dir: str | os.PathLike | None = None
+            ) -> xr.Dataset:
+        """Run for `days` (default ``config.days``) and return the output
+        records as a Dataset (see gcm_toy.output); with `out`, written to that
+        netCDF file as the run goes and returned opened lazily from it.
+
+        `restart`: continue from this checkpoint first. A run that fails the
+        crash check stops there, keeps its output, and returns normally with
+        ``run_status = "crashed"`` and ``crash_*`` attributes. `progress`:
+        a progress bar on stderr (default: when stderr is a terminal).
+        `checkpoint_every_days`: also write checkpoints at multiples of this
+        model time into `checkpoint_dir` (default: next to `out`)."""
+        from gcm_toy.run import run_model
+
+        return run_model(self, days, out, restart=restart, progress=progress, overwrite=overwrite,
+                         checkpoint_every_days=checkpoint_every_days, checkpoint_dir=checkpoint_dir)
+
+    # ------------------------------------------------------------ timers
+    def timers(self) -> dict[str, float]:
+        """Wall-clock seconds in the parts of the time step since the last
+        reset, and the number of steps timed."""
+        transforms, grid, physics, spectral, steps, stat = _core.gcm_timers(self._handle)
+        return {"transforms": float(transforms), "grid": float(grid), "physics": float(physics),
+                "spectral": float(spectral), "steps": int(steps)}
+
+    def reset_timers(self) -> None:
+        _core.gcm_reset_timers(self._handle)
+
+    # ---------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Free the Fortran memory of this model."""
+        if self._handle:
+            _core.gcm_free(self._handle)
+            self._handle = 0
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Model({self.config.short_name()}, physics={self.config.physics!r}, "
+                f"day {self.time_days:g})")
+
+
+def _from_fortran(u, v, t, q, ps) -> dict[str, np.ndarray]:
+    """Fortran (nlev, nlon, nlat) / (nlon, nlat) -> (lev, lat, lon) / (lat, lon)."""
+    def level_lat_lon(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(a, (0, 2, 1)))
+
+    return {"u": level_lat_lon(u), "v": level_lat_lon(v), "t": level_lat_lon(t), "q": level_lat_lon(q),
+            "ps": np.ascontiguousarray(ps.T)}

@@ -1,0 +1,131 @@
+"""The run loop of the toy GCM: step, write records, handle a crash.
+
+:func:`run_model` is what :meth:`gcm_toy.Model.run` does. Output records fall
+on multiples of ``output_interval_hours`` of model time (counted from step
+0, so a restarted run writes at the same times as the uninterrupted one);
+a run that ends between two of them writes a last, shorter record. The
+means average the state after every step of the interval.
+
+A state that fails the core's crash check (or a physics error) ends the run
+as data: no record for the unfinished interval, ``run_status = "crashed"``
+and the ``crash_*`` attributes (reason, time, place, variable, value) in the
+dataset and the file, and the function returns normally.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import xarray as xr
+
+from gcm_toy.config import steps_for_days, steps_per_output
+from gcm_toy.output import MemoryWriter, NetCDFWriter, Record
+
+if TYPE_CHECKING:
+    from gcm_toy.model import Failure, Model
+
+__all__ = ["run_model", "day_label"]
+
+
+def day_label(days: float) -> str:
+    """Model time for file names: '00600' for day 600, '00600.250' for 600.25."""
+    return f"{int(round(days)):05d}" if abs(days - round(days)) < 1e-9 else f"{days:09.3f}"
+
+
+def _progress_bar(enabled: bool | None, total_days: float, start_day: float):
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=round(total_days, 6), unit="day", disable=not enabled, file=sys.stderr, leave=True,
+                desc=f"gcm from day {start_day:g}", bar_format="{l_bar}{bar}| {n:.2f}/{total:g} days "
+                "[{elapsed}<{remaining}, {rate_fmt}]")
+
+
+def run_model(model: "Model", days: float | None, out: str | os.PathLike | None, *,
+              restart: str | os.PathLike | None = None, progress: bool | None = None, overwrite: bool = False,
+              checkpoint_every_days: float | None = None,
+              checkpoint_dir: str | os.PathLike | None = None) -> xr.Dataset:
+    """Run `model` for `days` [days] (default: its config's) writing records
+    to `out` (netCDF4, incremental) or to memory; returns the Dataset."""
+    config = model.config
+    if restart is not None:
+        model.load_checkpoint(restart)
+    days = config.days if days is None else float(days)
+    dt = config.dt
+    n_steps = steps_for_days(days, dt)
+    per_output = steps_per_output(config)
+    per_checkpoint = None
+    if checkpoint_every_days is not None:
+        per_checkpoint = steps_for_days(checkpoint_every_days, dt, "checkpoint_every_days")
+        if per_checkpoint == 0:
+            raise ValueError("option 'checkpoint_every_days': must be positive")
+        if checkpoint_dir is None:
+            checkpoint_dir = Path(out).parent if out is not None else Path.cwd()
+
+    start = model.step_count
+    end = start + n_steps
+    names = ["u", "v", "t"] + (["q"] if model.humidity else []) + ["ps"]
+    names = names + [f"{name}_mean" for name in names]
+    attrs: dict[str, Any] = {
+        "Conventions": "CF-1.8",
+        "title": f"toy GCM {config.short_name()}, physics '{config.physics}'"
+                 + (f": {config.description}" if config.description else ""),
+        "source": "gcm_toy: spectral primitive-equation dynamical core (sigma levels, semi-implicit leapfrog)",
+        "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} gcm_toy run of {days:g} days "
+                   f"from day {start * dt / 86400.0:g}",
+        "physics": config.physics,
+        "configuration": config.to_toml(),
+        "output_interval_hours": config.output_interval_hours,
+        "start_time_days": start * dt / 86400.0,
+        "restart_from": os.fspath(restart) if restart is not None else None,
+        "run_status": "running",
+    }
+    if out is not None:
+        writer: NetCDFWriter | MemoryWriter = NetCDFWriter(out, model.grid, names, dt, config.output_precision,
+                                                           attrs, overwrite=overwrite)
+    else:
+        writer = MemoryWriter(model.grid, names, dt, config.output_precision, attrs)
+
+    model.reset_means()
+    interval_start = start
+    failure: Failure | None = None
+    bar = _progress_bar(progress, n_steps * dt / 86400.0, start * dt / 86400.0)
+    try:
+        step = start
+        while step < end:
+            boundaries = [end, (step // per_output + 1) * per_output]
+            if per_checkpoint:
+                boundaries.append((step // per_checkpoint + 1) * per_checkpoint)
+            target = min(boundaries)
+            failure = model.advance(target - step, accumulate=True)
+            if failure is not None:
+                bar.update((model.step_count - step) * dt / 86400.0)
+                bar.set_postfix_str(f"crashed at day {failure.time_days:g}")
+                break
+            bar.update((target - step) * dt / 86400.0)
+            step = target
+            if step % per_output == 0 or step == end:
+                means, count = model.means()
+                writer.write(Record(time=step * dt / 86400.0, start=interval_start * dt / 86400.0,
+                                    instant=model.fields(), mean=means))
+                model.reset_means()
+                interval_start = step
+            if per_checkpoint and step % per_checkpoint == 0:
+                model.save_checkpoint(Path(checkpoint_dir) / f"checkpoint_day{day_label(step * dt / 86400.0)}.bin")
+    except BaseException as exc:  # keep what was written, say why it ends here
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {type(exc).__name__}: {exc}"
+        writer.set_attrs({"run_status": status, "end_time_days": model.time_days})
+        writer.close()
+        raise
+    finally:
+        bar.close()
+
+    final = {"end_time_days": model.time_days, "run_status": "crashed" if failure else "completed"}
+    if failure is not None:
+        final.update(failure.attrs())
+    writer.set_attrs(final)
+    return writer.dataset()
