@@ -141,8 +141,8 @@ def plot_climate(clim: xr.Dataset, out_dir: str | os.PathLike) -> list[Path]:
 
 def format_report(clim: xr.Dataset, jets: list[Jet], surface: xr.DataArray) -> str:
     """The numbers as text."""
-    lines = [f"Held-Suarez climate: time mean of {clim.attrs['n_records']} records, days "
-             f"{clim.attrs['first_day']:g}-{clim.attrs['last_day']:g} (run_status {clim.attrs['run_status']})",
+    lines = [f"Held-Suarez climate: time mean over days {clim.attrs['first_day']:g}-{clim.attrs['last_day']:g} "
+             f"({clim.attrs['n_records']} output records, run_status {clim.attrs['run_status']})",
              "jet maxima (zonal-mean u):"]
     for jet in jets:
         lines.append(f"  {jet.hemisphere:<5}  {jet.speed:6.1f} m/s at {jet.lat:6.1f} deg, {jet.pressure:5.0f} hPa "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the project needs, idempotently: gfortran and OpenBLAS
-# from Debian's packages, a virtual environment (.venv, or $FKB_VENV), the
+# Set up everything the project needs, idempotently: gfortran, OpenBLAS and
+# CMake from Debian's packages, a virtual environment (.venv, or $FKB_VENV), the
 # pinned Python dependencies, and the package itself (editable, so a change to
 # the Fortran or Python sources is rebuilt on the next import).
 set -euo pipefail
@@ -12,9 +12,13 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v gfortran >/dev/null 2>&1 || missing+=(gfortran)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # the standalone Fortran build and its tests
+command -v make >/dev/null 2>&1 || missing+=(make)
 [ -e /usr/lib/x86_64-linux-gnu/pkgconfig/openblas.pc ] || [ -e /usr/lib/aarch64-linux-gnu/pkgconfig/openblas.pc ] \
   || pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+  2>/dev/null || missing+=(python3-dev)   # headers for the f2py extension
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -2,7 +2,6 @@
 and the example program a Fortran user starts from."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,10 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "fkb-compat" / "simple_model_with_weights.txt"
-
-pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("gfortran") is None,
-                                reason="needs cmake and gfortran")
-
 
 @pytest.fixture(scope="module")
 def cmake_build(tmp_path_factory) -> Path:
