@@ -29,6 +29,9 @@ __all__ = ["open_run", "zonal_mean_climate", "jet_maxima", "tropical_surface_win
 TROPICS_DEG = 30.0
 """Latitudes within +-TROPICS_DEG count as tropical for the surface wind."""
 
+CHUNKS = {"time": 100}
+"""Dask chunks for the analysis: ~20 MB per variable at T21 L10 in float32."""
+
 
 def open_run(path: str | os.PathLike) -> xr.Dataset:
     """A run folder's output files (gcm_day*.nc, in time order) or one file,
@@ -40,10 +43,10 @@ def open_run(path: str | os.PathLike) -> xr.Dataset:
         files = sorted(path.glob("gcm_day*.nc")) or sorted(path.glob("*.nc"))
         if not files:
             raise FileNotFoundError(f"{path}: no netCDF output (gcm_day*.nc) in this folder")
-        return open_output(files) if len(files) > 1 else open_output(files[0])
+        return open_output(files, chunks=CHUNKS) if len(files) > 1 else open_output(files[0], chunks=CHUNKS)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    return open_output(path)
+    return open_output(path, chunks=CHUNKS)
 
 
 def zonal_mean_climate(ds: xr.Dataset, spinup_days: float = 200.0) -> xr.Dataset:

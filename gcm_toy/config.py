@@ -14,7 +14,6 @@ state by name, run length, output).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -53,10 +52,6 @@ def _core(key: str, doc: str):
     value = _CORE[key]
     if key in ("diffuse_humidity", "humidity", "mass_fixer", "humidity_fixer"):
         value = bool(value)
-    elif isinstance(value, float) or hasattr(value, "dtype") and value.dtype.kind == "f":
-        value = float(value)
-    else:
-        value = int(value)
     return field(default=value, metadata={"doc": doc, "core": True})
 
 
@@ -72,7 +67,7 @@ class GCMConfig:
     # ---- dynamical core (gcm_config's model_config) ----
     truncation: int = _core("truncation", "triangular truncation T_M")
     nlon: int = _core("nlon", "Gaussian-grid longitudes; 0 = alias-free default (T21 -> 64)")
-    nlat: int = _core("nlat", "Gaussian latitudes; 0 = nlon/2")
+    nlat: int = _core("nlat", "Gaussian latitudes; 0 = the default of the truncation (T21 -> 32)")
     nlev: int = _core("nlev", "number of sigma levels")
     sigma_half: list[float] | None = _opt(
         None, "nlev+1 half-level sigma values from 0 (top) to 1 (surface); unset = equally spaced")
@@ -149,8 +144,8 @@ class GCMConfig:
 
     def grid_size(self) -> tuple[int, int]:
         """(nlon, nlat) with the core's defaults for 0 filled in."""
-        nlon = self.nlon or 4 * ((3 * self.truncation + 1 + 3) // 4)
-        return nlon, self.nlat or nlon // 2
+        nlon, nlat = _gcm_core.gcm_grid_size(self.truncation)
+        return self.nlon or int(nlon), self.nlat or int(nlat)
 
     @staticmethod
     def option_docs() -> dict[str, str]:

@@ -133,6 +133,16 @@ def test_restart_continues_bit_for_bit(tmp_path):
     assert via_run.attrs["restart_from"].endswith("day2.bin")
 
 
+def test_periodic_checkpoints_restart_the_run_they_come_from(tmp_path):
+    model = Model(T10)
+    model.run(2, out=tmp_path / "run.nc", checkpoint_every_days=1, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_day*.bin")) == [
+        "checkpoint_day00001.bin", "checkpoint_day00002.bin"]
+    restarted = Model.from_checkpoint(tmp_path / "checkpoint_day00001.bin")
+    restarted.run(1, progress=False)
+    assert np.array_equal(restarted.fields()["t"], model.fields()["t"])
+
+
 def test_checkpoint_of_another_resolution_is_refused(tmp_path):
     Model(T10).save_checkpoint(tmp_path / "t10.bin")
     with pytest.raises(GCMError, match="resolution"):
@@ -180,6 +190,7 @@ def test_non_finite_state_is_reported_at_the_first_step(tmp_path):
     state = model.state()
     state["t"][3, 5, 7] = np.nan
     model.set_state(state)
+    assert model.check().variable == "temperature"                 # the check without stepping
     ds = model.run(1, out=tmp_path / "nan.nc", progress=False)
     assert ds.attrs["run_status"] == "crashed" and ds.attrs["crash_status"] == "non-finite value"
     assert ds.attrs["crash_time_days"] == 0.0 and ds.sizes["time"] == 0

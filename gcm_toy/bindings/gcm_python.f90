@@ -105,6 +105,16 @@ subroutine gcm_default_config(truncation, nlon, nlat, nlev, dt, t_ref, diffusion
 end subroutine gcm_default_config
 
 
+subroutine gcm_grid_size(truncation, nlon, nlat)
+  !! The core's default (alias-free) Gaussian grid of a truncation.
+  use gcm_config, only: default_grid_size
+  implicit none
+  integer, intent(in) :: truncation
+  integer, intent(out) :: nlon, nlat
+  call default_grid_size(truncation, nlon, nlat)
+end subroutine gcm_grid_size
+
+
 subroutine gcm_set_initial_state(handle, name, seed, t0, stat, msg)
   !! Start a new run (step 0) from a named initial state: 'rest' (isothermal
   !! t0 [K], ps = 1000 hPa), 'held-suarez' (rest at 285 K plus +-0.1 K noise
