@@ -8,7 +8,7 @@
 Configuration: :mod:`gcm_toy.config` (TOML presets in ``gcm_toy/presets``);
 the model object: :mod:`gcm_toy.model`; outputs and their attributes:
 :mod:`gcm_toy.output`; the run loop and crash semantics: :mod:`gcm_toy.run`.
-The Fortran core is ``gcm_toy/src`` (see README_dycore.md), wrapped by
+The Fortran core is ``gcm_toy/src`` (see docs/gcm-dynamics.md), wrapped by
 ``gcm_toy/bindings`` into the extension ``gcm_toy._gcm_core``.
 """
 from gcm_toy.config import (INITIAL_STATE_NAMES, PHYSICS_NAMES, GCMConfig, list_presets, load_config,
