@@ -150,6 +150,14 @@ def cmd_gcm_run(args: argparse.Namespace) -> None:
         overrides["output_interval_hours"] = args.output_interval_hours
     if args.physics is not None:
         overrides["physics"] = args.physics
+    if args.emulator:
+        overrides["emulator"] = args.emulator
+    if args.emulator_precision is not None:
+        overrides["emulator_precision"] = args.emulator_precision
+    if args.limit_humidity:
+        overrides["limit_humidity"] = True
+    if args.limit_precipitation:
+        overrides["limit_precipitation"] = True
     if args.restart:
         model = Model.from_checkpoint(args.restart, overrides, config=args.preset)
     else:
@@ -170,6 +178,11 @@ def cmd_gcm_run(args: argparse.Namespace) -> None:
         return
     checkpoint = model.save_checkpoint(out / f"checkpoint_day{day_label(model.time_days)}.bin")
     print(f"wrote {output} ({records}, days {start:g}-{model.time_days:g}) and {checkpoint}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from gcm_toy.training_data import run_data
+    run_data(args)
 
 
 def cmd_gcm_presets(args: argparse.Namespace) -> None:
@@ -194,6 +207,111 @@ def cmd_gcm_options(args: argparse.Namespace) -> None:
 def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
     from experiments.held_suarez import held_suarez_report
     held_suarez_report(args.run, spinup_days=args.spinup_days, out_dir=args.out)
+
+
+# -------------------------------------------------- sweep, score, report
+def cmd_sweep(args: argparse.Namespace) -> None:
+    import dataclasses
+    from coupler.sweep import SweepConfig, resolve_task, run_sweep_from_config
+    config = SweepConfig.from_toml(args.config) if args.config else SweepConfig()
+    changes = {key: value for key, value in (("n_emulators", args.n_emulators), ("seed", args.seed),
+                                             ("task", args.task), ("data", args.data)) if value is not None}
+    config = dataclasses.replace(config, **changes)
+    if config.n_emulators < 1:
+        raise UserError(f"--n-emulators must be at least 1, got {config.n_emulators}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    resolve_task(config.task)  # a bad task name is a one-line error before any cluster starts
+    summary = run_sweep_from_config(config, args.out, scheduler=args.scheduler, n_workers=args.workers,
+                                    progress=False if args.no_progress else None, retry_failed=args.retry_failed)
+    print(summary)
+    print(f"wrote {Path(args.out) / 'results'}/ and {Path(args.out) / 'results.nc'} (+ .csv)")
+    if summary.lost:
+        raise UserError(f"{summary.lost} emulators were lost with their workers; re-run the command to retry them")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from coupler.scoring import noise_floor, score_run
+    from gcm_toy import open_output
+    for path in [args.run, args.reference] + ([args.perturbed] if args.perturbed else []):
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such run file")
+    run, reference = open_output(args.run), open_output(args.reference)
+    score = score_run(run, reference, args.days, args.window_days)
+    print(f"run status     {score.attrs['run_status']}" + (f": {score.attrs['crash_reason']}"
+                                                          if score.attrs["crash_reason"] else ""))
+    print(f"days survived  {float(score['days_survived']):g}")
+    print(f"windows scored {int(score['n_windows'])} of {args.window_days:g} days")
+    print(f"online error   T {float(score['online_error_t']):.4g} K, q {float(score['online_error_q']):.4g} g/kg, "
+          f"normalised {float(score['online_error_normalized']):.4g}")
+    if args.perturbed:
+        floor = noise_floor(reference, open_output(args.perturbed), args.window_days)
+        print(f"noise floor    T {float(floor['online_error_t']):.4g} K, q {float(floor['online_error_q']):.4g} g/kg, "
+              f"normalised {float(floor['online_error_normalized']):.4g}")
+    if args.output:
+        score.to_netcdf(args.output)
+        print(f"wrote {args.output}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from coupler.results import collect_results, read_results, write_results
+    from experiments.report import make_report
+    folder = Path(args.sweep)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such sweep folder")
+    if (folder / "results").is_dir():
+        results = collect_results(folder)
+        write_results(results, folder)
+    else:
+        results = read_results(folder)
+    if results.sizes["emulator"] == 0:
+        raise UserError(f"{folder}: no emulator results yet")
+    reference = args.reference or (folder / "reference" / "reference.nc")
+    if not Path(reference).is_file():
+        reference = None
+    path = make_report(results, args.out or folder, reference=reference)
+    print(f"wrote {path}")
+
+
+def add_casestudy_parsers(sub) -> None:
+    """`fkb sweep`, `fkb score`, `fkb report`: the case study's parts."""
+    p = sub.add_parser("sweep", help="train, couple and score emulators drawn from a hyperparameter space, on Dask",
+                       description="Run a sweep: one Dask task per emulator (train, export, couple, score). Results "
+                                   "go to OUT/results/emulator_XXXX.json as each finishes; re-running the command "
+                                   "skips finished emulators. Without --scheduler a local cluster of one "
+                                   "single-threaded worker per core is started. See docs/case-study.md.")
+    p.add_argument("--config", metavar="SWEEP.toml", help="sweep configuration ([sweep], [space], [training], [coupled])")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler (tcp://host:8786)")
+    p.add_argument("--workers", type=int, metavar="N", help="workers of the local cluster (default: one per core)")
+    p.add_argument("--n-emulators", type=int, metavar="N", help="number of emulators (overrides the configuration)")
+    p.add_argument("--seed", type=int, help="seed of the hyperparameter draws (overrides the configuration)")
+    p.add_argument("--data", metavar="DATA", help="training data, netCDF file or glob (overrides the configuration)")
+    p.add_argument("--task", metavar="MODULE:FUNCTION",
+                   help="task function (default coupler.sweep:default_task; coupler.sweep:offline_task trains and "
+                        "scores offline only)")
+    p.add_argument("--retry-failed", action="store_true", help="also re-run emulators whose task failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("score", help="stability and online error of a GCM run against a reference run",
+                       description="Score a run: days survived, crash reason, and the pressure- and area-weighted "
+                                   "RMSE of zonal-mean T [K] and q [g/kg] against the reference per window.")
+    p.add_argument("run", help="netCDF file of the run")
+    p.add_argument("--reference", required=True, help="netCDF file of the reference run")
+    p.add_argument("--perturbed", help="netCDF file of the perturbed-start reference (prints the noise floor)")
+    p.add_argument("--window-days", type=float, default=30.0, help="scoring window [days] (default: %(default)s)")
+    p.add_argument("--days", type=float, default=None, help="planned run length [days] (caps days survived)")
+    p.add_argument("-o", "--output", metavar="SCORE.nc", help="write the scores as netCDF")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
+                       description="Collect a sweep's results into results.nc/.csv and write report.md with the "
+                                   "rank correlations, the optimizer table and the figures.")
+    p.add_argument("sweep", metavar="DIR", help="sweep output folder")
+    p.add_argument("--reference", help="reference run for the bias maps (default: DIR/reference/reference.nc)")
+    p.add_argument("--out", help="report folder (default: DIR)")
+    p.set_defaults(func=cmd_report)
 
 
 # ------------------------------------------------------------------ parser
@@ -237,7 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
+    from gcm_toy.training_data import add_data_arguments
+    p = sub.add_parser("data", help="emulator training data from a reference run of the toy GCM",
+                       description="Run the toy GCM with the moist reference physics (after a spin-up) and write the "
+                                   "emulator inputs and outputs of every column every H hours to DIR/training.nc "
+                                   "(the names, units and dims of emulators.interface; `fkb train` reads it), and "
+                                   "the run's final checkpoint DIR/checkpoint_dayNNNNN.bin for coupled runs.")
+    add_data_arguments(p)
+    p.set_defaults(func=cmd_data)
+
     add_gcm_parser(sub)
+    add_casestudy_parsers(sub)
     return parser
 
 
@@ -266,7 +394,17 @@ def add_gcm_parser(sub) -> None:
     p.add_argument("--output-interval-hours", type=float, default=None, metavar="H",
                    help="interval of the output records [h] (a multiple of the time step)")
     p.add_argument("--physics", default=None,
-                   help="column physics: none (dynamics only) or held-suarez (default: the preset's)")
+                   help="column physics: none (dynamics only), held-suarez, or the moist aquaplanet physics with "
+                        "its cloud and radiation part from the reference (toy superparameterization), an emulator "
+                        "or an ensemble of emulators (default: the preset's)")
+    p.add_argument("--emulator", nargs="+", default=None, metavar="PATH",
+                   help="model file(s) for --physics emulator (one) or ensemble (several); checked against the "
+                        "emulator interface (names, units, sizes) before the first step")
+    p.add_argument("--emulator-precision", choices=("float32", "float64"), default=None,
+                   help="arithmetic of the networks (default: float32)")
+    p.add_argument("--limit-humidity", action="store_true",
+                   help="emulator limiter: clip dq/dt at -q/dt (then fill negative humidity)")
+    p.add_argument("--limit-precipitation", action="store_true", help="emulator limiter: clip precipitation at 0")
     p.add_argument("--restart", default=None, metavar="CHECKPOINT",
                    help="continue from a checkpoint (bit for bit the uninterrupted run)")
     p.add_argument("--checkpoint-every", type=float, default=None, metavar="DAYS",

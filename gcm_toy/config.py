@@ -25,7 +25,8 @@ from typing import Any, Iterable, Mapping, Union
 from gcm_toy import _gcm_core
 
 __all__ = ["GCMConfig", "ConfigLike", "Overrides", "load_config", "parse_overrides", "list_presets",
-           "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES"]
+           "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES", "MOIST_PHYSICS",
+           "EMULATOR_PHYSICS"]
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -41,6 +42,11 @@ PHYSICS_NAMES: tuple[str, ...] = _names(_physics)
 """Physics schemes the compiled core knows (the binding's ``select_physics``)."""
 INITIAL_STATE_NAMES: tuple[str, ...] = _names(_initial_states)
 """Named initial states the compiled core can set."""
+MOIST_PHYSICS = ("reference", "emulator", "ensemble")
+"""The moist aquaplanet physics: its cloud and radiation part is the toy
+superparameterization ('reference'), one network ('emulator') or the mean of
+several ('ensemble')."""
+EMULATOR_PHYSICS = ("emulator", "ensemble")
 
 _CORE_KEYS = ("truncation", "nlon", "nlat", "nlev", "dt", "t_ref", "diffusion_order", "diffusion_time",
               "diffuse_humidity", "robert_coefficient", "williams_alpha", "humidity", "mass_fixer",
@@ -90,7 +96,15 @@ class GCMConfig:
     physics: str = _opt("held-suarez", "column physics by name: " + ", ".join(PHYSICS_NAMES))
     initial_state: str = _opt("held-suarez", "initial state by name: " + ", ".join(INITIAL_STATE_NAMES))
     initial_temperature: float = _opt(288.0, "temperature of the 'rest' and 'rossby-haurwitz' states [K]")
-    seed: int = _opt(1, "seed of the 'held-suarez' initial temperature noise")
+    seed: int = _opt(1, "seed of the initial temperature noise ('held-suarez', 'aquaplanet') and of the "
+                        "reference physics' random numbers")
+    # ---- emulators (physics = emulator | ensemble) ----
+    emulator: list[str] | None = _opt(
+        None, "model file(s) of the emulator: one for physics = emulator, several for ensemble "
+              "(relative paths are resolved when the configuration is loaded)")
+    emulator_precision: str = _opt("float32", "arithmetic of the networks: float32 or float64")
+    limit_humidity: bool = _opt(False, "emulator limiter: clip dq/dt at -q/dt (then fill negative q)")
+    limit_precipitation: bool = _opt(False, "emulator limiter: clip precipitation at 0")
     # ---- run and output ----
     days: float = _opt(30.0, "default run length [days]")
     output_interval_hours: float = _opt(
@@ -109,6 +123,25 @@ class GCMConfig:
         if self.initial_state not in INITIAL_STATE_NAMES:
             raise ValueError(f"option 'initial_state': unknown state {self.initial_state!r} "
                              f"(known: {', '.join(INITIAL_STATE_NAMES)})")
+        if self.physics in MOIST_PHYSICS and not self.humidity:
+            raise ValueError(f"option 'humidity': physics {self.physics!r} needs a moist model (humidity = true)")
+        if self.physics in EMULATOR_PHYSICS:
+            paths = self.emulator or []
+            if not paths:
+                raise ValueError(f"option 'emulator': physics {self.physics!r} needs the model file(s) of the "
+                                 "emulator (emulator = PATH, or --emulator PATH)")
+            if self.physics == "emulator" and len(paths) != 1:
+                raise ValueError(f"option 'emulator': physics 'emulator' takes one model file, got {len(paths)} "
+                                 "(physics = 'ensemble' for several)")
+            if self.physics == "ensemble" and len(paths) < 2:
+                raise ValueError("option 'emulator': physics 'ensemble' takes at least two model files, "
+                                 f"got {len(paths)} (physics = 'emulator' for one)")
+            for path in paths:
+                if not Path(path).is_file():
+                    raise FileNotFoundError(f"option 'emulator': {path}: no such model file")
+        if self.emulator_precision not in ("float32", "float64"):
+            raise ValueError(f"option 'emulator_precision': must be 'float32' or 'float64', "
+                             f"got {self.emulator_precision!r}")
         if self.output_precision not in ("float32", "float64"):
             raise ValueError(f"option 'output_precision': must be 'float32' or 'float64', "
                              f"got {self.output_precision!r}")
@@ -259,6 +292,14 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
 # ------------------------------------------------------------- type checks
 def _coerce(name: str, value: Any, annotation: str) -> Any:
     kind = str(annotation)
+    if "list[str]" in kind:  # model files: one path or a list, made absolute
+        if value is None:
+            return None
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if not hasattr(value, "__iter__") or not all(isinstance(v, (str, os.PathLike)) for v in value):
+            raise ValueError(f"option {name!r}: expected a path or a list of paths, got {value!r}")
+        return [os.path.abspath(os.fspath(v)) for v in value] or None
     if "list[float]" in kind:
         if value is None:
             return None

@@ -21,8 +21,8 @@ import numpy as np
 import xarray as xr
 
 from gcm_toy import _gcm_core as _core
-from gcm_toy.config import ConfigLike, GCMConfig, Overrides, load_config
-from gcm_toy.output import Grid, state_dataset
+from gcm_toy.config import EMULATOR_PHYSICS, ConfigLike, GCMConfig, Overrides, load_config
+from gcm_toy.output import DIAGNOSTIC_ORDER, Grid, state_dataset
 
 __all__ = ["Model", "Failure", "GCMError", "STATUS_NAMES", "CRASH_STATUSES"]
 
@@ -105,18 +105,22 @@ class Model:
     """
 
     def __init__(self, config: ConfigLike = "held-suarez", overrides: Overrides = None, *,
-                 initial_state: bool = True):
+                 initial_state: bool = True, keep_training_batch: bool = False):
         self._handle = 0
         self.config: GCMConfig = load_config(config, overrides)
         c = self.config
         sigma_half = np.asarray(c.sigma_half if c.sigma_half is not None else [], dtype=np.float64)
+        emulator_paths = "\n".join(c.emulator or []) if c.physics in EMULATOR_PHYSICS else ""
         handle, stat, msg = _core.gcm_create(
             truncation=c.truncation, nlon=c.nlon, nlat=c.nlat, nlev=c.nlev, sigma_half=sigma_half, dt=c.dt,
             t_ref=c.t_ref, diffusion_order=c.diffusion_order, diffusion_time=c.diffusion_time,
             diffuse_humidity=int(c.diffuse_humidity), robert_coefficient=c.robert_coefficient,
             williams_alpha=c.williams_alpha, humidity=int(c.humidity), mass_fixer=int(c.mass_fixer),
             humidity_fixer=int(c.humidity_fixer), t_min=c.t_min, t_max=c.t_max, wind_max=c.wind_max,
-            ps_min=c.ps_min, ps_max=c.ps_max, physics=c.physics)
+            ps_min=c.ps_min, ps_max=c.ps_max, physics=c.physics, physics_seed=c.seed,
+            emulator_paths=emulator_paths or " ", use_real64=int(c.emulator_precision == "float64"),
+            limit_humidity=int(c.limit_humidity), limit_precipitation=int(c.limit_precipitation),
+            keep_training_batch=int(keep_training_batch))
         _check(stat, msg)
         self._handle = int(handle)
         truncation, nlon, nlat, nlev, humidity, stat = _core.gcm_sizes(self._handle)
@@ -226,6 +230,48 @@ class Model:
 
     def reset_means(self) -> None:
         _core.gcm_reset_mean(self._handle)
+
+    @property
+    def physics_mode(self) -> str:
+        """The cloud and radiation physics of the moist aquaplanet physics:
+        'reference', 'emulator' or 'ensemble'; '' for other physics."""
+        mode, stat = _core.gcm_physics_mode(self._handle)
+        return _text(mode)
+
+    @property
+    def has_diagnostics(self) -> bool:
+        """Whether the physics provides diagnostics (the moist physics)."""
+        return self.config.physics in ("reference", "emulator", "ensemble")
+
+    def diagnostic_means(self) -> tuple[dict[str, np.ndarray], int]:
+        """Means of the moist physics' diagnostics over the steps summed by
+        ``advance(..., accumulate=True)`` since the last :meth:`reset_means`,
+        as (lat, lon) arrays named as in gcm_toy.output.DIAGNOSTICS (PRECT,
+        QFLX [kg m-2 s-1], SHFLX, LHFLX, SOLIN, FSNT, FSNS, FLNT, FLNS
+        [W m-2], SST [K]) plus CLOUD (lev, lat, lon) [1] with the reference
+        physics; and the number of steps summed (0: none, fields zero)."""
+        n = len(DIAGNOSTIC_ORDER)
+        diag, cloud, count, cloud_count, stat, msg = _core.gcm_get_diag_mean(self._handle, self.nlon, self.nlat,
+                                                                             self.nlev, n)
+        _check(stat, msg)
+        out = {name: np.ascontiguousarray(diag[:, :, k].T) for k, name in enumerate(DIAGNOSTIC_ORDER)}
+        if int(cloud_count) > 0:
+            out["CLOUD"] = np.ascontiguousarray(np.transpose(cloud, (0, 2, 1)))
+        return out, int(count)
+
+    def training_batch(self) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """The emulator inputs x (ncol, 2 nlev + 4) and outputs y (ncol,
+        2 nlev + 5) of every column in the last step, in the order and units
+        of emulators.interface, rows in C order of (lat, lon); and labels:
+        ``step`` and ``time_days`` of the state the physics saw, ``dt`` [s]
+        the time its tendencies act over. Needs the moist physics and a model
+        created with ``keep_training_batch=True``."""
+        ncol = self.nlon * self.nlat
+        x, y, step, time_seconds, dt, stat, msg = _core.gcm_get_training_batch(
+            self._handle, 2 * self.nlev + 4, 2 * self.nlev + 5, ncol)
+        _check(stat, msg)
+        return (np.ascontiguousarray(x.T), np.ascontiguousarray(y.T),
+                {"step": int(step), "time_days": float(time_seconds) / 86400.0, "dt": float(dt)})
 
     def state(self) -> xr.Dataset:
         """The current state as a Dataset with CF attributes (q is zero in a

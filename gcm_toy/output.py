@@ -5,6 +5,9 @@ the instantaneous state (``u, v, t, q, ps``, ``cell_methods = "time: point"``)
 and the means over the interval (``u_mean, v_mean, t_mean, q_mean,
 ps_mean``, ``cell_methods = "time: mean"``, the interval in ``time_bnds``).
 ``q`` and ``q_mean`` are written only for a moist model (``humidity = true``).
+The moist physics adds its diagnostics (:data:`DIAGNOSTICS`: precipitation,
+evaporation, surface fluxes, radiative fluxes, SST, insolation, cloud
+fraction), as means over the interval.
 
 Dimensions ``(time, lev, lat, lon)``: latitude south to north, longitude
 east from 0, sigma level 1 at the top. ``time`` is in days since the start of
@@ -26,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-__all__ = ["FIELDS", "TIME_UNITS", "CALENDAR", "Grid", "Record", "NetCDFWriter", "MemoryWriter",
+__all__ = ["FIELDS", "DIAGNOSTICS", "DIAGNOSTIC_ORDER", "TIME_UNITS", "CALENDAR", "Grid", "Record", "NetCDFWriter", "MemoryWriter",
            "open_output", "state_dataset"]
 
 TIME_UNITS = "days since 0001-01-01 00:00:00"
@@ -40,6 +43,36 @@ FIELDS: dict[str, dict[str, str]] = {
     "ps": {"standard_name": "surface_air_pressure", "long_name": "surface pressure", "units": "Pa"},
 }
 """CF attributes of the state variables; ps is 2-D (lat, lon), the others 3-D."""
+
+DIAGNOSTICS: dict[str, dict[str, str]] = {
+    "PRECT": {"standard_name": "precipitation_flux", "long_name": "precipitation", "units": "kg m-2 s-1"},
+    "QFLX": {"standard_name": "water_evaporation_flux", "long_name": "surface evaporation",
+             "units": "kg m-2 s-1"},
+    "SHFLX": {"standard_name": "surface_upward_sensible_heat_flux", "long_name": "surface sensible heat flux",
+              "units": "W m-2"},
+    "LHFLX": {"standard_name": "surface_upward_latent_heat_flux", "long_name": "surface latent heat flux",
+              "units": "W m-2"},
+    "SST": {"standard_name": "sea_surface_temperature", "long_name": "sea surface temperature (Qobs)",
+            "units": "K"},
+    "SOLIN": {"standard_name": "toa_incoming_shortwave_flux", "long_name": "solar insolation", "units": "W m-2"},
+    "FSNT": {"standard_name": "toa_net_downward_shortwave_flux", "long_name": "net shortwave flux at the top",
+             "units": "W m-2"},
+    "FSNS": {"standard_name": "surface_net_downward_shortwave_flux",
+             "long_name": "net shortwave flux at the surface", "units": "W m-2"},
+    "FLNT": {"standard_name": "toa_net_upward_longwave_flux", "long_name": "net longwave flux at the top (OLR)",
+             "units": "W m-2"},
+    "FLNS": {"standard_name": "surface_net_upward_longwave_flux", "long_name": "net longwave flux at the surface",
+             "units": "W m-2"},
+    "CLOUD": {"standard_name": "cloud_area_fraction_in_atmosphere_layer",
+              "long_name": "cloud fraction (mean of the subcolumns)", "units": "1"},
+}
+"""CF attributes of the moist physics' diagnostics (CAM names and signs: SW
+net downward, LW net upward, fluxes positive upward). All are means over the
+output interval of the values of every physics step; CLOUD is 3-D and only
+the reference physics diagnoses it."""
+
+DIAGNOSTIC_ORDER = ("PRECT", "QFLX", "SHFLX", "LHFLX", "SST", "SOLIN", "FSNT", "FSNS", "FLNT", "FLNS")
+"""The 2-D diagnostics in the order of the binding's gcm_get_diag_mean."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +125,14 @@ class Record:
     start: float
     instant: Mapping[str, np.ndarray]
     mean: Mapping[str, np.ndarray]
+    diagnostics: Mapping[str, np.ndarray] | None = None
+    """physics diagnostics (interval means), by their DIAGNOSTICS names"""
+
+    def source(self, name: str) -> np.ndarray:
+        """The values of an output variable ('t', 't_mean', 'PRECT', ...)."""
+        if name in DIAGNOSTICS:
+            return (self.diagnostics or {})[name]
+        return (self.mean if name.endswith("_mean") else self.instant)[name.removesuffix("_mean")]
 
 
 def _time_attrs() -> dict[str, str]:
@@ -102,6 +143,10 @@ def _time_attrs() -> dict[str, str]:
 def variable_attrs(name: str, dt: float) -> dict[str, str]:
     """CF attributes of an output variable ('t', 't_mean', ...); dt [s] is the
     sampling interval of the means."""
+    if name in DIAGNOSTICS:
+        attrs = dict(DIAGNOSTICS[name])
+        attrs["cell_methods"] = f"time: mean (interval: {dt:g} s)"
+        return attrs
     attrs = dict(FIELDS[name.removesuffix("_mean")])
     if name.endswith("_mean"):
         attrs["long_name"] += ", mean over the output interval"
@@ -112,6 +157,8 @@ def variable_attrs(name: str, dt: float) -> dict[str, str]:
 
 
 def _dims(name: str) -> tuple[str, ...]:
+    if name in DIAGNOSTICS:
+        return ("time", "lev", "lat", "lon") if name == "CLOUD" else ("time", "lat", "lon")
     return ("time", "lat", "lon") if name.removesuffix("_mean") == "ps" else ("time", "lev", "lat", "lon")
 
 
@@ -174,8 +221,7 @@ class NetCDFWriter:
         nc["time"][i] = record.time
         nc["time_bnds"][i, :] = [record.start, record.time]
         for name in self.names:
-            source = record.mean if name.endswith("_mean") else record.instant
-            nc[name][i, ...] = source[name.removesuffix("_mean")]
+            nc[name][i, ...] = record.source(name)
         nc.sync()
         self.n_records += 1
 
@@ -206,7 +252,8 @@ class MemoryWriter:
     def write(self, record: Record) -> None:
         self.records.append(Record(record.time, record.start,
                                    {k: np.asarray(v, self.dtype) for k, v in record.instant.items()},
-                                   {k: np.asarray(v, self.dtype) for k, v in record.mean.items()}))
+                                   {k: np.asarray(v, self.dtype) for k, v in record.mean.items()},
+                                   {k: np.asarray(v, self.dtype) for k, v in (record.diagnostics or {}).items()}))
         self.n_records += 1
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
@@ -227,10 +274,9 @@ class MemoryWriter:
             {"long_name": "start and end of the output interval", "units": TIME_UNITS, "calendar": CALENDAR})
         nlev, nlat, nlon = grid.shape
         for name in self.names:
-            base = name.removesuffix("_mean")
-            shape = (nlat, nlon) if base == "ps" else (nlev, nlat, nlon)
-            source = [r.mean if name.endswith("_mean") else r.instant for r in self.records]
-            values = np.stack([s[base] for s in source]) if source else np.zeros((0, *shape), self.dtype)
+            shape = (nlat, nlon) if len(_dims(name)) == 3 else (nlev, nlat, nlon)
+            values = (np.stack([r.source(name) for r in self.records]) if self.records
+                      else np.zeros((0, *shape), self.dtype))
             data[name] = xr.Variable(_dims(name), values, variable_attrs(name, self.dt))
         return xr.Dataset(data, coords=coords, attrs=dict(self.attrs))
 

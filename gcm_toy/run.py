@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from gcm_toy.config import steps_for_days, steps_per_output
-from gcm_toy.output import MemoryWriter, NetCDFWriter, Record
+from gcm_toy.output import DIAGNOSTIC_ORDER, MemoryWriter, NetCDFWriter, Record
 
 if TYPE_CHECKING:
     from gcm_toy.model import Failure, Model
@@ -70,6 +70,8 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
     end = start + n_steps
     names = ["u", "v", "t"] + (["q"] if model.humidity else []) + ["ps"]
     names = names + [f"{name}_mean" for name in names]
+    if model.has_diagnostics:
+        names += list(DIAGNOSTIC_ORDER) + (["CLOUD"] if model.physics_mode == "reference" else [])
     attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": f"toy GCM {config.short_name()}, physics '{config.physics}'"
@@ -78,6 +80,7 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} gcm_toy run of {days:g} days "
                    f"from day {start * dt / 86400.0:g}",
         "physics": config.physics,
+        "emulator": "\n".join(config.emulator) if config.physics in ("emulator", "ensemble") else None,
         "configuration": config.to_toml(),
         "output_interval_hours": config.output_interval_hours,
         "start_time_days": start * dt / 86400.0,
@@ -110,8 +113,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
             step = target
             if step % per_output == 0 or step == end:
                 means, count = model.means()
+                diagnostics = model.diagnostic_means()[0] if model.has_diagnostics else None
                 writer.write(Record(time=step * dt / 86400.0, start=interval_start * dt / 86400.0,
-                                    instant=model.fields(), mean=means))
+                                    instant=model.fields(), mean=means, diagnostics=diagnostics))
                 model.reset_means()
                 interval_start = step
             if per_checkpoint and step % per_checkpoint == 0:

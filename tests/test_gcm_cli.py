@@ -22,7 +22,17 @@ def test_gcm_run_help_lists_the_options(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for option in ("--preset", "--days", "--out", "--set", "--output-interval-hours", "--restart",
-                   "--physics", "--fail-on-crash"):
+                   "--physics", "--fail-on-crash", "--emulator", "--emulator-precision", "--limit-humidity",
+                   "--limit-precipitation"):
+        assert option in out
+
+
+def test_data_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--preset", "--days", "--spinup-days", "--interval-hours", "--out", "--restart", "--set"):
         assert option in out
 
 

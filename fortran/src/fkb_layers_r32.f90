@@ -2,6 +2,6 @@ module fkb_layers_r32
   !! Layers in real32; the source is `fkb_layers.inc`.
   use iso_fortran_env, only: wp => real32
   use fkb_blas, only: gemm => sgemm, gemv => sgemv
-  use fkb_activations_r32, only: apply_activation
+  use fkb_activations_r32, only: apply_activation, activation_backward
   include 'fkb_layers.inc'
 end module fkb_layers_r32

@@ -2,6 +2,6 @@ module fkb_layers_r64
   !! Layers in real64; the source is `fkb_layers.inc`.
   use iso_fortran_env, only: wp => real64
   use fkb_blas, only: gemm => dgemm, gemv => dgemv
-  use fkb_activations_r64, only: apply_activation
+  use fkb_activations_r64, only: apply_activation, activation_backward
   include 'fkb_layers.inc'
 end module fkb_layers_r64

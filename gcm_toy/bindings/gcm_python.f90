@@ -10,13 +10,21 @@
 subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt, t_ref, diffusion_order, &
                       diffusion_time, diffuse_humidity, robert_coefficient, williams_alpha, humidity, &
                       mass_fixer, humidity_fixer, t_min, t_max, wind_max, ps_min, ps_max, physics, &
-                      handle, stat, msg)
+                      physics_seed, emulator_paths, use_real64, limit_humidity, limit_precipitation, &
+                      keep_training_batch, handle, stat, msg)
   !! A new model from configuration values (see gcm_config for their meaning
   !! and units; nlon = nlat = 0 and n_sigma_half = 0 select the defaults) and
   !! the name of its physics. The state starts at rest, isothermal 288 K.
+  !! The moist physics ('reference', 'emulator', 'ensemble') takes the
+  !! physics_seed of its random numbers; the emulator modes the model files
+  !! in emulator_paths (separated by new lines), checked against the
+  !! emulator interface here, and the options use_real64, limit_humidity,
+  !! limit_precipitation (0/1). keep_training_batch /= 0 keeps the emulator
+  !! inputs and outputs of every column of the last step (gcm_get_training_batch).
   use iso_fortran_env, only: real64
   use gcm_dycore, only: model_config, model_init, gcm_ok
-  use gcm_python_handles, only: slots, new_slot, free_slot, select_physics, reset_means
+  use gcm_python_handles, only: slots, new_slot, free_slot, select_physics, reset_means, physics_options, &
+                                n_diagnostics
   implicit none
   integer, intent(in) :: truncation, nlon, nlat, nlev, n_sigma_half, diffusion_order
   real(real64), intent(in) :: sigma_half(n_sigma_half)
@@ -24,9 +32,13 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   integer, intent(in) :: diffuse_humidity, humidity, mass_fixer, humidity_fixer
   real(real64), intent(in) :: t_min, t_max, wind_max, ps_min, ps_max
   character(len=*), intent(in) :: physics
+  integer, intent(in) :: physics_seed
+  character(len=*), intent(in) :: emulator_paths
+  integer, intent(in) :: use_real64, limit_humidity, limit_precipitation, keep_training_batch
   integer, intent(out) :: handle, stat
   character(len=1024), intent(out) :: msg
   type(model_config) :: config
+  type(physics_options) :: options
 
   config%truncation = truncation
   config%nlon = nlon
@@ -49,10 +61,17 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   config%ps_min = ps_min
   config%ps_max = ps_max
 
+  options%seed = physics_seed
+  options%emulator_paths = trim(emulator_paths)
+  options%use_real64 = use_real64 /= 0
+  options%limit_humidity = limit_humidity /= 0
+  options%limit_precipitation = limit_precipitation /= 0
+  options%keep_training_batch = keep_training_batch /= 0
+
   call new_slot(handle)
   associate (s => slots(handle)%s)
-    call select_physics(physics, s%physics, stat, msg)
-    if (stat == gcm_ok) call model_init(s%model, config, stat, msg)
+    call model_init(s%model, config, stat, msg)
+    if (stat == gcm_ok) call select_physics(physics, s%model, options, s%physics, stat, msg)
     if (stat /= gcm_ok) then
       call free_slot(handle)
       handle = 0
@@ -64,6 +83,8 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
                 s%q(c%nlev, c%nlon, c%nlat), s%ps(c%nlon, c%nlat))
       allocate (s%sum_u, s%sum_v, s%sum_t, s%sum_q, mold=s%u)
       allocate (s%sum_ps, mold=s%ps)
+      allocate (s%sum_diag(c%nlon, c%nlat, n_diagnostics), s%diag(c%nlon, c%nlat, n_diagnostics))
+      allocate (s%sum_cloud, s%cloud, mold=s%u)
     end associate
     call reset_means(s)
   end associate
@@ -119,10 +140,12 @@ subroutine gcm_set_initial_state(handle, name, seed, t0, stat, msg)
   !! Start a new run (step 0) from a named initial state: 'rest' (isothermal
   !! t0 [K], ps = 1000 hPa), 'held-suarez' (rest at 285 K plus +-0.1 K noise
   !! from `seed`), 'rossby-haurwitz' (wave 4 in an isothermal t0 atmosphere),
-  !! 'jablonowski-williamson' (the steady baroclinic jet, with its orography).
+  !! 'jablonowski-williamson' (the steady baroclinic jet, with its orography),
+  !! 'aquaplanet' (moist, at rest, from the Qobs SST, noise from `seed`).
   use iso_fortran_env, only: real64
   use gcm_dycore, only: gcm_err_config, gcm_err_state, set_rest_isothermal, set_held_suarez_start, &
                         set_rossby_haurwitz, set_jablonowski_williamson
+  use gcm_aquaplanet, only: set_aquaplanet_start
   use gcm_python_handles, only: slots, valid_handle, initial_state_names, reset_means
   implicit none
   integer, intent(in) :: handle, seed
@@ -144,6 +167,8 @@ subroutine gcm_set_initial_state(handle, name, seed, t0, stat, msg)
       call set_rossby_haurwitz(model, t0, stat, msg)
     case ('jablonowski-williamson')
       call set_jablonowski_williamson(model, stat, msg)
+    case ('aquaplanet')
+      call set_aquaplanet_start(model, seed, stat, msg)
     case default
       stat = gcm_err_config
       msg = "initial_state: unknown state '"//trim(name)//"' (known: "//initial_state_names//")"
@@ -160,7 +185,7 @@ subroutine gcm_step(handle, nsteps, accumulate, steps_done, stat, msg)
   !! code (see gcm_failure for the report).
   use iso_fortran_env, only: int64
   use gcm_dycore, only: gcm_ok, gcm_err_state, model_get_grid
-  use gcm_python_handles, only: slots, valid_handle, step_slot
+  use gcm_python_handles, only: slots, valid_handle, step_slot, accumulate_diagnostics
   implicit none
   integer, intent(in) :: handle, nsteps, accumulate
   integer, intent(out) :: steps_done, stat
@@ -190,6 +215,8 @@ subroutine gcm_step(handle, nsteps, accumulate, steps_done, stat, msg)
         s%sum_q = s%sum_q + s%q
         s%sum_ps = s%sum_ps + s%ps
         s%n_mean = s%n_mean + 1
+        call accumulate_diagnostics(s, stat, msg)
+        if (stat /= gcm_ok) exit
       end do
     end if
     steps_done = int(s%model%state%step - first)
@@ -220,7 +247,7 @@ subroutine gcm_failure(handle, failure_status, step, time_days, lat_deg, lon_deg
   !! level 1 = top, 0 for surface pressure; value in SI units.
   use iso_fortran_env, only: real64
   use gcm_dycore, only: gcm_ok, gcm_err_state
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_python_handles, only: slots, valid_handle, physics_failure
   implicit none
   integer, intent(in) :: handle
   integer, intent(out) :: failure_status, step, level, stat
@@ -246,6 +273,9 @@ subroutine gcm_failure(handle, failure_status, step, time_days, lat_deg, lon_deg
     value = f%value
     msg = f%message
   end associate
+  ! a physics error is not the dycore's failure: the aquaplanet physics keeps its report
+  if (failure_status == gcm_ok) call physics_failure(slots(handle)%s, failure_status, step, time_days, &
+                                                     lat_deg, lon_deg, level, sigma, variable, value, msg)
   stat = gcm_ok
 end subroutine gcm_failure
 
@@ -369,6 +399,84 @@ subroutine gcm_get_mean(handle, nlev, nlon, nlat, u, v, t, q, ps, count, stat, m
   end associate
   stat = gcm_ok
 end subroutine gcm_get_mean
+
+
+subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, count, cloud_count, stat, msg)
+  !! Means of the aquaplanet physics' diagnostics summed by gcm_step since
+  !! the last reset: diag(:, :, k) for k = precip, evap [kg m-2 s-1], shflx,
+  !! lhflx [W m-2, upward], sst [K], solin, fsnt, fsns [W m-2, net down],
+  !! flnt, flns [W m-2, net up]; cloud fraction (nlev, nlon, nlat) [1].
+  !! count: physics steps summed (0 for other physics: zeros);
+  !! cloud_count: of those with a cloud fraction (reference physics only).
+  use iso_fortran_env, only: real64
+  use gcm_dycore, only: gcm_ok, gcm_err_state
+  use gcm_python_handles, only: slots, valid_handle, n_diagnostics
+  implicit none
+  integer, intent(in) :: handle, nlon, nlat, nlev, ndiag
+  real(real64), intent(out) :: diag(nlon, nlat, ndiag), cloud(nlev, nlon, nlat)
+  integer, intent(out) :: count, cloud_count, stat
+  character(len=1024), intent(out) :: msg
+  diag = 0; cloud = 0; count = 0; cloud_count = 0
+  msg = ''
+  if (.not. valid_handle(handle)) then
+    stat = gcm_err_state; msg = 'invalid model handle'
+    return
+  end if
+  associate (s => slots(handle)%s)
+    if (ndiag /= n_diagnostics .or. any(shape(diag(:, :, 1)) /= shape(s%sum_diag(:, :, 1))) .or. &
+        any(shape(cloud) /= shape(s%sum_cloud))) then
+      stat = gcm_err_state
+      msg = 'gcm_get_diag_mean: arrays must have shape (nlon, nlat, 10) and (nlev, nlon, nlat)'
+      return
+    end if
+    count = s%n_diag
+    cloud_count = s%n_cloud
+    if (count > 0) diag = s%sum_diag / count
+    if (cloud_count > 0) cloud = s%sum_cloud / cloud_count
+  end associate
+  stat = gcm_ok
+end subroutine gcm_get_diag_mean
+
+
+subroutine gcm_get_training_batch(handle, n_in, n_out, ncol, x, y, step, time_seconds, dt, stat, msg)
+  !! The emulator inputs x(2 nlev + 4, ncol) and outputs y(2 nlev + 5, ncol)
+  !! of every column in the last physics step (interface order and units;
+  !! columns longitude fastest, south to north), the step number and model
+  !! time [s] of the state the physics saw and the time its tendencies act
+  !! over [s]. Needs the moist physics created with keep_training_batch.
+  use iso_fortran_env, only: real64
+  use gcm_dycore, only: gcm_err_state
+  use gcm_python_handles, only: slots, valid_handle, slot_training_batch
+  implicit none
+  integer, intent(in) :: handle, n_in, n_out, ncol
+  real(real64), intent(out) :: x(n_in, ncol), y(n_out, ncol)
+  integer, intent(out) :: step, stat
+  real(real64), intent(out) :: time_seconds, dt
+  character(len=1024), intent(out) :: msg
+  x = 0; y = 0; step = 0; time_seconds = 0; dt = 0
+  if (.not. valid_handle(handle)) then
+    stat = gcm_err_state; msg = 'invalid model handle'
+    return
+  end if
+  call slot_training_batch(slots(handle)%s, x, y, step, time_seconds, dt, stat, msg)
+end subroutine gcm_get_training_batch
+
+
+subroutine gcm_physics_mode(handle, mode, stat)
+  !! The emulated physics of the moist aquaplanet physics: 'reference',
+  !! 'emulator', 'ensemble'; '' for other physics.
+  use gcm_dycore, only: gcm_ok, gcm_err_state
+  use gcm_python_handles, only: slots, valid_handle, slot_physics_mode
+  implicit none
+  integer, intent(in) :: handle
+  character(len=32), intent(out) :: mode
+  integer, intent(out) :: stat
+  mode = ''
+  stat = gcm_err_state
+  if (.not. valid_handle(handle)) return
+  stat = gcm_ok
+  call slot_physics_mode(slots(handle)%s, mode)
+end subroutine gcm_physics_mode
 
 
 subroutine gcm_reset_mean(handle)

@@ -6,17 +6,40 @@ module gcm_python_handles
   !! it). A slot holds the `climate_model`, the physics scheme chosen by name
   !! at creation, and the running sums of the time means over an output
   !! interval.
+  use iso_fortran_env, only: int64
   use gcm_dycore, only: wp, climate_model, physics_scheme, held_suarez_forcing, gcm_ok, gcm_err_config, &
                         model_step
+  use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
+                            aquaplanet_emulator_setup, aquaplanet_get_surface_diagnostics, &
+                            aquaplanet_get_cloud_fraction, aquaplanet_get_training_batch
+  use gcm_emulator, only: emulator_options
   implicit none
   private
   public :: model_slot, slots, new_slot, free_slot, valid_handle, select_physics, physics_names, &
-            initial_state_names, step_slot, reset_means
+            initial_state_names, step_slot, reset_means, physics_options, n_diagnostics, accumulate_diagnostics, &
+            physics_failure, slot_training_batch, slot_physics_mode
 
-  character(len=*), parameter :: physics_names = 'none, held-suarez'
+  character(len=*), parameter :: physics_names = 'none, held-suarez, reference, emulator, ensemble'
     !! the physics `select_physics` knows, for messages and the Python side
   character(len=*), parameter :: initial_state_names = &
-    'rest, held-suarez, rossby-haurwitz, jablonowski-williamson'
+    'rest, held-suarez, rossby-haurwitz, jablonowski-williamson, aquaplanet'
+  integer, parameter :: max_path = 4096
+    !! longest model-file path
+  integer, parameter :: n_diagnostics = 10
+    !! surface/TOA diagnostics of the aquaplanet physics summed for the means,
+    !! in this order: precip, evap, shflx, lhflx, sst, solin, fsnt, fsns, flnt, flns
+
+  type :: physics_options
+    !! What the moist aquaplanet physics needs besides its name.
+    integer(int64) :: seed = 1
+      !! run seed of the reference physics' random numbers
+    character(len=:), allocatable :: emulator_paths
+      !! model files of 'emulator' (one) or 'ensemble' (several), separated by new lines
+    logical :: use_real64 = .false.
+    logical :: limit_humidity = .false.
+    logical :: limit_precipitation = .false.
+    logical :: keep_training_batch = .false.
+  end type physics_options
 
   type :: model_slot
     type(climate_model) :: model
@@ -29,6 +52,14 @@ module gcm_python_handles
       !! running sums (nlev, nlon, nlat) and (nlon, nlat)
     real(wp), allocatable :: u(:, :, :), v(:, :, :), t(:, :, :), q(:, :, :), ps(:, :)
       !! work: the grid state after a step
+    integer :: n_diag = 0
+      !! physics steps whose diagnostics were summed since the last reset
+    integer :: n_cloud = 0
+      !! of those, steps with a cloud fraction (reference physics only)
+    real(wp), allocatable :: sum_diag(:, :, :), sum_cloud(:, :, :)
+      !! running sums (nlon, nlat, n_diagnostics) and (nlev, nlon, nlat)
+    real(wp), allocatable :: diag(:, :, :), cloud(:, :, :)
+      !! work: the diagnostics of the last step
   end type model_slot
 
   type :: slot_box
@@ -78,25 +109,144 @@ contains
     valid_handle = allocated(slots(handle)%s)
   end function valid_handle
 
-  subroutine select_physics(name, physics, status, message)
-    !! The one place where a physics name becomes a scheme. 'none' leaves
-    !! `physics` unallocated (dynamics only). A new scheme (reference
-    !! physics, an emulator) is one more case here and in `physics_names`.
+  subroutine select_physics(name, model, options, physics, status, message)
+    !! The one place where a physics name becomes a scheme, for an
+    !! initialised model. 'none' leaves `physics` unallocated (dynamics
+    !! only); 'held-suarez' is the dry benchmark forcing; 'reference' the
+    !! moist aquaplanet physics with the toy superparameterization;
+    !! 'emulator' (one model file) and 'ensemble' (several, mean output) the
+    !! aquaplanet physics with networks in place of the cloud and radiation
+    !! physics, checked against the emulator interface here. A new scheme is
+    !! one more case here and in `physics_names`.
     character(len=*), intent(in) :: name
+    type(climate_model), intent(in) :: model
+    type(physics_options), intent(in) :: options
     class(physics_scheme), allocatable, intent(out) :: physics
     integer, intent(out) :: status
     character(len=*), intent(out) :: message
+    type(aquaplanet_config) :: config
+    type(emulator_options) :: emulator
+    character(len=max_path), allocatable :: paths(:)
     status = gcm_ok
     message = ''
+    config%seed = options%seed
+    config%keep_training_batch = options%keep_training_batch
     select case (trim(name))
     case ('none')
     case ('held-suarez')
       allocate (held_suarez_forcing :: physics)
+    case ('reference')
+      allocate (aquaplanet_physics :: physics)
+      select type (physics)
+      type is (aquaplanet_physics)
+        call aquaplanet_physics_setup(physics, model, config, status, message)
+      end select
+    case ('emulator', 'ensemble')
+      call split_paths(options%emulator_paths, paths)
+      status = gcm_err_config
+      if (size(paths) == 0) then
+        message = 'physics '//trim(name)//': no emulator model file given (option emulator)'
+        return
+      else if (trim(name) == 'emulator' .and. size(paths) /= 1) then
+        message = 'physics emulator: needs exactly one model file, got '//int_text(size(paths))// &
+                  " (use physics = 'ensemble' for several)"
+        return
+      else if (trim(name) == 'ensemble' .and. size(paths) < 2) then
+        message = 'physics ensemble: needs at least two model files, got '//int_text(size(paths))// &
+                  " (use physics = 'emulator' for one)"
+        return
+      end if
+      emulator%use_real64 = options%use_real64
+      emulator%limit_humidity = options%limit_humidity
+      emulator%limit_precipitation = options%limit_precipitation
+      allocate (aquaplanet_physics :: physics)
+      select type (physics)
+      type is (aquaplanet_physics)
+        call aquaplanet_emulator_setup(physics, model, config, paths, emulator, status, message)
+      end select
     case default
       status = gcm_err_config
       message = "physics: unknown scheme '"//trim(name)//"' (known: "//physics_names//")"
     end select
+    if (status /= gcm_ok .and. allocated(physics)) deallocate (physics)
   end subroutine select_physics
+
+  subroutine split_paths(joined, paths)
+    !! Model-file paths separated by new lines (blank entries skipped).
+    character(len=:), allocatable, intent(in) :: joined
+    character(len=max_path), allocatable, intent(out) :: paths(:)
+    integer :: n, i, start
+    character(len=*), parameter :: newline = achar(10)
+    if (.not. allocated(joined)) then
+      allocate (paths(0))
+      return
+    end if
+    n = 0
+    start = 1
+    do i = 1, len(joined) + 1
+      if (i > len(joined)) then
+        if (len_trim(joined(start:)) > 0) n = n + 1
+      else if (joined(i:i) == newline) then
+        if (len_trim(joined(start:i - 1)) > 0) n = n + 1
+        start = i + 1
+      end if
+    end do
+    allocate (paths(n))
+    n = 0
+    start = 1
+    do i = 1, len(joined) + 1
+      if (i > len(joined)) then
+        if (len_trim(joined(start:)) > 0) then
+          n = n + 1
+          paths(n) = adjustl(joined(start:))
+        end if
+      else if (joined(i:i) == newline) then
+        if (len_trim(joined(start:i - 1)) > 0) then
+          n = n + 1
+          paths(n) = adjustl(joined(start:i - 1))
+        end if
+        start = i + 1
+      end if
+    end do
+  end subroutine split_paths
+
+  pure function int_text(i) result(text)
+    integer, intent(in) :: i
+    character(len=:), allocatable :: text
+    character(len=16) :: buffer
+    write (buffer, '(i0)') i
+    text = trim(buffer)
+  end function int_text
+
+  subroutine accumulate_diagnostics(s, status, message)
+    !! Add the aquaplanet physics' diagnostics of the last step to the sums
+    !! of the means (nothing for other physics).
+    type(model_slot), intent(inout) :: s
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    integer :: cloud_status
+    character(len=256) :: cloud_message
+    status = gcm_ok
+    message = ''
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      call aquaplanet_get_surface_diagnostics(p, s%diag(:, :, 1), s%diag(:, :, 2), s%diag(:, :, 3), &
+                                              s%diag(:, :, 4), s%diag(:, :, 5), s%diag(:, :, 6), &
+                                              s%diag(:, :, 7), s%diag(:, :, 8), s%diag(:, :, 9), &
+                                              s%diag(:, :, 10), status, message)
+      if (status /= gcm_ok) return
+      s%sum_diag = s%sum_diag + s%diag
+      s%n_diag = s%n_diag + 1
+      if (p%mode == 'reference' .and. p%config%cloud_diagnostics) then
+        call aquaplanet_get_cloud_fraction(p, s%cloud, cloud_status, cloud_message)
+        if (cloud_status == gcm_ok) then
+          s%sum_cloud = s%sum_cloud + s%cloud
+          s%n_cloud = s%n_cloud + 1
+        end if
+      end if
+    end select
+  end subroutine accumulate_diagnostics
 
   subroutine step_slot(s, nsteps, status, message)
     !! nsteps model steps with the slot's physics (none: dynamics only).
@@ -111,6 +261,72 @@ contains
     end if
   end subroutine step_slot
 
+  subroutine physics_failure(s, failure_status, step, time_days, lat_deg, lon_deg, level, sigma, variable, &
+                             value, msg)
+    !! The aquaplanet physics' report of its last failed step (a physics
+    !! error is not the dycore's failure); failure_status 0 = none, and the
+    !! other arguments are then left as they are.
+    type(model_slot), intent(in) :: s
+    integer, intent(out) :: failure_status
+    integer, intent(inout) :: step, level
+    real(wp), intent(inout) :: time_days, lat_deg, lon_deg, sigma, value
+    character(len=*), intent(inout) :: variable, msg
+    failure_status = gcm_ok
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      associate (f => p%failure)
+        failure_status = f%status
+        if (failure_status /= gcm_ok) then
+          step = int(f%step)
+          time_days = f%time_days
+          lat_deg = f%lat_deg
+          lon_deg = f%lon_deg
+          level = f%level
+          sigma = f%sigma
+          variable = f%variable
+          value = f%value
+          msg = f%message
+        end if
+      end associate
+    end select
+  end subroutine physics_failure
+
+  subroutine slot_training_batch(s, x, y, step, time_seconds, dt, status, message)
+    !! The emulator-interface batch of the last physics step (see
+    !! aquaplanet_get_training_batch) and its labels.
+    type(model_slot), intent(in) :: s
+    real(wp), intent(out) :: x(:, :), y(:, :)
+    integer, intent(out) :: step, status
+    real(wp), intent(out) :: time_seconds, dt
+    character(len=*), intent(out) :: message
+    step = 0
+    time_seconds = 0.0_wp
+    dt = 0.0_wp
+    status = gcm_err_config
+    message = 'training data need the moist aquaplanet physics (reference, emulator or ensemble)'
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      call aquaplanet_get_training_batch(p, x, y, status, message)
+      step = int(p%last_step)
+      time_seconds = p%last_time_seconds
+      dt = p%last_dt
+    end select
+  end subroutine slot_training_batch
+
+  subroutine slot_physics_mode(s, mode)
+    !! 'reference', 'emulator' or 'ensemble' for the aquaplanet physics, else ''.
+    type(model_slot), intent(in) :: s
+    character(len=*), intent(out) :: mode
+    mode = ''
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      mode = p%mode
+    end select
+  end subroutine slot_physics_mode
+
   subroutine reset_means(s)
     !! Start new time means: zero the running sums.
     type(model_slot), intent(inout) :: s
@@ -120,6 +336,10 @@ contains
     s%sum_t = 0.0_wp
     s%sum_q = 0.0_wp
     s%sum_ps = 0.0_wp
+    s%n_diag = 0
+    s%n_cloud = 0
+    if (allocated(s%sum_diag)) s%sum_diag = 0.0_wp
+    if (allocated(s%sum_cloud)) s%sum_cloud = 0.0_wp
   end subroutine reset_means
 
 end module gcm_python_handles

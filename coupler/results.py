@@ -1,0 +1,151 @@
+"""The results dataset of a sweep: one row per emulator.
+
+:func:`collect_results` reads ``OUT/results/emulator_XXXX.json`` (written by
+:mod:`coupler.sweep`) into an xarray Dataset on the dimension ``emulator``:
+
+- the hyperparameters (``depth``, ``width``, ``optimizer``, ``learning_rate``, ...);
+- ``status`` ("ok"/"failed") and ``error``;
+- offline metrics: ``offline_mse`` (validation MSE of all outputs, in units
+  of the normalized outputs), ``offline_r2`` (validation R², mean of the
+  per-variable R² pooled over levels), ``test_mse``, ``test_r2``;
+- stability: ``days_survived`` [days], ``run_days`` [days], ``crashed``,
+  ``crash_reason``;
+- online error: ``online_error_t`` [K], ``online_error_q`` [g kg-1],
+  ``online_error_normalized`` [1] (see :mod:`coupler.scoring`);
+- ``run_path``: the coupled run's netCDF file (for the bias maps).
+
+The noise floor (``OUT/reference/noise_floor.nc``) goes into the attributes
+``noise_floor_t``, ``noise_floor_q``, ``noise_floor_normalized``.
+:func:`write_results` writes ``results.nc`` and ``results.csv``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results"]
+
+_HYPERPARAMETERS = ("depth", "width", "leaky_relu_slope", "dropout", "batch_normalization", "optimizer",
+                    "learning_rate", "batch_size", "epochs", "seed")
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "depth": {"long_name": "hidden layers", "units": "1"},
+    "width": {"long_name": "units per hidden layer", "units": "1"},
+    "leaky_relu_slope": {"long_name": "leaky-ReLU negative slope", "units": "1"},
+    "dropout": {"long_name": "dropout rate", "units": "1"},
+    "batch_normalization": {"long_name": "batch normalization (1 = on)", "units": "1"},
+    "optimizer": {"long_name": "optimizer"},
+    "learning_rate": {"long_name": "learning rate", "units": "1"},
+    "batch_size": {"long_name": "batch size", "units": "1"},
+    "epochs": {"long_name": "maximum training epochs", "units": "1"},
+    "seed": {"long_name": "training seed", "units": "1"},
+    "status": {"long_name": "task status (ok or failed)"},
+    "error": {"long_name": "error message of a failed task"},
+    "offline_mse": {"long_name": "validation MSE of all outputs, normalized units", "units": "1"},
+    "offline_r2": {"long_name": "validation R2, mean over output variables", "units": "1"},
+    "test_mse": {"long_name": "test MSE of all outputs, normalized units", "units": "1"},
+    "test_r2": {"long_name": "test R2, mean over output variables", "units": "1"},
+    "days_survived": {"long_name": "model days the coupled run survived", "units": "days"},
+    "run_days": {"long_name": "planned length of the coupled run", "units": "days"},
+    "crashed": {"long_name": "1 if the coupled run crashed", "units": "1"},
+    "crash_reason": {"long_name": "why the coupled run stopped"},
+    "online_error_t": {"long_name": "online RMSE of zonal-mean temperature", "units": "K"},
+    "online_error_q": {"long_name": "online RMSE of zonal-mean specific humidity", "units": "g kg-1"},
+    "online_error_normalized": {"long_name": "online error of T and q over the reference's spread", "units": "1"},
+    "run_path": {"long_name": "netCDF file of the coupled run"},
+}
+"""Variables of the results dataset and their attributes."""
+
+_STRINGS = ("optimizer", "status", "error", "crash_reason", "run_path")
+
+
+def _row(record: Mapping[str, Any]) -> dict[str, Any]:
+    hp = record.get("hyperparameters", {})
+    offline = record.get("offline") or {}
+    online = record.get("online") or {}
+    row: dict[str, Any] = {name: hp.get(name) for name in _HYPERPARAMETERS}
+    row.update({
+        "status": record.get("status", ""), "error": record.get("error") or "",
+        "offline_mse": offline.get("validation_mse"), "offline_r2": offline.get("validation_r2"),
+        "test_mse": offline.get("test_mse"), "test_r2": offline.get("test_r2"),
+        "days_survived": online.get("days_survived"), "run_days": online.get("run_days"),
+        "crashed": online.get("crashed"), "crash_reason": online.get("crash_reason") or "",
+        "online_error_t": online.get("online_error_t"), "online_error_q": online.get("online_error_q"),
+        "online_error_normalized": online.get("online_error_normalized"),
+        "run_path": (record.get("artifacts") or {}).get("run") or "",
+    })
+    return row
+
+
+def _column(name: str, values: list[Any]) -> np.ndarray:
+    if name in _STRINGS:
+        return np.array(["" if v is None else str(v) for v in values], dtype=object)
+    if name in ("batch_normalization", "crashed"):
+        return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
+    if name in ("depth", "width", "batch_size", "epochs", "seed"):
+        return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """The results Dataset of result records (as written by the sweep),
+    sorted by emulator index. Missing numbers are NaN (-1 for integers and
+    flags), missing text "". """
+    records = sorted(records, key=lambda r: int(r["index"]))
+    rows = [_row(r) for r in records]
+    index = np.array([int(r["index"]) for r in records], dtype=np.int64)
+    data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(COLUMNS[name])) for name in COLUMNS}
+    ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
+    ds.attrs = {"title": "offline and online scores of the emulators of a sweep",
+                "missing_values": "NaN for numbers, -1 for integers and flags, empty text", **dict(attrs or {})}
+    return ds
+
+
+def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
+    """Read every ``OUT/results/emulator_*.json`` (and the noise floor in
+    ``OUT/reference/noise_floor.nc`` if present) into the results Dataset."""
+    out = Path(out_dir)
+    records = []
+    for path in sorted((out / "results").glob("emulator_*.json")):
+        with open(path) as fh:
+            records.append(json.load(fh))
+    attrs: dict[str, Any] = {}
+    floor_path = out / "reference" / "noise_floor.nc"
+    if floor_path.is_file():
+        with xr.open_dataset(floor_path) as floor:
+            for name in ("t", "q", "normalized"):
+                attrs[f"noise_floor_{name}"] = float(floor[f"online_error_{name}"])
+    return results_dataset(records, attrs)
+
+
+def write_results(results: xr.Dataset, out_dir: str | os.PathLike, stem: str = "results") -> tuple[Path, Path]:
+    """Write ``OUT/results.nc`` and ``OUT/results.csv`` (one row per
+    emulator); each via a temporary file and os.replace."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    nc_path, csv_path = out / f"{stem}.nc", out / f"{stem}.csv"
+    encoding = {name: {"dtype": str} for name in _STRINGS if name in results}
+    tmp = nc_path.with_name(nc_path.name + ".tmp")
+    results.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    os.replace(tmp, nc_path)
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    results.to_dataframe().to_csv(tmp)
+    os.replace(tmp, csv_path)
+    return nc_path, csv_path
+
+
+def read_results(path: str | os.PathLike) -> xr.Dataset:
+    """A results dataset from ``results.nc`` or a sweep folder."""
+    path = Path(path)
+    if path.is_dir():
+        nc = path / "results.nc"
+        return xr.load_dataset(nc) if nc.is_file() else collect_results(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such results file")
+    return xr.load_dataset(path)

@@ -1,0 +1,230 @@
+"""Online scores of a coupled run: stability and error against the reference.
+
+Everything here takes and returns xarray Datasets of toy-GCM output
+(:mod:`gcm_toy.output`: ``t_mean``, ``q_mean``, ``ps_mean`` on
+``(time, lev, lat, lon)`` with ``time_bnds`` in days, ``lev_bnds`` in sigma
+and the Gaussian weights ``gw``; the run's ``run_status`` and ``crash_*``
+attributes).
+
+Online error (after Lin et al., ClimScale; see docs/case-study.md):
+
+1. the interval means of each output record are averaged, weighted by the
+   record's length, over windows of ``window_days`` (30 days: a model
+   "month") counted from the start of the run, and over longitude; only
+   windows a run covers completely count;
+2. per window ``w`` and level/latitude ``(k, j)`` the weight is the pressure
+   thickness times the area weight of the *reference*,
+   ``W_kj = dsigma_k * ps_ref_j * gw_j`` (``ps_ref_j`` its zonal-mean surface
+   pressure in the window), normalised to sum 1;
+3. ``RMSE_T(w) = sqrt(sum_kj W_kj (T_kj - T_ref_kj)^2)`` in K and the same
+   for q in g kg-1;
+4. a run's online error is the mean of ``RMSE(w)`` over the windows it
+   survived (NaN if it survived none);
+5. the combined normalised error is ``(RMSE_T / S_T + RMSE_q / S_q) / 2``
+   where ``S_X(w) = sqrt(sum_kj W_kj (X_ref_kj - mean_W X_ref)^2)`` is the
+   reference's own spatial variability of its zonal-mean field (same
+   weights), so 1 means an error as large as the climate's structure.
+
+The noise floor is the same error between the reference and a reference
+started from a slightly perturbed state (:func:`noise_floor`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["DEFAULT_WINDOW_DAYS", "window_means", "pressure_area_weights", "online_error", "noise_floor",
+           "stability_record", "score_run"]
+
+DEFAULT_WINDOW_DAYS = 30.0
+"""Length of a scoring window [days]: a month of the 360-day calendar."""
+
+_TOLERANCE_DAYS = 1e-6
+
+
+def _start_day(run: xr.Dataset) -> float:
+    """Model day the run started at (its ``start_time_days`` attribute, else
+    the start of its first record)."""
+    if "start_time_days" in run.attrs:
+        return float(run.attrs["start_time_days"])
+    if "time_bnds" in run and run.sizes.get("time", 0):
+        return float(run["time_bnds"].values[0, 0])
+    return 0.0
+
+
+def window_means(run: xr.Dataset, window_days: float = DEFAULT_WINDOW_DAYS,
+                 variables: tuple[str, ...] = ("t", "q", "ps")) -> xr.Dataset:
+    """Zonal- and window-mean fields of a run: ``t`` [K], ``q`` [kg kg-1] on
+    ``(window, lev, lat)`` and ``ps`` [Pa] on ``(window, lat)``, from the
+    interval means ``X_mean`` weighted by record length. Windows of
+    ``window_days`` [days] count from the run's start; only complete windows
+    are returned (coordinate ``window`` = 0, 1, ..., with ``window_start`` and
+    ``window_end`` in days). Variables the run lacks (q of a dry run) are left
+    out. Raises ValueError if a record straddles two windows."""
+    if not window_days > 0:
+        raise ValueError(f"window_days must be positive, got {window_days}")
+    names = [v for v in variables if f"{v}_mean" in run]
+    if "time_bnds" not in run:
+        raise ValueError("run has no time_bnds: not toy-GCM output")
+    start = _start_day(run)
+    bounds = np.asarray(run["time_bnds"].values, dtype=np.float64).reshape(-1, 2) - start
+    index = np.floor(bounds[:, 0] / window_days + _TOLERANCE_DAYS).astype(int)
+    straddle = bounds[:, 1] > (index + 1) * window_days + _TOLERANCE_DAYS
+    if straddle.any():
+        i = int(np.argmax(straddle))
+        raise ValueError(f"output record {i} (days {bounds[i, 0] + start:g}-{bounds[i, 1] + start:g}) straddles "
+                         f"two windows of {window_days:g} days; choose a window that is a multiple of the "
+                         "output interval")
+    duration = bounds[:, 1] - bounds[:, 0]
+    coverage = np.bincount(index, weights=duration) if index.size else np.zeros(0)
+    complete = [int(w) for w in np.flatnonzero(np.abs(coverage - window_days) < 1e-6 * max(window_days, 1.0))]
+
+    zonal = run[[f"{v}_mean" for v in names]].astype(np.float64).mean("lon").load()
+    out = {}
+    for v in names:
+        field = zonal[f"{v}_mean"]
+        stacked = []
+        for w in complete:
+            pick = index == w
+            weights = xr.DataArray(duration[pick], dims="time")
+            stacked.append((field.isel(time=np.flatnonzero(pick)) * weights).sum("time") / weights.sum())
+        dims = field.dims[1:]
+        data = (np.stack([s.values for s in stacked]) if stacked
+                else np.zeros((0, *[run.sizes[d] for d in dims])))
+        out[v] = xr.DataArray(data, dims=("window", *dims), attrs=dict(run[f"{v}_mean"].attrs))
+    windows = np.array(complete, dtype=int)
+    coords: dict[str, Any] = {
+        "window": ("window", windows, {"long_name": f"index of the {window_days:g}-day window from the run's start"}),
+        "window_start": ("window", start + windows * window_days, {"units": "days", "long_name": "window start"}),
+        "window_end": ("window", start + (windows + 1) * window_days, {"units": "days", "long_name": "window end"}),
+    }
+    for name in ("lev", "lat"):
+        coords[name] = run[name]
+    ds = xr.Dataset(out, coords=coords, attrs={"window_days": float(window_days)})
+    for name in ("gw", "lev_bnds"):
+        if name in run:
+            ds[name] = run[name].load()
+    return ds
+
+
+def pressure_area_weights(reference_windows: xr.Dataset) -> xr.DataArray:
+    """Weights ``dsigma(lev) * ps(window, lat) * gw(lat)`` [Pa] of the
+    reference's window means (:func:`window_means`), normalised to sum 1 in
+    each window; dsigma from ``lev_bnds`` (sigma-half thickness)."""
+    bounds = reference_windows["lev_bnds"]
+    dsigma = (bounds.isel(nv=1) - bounds.isel(nv=0)).drop_vars("nv", errors="ignore")
+    weights = dsigma * reference_windows["ps"] * reference_windows["gw"]
+    weights = weights / weights.sum(("lev", "lat"))
+    weights.attrs = {"long_name": "pressure-thickness times area weight, normalised per window", "units": "1"}
+    return weights.transpose("window", "lev", "lat")
+
+
+def _weighted_rms(diff: xr.DataArray, weights: xr.DataArray) -> xr.DataArray:
+    return np.sqrt((weights * diff ** 2).sum(("lev", "lat")))
+
+
+def online_error(run: xr.Dataset, reference: xr.Dataset,
+                 window_days: float = DEFAULT_WINDOW_DAYS) -> xr.Dataset:
+    """Pressure- and area-weighted RMSE of the zonal-mean T [K] and q [g kg-1]
+    of `run` against `reference`, per window the run survived, and its mean
+    over those windows (``online_error_t``, ``online_error_q``,
+    ``online_error_normalized``; NaN if no window survived). Both runs must
+    be on the same grid and start on the same day. q is NaN for dry runs."""
+    if run.sizes["lev"] != reference.sizes["lev"] or run.sizes["lat"] != reference.sizes["lat"]:
+        raise ValueError(f"run and reference are on different grids: (lev, lat) = "
+                         f"({run.sizes['lev']}, {run.sizes['lat']}) and ({reference.sizes['lev']}, "
+                         f"{reference.sizes['lat']})")
+    if abs(_start_day(run) - _start_day(reference)) > _TOLERANCE_DAYS:
+        raise ValueError(f"run starts on day {_start_day(run):g}, the reference on day {_start_day(reference):g}")
+    a = window_means(run, window_days)
+    b = window_means(reference, window_days)
+    common = np.intersect1d(a["window"].values, b["window"].values)
+    a, b = a.sel(window=common), b.sel(window=common)
+    weights = pressure_area_weights(b)
+    data: dict[str, xr.DataArray] = {}
+    spreads = []
+    for name, scale, units in (("t", 1.0, "K"), ("q", 1000.0, "g kg-1")):
+        if name in a and name in b:
+            x, x_ref = a[name] * scale, b[name] * scale
+            rmse = _weighted_rms(x - x_ref, weights)
+            spread = _weighted_rms(x_ref - (weights * x_ref).sum(("lev", "lat")), weights)
+        else:
+            rmse = spread = xr.DataArray(np.full(common.size, np.nan), dims="window")
+        long = {"t": "temperature", "q": "specific humidity"}[name]
+        data[f"rmse_{name}"] = rmse.assign_attrs(
+            units=units, long_name=f"pressure- and area-weighted RMSE of the zonal-mean {long}")
+        data[f"spread_{name}"] = spread.assign_attrs(
+            units=units, long_name=f"reference's weighted spatial standard deviation of its zonal-mean {long}")
+        spreads.append(rmse / spread)
+    data["rmse_normalized"] = (0.5 * (spreads[0] + spreads[1])).assign_attrs(
+        units="1", long_name="mean of the T and q RMSE, each over the reference's spatial spread")
+    ds = xr.Dataset(data, coords={k: a[k] for k in ("window", "window_start", "window_end")})
+    n = common.size
+    for name, units in (("t", "K"), ("q", "g kg-1"), ("normalized", "1")):
+        key = f"rmse_{name}"
+        value = float(ds[key].mean()) if n else math.nan
+        ds[f"online_error_{name}"] = xr.DataArray(value, attrs={
+            "units": units, "long_name": f"mean over the windows survived of {key}"})
+    ds["n_windows"] = xr.DataArray(n, attrs={"long_name": "complete windows scored"})
+    ds.attrs = {"window_days": float(window_days),
+                "definition": "sqrt(sum W (X - X_ref)^2), W = dsigma * ps_ref * gw normalised per window; "
+                              "zonal and window means of the interval means"}
+    return ds
+
+
+def noise_floor(reference: xr.Dataset, perturbed: xr.Dataset,
+                window_days: float = DEFAULT_WINDOW_DAYS) -> xr.Dataset:
+    """The online error of a reference restarted from a slightly perturbed
+    state against the reference: the smallest error an emulator can be
+    told apart from (the chaos of the flow alone)."""
+    ds = online_error(perturbed, reference, window_days)
+    ds.attrs["meaning"] = "noise floor: perturbed-initial-state reference against the reference"
+    return ds
+
+
+def stability_record(run: xr.Dataset, run_days: float | None = None) -> xr.Dataset:
+    """How long a run lived and why it stopped: ``days_survived`` [days]
+    (capped at `run_days`, the planned length), ``crashed`` (1 if the GCM's
+    crash check fired), ``completed``; attributes ``run_status``,
+    ``crash_reason`` ("" if none) and ``crash_time_days`` (NaN if none).
+
+    A run whose status is neither "completed" nor "crashed" (its process
+    died, or it raised) survived until its last record."""
+    status = str(run.attrs.get("run_status", "unknown"))
+    start = _start_day(run)
+    last = float(run["time_bnds"].values[-1, 1]) if "time_bnds" in run and run.sizes.get("time", 0) else start
+    if status == "crashed":
+        survived = float(run.attrs.get("crash_time_days", last)) - start
+        reason = str(run.attrs.get("crash_reason", "crashed"))
+    elif status == "completed":
+        survived = float(run.attrs.get("end_time_days", last)) - start
+        reason = ""
+    else:
+        survived = last - start
+        reason = status
+    if run_days is not None:
+        survived = min(survived, float(run_days))
+    crash_time = float(run.attrs.get("crash_time_days", math.nan)) if status == "crashed" else math.nan
+    return xr.Dataset(
+        {"days_survived": xr.DataArray(max(survived, 0.0), attrs={"units": "days",
+                                                                  "long_name": "model days before the run stopped"}),
+         "run_days": xr.DataArray(float(run_days) if run_days is not None else math.nan,
+                                  attrs={"units": "days", "long_name": "planned run length"}),
+         "crashed": xr.DataArray(np.int8(status == "crashed"), attrs={"long_name": "1 if the crash check fired"}),
+         "completed": xr.DataArray(np.int8(status == "completed"),
+                                   attrs={"long_name": "1 if the run reached its planned end"})},
+        attrs={"run_status": status, "crash_reason": reason, "crash_time_days": crash_time})
+
+
+def score_run(run: xr.Dataset, reference: xr.Dataset, run_days: float | None = None,
+              window_days: float = DEFAULT_WINDOW_DAYS) -> xr.Dataset:
+    """Stability record and online error of `run` in one Dataset (attributes
+    from :func:`stability_record`)."""
+    stability = stability_record(run, run_days)
+    error = online_error(run, reference, window_days)
+    ds = xr.merge([stability, error], combine_attrs="drop")
+    ds.attrs = {**error.attrs, **stability.attrs}
+    return ds

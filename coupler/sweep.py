@@ -1,0 +1,661 @@
+"""Hyperparameter sweeps of emulators on Dask, and the coupled run they end in.
+
+The case study's unit of work is one emulator: train it, export it, couple
+it to the GCM, score the run. Here:
+
+- :class:`SearchSpace` draws seeded :class:`~emulators.architectures.Hyperparameters`
+  like Ott et al. (2020): depth, width, leaky-ReLU slope, dropout, batch
+  normalization, optimizer, learning rate (log-uniform), batch size. Draw i
+  depends only on (seed, i), so a longer sweep extends a shorter one.
+- :func:`coupled_run` runs the toy GCM with an emulator (or, without one,
+  the reference physics) from the configured initial state and returns the
+  run and its stability record; :func:`prepare_reference` makes the
+  reference run, the perturbed-start reference and the noise floor once.
+- :func:`offline_task` (train + offline metrics) and :func:`default_task`
+  (that, then couple and score) are task functions; any function taking an
+  :class:`EmulatorTask` and returning a JSON-able dict can be used.
+- :func:`run_sweep` runs one Dask task per emulator on a LocalCluster sized
+  to the machine or on an existing cluster (``scheduler`` address). Each
+  result is written atomically to ``OUT/results/emulator_XXXX.json`` by the
+  client when its task finishes, so a result exists exactly once; a re-run
+  skips finished emulators; a task lost with a killed worker is re-run by
+  Dask; an exception inside a task is recorded as ``status = "failed"`` with
+  its message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import importlib
+import json
+import math
+import os
+import sys
+import time
+import tomllib
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import xarray as xr
+
+from emulators.architectures import OPTIMIZERS, Hyperparameters
+
+__all__ = ["SearchSpace", "CoupledRunConfig", "CoupledRun", "EmulatorTask", "SweepConfig", "SweepSummary", "TaskFailed",
+           "coupled_run", "prepare_reference", "offline_task", "default_task", "execute_task", "run_sweep",
+           "run_sweep_from_config", "result_path", "finished_indices", "resolve_task"]
+
+RESULT_STATUSES = ("ok", "failed")
+"""Statuses of a written result; either counts as finished."""
+
+
+# ------------------------------------------------------------- search space
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where hyperparameters are drawn from: integer and float ranges are
+    inclusive ``(low, high)``; ``learning_rate`` is drawn log-uniformly;
+    tuples of choices uniformly. Defaults follow Ott et al. (2020)."""
+
+    depth: tuple[int, int] = (4, 8)
+    width: tuple[int, int] = (100, 300)
+    leaky_relu_slope: tuple[float, float] = (0.0, 0.4)
+    dropout: tuple[float, float] = (0.0, 0.25)
+    batch_normalization: tuple[bool, ...] = (False, True)
+    optimizer: tuple[str, ...] = OPTIMIZERS
+    learning_rate: tuple[float, float] = (1e-5, 1e-1)
+    batch_size: tuple[int, ...] = (256, 512, 1024, 2048)
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "leaky_relu_slope", "dropout", "learning_rate"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"search space {name}: low {low} is above high {high}")
+        if self.learning_rate[0] <= 0:
+            raise ValueError(f"search space learning_rate: must be positive, got {self.learning_rate}")
+        for name in ("batch_normalization", "optimizer", "batch_size"):
+            if len(getattr(self, name)) == 0:
+                raise ValueError(f"search space {name}: no choices")
+        unknown = [o for o in self.optimizer if o not in OPTIMIZERS]
+        if unknown:
+            raise ValueError(f"search space optimizer: unknown {unknown[0]!r} (known: {', '.join(OPTIMIZERS)})")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SearchSpace":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown search-space option {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def sample(self, n: int, seed: int, base: Hyperparameters = Hyperparameters(),
+               start: int = 0) -> list[Hyperparameters]:
+        """Hyperparameters of emulators ``start .. start + n - 1``: `base` with
+        the searched fields drawn from ``numpy.random.default_rng([seed, i])``
+        and a training seed of its own."""
+        if n < 0:
+            raise ValueError(f"number of emulators must be >= 0, got {n}")
+        return [self._draw(np.random.default_rng([seed, i]), base) for i in range(start, start + n)]
+
+    def _draw(self, rng: np.random.Generator, base: Hyperparameters) -> Hyperparameters:
+        def choice(options):
+            return options[int(rng.integers(len(options)))]
+
+        log_lo, log_hi = (math.log10(v) for v in self.learning_rate)
+        return dataclasses.replace(
+            base,
+            depth=int(rng.integers(self.depth[0], self.depth[1] + 1)),
+            width=int(rng.integers(self.width[0], self.width[1] + 1)),
+            activation="leaky_relu",
+            leaky_relu_slope=float(rng.uniform(*self.leaky_relu_slope)),
+            dropout=float(rng.uniform(*self.dropout)),
+            batch_normalization=bool(choice(self.batch_normalization)),
+            optimizer=str(choice(self.optimizer)),
+            learning_rate=float(10.0 ** rng.uniform(log_lo, log_hi)),
+            batch_size=int(choice(self.batch_size)),
+            seed=int(rng.integers(2 ** 31 - 1)),
+        )
+
+
+# -------------------------------------------------------------- coupled run
+@dataclass(frozen=True)
+class CoupledRunConfig:
+    """A coupled run of the toy GCM (all emulators and the reference alike).
+
+    ``preset`` and ``overrides``: the GCM configuration (gcm_toy presets and
+    options). ``reference_physics``: the physics of the reference run;
+    ``emulator_physics`` and ``emulator_option``: the physics mode and the
+    configuration key that take the emulator's model file (the GCM's
+    ``--physics emulator --emulator PATH``). ``initial_checkpoint``: start
+    from this (spun-up) state, else the preset's initial state.
+    ``initial_relative_humidity``: if set, the start is moistened to
+    ``q = RH * sigma^2 * q_sat(T, sigma ps)`` (for a model whose own initial
+    state is dry). ``perturbation_kelvin``: standard deviation of the seeded
+    white noise added to the initial temperature of the noise-floor run.
+    ``days``: run length [days]; ``window_days``: scoring window [days];
+    ``output_interval_hours``: record interval [h] (a divisor of the window).
+    """
+
+    preset: str = "held-suarez-t10"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    reference_physics: str = "held-suarez"
+    emulator_physics: str = "emulator"
+    emulator_option: str = "emulator"
+    initial_checkpoint: str | None = None
+    initial_relative_humidity: float | None = None
+    perturbation_kelvin: float = 0.01
+    perturbation_seed: int = 12345
+    days: float = 30.0
+    window_days: float = 30.0
+    output_interval_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        if not self.days > 0:
+            raise ValueError(f"coupled run: days must be positive, got {self.days}")
+        if not self.window_days > 0:
+            raise ValueError(f"coupled run: window_days must be positive, got {self.window_days}")
+        if self.window_days > self.days:
+            raise ValueError(f"coupled run: window_days ({self.window_days:g}) is longer than the run "
+                             f"({self.days:g} days): nothing would be scored")
+        if self.initial_relative_humidity is not None and not 0 <= self.initial_relative_humidity <= 1:
+            raise ValueError(f"coupled run: initial_relative_humidity must be in [0, 1], "
+                             f"got {self.initial_relative_humidity}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "CoupledRunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown coupled-run option {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        return cls(**values)
+
+    def gcm_overrides(self, emulator_path: str | os.PathLike | None) -> dict[str, Any]:
+        """The GCM options of the run: the reference physics without an
+        emulator, else the emulator mode with the model file."""
+        overrides = dict(self.overrides)
+        overrides["output_interval_hours"] = self.output_interval_hours
+        if emulator_path is None:
+            overrides["physics"] = self.reference_physics
+        else:
+            overrides["physics"] = self.emulator_physics
+            overrides[self.emulator_option] = os.fspath(emulator_path)
+        return overrides
+
+
+class CoupledRun(NamedTuple):
+    """A coupled run's output (toy-GCM Dataset) and its stability record
+    (:func:`coupler.scoring.stability_record`)."""
+
+    run: xr.Dataset
+    stability: xr.Dataset
+
+
+_EPSILON = 0.622  # gas constant of dry air over that of water vapour
+
+
+def _saturation_specific_humidity(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """kg kg-1 from T [K] and p [Pa] (Clausius-Clapeyron, GCM-NOTES.md)."""
+    es = 610.78 * np.exp(2.5e6 / 461.5 * (1.0 / 273.16 - 1.0 / t))
+    return _EPSILON * es / np.maximum(p - 0.378 * es, 0.5 * p)
+
+
+def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin: float) -> None:
+    if config.initial_relative_humidity is None and perturbation_kelvin == 0:
+        return
+    fields = model.fields()
+    if config.initial_relative_humidity is not None:
+        if not model.humidity:
+            raise ValueError("coupled run: initial_relative_humidity needs a moist model (option humidity = true)")
+        sigma = model.grid.sigma[:, None, None]
+        p = sigma * fields["ps"][None]
+        fields["q"] = config.initial_relative_humidity * sigma ** 2 * _saturation_specific_humidity(fields["t"], p)
+    if perturbation_kelvin:
+        rng = np.random.default_rng(config.perturbation_seed)
+        fields["t"] = fields["t"] + perturbation_kelvin * rng.standard_normal(fields["t"].shape)
+    model.set_state(fields)
+
+
+def coupled_run(emulator_path: str | os.PathLike | None, config: CoupledRunConfig,
+                out: str | os.PathLike | None = None, *, perturbation_kelvin: float = 0.0) -> CoupledRun:
+    """Run the GCM for ``config.days`` with the emulator at `emulator_path`
+    (None: the reference physics) from the configured initial state, plus
+    `perturbation_kelvin` [K] of seeded noise on T. With `out` the run is
+    written there (replacing a file of an earlier attempt). A run that
+    crashes is a result: its stability record says when and why."""
+    from coupler.scoring import stability_record
+    from gcm_toy import Model
+
+    with Model(config.preset, config.gcm_overrides(emulator_path)) as model:
+        if config.initial_checkpoint is not None:
+            model.load_checkpoint(config.initial_checkpoint)
+        _prepare_initial_state(model, config, perturbation_kelvin)
+        run = model.run(config.days, out, overwrite=True, progress=False)
+    return CoupledRun(run, stability_record(run, config.days))
+
+
+def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The reference run, the perturbed-start reference and their noise floor
+    in ``out_dir`` (``reference.nc``, ``perturbed.nc``, ``noise_floor.nc``);
+    files of an earlier complete call are kept. Returns their paths."""
+    from coupler.scoring import noise_floor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"reference": out / "reference.nc", "perturbed": out / "perturbed.nc",
+             "noise_floor": out / "noise_floor.nc"}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    runs = {}
+    for name, perturbation in (("reference", 0.0), ("perturbed", config.perturbation_kelvin)):
+        runs[name] = coupled_run(None, config, paths[name], perturbation_kelvin=perturbation).run
+        if runs[name].attrs.get("run_status") != "completed":
+            raise RuntimeError(f"the {name} run did not complete: {runs[name].attrs.get('crash_reason', '')}")
+    floor = noise_floor(runs["reference"], runs["perturbed"], config.window_days)
+    tmp = paths["noise_floor"].with_name(paths["noise_floor"].name + ".tmp")
+    floor.to_netcdf(tmp)
+    os.replace(tmp, paths["noise_floor"])
+    return paths
+
+
+# -------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class EmulatorTask:
+    """Everything one emulator's task needs (sent to a Dask worker; paths
+    must be visible there). ``work_dir``: the emulator's own folder;
+    ``data``: training data (netCDF file or glob); ``reference``: the
+    reference run to score against (default task)."""
+
+    index: int
+    hyperparameters: Hyperparameters
+    work_dir: str
+    data: str | None = None
+    coupled: CoupledRunConfig | None = None
+    reference: str | None = None
+    export: bool = True
+
+
+def offline_task(task: EmulatorTask) -> dict[str, Any]:
+    """Train the emulator on ``task.data`` into ``task.work_dir`` (model,
+    model file, metrics) and return its offline metrics: normalized MSE of
+    all outputs and R² (mean of the per-variable pooled R²) on the
+    validation and test splits, and R² per variable on validation."""
+    from emulators.train import train_emulator
+
+    if not task.data:
+        raise ValueError("the sweep has no training data (option data)")
+    result = train_emulator(None, task.data, hyperparameters=task.hyperparameters, out_dir=task.work_dir,
+                            export=task.export, verbose=0)
+    metrics = result.metrics
+    offline: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": len(result.history["loss"]),
+                               "best_val_loss": result.best_val_loss}
+    for split in [str(s) for s in metrics["split"].values]:
+        m = metrics.sel(split=split)
+        offline[f"{split}_mse"] = float(m["mse_normalized_total"])
+        r2 = m["r2"].values
+        offline[f"{split}_r2"] = float(np.nanmean(r2)) if np.isfinite(r2).any() else math.nan
+    offline["validation_r2_by_variable"] = {str(v): float(metrics["r2"].sel(split="validation", variable=v))
+                                            for v in metrics["variable"].values}
+    artifacts = {name: os.fspath(path) for name, path in result.files.items()
+                 if name in ("model", "model_file", "metrics")}
+    return {"offline": offline, "artifacts": artifacts}
+
+
+class TaskFailed(Exception):
+    """A task that failed after producing part of its result (kept in the
+    failed record, e.g. the offline metrics of an emulator that could not be
+    coupled)."""
+
+    def __init__(self, message: str, partial: Mapping[str, Any]):
+        super().__init__(message)
+        self.partial = dict(partial)
+
+
+def default_task(task: EmulatorTask) -> dict[str, Any]:
+    """The case study's task: :func:`offline_task`, then :func:`coupled_run`
+    with the exported model file, scored against ``task.reference``. If the
+    coupling fails the task fails, keeping the offline part."""
+    if task.coupled is None or task.reference is None:
+        raise ValueError("the default task needs a coupled-run configuration and a reference run")
+    record = offline_task(task)
+    try:
+        return _couple_and_score(task, record)
+    except Exception as exc:
+        raise TaskFailed(f"coupling: {type(exc).__name__}: {exc}", record) from exc
+
+
+def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, Any]:
+    from coupler.scoring import online_error
+    from gcm_toy import open_output
+
+    model_file = record["artifacts"].get("model_file")
+    if model_file is None:
+        raise ValueError("the default task needs the exported model file (export = true)")
+    run_path = Path(task.work_dir) / "coupled.nc"
+    coupled = coupled_run(model_file, task.coupled, run_path)
+    error = online_error(coupled.run, open_output(task.reference), task.coupled.window_days)
+    stability = coupled.stability
+    record["online"] = {
+        "days_survived": float(stability["days_survived"]), "run_days": float(stability["run_days"]),
+        "crashed": bool(stability["crashed"]), "run_status": stability.attrs["run_status"],
+        "crash_reason": stability.attrs["crash_reason"],
+        "online_error_t": float(error["online_error_t"]), "online_error_q": float(error["online_error_q"]),
+        "online_error_normalized": float(error["online_error_normalized"]),
+        "n_windows": int(error["n_windows"]),
+    }
+    record["artifacts"]["run"] = os.fspath(run_path)
+    return record
+
+
+def resolve_task(name: str | Callable) -> Callable[[EmulatorTask], dict]:
+    """A task function from ``"module:function"`` (or the function itself)."""
+    if callable(name):
+        return name
+    module, sep, attr = str(name).partition(":")
+    if not sep:
+        raise ValueError(f"task {name!r} is not of the form module:function")
+    try:
+        function = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"task {name!r} cannot be imported ({exc})") from None
+    if not callable(function):
+        raise ValueError(f"task {name!r} is not a function")
+    return function
+
+
+def _limit_threads() -> None:
+    """One thread per TensorFlow op pool: a Dask worker thread is one emulator."""
+    try:
+        import tensorflow as tf
+        if tf.config.threading.get_intra_op_parallelism_threads() != 1:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+    except (ImportError, RuntimeError):  # already initialised: keep its setting
+        pass
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):
+        return "local"
+
+
+def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTask) -> dict[str, Any]:
+    """Run one task on a worker and return its result record: index,
+    hyperparameters, status "ok" (and what the task returned) or "failed"
+    (and the exception's message), worker, start and end times. Each attempt
+    is logged to ``work_dir/attempts.log`` (one line per start)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    _limit_threads()
+    work_dir = Path(task.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    worker = _worker_address()
+    started = _now()
+    with open(work_dir / "attempts.log", "a") as log:
+        log.write(f"{started} {worker} pid {os.getpid()}\n")
+    clock = time.perf_counter()
+    record: dict[str, Any] = {"index": task.index, "hyperparameters": task.hyperparameters.to_dict(),
+                              "work_dir": task.work_dir}
+    try:
+        record.update(task_function(task))
+        record["status"] = "ok"
+        record["error"] = None
+    except Exception as exc:  # a failing emulator is a result, not the end of the sweep
+        if isinstance(exc, TaskFailed):
+            record.update(exc.partial)
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        record["status"] = "failed"
+        record["error"] = message.strip().splitlines()[0]
+        record["traceback"] = traceback.format_exc()
+    record.update({"worker": worker, "started": started, "finished": _now(),
+                   "seconds": time.perf_counter() - clock})
+    return record
+
+
+# ----------------------------------------------------------- result files
+def result_path(results_dir: str | os.PathLike, index: int) -> Path:
+    return Path(results_dir) / f"emulator_{index:04d}.json"
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats as null (JSON has no NaN), numpy scalars as Python."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_result(results_dir: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write a result record atomically (temporary file + os.replace)."""
+    path = result_path(results_dir, int(record["index"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(_json_safe(dict(record)), fh, indent=2)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A result record, or None if the file is missing or unreadable."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def finished_indices(results_dir: str | os.PathLike, retry_failed: bool = False) -> set[int]:
+    """Emulators with a written result (status ok, or failed unless `retry_failed`)."""
+    done = set()
+    for path in Path(results_dir).glob("emulator_*.json"):
+        record = read_result(path)
+        if record is None or record.get("status") not in RESULT_STATUSES:
+            continue
+        if retry_failed and record["status"] == "failed":
+            continue
+        done.add(int(record["index"]))
+    return done
+
+
+# -------------------------------------------------------------------- sweep
+@dataclass
+class SweepSummary:
+    """What a call of :func:`run_sweep` did: emulators skipped (finished
+    before), done, failed inside the task, and lost (their workers died more
+    often than Dask retries; a re-run retries them)."""
+
+    results_dir: Path
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+    lost_messages: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (f"{self.total} emulators: {self.skipped} finished before, {self.done} done, "
+                f"{self.failed} failed")
+        if self.lost:
+            text += f", {self.lost} lost with their workers (re-run the command to retry them)"
+        return text
+
+
+def _local_cluster(n_workers: int | None):
+    from distributed import LocalCluster
+
+    if n_workers is None:
+        n_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool | None):
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="emulator", desc="sweep", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
+              task_function: str | Callable[[EmulatorTask], dict] = default_task, *,
+              scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
+              retries: int = 2, retry_failed: bool = False, poll_seconds: float = 0.5) -> SweepSummary:
+    """Run `task_function` on every task not finished in ``out_dir/results``,
+    one Dask task each, on the cluster at `scheduler` (an address such as
+    ``tcp://host:8786``) or on a LocalCluster of `n_workers` single-threaded
+    worker processes (default: one per core). Results are written as their
+    tasks finish; the progress bar (stderr, on a terminal by default) shows
+    done, running and failed."""
+    from distributed import Client, wait
+
+    function = resolve_task(task_function)
+    results_dir = Path(out_dir) / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    indices = [t.index for t in tasks]
+    if len(set(indices)) != len(indices):
+        raise ValueError("two tasks have the same index")
+    finished = finished_indices(results_dir, retry_failed)
+    todo = [t for t in tasks if t.index not in finished]
+    summary = SweepSummary(results_dir, len(tasks), skipped=len(tasks) - len(todo))
+    if not todo:
+        return summary
+
+    cluster = None if scheduler else _local_cluster(n_workers)
+    client = Client(scheduler if scheduler else cluster, timeout="30s")
+    bar = _progress_bar(len(tasks), summary.skipped, progress)
+    token = uuid.uuid4().hex[:8]
+    try:
+        futures = {}
+        for task in todo:
+            future = client.submit(execute_task, function, task, key=f"emulator-{task.index:04d}-{token}",
+                                   retries=retries, pure=False)
+            futures[future] = task
+        keys = {f.key for f in futures}
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=poll_seconds, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            for future in done:
+                try:
+                    record = future.result()
+                except Exception as exc:  # the task never returned: its workers died
+                    summary.lost += 1
+                    summary.lost_messages.append(f"emulator {futures[future].index}: {type(exc).__name__}: {exc}")
+                else:
+                    write_result(results_dir, record)
+                    if record["status"] == "ok":
+                        summary.done += 1
+                    else:
+                        summary.failed += 1
+                    bar.update(1)
+                future.release()
+            try:
+                running = sum(1 for ks in client.processing().values() for k in ks if k in keys)
+            except Exception:  # the scheduler is busy or gone; the next wait says which
+                running = 0
+            bar.set_postfix_str(f"done {summary.done + summary.skipped}, running {running}, "
+                                f"failed {summary.failed}" + (f", lost {summary.lost}" if summary.lost else ""),
+                                refresh=True)
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return summary
+
+
+# ------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep as data (TOML tables ``[sweep]``, ``[space]``, ``[training]``,
+    ``[coupled]``): ``n_emulators`` drawn from ``space`` with ``seed``,
+    ``training`` the fixed hyperparameters (epochs, patience, ...), ``data``
+    the training data, ``task`` the task function (``module:function``),
+    ``coupled`` the coupled runs of the default task."""
+
+    n_emulators: int = 8
+    seed: int = 0
+    data: str | None = None
+    task: str = "coupler.sweep:default_task"
+    space: SearchSpace = SearchSpace()
+    training: Mapping[str, Any] = field(default_factory=dict)
+    coupled: CoupledRunConfig = CoupledRunConfig()
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "SweepConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such sweep configuration")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict(data, base_dir=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike = ".") -> "SweepConfig":
+        unknown = sorted(set(data) - {"sweep", "space", "training", "coupled"})
+        if unknown:
+            raise ValueError(f"unknown table [{unknown[0]}] (known: sweep, space, training, coupled)")
+        sweep = dict(data.get("sweep", {}))
+        known = {"n_emulators", "seed", "data", "task"}
+        if set(sweep) - known:
+            raise ValueError(f"unknown sweep option {sorted(set(sweep) - known)[0]!r} (known: {', '.join(sorted(known))})")
+        if sweep.get("data"):
+            sweep["data"] = os.fspath(Path(base_dir) / sweep["data"])
+        training = dict(data.get("training", {}))
+        Hyperparameters.from_dict(training)  # refuses unknown or invalid values now
+        coupled = dict(data.get("coupled", {}))
+        if coupled.get("initial_checkpoint"):
+            coupled["initial_checkpoint"] = os.fspath(Path(base_dir) / coupled["initial_checkpoint"])
+        return cls(space=SearchSpace.from_dict(data.get("space", {})), training=training,
+                   coupled=CoupledRunConfig.from_dict(coupled), **sweep)
+
+    def hyperparameters(self) -> list[Hyperparameters]:
+        return self.space.sample(self.n_emulators, self.seed, Hyperparameters.from_dict(self.training))
+
+    def tasks(self, out_dir: str | os.PathLike, reference: str | os.PathLike | None = None) -> list[EmulatorTask]:
+        out = Path(out_dir).resolve()
+        return [EmulatorTask(index=i, hyperparameters=hp, work_dir=os.fspath(out / "emulators" / f"emulator_{i:04d}"),
+                             data=os.fspath(Path(self.data).resolve()) if self.data else None, coupled=self.coupled,
+                             reference=os.fspath(reference) if reference is not None else None)
+                for i, hp in enumerate(self.hyperparameters())]
+
+
+def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, scheduler: str | None = None,
+                          n_workers: int | None = None, progress: bool | None = None,
+                          retry_failed: bool = False) -> SweepSummary:
+    """A whole sweep: the reference runs (for the default task), the tasks,
+    and the results dataset ``OUT/results.nc`` / ``results.csv``."""
+    from coupler.results import collect_results, write_results
+
+    out = Path(out_dir)
+    reference = None
+    if resolve_task(config.task) is default_task:
+        reference = prepare_reference(config.coupled, out / "reference")["reference"]
+    summary = run_sweep(config.tasks(out, reference), out, config.task, scheduler=scheduler, n_workers=n_workers,
+                        progress=progress, retry_failed=retry_failed)
+    write_results(collect_results(out), out)
+    return summary

@@ -1,0 +1,200 @@
+"""Figures of the offline-versus-online case study (PNG, matplotlib Agg).
+
+Each function takes the results Dataset of :mod:`coupler.results` (or toy-GCM
+runs) and a path, draws one figure with labelled axes and units, and returns
+the path.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["plot_offline_vs_online", "plot_days_survived", "plot_survival_curve", "plot_optimizer_boxes",
+           "plot_zonal_bias", "optimizer_colors"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def optimizer_colors(results: xr.Dataset) -> dict[str, str]:
+    """A fixed colour per optimizer present in the results."""
+    names = sorted({str(o) for o in results["optimizer"].values if str(o)})
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def _finished(results: xr.Dataset) -> xr.Dataset:
+    ok = results["status"].values == "ok"
+    return results.isel(emulator=np.flatnonzero(ok))
+
+
+def _log_axes(ax, x: bool = False, y: bool = False) -> None:
+    """Log scales on the axes that have positive data (an empty sweep stays linear)."""
+    if x:
+        ax.set_xscale("log")
+    if y:
+        ax.set_yscale("log")
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_offline_vs_online(results: xr.Dataset, path: str | os.PathLike,
+                           online: str = "online_error_normalized") -> Path:
+    """Online error against offline validation MSE (log-log), coloured by
+    optimizer; crashed runs as crosses (at their error over the windows they
+    survived, or on the top edge if they survived none); the noise floor as
+    a dashed line."""
+    plt = _pyplot()
+    r = _finished(results)
+    colors = optimizer_colors(results)
+    fig, ax = plt.subplots(figsize=(6.0, 4.8))
+    x = r["offline_mse"].values
+    y = r[online].values
+    crashed = r["crashed"].values == 1
+    finite_y = y[np.isfinite(y) & (y > 0)]
+    top = finite_y.max() * 3.0 if finite_y.size else 1.0
+    for name, color in colors.items():
+        pick = r["optimizer"].values == name
+        alive = pick & ~crashed & np.isfinite(y) & (x > 0)
+        ax.scatter(x[alive], y[alive], c=color, marker="o", label=name, edgecolors="k", linewidths=0.4)
+        dead = pick & crashed & (x > 0)
+        ax.scatter(x[dead], np.where(np.isfinite(y[dead]) & (y[dead] > 0), y[dead], top), c=color, marker="x", s=50)
+    if crashed.any():
+        ax.scatter([], [], c="0.3", marker="x", label="crashed")
+    floor = results.attrs.get(f"noise_floor_{online.removeprefix('online_error_')}")
+    if floor is not None and np.isfinite(floor) and floor > 0:
+        ax.axhline(floor, color="0.4", ls="--", lw=1, label="noise floor")
+    _log_axes(ax, x=(x > 0).any(), y=finite_y.size > 0)
+    ax.set_xlabel("offline validation MSE (normalized outputs, 1)")
+    ax.set_ylabel(f"{online.replace('_', ' ')} ({results[online].attrs.get('units', '1')})")
+    ax.set_title("offline versus online error")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_days_survived(results: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Days survived against offline validation MSE (log x), coloured by optimizer."""
+    plt = _pyplot()
+    r = _finished(results)
+    colors = optimizer_colors(results)
+    fig, ax = plt.subplots(figsize=(6.0, 4.5))
+    for name, color in colors.items():
+        pick = (r["optimizer"].values == name) & (r["offline_mse"].values > 0)
+        ax.scatter(r["offline_mse"].values[pick], r["days_survived"].values[pick], c=color, label=name,
+                   edgecolors="k", linewidths=0.4)
+    run_days = np.nanmax(r["run_days"].values) if r.sizes["emulator"] and np.isfinite(r["run_days"].values).any() else None
+    if run_days:
+        ax.axhline(run_days, color="0.5", ls=":", lw=1, label="run length")
+    _log_axes(ax, x=(r["offline_mse"].values > 0).any())
+    ax.set_xlabel("offline validation MSE (normalized outputs, 1)")
+    ax.set_ylabel("days survived (days)")
+    ax.set_title("stability versus offline error")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def survival_fraction(days_survived: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Fraction of runs alive at each of `days` [days]: survived at least that long."""
+    d = np.asarray(days_survived, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return np.full(np.shape(days), np.nan)
+    return (d[None, :] >= np.asarray(days, dtype=float)[:, None]).mean(axis=1)
+
+
+def plot_survival_curve(results: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Fraction of coupled runs alive against model days, all and by optimizer."""
+    plt = _pyplot()
+    r = _finished(results)
+    fig, ax = plt.subplots(figsize=(6.0, 4.5))
+    survived = r["days_survived"].values
+    known = np.concatenate([r["run_days"].values, survived])
+    horizon = float(np.nanmax(known)) if np.isfinite(known).any() else 1.0
+    days = np.linspace(0.0, horizon, 200)
+    ax.step(days, survival_fraction(survived, days), where="post", color="k", lw=2, label="all")
+    for name, color in optimizer_colors(results).items():
+        pick = r["optimizer"].values == name
+        ax.step(days, survival_fraction(survived[pick], days), where="post", color=color, label=name)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("model time (days)")
+    ax.set_ylabel("fraction of runs alive (1)")
+    ax.set_title("survival of the coupled runs")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_optimizer_boxes(results: xr.Dataset, path: str | os.PathLike,
+                         online: str = "online_error_normalized") -> Path:
+    """Box plots by optimizer: days survived (all runs) and online error
+    (runs that survived the whole run)."""
+    plt = _pyplot()
+    r = _finished(results)
+    names = list(optimizer_colors(results))
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.2))
+    survivors = r["crashed"].values == 0
+    panels = ((axes[0], "days_survived", np.ones(r.sizes["emulator"], bool), "days survived (days)", False),
+              (axes[1], online, survivors, f"{online.replace('_', ' ')} ({r[online].attrs.get('units', '1')})", True))
+    for ax, var, mask, label, log in panels:
+        data = []
+        for name in names:
+            v = r[var].values[(r["optimizer"].values == name) & mask]
+            data.append(v[np.isfinite(v)])
+        ax.boxplot([d if d.size else [np.nan] for d in data], tick_labels=names)
+        for i, d in enumerate(data):
+            ax.scatter(np.full(d.size, i + 1.0), d, s=10, c="k", alpha=0.5, zorder=3)
+        if log and any(d.size and (d > 0).all() for d in data):
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", labelrotation=25)
+        ax.set_xlabel("optimizer")
+        ax.set_ylabel(label)
+    axes[0].set_title("stability by optimizer")
+    axes[1].set_title("online error of survivors by optimizer")
+    return _save(fig, path)
+
+
+def _zonal_time_mean(run: xr.Dataset, name: str, times: np.ndarray) -> xr.DataArray:
+    return run[f"{name}_mean"].sel(time=times).astype(np.float64).mean(("time", "lon")).load()
+
+
+def plot_zonal_bias(run: xr.Dataset, reference: xr.Dataset, path: str | os.PathLike, title: str = "") -> Path:
+    """Latitude-pressure sections of the zonal- and time-mean T bias [K] and
+    q bias [g kg-1] of `run` against `reference`, over the records both have
+    (pressure = sigma times the reference's zonal-mean surface pressure)."""
+    plt = _pyplot()
+    times = np.intersect1d(run["time"].values, reference["time"].values)
+    if times.size == 0:
+        raise ValueError("the run and the reference have no output record in common")
+    ps = reference["ps_mean"].sel(time=times).mean(("time", "lon")).astype(np.float64).load()
+    lat = reference["lat"].values
+    pressure = reference["lev"].values[:, None] * ps.values[None, :] / 100.0  # hPa, (lev, lat)
+    lat2d = np.broadcast_to(lat[None, :], pressure.shape)
+    fields = [("t", 1.0, "temperature bias (K)")]
+    if "q_mean" in run and "q_mean" in reference:
+        fields.append(("q", 1000.0, "specific humidity bias (g kg-1)"))
+    fig, axes = plt.subplots(1, len(fields), figsize=(5.2 * len(fields), 4.2), squeeze=False)
+    for ax, (name, scale, label) in zip(axes[0], fields):
+        bias = (_zonal_time_mean(run, name, times) - _zonal_time_mean(reference, name, times)).values * scale
+        limit = float(np.nanmax(np.abs(bias))) or 1.0
+        mesh = ax.contourf(lat2d, pressure, bias, levels=np.linspace(-limit, limit, 17), cmap="RdBu_r", extend="both")
+        fig.colorbar(mesh, ax=ax, label=label)
+        ax.invert_yaxis()
+        ax.set_xlabel("latitude (degrees north)")
+        ax.set_ylabel("pressure (hPa)")
+        ax.set_title(label.split(" (")[0])
+    fig.suptitle(title or f"zonal-mean bias, days {times[0]:g}-{times[-1]:g}")
+    return _save(fig, path)

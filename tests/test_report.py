@@ -1,0 +1,145 @@
+"""The case-study report on a results dataset with known rank correlations,
+and bias maps from real toy-GCM runs."""
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from coupler.results import read_results, results_dataset, write_results
+from coupler.sweep import CoupledRunConfig, coupled_run
+from experiments.plots import survival_fraction
+from experiments.report import headline_statistics, make_report
+
+RUN_DAYS = 30.0
+OPTIMIZERS = ["adam", "rmsprop", "sgd", "sgd_momentum", "nesterov"]
+
+
+def record(index, optimizer, offline, online, days, run_path="", status="ok"):
+    crashed = days < RUN_DAYS
+    return {
+        "index": index, "status": status, "error": None if status == "ok" else "ValueError: diverged",
+        "hyperparameters": {"depth": 4 + index % 3, "width": 100 + 10 * index, "leaky_relu_slope": 0.1, "dropout": 0.0,
+                            "batch_normalization": bool(index % 2), "optimizer": optimizer,
+                            "learning_rate": 10.0 ** (-4 + index % 3), "batch_size": 512, "epochs": 20, "seed": index},
+        "offline": None if status != "ok" else {"validation_mse": offline, "validation_r2": 1.0 - offline,
+                                                 "test_mse": 1.1 * offline, "test_r2": 1.0 - 1.1 * offline},
+        "online": None if status != "ok" else {
+            "days_survived": days, "run_days": RUN_DAYS, "crashed": crashed,
+            "crash_reason": "temperature above bound" if crashed else "",
+            "online_error_t": online * 20.0 if online is not None else None,
+            "online_error_q": online * 2.0 if online is not None else None,
+            "online_error_normalized": online},
+        "artifacts": {"run": run_path},
+    }
+
+
+def survivor_values():
+    """9 survivors: online error increases with offline MSE except two swapped
+    pairs, so Spearman's rho = 1 - 6 * 4 / (9 * 80) = 29/30."""
+    offline = 10.0 ** np.linspace(-2.0, 0.0, 9)
+    online = 0.05 * np.sqrt(offline)
+    online[[0, 1]] = online[[1, 0]]
+    online[[4, 5]] = online[[5, 4]]
+    return offline, online
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A reference and two runs from perturbed starts (small and large perturbation)."""
+    folder = tmp_path_factory.mktemp("report-runs")
+    config = CoupledRunConfig(overrides={"humidity": True}, initial_relative_humidity=0.7, days=4.0, window_days=2.0)
+    paths = {}
+    for name, kelvin in (("reference", 0.0), ("good", 0.05), ("bad", 2.0)):
+        paths[name] = folder / f"{name}.nc"
+        coupled_run(None, config, paths[name], perturbation_kelvin=kelvin)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def results(runs):
+    offline, online = survivor_values()
+    records = []
+    for i in range(9):
+        path = str(runs["good"]) if i == 1 else str(runs["bad"]) if i == 8 else ""
+        records.append(record(i, OPTIMIZERS[i % 5], float(offline[i]), float(online[i]), RUN_DAYS, path))
+    # crashed runs: large offline error, short lives; one crashed before its first window
+    records.append(record(9, "sgd", 2.0, 0.2, 12.0))
+    records.append(record(10, "sgd", 3.0, None, 1.5))
+    records.append(record(11, "nesterov", 0.5, 0.08, 25.0))
+    records.append(record(12, "adam", None, None, 0.0, status="failed"))
+    return results_dataset(records, {"noise_floor_t": 0.01, "noise_floor_q": 0.001, "noise_floor_normalized": 0.002})
+
+
+def test_rank_correlation_among_survivors_is_scipys(results):
+    stats = headline_statistics(results)
+    offline, online = survivor_values()
+    s = stats["spearman_offline_vs_online_error_normalized"]
+    expected = spearmanr(offline, online)
+    assert s["n"] == 9
+    assert s["rho"] == pytest.approx(29.0 / 30.0, abs=1e-12)
+    assert s["rho"] == pytest.approx(expected.statistic) and s["p_value"] == pytest.approx(expected.pvalue)
+    assert stats["spearman_offline_vs_online_error_t"]["rho"] == pytest.approx(29.0 / 30.0)
+
+
+def test_rank_correlation_with_days_survived_is_scipys(results):
+    stats = headline_statistics(results)
+    ok = results["status"].values == "ok"
+    expected = spearmanr(results["offline_mse"].values[ok], results["days_survived"].values[ok])
+    s = stats["spearman_offline_vs_days_survived"]
+    assert s["n"] == 12
+    assert s["rho"] == pytest.approx(expected.statistic) and s["p_value"] == pytest.approx(expected.pvalue)
+    assert s["rho"] < 0  # larger offline error, shorter life
+
+
+def test_counts_optimizers_best_and_worst(results):
+    stats = headline_statistics(results)
+    assert (stats["n_emulators"], stats["n_finished"], stats["n_failed"], stats["n_crashed"],
+            stats["n_survivors"]) == (13, 12, 1, 3, 9)
+    sgd = stats["by_optimizer"]["sgd"]  # survivors 2 and 7, crashed 9 and 10
+    assert (sgd["n"], sgd["n_crashed"], sgd["fraction_survived"]) == (4, 2, 0.5)
+    assert sgd["median_days_survived"] == pytest.approx(np.median([30, 30, 12, 1.5]))
+    _, online = survivor_values()
+    assert sgd["median_online_error"] == pytest.approx(np.median(online[[2, 7]]))
+    assert stats["best"]["emulator"] == 1 and stats["worst"]["emulator"] == 8
+
+
+def test_results_round_trip_through_netcdf_and_csv(results, tmp_path):
+    nc, csv = write_results(results, tmp_path)
+    again = read_results(nc)
+    assert again["optimizer"].values.tolist() == results["optimizer"].values.tolist()
+    np.testing.assert_array_equal(again["days_survived"].values, results["days_survived"].values)
+    assert np.isnan(again["online_error_t"].sel(emulator=10)) and again["status"].sel(emulator=12) == "failed"
+    lines = csv.read_text().splitlines()
+    assert len(lines) == 14 and lines[0].startswith("emulator,depth,width")
+
+
+def test_survival_fraction_counts_runs_alive():
+    np.testing.assert_allclose(survival_fraction(np.array([1.0, 5.0, 30.0, 30.0]), np.array([0.0, 2.0, 10.0, 30.0])),
+                               [1.0, 0.75, 0.5, 0.5])
+
+
+def test_report_has_the_numbers_and_the_figures(results, runs, tmp_path):
+    path = make_report(results, tmp_path, reference=runs["reference"])
+    text = path.read_text()
+    expected = spearmanr(*survivor_values())
+    assert f"| {expected.statistic:.3g} | {expected.pvalue:.3g} | 9 |" in text
+    assert "| sgd | 4 | 2 | 0.5 |" in text
+    assert "| best | 1 | rmsprop |" in text and "| worst | 8 | sgd_momentum |" in text
+    for name in ("offline_vs_online", "days_survived", "survival", "by_optimizer", "bias_best", "bias_worst"):
+        png = tmp_path / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name}.png)" in text
+    # the worst survivor's run has the larger perturbation: its bias map is not the best's
+    assert (tmp_path / "bias_worst.png").read_bytes() != (tmp_path / "bias_best.png").read_bytes()
+
+
+def test_cli_score_and_report(results, runs, tmp_path, capsys):
+    from coupler.cli import main
+    assert main(["score", str(runs["bad"]), "--reference", str(runs["reference"]), "--perturbed", str(runs["good"]),
+                 "--window-days", "2", "--days", "4", "-o", str(tmp_path / "score.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "days survived  4" in out and "windows scored 2" in out and "noise floor" in out
+    write_results(results, tmp_path / "sweep")
+    assert main(["report", str(tmp_path / "sweep"), "--reference", str(runs["reference"])]) == 0
+    assert (tmp_path / "sweep" / "report.md").is_file()
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    assert "fkb report: error: " in capsys.readouterr().err
