@@ -137,6 +137,8 @@ class GCMConfig:
                 raise ValueError("option 'emulator': physics 'ensemble' takes at least two model files, "
                                  f"got {len(paths)} (physics = 'emulator' for one)")
             for path in paths:
+                if len(path) >= 4096:
+                    raise ValueError(f"option 'emulator': path longer than 4095 characters: {path[:60]}...")
                 if not Path(path).is_file():
                     raise FileNotFoundError(f"option 'emulator': {path}: no such model file")
         if self.emulator_precision not in ("float32", "float64"):

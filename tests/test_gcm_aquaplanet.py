@@ -128,6 +128,12 @@ def test_training_data_follow_the_emulator_interface(tiny_data):
     assert float(raw.PRECT.mean()) > 1e-6
     assert (raw.SOLIN.values == 0).mean() > 0.3 and float(raw.SOLIN.max()) > 1000
     assert float((raw.T.isel(lev=0) - raw.T.isel(lev=-1)).max()) < 0
+    # latitude is latitude: the lowest level is ~30 K warmer at the equator than near the poles,
+    # and varies little along a latitude circle
+    t_bottom = raw.T.isel(lev=-1)
+    zonal = t_bottom.mean(("time", "lon")).values
+    assert zonal[7:9].min() - max(zonal[0], zonal[-1]) > 20
+    assert float(t_bottom.std("lon").max()) < 3
     assert 9.0e4 < float(raw.PS.min()) and float(raw.PS.max()) < 1.1e5
 
 
