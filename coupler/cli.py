@@ -273,8 +273,38 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_casestudy(args: argparse.Namespace) -> None:
+    from experiments.casestudy import run_casestudy, summary_lines
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
+                           progress=False if args.no_progress else None, retry_failed=args.retry_failed)
+    print("\n".join(summary_lines(result)))
+    if result.sweep.lost:
+        raise UserError(f"{result.sweep.lost} emulators were lost with their workers; re-run the command to "
+                        "retry them")
+
+
 def add_casestudy_parsers(sub) -> None:
-    """`fkb sweep`, `fkb score`, `fkb report`: the case study's parts."""
+    """`fkb casestudy`, and its parts `fkb sweep`, `fkb score`, `fkb report`."""
+    p = sub.add_parser("casestudy", help="the whole offline-versus-online case study from a preset",
+                       description="Run the case study: a reference run of the toy GCM (spin-up, then training "
+                                   "data and the checkpoint where the coupled runs start), the reference runs and "
+                                   "their noise floor, N emulators drawn from the seeded space (one Dask task each: "
+                                   "train, export, couple, score), OUT/results.nc/.csv, OUT/report.md and figures; "
+                                   "prints a summary. Re-running the same command continues where it stopped. "
+                                   "See docs/case-study.md.")
+    p.add_argument("--preset", default="quick", metavar="NAME|FILE.toml",
+                   help="quick (minutes, 2 cores), paper (>= 100 emulators, a simulated year each) or a TOML file "
+                        "(default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler (tcp://host:8786)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="workers of the local cluster (default: the preset's, else one per core)")
+    p.add_argument("--retry-failed", action="store_true", help="also re-run emulators whose task failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_casestudy)
+
     p = sub.add_parser("sweep", help="train, couple and score emulators drawn from a hyperparameter space, on Dask",
                        description="Run a sweep: one Dask task per emulator (train, export, couple, score). Results "
                                    "go to OUT/results/emulator_XXXX.json as each finishes; re-running the command "

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -405,7 +406,11 @@ def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTa
     record: dict[str, Any] = {"index": task.index, "hyperparameters": task.hyperparameters.to_dict(),
                               "work_dir": task.work_dir}
     try:
-        record.update(task_function(task))
+        # Dask collections inside the task (lazily opened runs) are computed in
+        # this thread: on a worker they would go to the cluster and queue behind
+        # the other emulators, while this worker starts another one.
+        with dask.config.set(scheduler="synchronous"):
+            record.update(task_function(task))
         record["status"] = "ok"
         record["error"] = None
     except Exception as exc:  # a failing emulator is a result, not the end of the sweep

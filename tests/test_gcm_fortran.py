@@ -5,6 +5,7 @@ physics (budgets, positivity, determinism, a single-column RCE run)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,5 +25,15 @@ def test_dynamical_core_fortran_tests_pass(tmp_path):
 def test_column_physics_fortran_tests_pass(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "gcm_toy" / "tests_fortran" / "physics" / "run_tests.sh")],
                             env={"PATH": "/usr/bin:/bin:/usr/local/bin", "PHYSICS_BUILD_DIR": str(tmp_path)},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def test_coupling_fortran_tests_pass(tmp_path):
+    """The emulator hook in Fortran: interface check, exact scatter of a known
+    network, ensembles, limiters, non-finite outputs (test_coupling)."""
+    result = subprocess.run(["bash", str(ROOT / "gcm_toy" / "tests_fortran" / "coupling" / "run_tests.sh"), "fast"],
+                            env={"PATH": "/usr/bin:/bin:/usr/local/bin", "COUPLING_BUILD_DIR": str(tmp_path),
+                                 "PYTHON": sys.executable},
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

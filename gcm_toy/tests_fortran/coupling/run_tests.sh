@@ -53,16 +53,23 @@ build_fkb() {
 }
 
 compile() {  # compile <dir> <flags...>: the GCM library objects
+  # Everything is rebuilt when any source or libfkb.a is newer than the last
+  # build (a changed module interface must reach every user of it).
   local dir="$1"; shift
   mkdir -p "$dir"
-  local objs=()
-  for s in "${sources[@]}" "$root/gcm_toy/tests_fortran/test_support.f90"; do
+  local objs=() stale=0
+  local all=("${sources[@]}" "$root/gcm_toy/tests_fortran/test_support.f90")
+  for s in "${all[@]}" "$build/fkb/libfkb.a"; do
+    if [ ! -f "$dir/.stamp" ] || [ "$s" -nt "$dir/.stamp" ]; then stale=1; fi
+  done
+  for s in "${all[@]}"; do
     local o="$dir/$(basename "${s%.f90}").o"
-    if [ ! -f "$o" ] || [ "$s" -nt "$o" ]; then
+    if [ "$stale" = 1 ]; then
       "$FC" "$@" -J "$dir" -I "$build/fkb/modules" -c "$s" -o "$o"
     fi
     objs+=("$o")
   done
+  touch "$dir/.stamp"
   echo "${objs[@]}"
 }
 

@@ -1,0 +1,449 @@
+"""The whole case study in one call: ``fkb casestudy --preset quick --out DIR``.
+
+Composes the existing pieces, in order:
+
+1. **reference data** (:func:`make_reference_data`): a run of the toy GCM
+   with the reference physics — a spin-up, then the data period whose
+   columns go to ``OUT/data/training.nc``
+   (:func:`gcm_toy.training_data.write_training_data`) — and the checkpoint
+   at its end, ``OUT/data/checkpoint_dayNNNNN.bin``: the initial state of
+   every coupled run;
+2. **reference runs** (:func:`coupler.sweep.prepare_reference`): the reference
+   physics from that checkpoint for the coupled period, the same from a
+   perturbed state, and their noise floor, in ``OUT/reference/``;
+3. **the sweep** (:func:`coupler.sweep.run_sweep`, task
+   :func:`coupler.sweep.default_task`): N emulators drawn from the seeded
+   space, each one Dask task (train on the training data split by time,
+   export, couple from the checkpoint, score against the reference);
+4. **results** ``OUT/results.nc`` / ``.csv`` (:mod:`coupler.results`) and
+   **the report** ``OUT/report.md`` with its figures
+   (:func:`experiments.report.make_report`) plus a section on the setup and
+   the wall time of each stage.
+
+A case study is data: a TOML preset (``experiments/presets/casestudy-NAME.toml``
+or any file) with the tables ``[casestudy]`` (description, workers),
+``[reference]`` (the data run: preset, spin-up, data days, sample interval,
+GCM overrides), and the sweep's ``[sweep]``, ``[space]``, ``[training]``,
+``[coupled]`` (:class:`coupler.sweep.SweepConfig`; the training data and the
+initial checkpoint are the case study's own and may not be set).
+
+Re-running the same command continues where it stopped: complete reference
+data and reference runs are reused, finished emulators are skipped. The
+folder remembers its configuration (``OUT/casestudy.toml``) and refuses a
+different one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from coupler.sweep import SweepConfig
+
+__all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "list_presets",
+           "load_casestudy", "make_reference_data", "run_casestudy", "summary_lines"]
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+"""Where ``--preset NAME`` looks for ``casestudy-NAME.toml``."""
+
+_SWEEP_TABLES = ("sweep", "space", "training", "coupled")
+_OWN_OPTIONS = {"sweep": ("data", "task"), "coupled": ("initial_checkpoint",)}
+
+
+# ------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class ReferenceDataConfig:
+    """The reference run that makes the training data: ``preset`` (a toy-GCM
+    preset with the moist reference physics) with ``overrides``, run
+    ``spinup_days`` [days] unsampled, then ``data_days`` [days] sampling every
+    column every ``interval_hours`` [h] (float32 or float64 ``precision``).
+    The coupled period starts where the data end."""
+
+    preset: str = "aquaplanet-t10"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    spinup_days: float = 10.0
+    data_days: float = 20.0
+    interval_hours: float = 6.0
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not self.spinup_days >= 0:
+            raise ValueError(f"[reference] spinup_days must be >= 0, got {self.spinup_days}")
+        if not self.data_days > 0:
+            raise ValueError(f"[reference] data_days must be positive, got {self.data_days}")
+        if not self.interval_hours > 0:
+            raise ValueError(f"[reference] interval_hours must be positive, got {self.interval_hours}")
+        if self.precision not in ("float32", "float64"):
+            raise ValueError(f"[reference] precision must be float32 or float64, got {self.precision!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ReferenceDataConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown [reference] option {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CaseStudyConfig:
+    """A case study: its reference data run, the sweep tables (as in a sweep
+    TOML file, without ``data``, ``task`` and ``initial_checkpoint``), the
+    number of local Dask workers (None: one per core) and where it came from."""
+
+    name: str
+    description: str
+    reference: ReferenceDataConfig
+    sweep_tables: Mapping[str, Any]
+    workers: int | None = None
+    source: str = ""
+
+    def sweep(self, data: str | os.PathLike, checkpoint: str | os.PathLike) -> SweepConfig:
+        """The sweep of this case study on the training data `data`, coupled
+        from `checkpoint`: the coupled runs use the reference run's preset,
+        options and physics unless ``[coupled]`` says otherwise."""
+        tables = {name: dict(self.sweep_tables.get(name, {})) for name in _SWEEP_TABLES}
+        tables["sweep"]["data"] = os.fspath(Path(data).resolve())
+        coupled = tables["coupled"]
+        coupled.setdefault("preset", self.reference.preset)
+        coupled.setdefault("reference_physics", "reference")
+        coupled["overrides"] = {**dict(self.reference.overrides), **dict(coupled.get("overrides", {}))}
+        coupled["initial_checkpoint"] = os.fspath(Path(checkpoint).resolve())
+        return SweepConfig.from_dict(tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as TOML-like tables (what ``OUT/casestudy.toml`` holds)."""
+        casestudy = {"name": self.name, "description": self.description}
+        if self.workers is not None:
+            casestudy["workers"] = self.workers
+        return {"casestudy": casestudy, "reference": dataclasses.asdict(self.reference),
+                **{k: dict(v) for k, v in self.sweep_tables.items()}}
+
+
+def list_presets() -> dict[str, str]:
+    """Case-study presets shipped in ``experiments/presets``: name -> description."""
+    presets = {}
+    for path in sorted(PRESET_DIR.glob("casestudy-*.toml")):
+        data = tomllib.loads(path.read_text())
+        presets[path.stem.removeprefix("casestudy-")] = str(data.get("casestudy", {}).get("description", ""))
+    return presets
+
+
+def _preset_path(preset: str | os.PathLike) -> Path:
+    path = Path(preset)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such case-study preset")
+        return path
+    named = PRESET_DIR / f"casestudy-{preset}.toml"
+    if not named.is_file():
+        raise ValueError(f"unknown case-study preset {str(preset)!r} (known: {', '.join(list_presets())}; "
+                         "or a TOML file)")
+    return named
+
+
+def load_casestudy(preset: str | os.PathLike | Mapping[str, Any]) -> CaseStudyConfig:
+    """A case study from a preset name (``quick``, ``paper``), a TOML file or
+    a dict of tables. Unknown tables or options raise ValueError naming them;
+    the sweep tables are checked by :class:`coupler.sweep.SweepConfig`."""
+    if isinstance(preset, Mapping):
+        data, name, source = dict(preset), "custom", "(dict)"
+    else:
+        path = _preset_path(preset)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        name, source = path.stem.removeprefix("casestudy-"), os.fspath(path)
+    known = ("casestudy", "reference") + _SWEEP_TABLES
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown case-study table [{unknown[0]}] (known: {', '.join(known)})")
+    head = dict(data.get("casestudy", {}))
+    extra = sorted(set(head) - {"name", "description", "workers"})
+    if extra:
+        raise ValueError(f"unknown [casestudy] option {extra[0]!r} (known: description, name, workers)")
+    for table, options in _OWN_OPTIONS.items():
+        for option in options:
+            if option in data.get(table, {}):
+                raise ValueError(f"[{table}] {option} is made by the case study itself; remove it from the preset")
+    workers = head.get("workers")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"[casestudy] workers must be a positive integer, got {workers!r}")
+    config = CaseStudyConfig(name=str(head.get("name", name)), description=str(head.get("description", "")),
+                             reference=ReferenceDataConfig.from_dict(data.get("reference", {})),
+                             sweep_tables={k: dict(data[k]) for k in _SWEEP_TABLES if k in data},
+                             workers=workers, source=source)
+    config.sweep("training.nc", "checkpoint.bin")  # checks the sweep tables now, before any run
+    return config
+
+
+def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """Tables of scalars, lists and inline tables as TOML text."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{json.dumps(str(k))} = {value(x)}" for k, x in v.items()) + "}"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {value(v)}" for key, v in table.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _claim_folder(config: CaseStudyConfig, out: Path) -> None:
+    """Write ``OUT/casestudy.toml``, or check that the folder holds this case
+    study (a re-run) and not another one."""
+    path = out / "casestudy.toml"
+    text = _toml(config.to_dict())
+    if path.is_file():
+        if tomllib.loads(path.read_text()) != tomllib.loads(text):
+            raise ValueError(f"{out} holds a case study of another configuration ({path}); choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"# case study {config.name!r} from {config.source}\n" + text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------- reference data
+def make_reference_data(config: ReferenceDataConfig, out_dir: str | os.PathLike,
+                        progress: bool | None = None) -> dict[str, Any]:
+    """The training data and the initial checkpoint of the coupled runs in
+    ``out_dir`` (``training.nc``, ``checkpoint_dayNNNNN.bin`` + ``.toml``,
+    and ``data.json`` describing them, written last). Data of an earlier
+    complete call (``data.json`` present) are reused; an incomplete attempt
+    is replaced. Returns ``data.json``'s content: paths, samples, columns,
+    days, seconds."""
+    from gcm_toy import Model
+    from gcm_toy.run import day_label
+    from gcm_toy.training_data import write_training_data
+    import xarray as xr
+
+    out = Path(out_dir)
+    manifest = out / "data.json"
+    if manifest.is_file():
+        with open(manifest) as fh:
+            info = json.load(fh)
+        if Path(info["training"]).is_file() and Path(info["checkpoint"]).is_file():
+            info["reused"] = True
+            return info
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("checkpoint_day*.bin*"):
+        stale.unlink()
+    clock = time.perf_counter()
+    with Model(config.preset, dict(config.overrides), keep_training_batch=True) as model:
+        training = write_training_data(model, config.data_days, out / "training.nc",
+                                       interval_hours=config.interval_hours, spinup_days=config.spinup_days,
+                                       overwrite=True, dtype=config.precision, progress=progress)
+        checkpoint = model.save_checkpoint(out / f"checkpoint_day{day_label(model.time_days)}.bin")
+        start_day = model.time_days
+    with xr.open_dataset(training, decode_times=False) as ds:
+        info = {"training": os.fspath(training.resolve()), "checkpoint": os.fspath(checkpoint.resolve()),
+                "samples": int(ds.sizes["time"]), "columns": int(ds.sizes["lat"] * ds.sizes["lon"]),
+                "first_day": float(ds.time[0]), "last_day": float(ds.time[-1]), "coupled_start_day": start_day,
+                "simulated_days": config.spinup_days + config.data_days,
+                "seconds": time.perf_counter() - clock}
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, manifest)
+    info["reused"] = False
+    return info
+
+
+# -------------------------------------------------------------------- run
+@dataclass
+class CaseStudyResult:
+    """What :func:`run_casestudy` made: the folder, the report, the results
+    Dataset, the report's headline statistics, the sweep summary, the data
+    description and the wall time of each stage [s] (0 for a stage reused)."""
+
+    out_dir: Path
+    report: Path
+    results: Any
+    stats: dict[str, Any]
+    sweep: Any
+    data: dict[str, Any]
+    config: CaseStudyConfig
+    seconds: dict[str, float]
+
+
+def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
+    now = time.perf_counter()
+    seconds[name] = now - clock
+    return now
+
+
+def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfig, out_dir: str | os.PathLike, *,
+                  scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
+                  retry_failed: bool = False, log=print) -> CaseStudyResult:
+    """Run (or continue) the case study `preset` in `out_dir`: reference
+    data, reference runs, the sweep on Dask (a local cluster of `n_workers`
+    processes, default the preset's ``workers`` or one per core, or the
+    cluster at `scheduler`), results, report. `log` gets one line per stage."""
+    from coupler.results import collect_results, write_results
+    from coupler.sweep import prepare_reference, run_sweep
+    from experiments.report import headline_statistics, make_report
+
+    config = preset if isinstance(preset, CaseStudyConfig) else load_casestudy(preset)
+    out = Path(out_dir)
+    _claim_folder(config, out)
+    seconds: dict[str, float] = {}
+    start = clock = time.perf_counter()
+
+    ref = config.reference
+    log(f"case study {config.name!r}: reference data ({ref.preset}, {ref.spinup_days:g}-day spin-up, "
+        f"{ref.data_days:g} days of samples every {ref.interval_hours:g} h) in {out / 'data'}")
+    data = make_reference_data(ref, out / "data", progress=progress)
+    clock = _timed(seconds, "reference_data", clock)
+    if data["reused"]:
+        seconds["reference_data"] = 0.0
+        log(f"  reused {data['training']}")
+    sweep = config.sweep(data["training"], data["checkpoint"])
+    coupled = sweep.coupled
+
+    reused = (out / "reference" / "noise_floor.nc").is_file()
+    log(f"reference runs: {coupled.days:g} days from day {data['coupled_start_day']:g}, and from a state perturbed "
+        f"by {coupled.perturbation_kelvin:g} K (noise floor) in {out / 'reference'}")
+    paths = prepare_reference(coupled, out / "reference")
+    clock = _timed(seconds, "reference_runs", clock)
+    if reused:
+        seconds["reference_runs"] = 0.0
+
+    workers = n_workers if n_workers is not None else config.workers
+    log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}), one Dask task each "
+        f"({'scheduler ' + scheduler if scheduler else 'local cluster'}) in {out / 'emulators'}")
+    summary = run_sweep(sweep.tasks(out, paths["reference"]), out, sweep.task, scheduler=scheduler,
+                        n_workers=None if scheduler else workers, progress=progress, retry_failed=retry_failed)
+    clock = _timed(seconds, "sweep", clock)
+    log(f"  {summary}")
+
+    results = collect_results(out)
+    write_results(results, out)
+    report = make_report(results, out, reference=paths["reference"])
+    stats = headline_statistics(results)
+    clock = _timed(seconds, "report", clock)
+    seconds["total"] = clock - start
+    result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds)
+    _write_timings(result)
+    with open(report, "a") as fh:
+        fh.write("\n" + "\n".join(setup_section(result)) + "\n")
+    return result
+
+
+def _emulator_timings(result: CaseStudyResult) -> list[dict[str, float]]:
+    """Per emulator: task, training and coupled-run wall time [s], coupled
+    days simulated, parameters of the network."""
+    rows = []
+    ds = result.results
+    for i, index in enumerate(ds["emulator"].values):
+        path = Path(result.out_dir) / "results" / f"emulator_{int(index):04d}.json"
+        with open(path) as fh:
+            record = json.load(fh)
+        train = math.nan
+        training_json = Path(record.get("work_dir", "")) / "training.json"
+        if training_json.is_file():
+            with open(training_json) as fh:
+                train = float(sum(json.load(fh)["history"]["seconds"]))
+        depth, width = int(ds["depth"].values[i]), int(ds["width"].values[i])
+        n_in, n_out = 24, 25
+        params = (n_in * width + width + (depth - 1) * (width * width + width) + width * n_out + n_out
+                  if depth > 0 and width > 0 else math.nan)
+        rows.append({"emulator": int(index), "task_seconds": float(record.get("seconds") or math.nan),
+                     "fit_seconds": train, "coupled_days": float(ds["days_survived"].values[i]),
+                     "parameters": params})
+    return rows
+
+
+def _write_timings(result: CaseStudyResult) -> None:
+    rows = _emulator_timings(result)
+    info = {"stages_seconds": result.seconds, "emulators": rows, "data": result.data}
+    path = Path(result.out_dir) / "timings.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def setup_section(result: CaseStudyResult) -> list[str]:
+    """The report's section on the setup and the wall time of the stages."""
+    c, d = result.config, result.data
+    sweep = c.sweep(d["training"], d["checkpoint"])
+    k = sweep.coupled
+    s = result.seconds
+    rows = _emulator_timings(result)
+    task = [r["task_seconds"] for r in rows if math.isfinite(r["task_seconds"])]
+    lines = ["## Setup", "",
+             f"Case study `{c.name}` ({c.source}): {c.description}", "",
+             f"- reference data: `{c.reference.preset}`, {c.reference.spinup_days:g}-day spin-up, then "
+             f"{c.reference.data_days:g} days sampled every {c.reference.interval_hours:g} h: {d['samples']} samples "
+             f"of {d['columns']} columns (days {d['first_day']:g}-{d['last_day']:g}), split by time into "
+             "training, validation and test blocks (70/15/15 %);",
+             f"- coupled runs: {k.days:g} days from day {d['coupled_start_day']:g} (the end of the data), "
+             f"scored in windows of {k.window_days:g} days, output every {k.output_interval_hours:g} h; noise floor "
+             f"from a start perturbed by {k.perturbation_kelvin:g} K;",
+             f"- {sweep.n_emulators} emulators drawn with seed {sweep.seed}; fixed training settings: "
+             + (", ".join(f"{key} = {v}" for key, v in sweep.training.items()) or "the defaults") + ".", "",
+             "Wall time [s] of this invocation (0: reused from an earlier one):", "",
+             "| reference data | reference runs | sweep | results + report | total |", "|---|---|---|---|---|",
+             f"| {s['reference_data']:.0f} | {s['reference_runs']:.0f} | {s['sweep']:.0f} | {s['report']:.0f} "
+             f"| {s['total']:.0f} |", ""]
+    if task:
+        lines.append(f"One emulator's task (train, export, couple, score): median {sorted(task)[len(task) // 2]:.0f} s, "
+                     f"max {max(task):.0f} s; per-emulator times in `timings.json`.")
+    return lines
+
+
+def summary_lines(result: CaseStudyResult) -> list[str]:
+    """A few lines saying what the case study found, for the terminal."""
+    st, res = result.stats, result.results
+    k = result.config.sweep(result.data["training"], result.data["checkpoint"]).coupled
+    lines = [f"case study {result.config.name!r}: {st['n_emulators']} emulators, {st['n_finished']} finished, "
+             f"{st['n_failed']} failed; of the coupled runs ({k.days:g} days), {st['n_crashed']} crashed and "
+             f"{st['n_survivors']} survived"]
+    ok = res["status"].values == "ok"
+    days = res["days_survived"].values[ok]
+    if days.size:
+        lines.append(f"  days survived: min {days.min():g}, median {float(sorted(days)[days.size // 2]):g}, "
+                     f"max {days.max():g}")
+    for label, key in (("online error (survivors)", "spearman_offline_vs_online_error_normalized"),
+                       ("days survived (all)", "spearman_offline_vs_days_survived")):
+        sp = st[key]
+        lines.append(f"  offline validation MSE vs {label}: Spearman rho {_fmt(sp['rho'])} "
+                     f"(p {_fmt(sp['p_value'])}, n {sp['n']})")
+    floor = st["noise_floor"]["normalized"]
+    survivors = ok & (res["crashed"].values == 0)
+    errors = res["online_error_normalized"].values[survivors]
+    if errors.size:
+        lines.append(f"  online error of survivors (normalised): min {errors.min():.3g}, max {errors.max():.3g}; "
+                     f"noise floor {_fmt(floor)}")
+    by = st["by_optimizer"]
+    if by:
+        lines.append("  survived by optimizer: " + ", ".join(
+            f"{name} {round(v['fraction_survived'] * v['n'])}/{v['n']}" for name, v in by.items()))
+    s = result.seconds
+    lines.append(f"  wall time: reference data {s['reference_data']:.0f} s, reference runs {s['reference_runs']:.0f} s, "
+                 f"sweep {s['sweep']:.0f} s, report {s['report']:.0f} s; total {s['total']:.0f} s")
+    lines.append(f"report: {result.report}")
+    return lines

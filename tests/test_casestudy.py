@@ -1,0 +1,154 @@
+"""`fkb casestudy`: the whole case study from a preset, end to end at toy size
+(T10, 3 emulators, a few days), its re-run, and the presets."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from coupler.cli import main
+from experiments.casestudy import list_presets, load_casestudy
+
+TINY = """
+[casestudy]
+description = "tiny: for tests"
+workers = 2
+
+[reference]
+preset = "aquaplanet-t10"
+spinup_days = 1.0
+data_days = 2.0
+interval_hours = 6.0
+
+[sweep]
+n_emulators = 3
+seed = 4
+
+[space]
+depth = [1, 2]
+width = [8, 16]
+batch_size = [256]
+learning_rate = [1e-4, 1e-2]
+
+[training]
+epochs = 1
+patience = 1
+
+[coupled]
+days = 2.0
+window_days = 1.0
+output_interval_hours = 24.0
+"""
+
+
+def run_cli(argv, capsys):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("casestudy")
+    preset = root / "tiny.toml"
+    preset.write_text(TINY)
+    out = root / "out"
+    status = main(["casestudy", "--preset", str(preset), "--out", str(out), "--no-progress"])
+    return {"status": status, "preset": preset, "out": out}
+
+
+def test_casestudy_runs_every_stage_and_writes_the_results(tiny_study):
+    assert tiny_study["status"] == 0
+    out = tiny_study["out"]
+    data = json.loads((out / "data" / "data.json").read_text())
+    assert data["samples"] == 8 and data["columns"] == 512          # 2 days every 6 h, T10 32 x 16
+    assert data["coupled_start_day"] == pytest.approx(3.0)          # spin-up + data period
+    assert (out / "data" / "checkpoint_day00003.bin").is_file()
+
+    reference = xr.open_dataset(out / "reference" / "reference.nc", decode_times=False)
+    assert reference.attrs["run_status"] == "completed" and reference.attrs["physics"] == "reference"
+    assert float(reference.attrs["start_time_days"]) == pytest.approx(3.0)
+    assert reference.sizes["time"] == 2                              # daily records of a 2-day run
+
+    results = xr.open_dataset(out / "results.nc")
+    assert results.sizes["emulator"] == 3 and list(results["emulator"].values) == [0, 1, 2]
+    assert (results["status"].values == "ok").all()
+    assert (results["depth"].values >= 1).all() and (results["depth"].values <= 2).all()
+    assert np.isfinite(results["offline_mse"].values).all() and (results["offline_mse"].values > 0).all()
+    days = results["days_survived"].values
+    assert ((days >= 0) & (days <= 2.0)).all()
+    # a run crashed exactly when it stopped before the end; survivors have an online error
+    assert ((results["crashed"].values == 1) == (days < 2.0)).all()
+    survivors = results["crashed"].values == 0
+    assert np.isfinite(results["online_error_t"].values[survivors]).all()
+    assert (results["online_error_t"].values[survivors] >= 0).all()
+    assert results.attrs["noise_floor_t"] >= 0 and np.isfinite(results.attrs["noise_floor_normalized"])
+    csv = (out / "results.csv").read_text().splitlines()
+    assert len(csv) == 4 and csv[0].startswith("emulator,")
+
+    report = (out / "report.md").read_text()
+    assert "## Headline" in report and "## Setup" in report
+    assert "8 samples of 512 columns" in report and "3 emulators drawn with seed 4" in report
+    assert (out / "offline_vs_online.png").is_file()
+    timings = json.loads((out / "timings.json").read_text())
+    assert len(timings["emulators"]) == 3 and timings["stages_seconds"]["total"] > 0
+    assert load_casestudy(out / "casestudy.toml").sweep_tables == load_casestudy(tiny_study["preset"]).sweep_tables
+
+
+def test_casestudy_rerun_continues_and_reuses_everything(tiny_study, capsys):
+    out = tiny_study["out"]
+    before = xr.open_dataset(out / "results.nc").load()
+    training_mtime = (out / "data" / "training.nc").stat().st_mtime_ns
+    (out / "results" / "emulator_0001.json").unlink()               # as if stopped before its result
+    status, stdout, err = run_cli(["casestudy", "--preset", tiny_study["preset"], "--out", out, "--no-progress"],
+                                  capsys)
+    assert status == 0, err
+    assert "3 emulators: 2 finished before, 1 done, 0 failed" in stdout
+    assert "reference data 0 s, reference runs 0 s" in stdout
+    assert f"report: {out / 'report.md'}" in stdout.splitlines()[-1]
+    assert (out / "data" / "training.nc").stat().st_mtime_ns == training_mtime
+    after = xr.open_dataset(out / "results.nc").load()
+    for name in ("offline_mse", "days_survived", "online_error_t"):   # the redone emulator is bit for bit the same
+        np.testing.assert_array_equal(after[name].values, before[name].values)
+
+
+def test_casestudy_refuses_a_folder_of_another_configuration(tiny_study, tmp_path, capsys):
+    other = tmp_path / "other.toml"
+    other.write_text(TINY.replace("n_emulators = 3", "n_emulators = 4"))
+    status, out, err = run_cli(["casestudy", "--preset", other, "--out", tiny_study["out"]], capsys)
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert "holds a case study of another configuration" in err
+
+
+def test_shipped_presets():
+    presets = list_presets()
+    assert {"quick", "paper"} <= set(presets)
+    quick, paper = load_casestudy("quick"), load_casestudy("paper")
+    q = quick.sweep("training.nc", "checkpoint.bin")
+    assert quick.reference.preset == "aquaplanet-t10" and q.n_emulators >= 12
+    assert q.coupled.preset == "aquaplanet-t10" and q.coupled.reference_physics == "reference"
+    p = paper.sweep("training.nc", "checkpoint.bin")
+    assert p.n_emulators >= 100 and p.coupled.days == 360 and paper.reference.preset == "aquaplanet"
+    assert p.space.depth == (4, 8) and p.space.learning_rate == (1e-5, 1e-1)     # the paper's space
+
+
+@pytest.mark.parametrize("tables, message", [
+    ({"sweep": {"data": "x.nc"}}, "[sweep] data is made by the case study"),
+    ({"coupled": {"initial_checkpoint": "c.bin"}}, "[coupled] initial_checkpoint is made"),
+    ({"referenc": {}}, "unknown case-study table [referenc]"),
+    ({"reference": {"spinup": 3}}, "unknown [reference] option 'spinup'"),
+    ({"reference": {"data_days": 0}}, "data_days must be positive"),
+    ({"coupled": {"days": 5, "window_days": 10}}, "longer than the run"),
+    ({"casestudy": {"workers": 0}}, "workers must be a positive integer"),
+])
+def test_bad_presets_are_refused_naming_the_problem(tables, message):
+    with pytest.raises(ValueError, match=None) as info:
+        load_casestudy(tables)
+    assert message in str(info.value)
+
+
+def test_unknown_preset_name_is_one_line(tmp_path, capsys):
+    status, out, err = run_cli(["casestudy", "--preset", "huge", "--out", tmp_path / "x"], capsys)
+    assert status == 1 and "unknown case-study preset 'huge' (known: " in err and "quick" in err
