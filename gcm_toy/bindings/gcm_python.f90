@@ -143,20 +143,17 @@ subroutine gcm_set_initial_state(handle, name, seed, t0, stat, msg)
   !! 'jablonowski-williamson' (the steady baroclinic jet, with its orography),
   !! 'aquaplanet' (moist, at rest, from the Qobs SST, noise from `seed`).
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_err_config, gcm_err_state, set_rest_isothermal, set_held_suarez_start, &
+  use gcm_dycore, only: gcm_err_config, set_rest_isothermal, set_held_suarez_start, &
                         set_rossby_haurwitz, set_jablonowski_williamson
   use gcm_aquaplanet, only: set_aquaplanet_start
-  use gcm_python_handles, only: slots, valid_handle, initial_state_names, reset_means
+  use gcm_python_handles, only: slots, missing_model, initial_state_names, reset_means
   implicit none
   integer, intent(in) :: handle, seed
   character(len=*), intent(in) :: name
   real(real64), intent(in) :: t0
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   associate (model => slots(handle)%s%model)
     select case (trim(name))
     case ('rest')
@@ -184,8 +181,8 @@ subroutine gcm_step(handle, nsteps, accumulate, steps_done, stat, msg)
   !! failing state stops early: steps_done < nsteps, stat is the failure's
   !! code (see gcm_failure for the report).
   use iso_fortran_env, only: int64
-  use gcm_dycore, only: gcm_ok, gcm_err_state, model_get_grid
-  use gcm_python_handles, only: slots, valid_handle, step_slot, accumulate_diagnostics
+  use gcm_dycore, only: gcm_ok, model_get_grid
+  use gcm_python_handles, only: slots, missing_model, step_slot, accumulate_diagnostics
   implicit none
   integer, intent(in) :: handle, nsteps, accumulate
   integer, intent(out) :: steps_done, stat
@@ -193,10 +190,7 @@ subroutine gcm_step(handle, nsteps, accumulate, steps_done, stat, msg)
   integer(int64) :: first
   integer :: i
   steps_done = 0
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   associate (s => slots(handle)%s)
     first = s%model%state%step
     if (accumulate == 0) then
@@ -227,16 +221,13 @@ end subroutine gcm_step
 subroutine gcm_check(handle, stat, msg)
   !! The crash check of the current state without stepping: stat is 0 or the
   !! failure's code (see gcm_failure for the report).
-  use gcm_dycore, only: gcm_err_state, model_check
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_dycore, only: model_check
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_check(slots(handle)%s%model, stat, msg)
 end subroutine gcm_check
 
@@ -246,8 +237,8 @@ subroutine gcm_failure(handle, failure_status, step, time_days, lat_deg, lon_deg
   !! The report of the last failed state check: failure_status 0 = none;
   !! level 1 = top, 0 for surface pressure; value in SI units.
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_ok, gcm_err_state
-  use gcm_python_handles, only: slots, valid_handle, physics_failure
+  use gcm_dycore, only: gcm_ok
+  use gcm_python_handles, only: slots, missing_model, physics_failure
   implicit none
   integer, intent(in) :: handle
   integer, intent(out) :: failure_status, step, level, stat
@@ -257,10 +248,7 @@ subroutine gcm_failure(handle, failure_status, step, time_days, lat_deg, lon_deg
   failure_status = 0; step = 0; level = 0; time_days = 0; lat_deg = 0; lon_deg = 0; sigma = 0; value = 0
   variable = ''
   msg = ''
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   associate (f => slots(handle)%s%model%failure)
     failure_status = f%status
     step = int(f%step)
@@ -308,18 +296,15 @@ subroutine gcm_grid(handle, nlat, nlon, nlev, lat, lon, weight, sigma, sigma_hal
   !! (sum 2), longitudes [rad] from 0, full-level sigma (top first) and the
   !! nlev+1 half levels from 0 to 1.
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_err_state, model_grid
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_dycore, only: model_grid
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle, nlat, nlon, nlev
   real(real64), intent(out) :: lat(nlat), lon(nlon), weight(nlat), sigma(nlev), sigma_half(nlev + 1)
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
   lat = 0; lon = 0; weight = 0; sigma = 0; sigma_half = 0
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_grid(slots(handle)%s%model, lat, lon, weight, sigma, sigma_half, stat, msg)
 end subroutine gcm_grid
 
@@ -328,8 +313,8 @@ subroutine gcm_get_grid(handle, nlev, nlon, nlat, u, v, t, q, ps, stat, msg)
   !! Grid state of the current time level: u, v [m s-1], t [K], q [kg kg-1]
   !! (nlev, nlon, nlat), ps [Pa] (nlon, nlat).
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_err_state, model_get_grid
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_dycore, only: model_get_grid
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle, nlev, nlon, nlat
   real(real64), intent(out) :: u(nlev, nlon, nlat), v(nlev, nlon, nlat), t(nlev, nlon, nlat), &
@@ -337,10 +322,7 @@ subroutine gcm_get_grid(handle, nlev, nlon, nlat, u, v, t, q, ps, stat, msg)
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
   u = 0; v = 0; t = 0; q = 0; ps = 0
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_get_grid(slots(handle)%s%model, u, v, t, q, ps, stat, msg)
 end subroutine gcm_get_grid
 
@@ -349,18 +331,15 @@ subroutine gcm_set_grid(handle, nlev, nlon, nlat, u, v, t, q, ps, stat, msg)
   !! Replace the state by grid fields (projected onto the truncation); the
   !! next step is a forward step. The step counter is kept.
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_err_state, model_set_grid
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_dycore, only: model_set_grid
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle, nlev, nlon, nlat
   real(real64), intent(in) :: u(nlev, nlon, nlat), v(nlev, nlon, nlat), t(nlev, nlon, nlat), &
                               q(nlev, nlon, nlat), ps(nlon, nlat)
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_set_grid(slots(handle)%s%model, u, v, t, q, ps, stat, msg)
 end subroutine gcm_set_grid
 
@@ -370,7 +349,7 @@ subroutine gcm_get_mean(handle, nlev, nlon, nlat, u, v, t, q, ps, count, stat, m
   !! number (count = 0: no state summed, the fields are zero).
   use iso_fortran_env, only: real64
   use gcm_dycore, only: gcm_ok, gcm_err_state
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle, nlev, nlon, nlat
   real(real64), intent(out) :: u(nlev, nlon, nlat), v(nlev, nlon, nlat), t(nlev, nlon, nlat), &
@@ -379,10 +358,7 @@ subroutine gcm_get_mean(handle, nlev, nlon, nlat, u, v, t, q, ps, count, stat, m
   character(len=1024), intent(out) :: msg
   u = 0; v = 0; t = 0; q = 0; ps = 0; count = 0
   msg = ''
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   associate (s => slots(handle)%s)
     if (any(shape(u) /= shape(s%sum_u)) .or. any(shape(ps) /= shape(s%sum_ps))) then
       stat = gcm_err_state; msg = 'gcm_get_mean: arrays must have shape (nlev, nlon, nlat) and (nlon, nlat)'
@@ -410,7 +386,7 @@ subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, count
   !! cloud_count: of those with a cloud fraction (reference physics only).
   use iso_fortran_env, only: real64
   use gcm_dycore, only: gcm_ok, gcm_err_state
-  use gcm_python_handles, only: slots, valid_handle, n_diagnostics
+  use gcm_python_handles, only: slots, missing_model, n_diagnostics
   implicit none
   integer, intent(in) :: handle, nlon, nlat, nlev, ndiag
   real(real64), intent(out) :: diag(nlon, nlat, ndiag), cloud(nlev, nlon, nlat)
@@ -418,10 +394,7 @@ subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, count
   character(len=1024), intent(out) :: msg
   diag = 0; cloud = 0; count = 0; cloud_count = 0
   msg = ''
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   associate (s => slots(handle)%s)
     if (ndiag /= n_diagnostics .or. any(shape(diag(:, :, 1)) /= shape(s%sum_diag(:, :, 1))) .or. &
         any(shape(cloud) /= shape(s%sum_cloud))) then
@@ -445,8 +418,7 @@ subroutine gcm_get_training_batch(handle, n_in, n_out, ncol, x, y, step, time_se
   !! time [s] of the state the physics saw and the time its tendencies act
   !! over [s]. Needs the moist physics created with keep_training_batch.
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_err_state
-  use gcm_python_handles, only: slots, valid_handle, slot_training_batch
+  use gcm_python_handles, only: slots, missing_model, slot_training_batch
   implicit none
   integer, intent(in) :: handle, n_in, n_out, ncol
   real(real64), intent(out) :: x(n_in, ncol), y(n_out, ncol)
@@ -454,10 +426,7 @@ subroutine gcm_get_training_batch(handle, n_in, n_out, ncol, x, y, step, time_se
   real(real64), intent(out) :: time_seconds, dt
   character(len=1024), intent(out) :: msg
   x = 0; y = 0; step = 0; time_seconds = 0; dt = 0
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call slot_training_batch(slots(handle)%s, x, y, step, time_seconds, dt, stat, msg)
 end subroutine gcm_get_training_batch
 
@@ -513,17 +482,14 @@ end subroutine gcm_time
 
 subroutine gcm_write_checkpoint(handle, path, stat, msg)
   !! The full prognostic state to a raw binary file (see gcm_checkpoint).
-  use gcm_dycore, only: gcm_err_state, model_write_checkpoint
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_dycore, only: model_write_checkpoint
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle
   character(len=*), intent(in) :: path
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_write_checkpoint(slots(handle)%s%model, path, stat, msg)
 end subroutine gcm_write_checkpoint
 
@@ -531,17 +497,14 @@ end subroutine gcm_write_checkpoint
 subroutine gcm_read_checkpoint(handle, path, stat, msg)
   !! Replace the state by a checkpoint's (same resolution, levels and dt);
   !! the running means start again.
-  use gcm_dycore, only: gcm_err_state, model_read_checkpoint
-  use gcm_python_handles, only: slots, valid_handle, reset_means
+  use gcm_dycore, only: model_read_checkpoint
+  use gcm_python_handles, only: slots, missing_model, reset_means
   implicit none
   integer, intent(in) :: handle
   character(len=*), intent(in) :: path
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_read_checkpoint(slots(handle)%s%model, path, stat, msg)
   call reset_means(slots(handle)%s)
 end subroutine gcm_read_checkpoint
@@ -551,18 +514,15 @@ subroutine gcm_global_means(handle, ps_mean, dry_mass, water, stat, msg)
   !! Global means of the current state [Pa]: surface pressure, dry-air
   !! surface pressure, water-vapour "surface pressure" (divide by g for kg m-2).
   use iso_fortran_env, only: real64
-  use gcm_dycore, only: gcm_err_state, model_global_means
-  use gcm_python_handles, only: slots, valid_handle
+  use gcm_dycore, only: model_global_means
+  use gcm_python_handles, only: slots, missing_model
   implicit none
   integer, intent(in) :: handle
   real(real64), intent(out) :: ps_mean, dry_mass, water
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
   ps_mean = 0; dry_mass = 0; water = 0
-  if (.not. valid_handle(handle)) then
-    stat = gcm_err_state; msg = 'invalid model handle'
-    return
-  end if
+  if (missing_model(handle, stat, msg)) return
   call model_global_means(slots(handle)%s%model, ps_mean, dry_mass, water, stat, msg)
 end subroutine gcm_global_means
 

@@ -7,7 +7,7 @@ module gcm_python_handles
   !! at creation, and the running sums of the time means over an output
   !! interval.
   use iso_fortran_env, only: int64
-  use gcm_dycore, only: wp, climate_model, physics_scheme, held_suarez_forcing, gcm_ok, gcm_err_config, &
+  use gcm_dycore, only: gcm_err_state, wp, climate_model, physics_scheme, held_suarez_forcing, gcm_ok, gcm_err_config, &
                         model_step
   use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
                             aquaplanet_emulator_setup, aquaplanet_get_surface_diagnostics, &
@@ -15,7 +15,7 @@ module gcm_python_handles
   use gcm_emulator, only: emulator_options
   implicit none
   private
-  public :: model_slot, slots, new_slot, free_slot, valid_handle, select_physics, physics_names, &
+  public :: model_slot, slots, new_slot, free_slot, valid_handle, missing_model, select_physics, physics_names, &
             initial_state_names, step_slot, reset_means, physics_options, n_diagnostics, accumulate_diagnostics, &
             physics_failure, slot_training_batch, slot_physics_mode
 
@@ -108,6 +108,19 @@ contains
     if (handle < 1 .or. handle > size(slots)) return
     valid_handle = allocated(slots(handle)%s)
   end function valid_handle
+
+  logical function missing_model(handle, stat, msg)
+    !! True, with stat and msg set, when `handle` names no model: the check
+    !! every entry point makes before touching its slot.
+    integer, intent(in) :: handle
+    integer, intent(inout) :: stat
+    character(len=*), intent(inout) :: msg
+    missing_model = .not. valid_handle(handle)
+    if (missing_model) then
+      stat = gcm_err_state
+      msg = 'invalid model handle'
+    end if
+  end function missing_model
 
   subroutine select_physics(name, model, options, physics, status, message)
     !! The one place where a physics name becomes a scheme, for an
