@@ -40,7 +40,16 @@ def _is_user_error(exc: BaseException) -> bool:
 
 
 # ----------------------------------------------------------------- convert
+def _load_plugins(names: list[str]) -> None:
+    """Import the modules that register custom layers (docs/custom-layers.md)."""
+    if names:
+        from emulators.convert import load_plugin
+        for name in names:
+            load_plugin(name)
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
+    _load_plugins(args.plugin)
     from emulators.convert import convert
     convert(args.src, args.dst)
     print(f"wrote {args.dst}")
@@ -48,6 +57,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> None:
+    _load_plugins(args.plugin)
     if Path(args.model).suffix.lower() in (".keras", ".h5", ".hdf5"):
         from emulators.convert import load_spec as read
     else:
@@ -87,20 +97,58 @@ def describe_spec(spec, path) -> str:
     if spec.outputs:
         lines.append("output variables")
         lines.extend(f"  {i + 1:>4}  {name}  [{units}]" for i, (name, units) in enumerate(spec.outputs))
+    state = getattr(spec, "training", None)
+    if state is not None:  # saved by a network trained in Fortran (format version 2)
+        settings = " ".join(f"{k}={v}" for k, v in state.optimizer_attributes.items())
+        lines.append(f"training state: {state.optimizer} ({settings}), loss {state.attributes.get('loss')}, "
+                     f"{state.attributes.get('iterations')} steps, {state.precision}-bit arrays "
+                     f"{', '.join(state.tensors) or '(none)'}")
+        if state.schedule is not None:
+            lines.append(f"  schedule {state.schedule} "
+                         + " ".join(f"{k}={v}" for k, v in state.schedule_attributes.items()))
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> None:
-    import numpy as np
-    from emulators.fkb import load
     x = _load_array(args.input)
     if x.ndim != 2:
         raise UserError(f"{args.input}: expected a 2-D array (n_samples, n_inputs), got shape {x.shape}")
-    net = load(args.model)
-    y = net.predict(x)
-    _save_array(args.output, y)
-    print(f"wrote {args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({y.dtype})")
+    ensemble_options = (args.std, args.members, args.noise_std, args.seed)
+    if len(args.models) == 1 and not Path(args.models[0]).is_dir() \
+            and all(option is None for option in ensemble_options):
+        from emulators.fkb import load
+        y = load(args.models[0]).predict(x)
+        _save_array(args.output, y)
+        print(f"wrote {args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({y.dtype})")
+        return
+    _predict_ensemble(args, x)
+
+
+def _predict_ensemble(args: argparse.Namespace, x) -> None:
+    """Several models (or a folder of them): the members' mean to -o, on
+    request their standard deviation and every member's output."""
+    from emulators.fkb import load_ensemble
+    if len(args.models) > 1 and any(Path(m).is_dir() for m in args.models):
+        raise UserError("give either one folder or model files, not both")
+    noise_std = 0.0 if args.noise_std is None else args.noise_std
+    if not noise_std >= 0.0 or noise_std == float("inf"):
+        raise UserError(f"--noise-std must be finite and >= 0, not {args.noise_std}")
+    source = args.models[0] if len(args.models) == 1 else args.models
+    with load_ensemble(source, precision=64 if x.dtype == "float64" else 32) as ens:
+        result = ens.predict(x, members=args.members is not None, noise_std=noise_std,
+                             seed=0 if args.seed is None else args.seed)
+    mean, std = result[0], result[1]
+    _save_array(args.output, mean)
+    print(f"wrote {args.output}: mean of {ens.n_members} members, {mean.shape[0]} samples x "
+          f"{mean.shape[1]} outputs ({mean.dtype})")
+    if args.std is not None:
+        _save_array(args.std, std)
+        print(f"wrote {args.std}: standard deviation over members (ddof=0)")
+    if args.members is not None:
+        _save_array(args.members, result[2])
+        print(f"wrote {args.members}: {ens.n_members} members x {mean.shape[0]} samples x "
+              f"{mean.shape[1]} outputs")
 
 
 def _load_array(path: str):
@@ -209,6 +257,11 @@ def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
     held_suarez_report(args.run, spinup_days=args.spinup_days, out_dir=args.out)
 
 
+def cmd_gcm_plot_aquaplanet(args: argparse.Namespace) -> None:
+    from experiments.aquaplanet_climate import aquaplanet_report
+    aquaplanet_report(args.run, spinup_days=args.spinup_days, out_dir=args.out, plots=not args.no_plots)
+
+
 # -------------------------------------------------- sweep, score, report
 def cmd_sweep(args: argparse.Namespace) -> None:
     import dataclasses
@@ -253,6 +306,35 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}")
 
 
+def cmd_couple(args: argparse.Namespace) -> None:
+    from coupler.couple import check_interface, couple_and_score, couple_config, prepare_model_files, summary_lines
+    from coupler.sweep import load_reference
+    if args.reference and args.preset:
+        raise UserError("give --reference DIR or --preset NAME, not both")
+    if args.days is not None and not args.days > 0:
+        raise UserError(f"--days must be positive, got {args.days:g}")
+    out = Path(args.out)
+    options = dict(days=args.days, window_days=args.window_days, limit_humidity=args.limit_humidity,
+                   limit_precipitation=args.limit_precipitation, precision=args.emulator_precision)
+    if args.reference:
+        config, reference = load_reference(args.reference)
+        stage = None
+    else:  # the case study's reference, made (or reused) in OUT/casestudy once the networks are accepted
+        from experiments.casestudy import load_casestudy
+        stage = load_casestudy(args.preset or "quick")
+        config, reference = stage.sweep("training.nc", "checkpoint.bin").coupled, {}
+    config = couple_config(config, **options)
+    files, converted = prepare_model_files(args.emulator, out)
+    check_interface(config, files)
+    if stage is not None:
+        from experiments.casestudy import prepare_casestudy_reference
+        made = prepare_casestudy_reference(stage, out / "casestudy", progress=False if args.no_progress else None)
+        config, reference = couple_config(made.sweep.coupled, **options), made.paths
+        print(f"reference: {out / 'casestudy'} (reuse it with --reference {out / 'casestudy'})")
+    result = couple_and_score(files, config, reference, out, converted=converted)
+    print("\n".join(summary_lines(result)))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from coupler.results import collect_results, read_results, write_results
     from experiments.report import make_report
@@ -286,7 +368,7 @@ def cmd_casestudy(args: argparse.Namespace) -> None:
 
 
 def add_casestudy_parsers(sub) -> None:
-    """`fkb casestudy`, and its parts `fkb sweep`, `fkb score`, `fkb report`."""
+    """`fkb casestudy`, and its parts `fkb sweep`, `fkb score`, `fkb couple`, `fkb report`."""
     p = sub.add_parser("casestudy", help="the whole offline-versus-online case study from a preset",
                        description="Run the case study: a reference run of the toy GCM (spin-up, then training "
                                    "data and the checkpoint where the coupled runs start), the reference runs and "
@@ -335,6 +417,34 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("-o", "--output", metavar="SCORE.nc", help="write the scores as netCDF")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("couple", help="couple an emulator (or an ensemble) into the toy GCM and score the run",
+                       description="Run the toy GCM with a network (several: their ensemble) in place of the "
+                                   "reference cloud and radiation physics, from the initial state of a case study's "
+                                   "reference run, and score it like the sweep does: days survived, crash reason, "
+                                   "pressure- and area-weighted RMSE of zonal-mean T and q against the reference "
+                                   "per window, and the noise floor. Keras .keras/.h5 files are converted into "
+                                   "OUT/emulators/ first. A network whose interface (names, units, sizes) differs "
+                                   "from the GCM's is refused. Writes OUT/coupled.nc, OUT/score.nc, OUT/score.json.")
+    p.add_argument("--emulator", required=True, nargs="+", metavar="PATH",
+                   help="model file(s) (.fkb, original FKB .txt) or Keras file(s) (.keras, .h5); several = ensemble")
+    p.add_argument("--reference", metavar="DIR",
+                   help="reference folder: a case-study or sweep output folder (its reference/) or the reference "
+                        "folder itself (reference.nc, coupled.json, perturbed.nc)")
+    p.add_argument("--preset", metavar="NAME|FILE.toml",
+                   help="without --reference: make (or reuse) this case study's reference in OUT/casestudy "
+                        "(default: quick)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--days", type=float, default=None, help="run length [days] (default: the reference's)")
+    p.add_argument("--window-days", type=float, default=None,
+                   help="scoring window [days], a multiple of the output interval (default: the reference's)")
+    p.add_argument("--emulator-precision", choices=("float32", "float64"), default=None,
+                   help="arithmetic of the networks (default: float32)")
+    p.add_argument("--limit-humidity", action="store_true",
+                   help="emulator limiter: clip dq/dt at -q/dt (then fill negative humidity)")
+    p.add_argument("--limit-precipitation", action="store_true", help="emulator limiter: clip precipitation at 0")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_couple)
+
     p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
                        description="Collect a sweep's results into results.nc/.csv and write report.md with the "
                                    "rank correlations, the optimizer table and the figures.")
@@ -356,19 +466,37 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".fkb or an original FKB .txt file -> .keras.")
     p.add_argument("src", help="source model file")
     p.add_argument("dst", help="destination model file")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (a dotted module name or a .py file), so that the custom layers "
+                        "it registers convert (docs/custom-layers.md); repeatable")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("info", help="print a model's layers, shapes, parameters, normalization and hash",
                        description="Describe a model file (.fkb, original FKB .txt, or a Keras .keras/.h5).")
     p.add_argument("model")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first, for models with custom layers (as for convert); repeatable")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("predict", help="run the Fortran runtime on a .npy array",
+    p = sub.add_parser("predict", help="run the Fortran runtime on a .npy array (one model or an ensemble)",
                        description="Predict with the Fortran runtime: X.npy has shape (n_samples, n_inputs); "
-                                   "Y.npy gets (n_samples, n_outputs) in X's precision.")
-    p.add_argument("model", help="model file (.fkb) or original FKB text file")
+                                   "Y.npy gets (n_samples, n_outputs) in X's precision. With several models, "
+                                   "or a folder whose *.fkb files (in name order) are the members, the models "
+                                   "form an ensemble: Y.npy gets the members' mean, --std their standard "
+                                   "deviation (ddof=0), --members every member's output (these options, --noise-std and "
+                                   "--seed also make one model an ensemble of one).")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model file (.fkb) or original FKB text file; several files, or one folder, for an ensemble")
     p.add_argument("-i", "--input", required=True, metavar="X.npy")
-    p.add_argument("-o", "--output", required=True, metavar="Y.npy")
+    p.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                   help="the prediction; for an ensemble the members' mean")
+    p.add_argument("--std", metavar="STD.npy", help="ensemble: standard deviation over members, (n_samples, n_outputs)")
+    p.add_argument("--members", metavar="MEMBERS.npy",
+                   help="ensemble: every member's output, (n_members, n_samples, n_outputs)")
+    p.add_argument("--noise-std", type=float, metavar="S",
+                   help="ensemble: perturb each member's input with Gaussian noise of standard deviation S in "
+                        "normalized input units (S times the model file's input scale); default 0")
+    p.add_argument("--seed", type=int, metavar="N", help="ensemble: seed of the input noise (default 0)")
     p.set_defaults(func=cmd_predict)
 
     from emulators.train import add_train_arguments
@@ -400,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_gcm_parser(sub) -> None:
-    """The `fkb gcm` command group: run, presets, options, plot-held-suarez."""
+    """The `fkb gcm` command group: run, presets, options, plot-held-suarez, plot-aquaplanet."""
     p = sub.add_parser("gcm", help="run the toy GCM and look at its output",
                        description="The toy climate model: a spectral dynamical core with column physics.")
     gcm = p.add_subparsers(dest="gcm_command", metavar="GCM_COMMAND")
@@ -460,6 +588,18 @@ def add_gcm_parser(sub) -> None:
                    help="discard records before this model day (default: %(default)s)")
     p.add_argument("--out", default=None, help="figure folder (default: DIR)")
     p.set_defaults(func=cmd_gcm_plot_held_suarez)
+
+    p = gcm.add_parser("plot-aquaplanet", help="aquaplanet climate figures and numbers from a run folder",
+                       description="Zonal means after a spin-up: latitude-pressure figures of T, q, u and "
+                                   "cloud, precipitation and evaporation and the TOA and surface fluxes against "
+                                   "latitude; prints global precipitation and evaporation, the ITCZ, the "
+                                   "subtropical minima, the jets and the global fluxes.")
+    p.add_argument("run", metavar="DIR", help="run folder (gcm_day*.nc) or a netCDF file")
+    p.add_argument("--spinup-days", type=float, default=40.0,
+                   help="discard records before this model day (default: %(default)s)")
+    p.add_argument("--out", default=None, help="figure folder (default: DIR)")
+    p.add_argument("--no-plots", action="store_true", help="only print the numbers")
+    p.set_defaults(func=cmd_gcm_plot_aquaplanet)
 
 
 def main(argv: list[str] | None = None) -> int:

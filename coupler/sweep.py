@@ -37,16 +37,27 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
-import dask
-import numpy as np
-import xarray as xr
+# Before anything imports TensorFlow or loads the Fortran extensions, in the
+# client and in every Dask worker (a worker imports this module to unpickle
+# its first task): oneDNN's reordered float sums off, quiet logs (same inputs
+# and seed, same bits); one OpenBLAS thread per task (a worker is one core:
+# with OpenBLAS's own threads on a busy node, a coupled run spent 11 CPU s
+# per T21 day spinning instead of 0.9, docs/case-study.md).
+WORKER_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
+                      "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+for _name, _value in WORKER_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
-from emulators.architectures import OPTIMIZERS, Hyperparameters
+import dask  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from emulators.architectures import OPTIMIZERS, Hyperparameters  # noqa: E402
 
 __all__ = ["SearchSpace", "CoupledRunConfig", "CoupledRun", "EmulatorTask", "SweepConfig", "SweepSummary", "TaskFailed",
-           "coupled_run", "prepare_reference", "offline_task", "default_task", "execute_task", "run_sweep",
+           "coupled_run", "prepare_reference", "load_reference", "REFERENCE_CONFIG", "offline_task", "default_task", "execute_task", "run_sweep",
            "run_sweep_from_config", "result_path", "finished_indices", "resolve_task"]
 
 RESULT_STATUSES = ("ok", "failed")
@@ -121,6 +132,10 @@ class SearchSpace:
 
 
 # -------------------------------------------------------------- coupled run
+EmulatorPaths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None]
+"""A model file, several (an ensemble), or None (the reference physics)."""
+
+
 @dataclass(frozen=True)
 class CoupledRunConfig:
     """A coupled run of the toy GCM (all emulators and the reference alike).
@@ -172,17 +187,38 @@ class CoupledRunConfig:
             raise ValueError(f"unknown coupled-run option {unknown[0]!r} (known: {', '.join(sorted(names))})")
         return cls(**values)
 
-    def gcm_overrides(self, emulator_path: str | os.PathLike | None) -> dict[str, Any]:
+    def gcm_overrides(self, emulator_path: EmulatorPaths) -> dict[str, Any]:
         """The GCM options of the run: the reference physics without an
-        emulator, else the emulator mode with the model file."""
+        emulator, else the emulator mode with the model file; several model
+        files (a list of two or more) are an ensemble (``physics = "ensemble"``,
+        the mean of their outputs)."""
         overrides = dict(self.overrides)
         overrides["output_interval_hours"] = self.output_interval_hours
-        if emulator_path is None:
+        paths = _emulator_paths(emulator_path)
+        if not paths:
             overrides["physics"] = self.reference_physics
-        else:
+        elif len(paths) == 1:
             overrides["physics"] = self.emulator_physics
-            overrides[self.emulator_option] = os.fspath(emulator_path)
+            overrides[self.emulator_option] = paths[0]
+        else:
+            overrides["physics"] = "ensemble"
+            overrides[self.emulator_option] = paths
         return overrides
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-able data (:meth:`from_dict` reads it back)."""
+        values = dataclasses.asdict(self)
+        values["overrides"] = dict(self.overrides)
+        return values
+
+
+def _emulator_paths(value) -> list[str]:
+    """Model-file paths as a list of strings (empty: no emulator)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    return [os.fspath(v) for v in value]
 
 
 class CoupledRun(NamedTuple):
@@ -218,10 +254,11 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
     model.set_state(fields)
 
 
-def coupled_run(emulator_path: str | os.PathLike | None, config: CoupledRunConfig,
+def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
                 out: str | os.PathLike | None = None, *, perturbation_kelvin: float = 0.0) -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
-    (None: the reference physics) from the configured initial state, plus
+    (None: the reference physics; a list of several: their ensemble) from
+    the configured initial state, plus
     `perturbation_kelvin` [K] of seeded noise on T. With `out` the run is
     written there (replacing a file of an earlier attempt). A run that
     crashes is a result: its stability record says when and why."""
@@ -238,14 +275,23 @@ def coupled_run(emulator_path: str | os.PathLike | None, config: CoupledRunConfi
 
 def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> dict[str, Path]:
     """The reference run, the perturbed-start reference and their noise floor
-    in ``out_dir`` (``reference.nc``, ``perturbed.nc``, ``noise_floor.nc``);
-    files of an earlier complete call are kept. Returns their paths."""
+    in ``out_dir`` (``reference.nc``, ``perturbed.nc``, ``noise_floor.nc``),
+    and the configuration they were run with (``coupled.json``, read by
+    :func:`load_reference`); files of an earlier complete call with the same
+    configuration are kept, a folder of another configuration is refused
+    (ValueError). Returns their paths."""
     from coupler.scoring import noise_floor
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"reference": out / "reference.nc", "perturbed": out / "perturbed.nc",
              "noise_floor": out / "noise_floor.nc"}
+    described = json.loads(json.dumps(config.to_dict()))
+    config_path = out / REFERENCE_CONFIG
+    if config_path.is_file() and json.loads(config_path.read_text()) != described:
+        raise ValueError(f"{out} holds reference runs of another coupled-run configuration ({config_path}); "
+                         "choose another folder")
+    _write_json(config_path, described)
     if all(p.is_file() for p in paths.values()):
         return paths
     runs = {}
@@ -258,6 +304,43 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     floor.to_netcdf(tmp)
     os.replace(tmp, paths["noise_floor"])
     return paths
+
+
+REFERENCE_CONFIG = "coupled.json"
+"""File in a reference folder holding the :class:`CoupledRunConfig` of its runs."""
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_reference(folder: str | os.PathLike) -> tuple[CoupledRunConfig, dict[str, Path]]:
+    """The coupled-run configuration and the reference files of a folder made
+    by :func:`prepare_reference` (``reference.nc``, ``coupled.json``, and
+    ``perturbed.nc`` / ``noise_floor.nc`` when present). `folder` may also be
+    a sweep or case-study output folder holding it as ``reference/``.
+    FileNotFoundError names what is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such reference folder")
+    if not (folder / "reference.nc").is_file() and (folder / "reference" / "reference.nc").is_file():
+        folder = folder / "reference"
+    reference = folder / "reference.nc"
+    if not reference.is_file():
+        raise FileNotFoundError(f"{folder}: no reference run (reference.nc) here or in {folder / 'reference'}")
+    config_path = folder / REFERENCE_CONFIG
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder}: no {REFERENCE_CONFIG} saying how the reference was run "
+                                "(made by prepare_reference; re-run the case study or sweep to write it)")
+    try:
+        config = CoupledRunConfig.from_dict(json.loads(config_path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
+    paths = {name: folder / f"{name}.nc" for name in ("reference", "perturbed", "noise_floor")
+             if (folder / f"{name}.nc").is_file()}
+    return config, paths
 
 
 # -------------------------------------------------------------------- tasks
@@ -365,15 +448,21 @@ def resolve_task(name: str | Callable) -> Callable[[EmulatorTask], dict]:
     return function
 
 
-def _limit_threads() -> None:
-    """One thread per TensorFlow op pool: a Dask worker thread is one emulator."""
+def _limit_threads() -> dict[str, Any]:
+    """One thread per TensorFlow op pool: a Dask worker thread is one
+    emulator. Returns the settings in force (recorded with each result), as
+    TensorFlow keeps the first ones if it was initialised before."""
+    import tensorflow as tf
+
     try:
-        import tensorflow as tf
         if tf.config.threading.get_intra_op_parallelism_threads() != 1:
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-    except (ImportError, RuntimeError):  # already initialised: keep its setting
+    except RuntimeError:  # already initialised: keep its setting
         pass
+    return {"tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
 
 
 def _now() -> str:
@@ -388,14 +477,28 @@ def _worker_address() -> str:
         return "local"
 
 
+def _check_single_threaded_worker() -> None:
+    """Refuse a Dask worker that runs several tasks at once: two emulators
+    training in threads of one process would share the process-wide random
+    state and TensorFlow's thread pools, and their results would depend on
+    timing (see docs/case-study.md, "Reproducibility")."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    n = worker.state.nthreads
+    if n != 1:
+        raise RuntimeError(f"worker {worker.address} runs {n} threads; emulator tasks need single-threaded "
+                           "workers (dask worker --nthreads 1, LocalCluster(threads_per_worker=1))")
+
+
 def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTask) -> dict[str, Any]:
     """Run one task on a worker and return its result record: index,
     hyperparameters, status "ok" (and what the task returned) or "failed"
     (and the exception's message), worker, start and end times. Each attempt
     is logged to ``work_dir/attempts.log`` (one line per start)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    _limit_threads()
+    threads = _limit_threads()
     work_dir = Path(task.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     worker = _worker_address()
@@ -409,6 +512,7 @@ def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTa
         # Dask collections inside the task (lazily opened runs) are computed in
         # this thread: on a worker they would go to the cluster and queue behind
         # the other emulators, while this worker starts another one.
+        _check_single_threaded_worker()
         with dask.config.set(scheduler="synchronous"):
             record.update(task_function(task))
         record["status"] = "ok"
@@ -423,7 +527,7 @@ def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTa
         record["error"] = message.strip().splitlines()[0]
         record["traceback"] = traceback.format_exc()
     record.update({"worker": worker, "started": started, "finished": _now(),
-                   "seconds": time.perf_counter() - clock})
+                   "seconds": time.perf_counter() - clock, "threads": threads})
     return record
 
 
@@ -509,7 +613,8 @@ def _local_cluster(n_workers: int | None):
 
     if n_workers is None:
         n_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    env = {name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()}
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool | None):

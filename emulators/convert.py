@@ -13,6 +13,10 @@
   input/output normalization, the exact layer attributes). Model file ->
   ``.keras`` -> model file is therefore byte-identical.
 * :func:`convert` picks the direction from the file extensions.
+* :func:`register_layer` teaches both directions (and the NumPy reference
+  evaluator) a custom Keras layer class; :func:`load_plugin` imports a module
+  that registers some (``fkb convert --plugin MODULE``). See
+  docs/custom-layers.md.
 
 The original-FKB activations ``gaussian`` and ``step`` and the tanh
 approximation of GELU (``gelu_tanh``) have no Keras string name. They are
@@ -23,14 +27,17 @@ registered here as serializable Keras functions ``fkb>gaussian``,
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
 import os
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import keras
 import numpy as np
@@ -43,6 +50,7 @@ from emulators.modelfile import (
     Normalization,
     activation_alpha,
     read_model_file,
+    register_layer_kind,
     validate_spec,
     write_model_file,
 )
@@ -52,10 +60,13 @@ __all__ = [
     "METADATA_ENTRY",
     "ModelFileError",
     "UnsupportedModelError",
+    "CustomLayer",
     "convert",
     "gaussian",
     "gelu_tanh",
     "keras_to_spec",
+    "load_plugin",
+    "register_layer",
     "spec_to_keras",
     "step",
     "write_keras",
@@ -131,6 +142,102 @@ def _activation_functions() -> dict[Any, str]:
 _ACTIVATION_FUNCTIONS = _activation_functions()
 for _name, _default in _KERAS_DEFAULT_ALPHA.items():
     assert ACTIVATIONS[_name] == _default, _name  # the format's defaults are Keras's
+
+
+# --------------------------------------------------------------------------
+# Custom layers (docs/custom-layers.md)
+
+
+@dataclass(frozen=True)
+class CustomLayer:
+    """How a custom Keras layer class maps onto a custom layer type of the model file.
+
+    ``to_spec(keras_layer, input_widths) -> (attributes, params)`` gives the
+    model-file entry of a built layer (params as arrays in their Fortran
+    shape); ``from_spec(layer_spec) -> (keras_layer, weights)`` gives a new
+    Keras layer and the list its ``set_weights`` takes once it is built.
+    """
+
+    keras_class: type
+    kind: str
+    to_spec: Callable[[Any, list[int]], tuple[dict[str, Any], dict[str, np.ndarray]]]
+    from_spec: Callable[[LayerSpec], tuple[Any, list[np.ndarray]]]
+
+    @property
+    def registered_name(self) -> str:
+        """The class's name in Keras's serialization registry, ``package>Name``."""
+        return keras.saving.get_registered_name(self.keras_class)
+
+
+_CUSTOM_LAYERS: dict[str, CustomLayer] = {}  # by Keras registered name
+_CUSTOM_KINDS: dict[str, CustomLayer] = {}  # by model-file layer type
+
+
+def register_layer(
+    keras_class: type,
+    *,
+    kind: str,
+    to_spec: Callable[[Any, list[int]], tuple[dict[str, Any], dict[str, np.ndarray]]],
+    from_spec: Callable[[LayerSpec], tuple[Any, list[np.ndarray]]],
+    numpy_forward: Callable[[LayerSpec, list[np.ndarray]], np.ndarray],
+    check: Callable[[LayerSpec, list[int]], None] | None = None,
+) -> CustomLayer:
+    """Teach the converter a custom Keras layer class.
+
+    ``keras_class`` must be registered with
+    ``keras.saving.register_keras_serializable`` (so that a ``.keras`` file
+    names it); ``kind`` is its layer type in the model file,
+    ``<namespace>.<name>``. ``numpy_forward`` and ``check`` go to
+    :func:`emulators.modelfile.register_layer_kind`: the float64 reference
+    evaluation of an entry and its validation. Registering a class or kind
+    again replaces the earlier entry.
+    """
+    if not (isinstance(keras_class, type) and issubclass(keras_class, keras.layers.Layer)):
+        raise TypeError(f"{keras_class!r} is not a Keras layer class")
+    registered = keras.saving.get_registered_name(keras_class)
+    if ">" not in registered:
+        raise ValueError(f"{keras_class.__name__}: register the class with keras.saving.register_keras_serializable first")
+    register_layer_kind(kind, evaluate=numpy_forward, check=check)
+    entry = CustomLayer(keras_class, kind, to_spec, from_spec)
+    for old in [k for k, v in _CUSTOM_KINDS.items() if v.registered_name == registered]:
+        del _CUSTOM_KINDS[old]
+    for old in [k for k, v in _CUSTOM_LAYERS.items() if v.kind == kind]:
+        del _CUSTOM_LAYERS[old]
+    _CUSTOM_LAYERS[registered] = entry
+    _CUSTOM_KINDS[kind] = entry
+    return entry
+
+
+def _custom_layer(layer: Any) -> CustomLayer | None:
+    """The registration of a live Keras layer's class, None if it has none."""
+    entry = _CUSTOM_LAYERS.get(keras.saving.get_registered_name(type(layer)))
+    return entry if entry is not None and type(layer) is entry.keras_class else None
+
+
+def load_plugin(name: str) -> None:
+    """Import a module that registers custom layers: a dotted module name
+    (importable from the current folder too) or the path of a ``.py`` file.
+    Raises ConversionError with a one-line reason."""
+    try:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise ConversionError(f"plugin {name}: no such file")
+            module_name = f"fkb_plugin_{path.stem}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or spec.loader is None:
+                raise ConversionError(f"plugin {name}: cannot load it as a Python module")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.append(os.getcwd())
+            importlib.import_module(name)
+    except ConversionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a user module is reported in one line
+        raise ConversionError(f"plugin {name}: cannot import it: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
 
 
 # --------------------------------------------------------------------------
@@ -227,9 +334,15 @@ def _is_vector_value(value: Any) -> bool:
 
 def _layer_problem(class_name: str, module: str | None, registered: str | None, config: dict) -> str | None:
     """Why a layer cannot be converted, or None. Checks one layer's saved config."""
+    if registered in _CUSTOM_LAYERS:
+        dtype = _dtype_name(config.get("dtype"))
+        return None if dtype == "float32" else f"dtype policy {dtype} is not supported (only float32)"
     if class_name in _MODEL_CLASSES:
         return "nested models are not supported; flatten the model"
     if class_name not in _SUPPORTED_CLASSES:
+        if module is not None and not module.startswith("keras"):
+            return ("layer class not supported (a custom layer: register it with emulators.convert.register_layer "
+                    "in a module given to fkb convert --plugin; see docs/custom-layers.md)")
         return "layer class not supported"
     if module is not None and not module.startswith("keras"):
         return f"custom layer from module {module} is not supported"
@@ -293,9 +406,9 @@ def _check_config(model_config: dict, source: str) -> None:
         name = config.get("name") or entry.get("name") or "?"
         entries.append((name, entry.get("class_name"), entry.get("module"), entry.get("registered_name"), config))
     # unsupported classes first: that is the message a user needs
-    for name, layer_class, _, _, _ in entries:
-        if layer_class not in _SUPPORTED_CLASSES:
-            problem = _layer_problem(str(layer_class), None, None, {})
+    for name, layer_class, module, registered, _ in entries:
+        if layer_class not in _SUPPORTED_CLASSES and registered not in _CUSTOM_LAYERS:
+            problem = _layer_problem(str(layer_class), module, None, {})
             raise UnsupportedModelError(f"{source}: layer '{name}' ({layer_class}): {problem}")
     for name, layer_class, module, registered, config in entries:
         problem = _layer_problem(layer_class, module, registered, config)
@@ -380,6 +493,13 @@ def _activation_attributes(function: Any, where: str) -> dict[str, Any]:
 
 def _convert_layer(layer: Any, widths: list[int], where: str) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
     """Kind, attributes and params of one Keras layer given its input widths."""
+    custom = _custom_layer(layer)
+    if custom is not None:
+        try:
+            attributes, params = custom.to_spec(layer, list(widths))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UnsupportedModelError(f"{where}: {' '.join(str(exc).split())}") from None
+        return custom.kind, dict(attributes), {name: _f32(value) for name, value in params.items()}
     class_name = type(layer).__name__
     n = widths[0]
     if class_name == "Dense":
@@ -468,8 +588,8 @@ def _graph_units(model: Any, source: str) -> tuple[list[_Unit], int]:
     # the same order as for saved files: unsupported classes first, then options
     layers = list(model.layers)
     for layer in layers:
-        if type(layer).__name__ not in _SUPPORTED_CLASSES:
-            problem = _layer_problem(type(layer).__name__, None, None, {})
+        if type(layer).__name__ not in _SUPPORTED_CLASSES and _custom_layer(layer) is None:
+            problem = _layer_problem(type(layer).__name__, type(layer).__module__, None, {})
             raise UnsupportedModelError(f"{source}: layer '{layer.name}' ({type(layer).__name__}): {problem}")
     for layer in layers:
         problem = _live_layer_problem(layer)
@@ -893,16 +1013,22 @@ def spec_to_keras(spec: ModelSpec) -> Any:
     pending: list[tuple[Any, list[np.ndarray]]] = []
     for layer in spec.layers:
         sources = [tensors[i] for i in layer.inputs]
+        custom = _CUSTOM_KINDS.get(layer.kind)
         try:
-            keras_layers = _keras_layers(layer)
-            tensor = keras_layers[0](sources if layer.kind in _MERGE_CLASSES.values() else sources[0])
+            if custom is not None:
+                keras_layer, weights = custom.from_spec(layer)
+                keras_layers = [keras_layer]
+            else:
+                keras_layers, weights = _keras_layers(layer), _keras_weights(layer)
+            several = layer.kind in _MERGE_CLASSES.values() or len(sources) > 1
+            tensor = keras_layers[0](sources if several else sources[0])
             for extra in keras_layers[1:]:
                 tensor = extra(tensor)
         except (ValueError, TypeError) as exc:  # Keras validates its arguments (e.g. slopes >= 0)
             raise ConversionError(f"layer {layer.id} ({layer.kind}): Keras refuses it: {' '.join(str(exc).split())}") from None
         tensors[layer.id] = tensor
         groups.append([k.name for k in keras_layers])
-        pending.append((keras_layers[0], _keras_weights(layer)))
+        pending.append((keras_layers[0], weights))
     output = tensors[spec.layers[-1].id]
     if spec.output_normalization is not None:
         output = _normalization_layer(spec.output_normalization, True, _OUTPUT_NORMALIZATION)(output)

@@ -7,6 +7,10 @@ the same code a Fortran climate model runs, not a Python re-implementation.
     >>> net = load("emulator.fkb")
     >>> y = net.predict(x)          # x: (n_samples, n_inputs), float32 or float64
 
+Networks train in Fortran too (``compile``, ``train_step``, ``fit``);
+``save`` writes the trained network with its training state, and ``load`` of
+that file resumes training exactly where it stopped.
+
 A C-ordered ``(n, n_in)`` NumPy array is, byte for byte, the Fortran batch
 ``x(n_in, n)``, so inputs cross into Fortran without a copy.
 """
@@ -17,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from emulators import _fkb_runtime as _rt
+from emulators.blas import preload as _preload_blas
 
-__all__ = ["FKBError", "Network", "load", "STATUS_NAMES"]
+_preload_blas()  # the BLAS the extension links, before the extension loads
+from emulators import _fkb_runtime as _rt  # noqa: E402
+
+__all__ = ["FKBError", "Network", "Ensemble", "load", "load_ensemble", "STATUS_NAMES"]
 
 STATUS_NAMES = {
     0: "ok",
@@ -60,15 +67,22 @@ class Network:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._handles: dict[int, int] = {}
+        self._stepped = False
         handle = self._handle(32)
         n_in, n_out, n_params, stat = _rt.sizes(handle)
         self.n_inputs = int(n_in)
         self.n_outputs = int(n_out)
         self.n_params = int(n_params)
+        # a file saved with its training state loads compiled, at the
+        # precision that trained it (the exact state)
+        precision = _training_precision(self.path)
+        if precision is not None:
+            self._training_precision = precision
+            self.n_trainable = int(_rt.training_info(self._handle(precision))[0])
 
     def _handle(self, precision: int) -> int:
         trained = getattr(self, "_training_precision", None)
-        if trained is not None and precision != trained:
+        if trained is not None and precision != trained and self._stepped:
             raise FKBError(
                 f"{self.path}: the network is being trained at {trained} bit; pass "
                 f"float{trained} arrays (the {precision}-bit copy has the file's weights)", 8)
@@ -123,7 +137,9 @@ class Network:
         ``{"kind": "step", "initial_learning_rate", "step_size", "factor"}``.
         Training runs in ``precision`` (32 or 64) bits; afterwards the network
         takes arrays of that precision only. Optimizer state starts afresh;
-        ``seed`` seeds the dropout masks.
+        ``seed`` seeds the noise of the dropout layers and ``fit``'s shuffling.
+        (A network loaded from a file saved with its training state is
+        compiled already; ``compile`` would start afresh.)
         """
         unknown = set(hyperparameters) - set(self._HYPERPARAMETERS) - set(self._FLAGS)
         if unknown:
@@ -162,6 +178,7 @@ class Network:
         if stat != 0:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
         self._training_precision = precision
+        self._stepped = True  # from here the copies of the two precisions may differ
         self.n_trainable = int(_rt.n_trainable(handle)[0])
 
     def _training_arrays(self, x: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -183,19 +200,28 @@ class Network:
         minibatch loss before the step."""
         precision, x, y = self._training_arrays(x, y)
         step = _rt.train_step32 if precision == 32 else _rt.train_step64
+        self._stepped = True
         loss, stat, msg = step(self._handle(precision), x.T, y.T)
         if stat != 0:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
         return float(loss)
 
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
-            seed: int = 1, shuffle: bool = True) -> np.ndarray:
+            seed: int | None = None, shuffle: bool = True) -> np.ndarray:
         """Train on the whole dataset in the Fortran runtime, shuffled before
-        each epoch from ``seed``; returns each epoch's mean minibatch loss."""
+        each epoch; returns each epoch's mean minibatch loss.
+
+        The shuffling generator is the network's: ``compile`` seeds it (its
+        ``seed``), ``seed`` reseeds it, and without ``seed`` it continues
+        from the previous ``fit`` or from a saved training state, so that
+        ``fit(2)``, :meth:`save`, ``load``, ``fit(3)`` equals ``fit(5)``.
+        """
         precision, x, y = self._training_arrays(x, y)
         fit = _rt.fit32 if precision == 32 else _rt.fit64
+        self._stepped = True
         history, stat, msg = fit(self._handle(precision), x.T, y.T, int(epochs),
-                                 int(batch_size), int(seed), int(bool(shuffle)))
+                                 int(batch_size), 0 if seed is None else int(seed),
+                                 int(seed is not None), int(bool(shuffle)))
         if stat != 0:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
         return np.array(history, dtype=np.float64)
@@ -221,6 +247,29 @@ class Network:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
         return np.array(w)
 
+    @property
+    def iterations(self) -> int:
+        """Optimizer steps taken since ``compile`` (or by the saved training
+        state this network was loaded with); 0 before training."""
+        precision = getattr(self, "_training_precision", None)
+        if precision is None:
+            return 0
+        return int(_rt.training_info(self._handle(precision))[1])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the network to a model file ``path``: the current weights
+        (float32) with the names, units and normalization of the file it came
+        from and, once compiled, its training state (format version 2), so
+        that ``load(path)`` continues training exactly (``train_step``,
+        ``fit`` without ``compile``). ``fkb convert`` turns the file into a
+        ``.keras`` model. Returns ``path``."""
+        path = Path(path)
+        precision = getattr(self, "_training_precision", None) or 32
+        stat, msg = _rt.save_network(self._handle(precision), os.fspath(path))
+        if stat != 0:
+            raise FKBError(_message(msg), int(stat))
+        return path
+
     def close(self) -> None:
         """Free the Fortran memory of this network."""
         for handle in self._handles.values():
@@ -245,5 +294,137 @@ class Network:
 
 
 def load(path: str | os.PathLike) -> Network:
-    """Load a model file (or an original FKB text file) into the Fortran runtime."""
+    """Load a model file (or an original FKB text file) into the Fortran runtime.
+
+    A file saved with its training state (:meth:`Network.save` of a compiled
+    network) loads compiled: ``train_step`` and ``fit`` continue it."""
     return Network(path)
+
+
+def _training_precision(path: Path) -> int | None:
+    """The precision of a model file's training section, None without one
+    (read from the header; the Fortran runtime has checked the file)."""
+    try:
+        with open(path, "rb") as handle:
+            if not handle.readline().startswith(b"FKB 2"):
+                return None
+            for line in handle:
+                if line.startswith(b"training "):
+                    return 64 if b" precision=64" in line else 32
+                if line.startswith(b"end_header"):
+                    return None
+    except OSError:
+        return None
+    return None
+
+
+class Ensemble:
+    """Several networks of one interface in the Fortran runtime (``ensemble``
+    of ``fortran/src/fkb_ensemble.inc``), evaluated together.
+
+    ``predict`` returns the mean and the population standard deviation
+    (``ddof=0``) over members, in the units of the outputs, and on request
+    every member's output. Members run in parallel with OpenMP
+    (``OMP_NUM_THREADS``); the results do not depend on the thread count.
+    With more than one OpenMP thread, give each member one BLAS thread
+    (``OPENBLAS_NUM_THREADS=1`` or :func:`emulators.blas.set_threads`) so
+    that the cores are not oversubscribed. The ensemble computes in
+    ``precision`` (32 or 64) bits; inputs are converted to it.
+    """
+
+    def __init__(self, paths_or_folder: str | os.PathLike | list, precision: int = 32):
+        if precision not in (32, 64):
+            raise FKBError("precision must be 32 or 64", 8)
+        self.precision = precision
+        self._dtype = np.float32 if precision == 32 else np.float64
+        self._handle = 0
+        if isinstance(paths_or_folder, (str, os.PathLike)) and Path(paths_or_folder).is_dir():
+            handle, stat, msg = _rt.ensemble_load_folder(os.fspath(paths_or_folder), precision)
+        else:
+            if isinstance(paths_or_folder, (str, os.PathLike)):
+                paths_or_folder = [paths_or_folder]
+            paths = [os.fspath(p) for p in paths_or_folder]
+            if not paths:
+                raise FKBError("load: no model files given", 8)
+            bad = [p for p in paths if "\n" in p or p != p.rstrip() or not p]
+            if bad:
+                raise FKBError(f"{bad[0]!r}: a model path must not be empty, contain a newline "
+                               "or end in blanks", 8)
+            handle, stat, msg = _rt.ensemble_load("\n".join(paths), precision)
+        if stat != 0:
+            raise FKBError(_message(msg), int(stat))
+        self._handle = int(handle)
+        n_members, n_in, n_out, stat = _rt.ensemble_sizes(self._handle)
+        self.n_members = int(n_members)
+        self.n_inputs = int(n_in)
+        self.n_outputs = int(n_out)
+        self.paths = [Path(_message(_rt.ensemble_member_path(self._handle, k)[0]))
+                      for k in range(1, self.n_members + 1)]
+
+    def predict(self, x: np.ndarray, *, members: bool = False, noise_std: float = 0.0,
+                seed: int = 0) -> tuple[np.ndarray, ...]:
+        """``(mean, std)`` of shape ``(n, n_outputs)`` each for inputs ``x`` of
+        shape ``(n, n_inputs)`` (or one sample ``(n_inputs,)``: results
+        ``(n_outputs,)``); with ``members=True`` also every member's output,
+        ``(n_members, n, n_outputs)``.
+
+        ``noise_std`` perturbs each member's input with Gaussian noise of
+        standard deviation ``noise_std`` times the member file's input
+        normalization scale (1 where the file has none), i.e. ``noise_std``
+        in normalized input units; the noise depends only on ``seed``, the
+        member, the sample's row in ``x`` and the feature.
+        """
+        if not self._handle:
+            raise FKBError("the ensemble is closed", 8)
+        x = np.asarray(x)
+        single = x.ndim == 1
+        if single:
+            x = x[np.newaxis, :]
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise FKBError(f"input has shape {x.shape}, expected (n, {self.n_inputs})", 6)
+        x = np.ascontiguousarray(x, dtype=self._dtype)
+        seed = int(seed)
+        if not -2**63 <= seed < 2**63:
+            raise FKBError(f"seed {seed} does not fit in 64 bits", 8)
+        run = _rt.ensemble_predict32 if self.precision == 32 else _rt.ensemble_predict64
+        keep = self.n_members if members else 0
+        mean, std, ys, stat, msg = run(self._handle, x.T, self.n_outputs, keep,
+                                       float(noise_std), seed)
+        if stat != 0:
+            raise FKBError(_message(msg), int(stat))
+        mean, std = mean.T, std.T
+        if single:
+            mean, std = mean[0], std[0]
+        if not members:
+            return mean, std
+        ys = ys.T  # (n_members, n, n_outputs), C-ordered
+        return mean, std, (ys[:, 0] if single else ys)
+
+    def close(self) -> None:
+        """Free the Fortran memory of this ensemble."""
+        if self._handle:
+            _rt.ensemble_release(self._handle)
+            self._handle = 0
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> "Ensemble":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Ensemble(n_members={self.n_members}, n_inputs={self.n_inputs}, "
+                f"n_outputs={self.n_outputs}, precision={self.precision})")
+
+
+def load_ensemble(paths_or_folder: str | os.PathLike | list, precision: int = 32) -> Ensemble:
+    """Load an ensemble: a list of model files, or a folder whose ``*.fkb``
+    files (in name order) are the members. All members must agree on the
+    numbers, names and units of inputs and outputs."""
+    return Ensemble(paths_or_folder, precision)

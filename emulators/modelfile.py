@@ -22,29 +22,36 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
 __all__ = [
     "ACTIVATIONS",
+    "CustomLayerKind",
     "FORMAT_VERSION",
     "LAYER_KINDS",
     "LayerSpec",
     "ModelFileError",
     "ModelSpec",
+    "TrainingState",
     "Normalization",
     "activation_alpha",
     "apply_activation",
     "encode_model_file",
     "evaluate",
     "read_model_file",
+    "register_layer_kind",
     "validate_spec",
     "write_model_file",
 ]
 
-FORMAT_VERSION = 1
-"""The model-file format version this module reads and writes."""
+FORMAT_VERSION = 2
+"""The newest model-file format version this module reads and writes.
+
+Version 2 is version 1 plus an optional training section (the optimizer
+state of a network trained in Fortran); a spec without one is written as
+version 1, byte for byte as before."""
 
 AttributeValue = Union[str, int, float]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -88,6 +95,34 @@ class LayerSpec:
 
 
 @dataclass
+class TrainingState:
+    """The training section of a model file (format version 2,
+    docs/model-file.md "Training state"): what the Fortran runtime needs to
+    continue training exactly where it saved.
+
+    ``attributes`` are those of the ``training`` line besides ``precision``
+    (``iterations``, ``loss``, ``huber_delta``); ``optimizer`` and
+    ``optimizer_attributes`` its ``optimizer`` line (every hyperparameter),
+    ``schedule``/``schedule_attributes`` the optional ``schedule`` line;
+    ``generators`` maps a node id (0: the shuffling of ``fit``, else a
+    layer's own, e.g. dropout masks) to its generator state. ``tensors``
+    are the slot arrays (Keras's names: ``momentum``, ``velocity``, ...),
+    each a vector over the trainable weights in the order of
+    ``Network.weights``, and at precision 64 the exact ``weights`` and
+    ``moving_statistics``; float32 arrays at precision 32, float64 at 64.
+    """
+
+    precision: int
+    optimizer: str
+    optimizer_attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    schedule: str | None = None
+    schedule_attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    generators: dict[int, int] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
 class ModelSpec:
     """A whole network as held by a model file.
 
@@ -106,6 +141,7 @@ class ModelSpec:
     input_normalization: Normalization | None = None
     output_normalization: Normalization | None = None
     sha256: str | None = None
+    training: TrainingState | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -202,6 +238,52 @@ _ATTRIBUTES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 }
 LAYER_KINDS: tuple[str, ...] = tuple(_ATTRIBUTES)
 """Every layer type of format version 1."""
+
+
+@dataclass(frozen=True)
+class CustomLayerKind:
+    """A layer type defined outside the format (docs/custom-layers.md).
+
+    ``kind`` is a namespaced name, ``<namespace>.<name>``, which no built-in
+    type has. ``check(layer, input_widths)`` raises ValueError for an entry
+    the type cannot compute (attributes, params, widths, ``n_out``);
+    ``evaluate(layer, inputs)`` is its float64 reference: ``inputs`` are
+    ``(n, width)`` float64 arrays, one per input, and it returns
+    ``(n, layer.n_out)``.
+    """
+
+    kind: str
+    evaluate: Callable[[LayerSpec, list[np.ndarray]], np.ndarray]
+    check: Callable[[LayerSpec, list[int]], None] | None = None
+
+
+_CUSTOM_KINDS: dict[str, CustomLayerKind] = {}
+_CUSTOM_KIND_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]*[A-Za-z0-9_-]\Z")
+
+
+def register_layer_kind(
+    kind: str,
+    *,
+    evaluate: Callable[[LayerSpec, list[np.ndarray]], np.ndarray],
+    check: Callable[[LayerSpec, list[int]], None] | None = None,
+) -> CustomLayerKind:
+    """Make the reader, the writer and :func:`evaluate` accept layer type ``kind``.
+
+    Registering a kind again replaces it (a plugin module may be reloaded).
+    ``emulators.convert.register_layer`` calls this for a custom Keras layer.
+    """
+    if not isinstance(kind, str) or not _CUSTOM_KIND_RE.match(kind):
+        raise ValueError(f"custom layer type {kind!r} is not <namespace>.<name> (letters, digits, _ - and a dot inside)")
+    entry = CustomLayerKind(kind, evaluate, check)
+    _CUSTOM_KINDS[kind] = entry
+    return entry
+
+
+def _unknown_kind(kind: str, quoted: bool = False) -> str:
+    text = f"unknown layer type {kind!r}" if quoted else f"unknown layer type {kind}"
+    if "." in kind:
+        text += " (a custom layer: import the module that registers it, e.g. fkb convert --plugin MODULE; see docs/custom-layers.md)"
+    return text
 
 _NORMALIZATION_EPSILON = 1e-7  # Keras backend.epsilon(), floor of sqrt(variance)
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -303,8 +385,9 @@ def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> Non
     """Check one layer against the widths of the layers before it."""
     if layer.id != position:
         raise ValueError(f"layer id {layer.id} out of order (expected {position})")
-    if layer.kind not in _ATTRIBUTES:
-        raise ValueError(f"unknown layer type {layer.kind}")
+    custom = _CUSTOM_KINDS.get(layer.kind)
+    if layer.kind not in _ATTRIBUTES and custom is None:
+        raise ValueError(_unknown_kind(layer.kind))
     if isinstance(layer.n_out, bool) or not isinstance(layer.n_out, (int, np.integer)) or layer.n_out < 1:
         raise ValueError(f"output width {layer.n_out} is not a positive integer")
     if not layer.inputs:
@@ -312,6 +395,9 @@ def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> Non
     for source in layer.inputs:
         if source not in widths:
             raise ValueError(f"input {source} is not an earlier layer")
+    if custom is not None:
+        _check_custom_layer(layer, custom, [widths[source] for source in layer.inputs])
+        return
     n_in = len(layer.inputs)
     if layer.kind in MERGE_KINDS:
         if layer.kind == "subtract" and n_in != 2:
@@ -340,6 +426,20 @@ def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> Non
             raise ValueError(f"param {pname} has shape {tuple(got) if isinstance(got, tuple) else got}, expected {shape}")
     if layer.kind == "normalization" and np.any(layer.params["variance"] < 0):
         raise ValueError("param variance has negative values")
+
+
+def _check_custom_layer(layer: LayerSpec, custom: CustomLayerKind, in_widths: list[int]) -> None:
+    """What the format requires of any layer, then the type's own check."""
+    for key, value in layer.attributes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, np.integer, np.floating)):
+            raise ValueError(f"attribute {key}={value!r} is not a number or an identifier")
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            raise ValueError(f"attribute {key}={value} is not finite")
+    for pname, value in layer.params.items():
+        if not isinstance(value, np.ndarray) or value.ndim not in (1, 2):
+            raise ValueError(f"param {pname} is not an array of 1 or 2 dimensions")
+    if custom.check is not None:
+        custom.check(layer, list(in_widths))
 
 
 def _check_name_list(pairs: list[tuple[str, str]], count: int, what: str) -> None:
@@ -394,6 +494,56 @@ def validate_spec(spec: ModelSpec) -> None:
                 raise ValueError(f"layer {position}: param {pname} has non-finite values")
     if spec.layers[-1].n_out != spec.n_outputs:
         raise ValueError(f"last layer has width {spec.layers[-1].n_out} but n_outputs is {spec.n_outputs}")
+    if spec.training is not None:
+        try:
+            _check_training(spec.training, len(spec.layers))
+        except ValueError as exc:
+            raise ValueError(f"training section: {exc}") from None
+
+
+_GENERATOR_MAX = 2147483646  # states of the Park-Miller generator: 1 .. 2^31 - 2
+
+
+def _check_key_values(what: str, attributes: dict[str, AttributeValue]) -> None:
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not _TOKEN_RE.match(key) or "=" in key:
+            raise ValueError(f"{what}: key {key!r} is not a token")
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            raise ValueError(f"{what}: {key}={value} is not finite")
+        _format_attribute(key, value)  # raises for a value that is no number or identifier
+
+
+def _check_training(state: TrainingState, n_layers: int) -> None:
+    """The syntax of a training section; its meaning is checked by the
+    Fortran runtime that loads it (which refuses a state that does not fit
+    the network)."""
+    if state.precision not in (32, 64):
+        raise ValueError(f"precision {state.precision} is not 32 or 64")
+    for what, name in (("optimizer", state.optimizer), ("schedule", state.schedule)):
+        if name is not None and (not isinstance(name, str) or not _TOKEN_RE.match(name) or "=" in name):
+            raise ValueError(f"{what} {name!r} is not one token")
+    if "precision" in state.attributes:
+        raise ValueError("precision belongs in TrainingState.precision, not in attributes")
+    _check_key_values("training", state.attributes)
+    _check_key_values("optimizer", state.optimizer_attributes)
+    _check_key_values("schedule", state.schedule_attributes)
+    if state.schedule is None and state.schedule_attributes:
+        raise ValueError("schedule attributes without a schedule")
+    for node, value in state.generators.items():
+        if not isinstance(node, (int, np.integer)) or not 0 <= node <= n_layers:
+            raise ValueError(f"generator id {node} is not in 0..{n_layers}")
+        if not isinstance(value, (int, np.integer)) or not 1 <= value <= _GENERATOR_MAX:
+            raise ValueError(f"generator {node}: state {value} is not in 1..{_GENERATOR_MAX}")
+    dtype = np.float32 if state.precision == 32 else np.float64
+    for name, value in state.tensors.items():
+        if not isinstance(name, str) or not _TOKEN_RE.match(name):
+            raise ValueError(f"param name {name!r} is not a token")
+        if not isinstance(value, np.ndarray) or value.ndim not in (1, 2) or value.size == 0:
+            raise ValueError(f"param {name} is not a non-empty array of 1 or 2 dimensions")
+        if value.dtype != dtype:
+            raise ValueError(f"param {name} has dtype {value.dtype}, precision {state.precision} needs {np.dtype(dtype)}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"param {name} has non-finite values")
 
 
 # --------------------------------------------------------------------------
@@ -474,12 +624,31 @@ def _encode(spec: ModelSpec) -> bytes:
                 raise ValueError(f"layer {layer.id}: param name {pname!r} is not a token")
             lines.append(_param_line(pname, value.shape))
             tensors.append(value)
+    version = 1
+    payload_type = ["<f4"] * len(tensors)
+    state = spec.training
+    if state is not None:
+        version = 2
+        words = [f"training precision={state.precision}"]
+        words.extend(_format_attribute(k, v) for k, v in state.attributes.items())
+        lines.append(" ".join(words))
+        lines.append(" ".join([f"optimizer {state.optimizer}"]
+                              + [_format_attribute(k, v) for k, v in state.optimizer_attributes.items()]))
+        if state.schedule is not None:
+            lines.append(" ".join([f"schedule {state.schedule}"]
+                                  + [_format_attribute(k, v) for k, v in state.schedule_attributes.items()]))
+        for node, value in state.generators.items():
+            lines.append(f"generator {int(node)} {int(value)}")
+        for pname, value in state.tensors.items():
+            lines.append(_param_line(pname, value.shape))
+            tensors.append(value)
+            payload_type.append("<f4" if state.precision == 32 else "<f8")
     lines.append("end_header")
     header = ("\n".join(lines) + "\n").encode("ascii")
-    payload = b"".join(t.astype("<f4").ravel(order="F").tobytes() for t in tensors)
+    payload = b"".join(t.astype(kind).ravel(order="F").tobytes() for t, kind in zip(tensors, payload_type))
     body = header + payload
     digest = hashlib.sha256(body).hexdigest()
-    return f"FKB {FORMAT_VERSION}\nsha256 {digest}\n".encode("ascii") + body
+    return f"FKB {version}\nsha256 {digest}\n".encode("ascii") + body
 
 
 def _with_float32_params(spec: ModelSpec) -> ModelSpec:
@@ -506,7 +675,26 @@ def _with_float32_params(spec: ModelSpec) -> ModelSpec:
         input_normalization=norms[0],
         output_normalization=norms[1],
         sha256=spec.sha256,
+        training=_with_state_dtype(spec.training),
     )
+
+
+def _with_state_dtype(state: TrainingState | None) -> TrainingState | None:
+    """A copy of ``state`` whose tensors have its precision's dtype (exact casts only)."""
+    if state is None:
+        return None
+    tensors = {}
+    for name, value in state.tensors.items():
+        if state.precision == 32:
+            tensors[name] = _as_float32(value, f"training param {name}")
+        else:
+            array = np.asarray(value)
+            if not np.issubdtype(array.dtype, np.floating) or array.dtype.itemsize > 8:
+                raise ValueError(f"training param {name} has dtype {array.dtype}, not float32 or float64")
+            tensors[name] = array.astype(np.float64)
+    return TrainingState(state.precision, state.optimizer, dict(state.optimizer_attributes),
+                         dict(state.attributes), state.schedule, dict(state.schedule_attributes),
+                         dict(state.generators), tensors)
 
 
 def write_model_file(spec: ModelSpec, path: PathLike) -> str:
@@ -594,8 +782,9 @@ def _parse_v1(data: bytes) -> ModelSpec:
     words = magic.decode("ascii", "replace").split()
     if len(words) != 2 or not _INT_RE.match(words[1]):
         raise ValueError(f"bad magic line {magic[:40].decode('ascii', 'replace')!r} (expected 'FKB 1')")
-    if int(words[1]) != FORMAT_VERSION:
-        raise ValueError(f"unknown format version {words[1]} (this reader knows version {FORMAT_VERSION})")
+    version = int(words[1])
+    if not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(f"unknown format version {words[1]} (this reader knows versions 1 to {FORMAT_VERSION})")
     hash_line, newline, body = rest.partition(b"\n")
     hash_words = hash_line.decode("ascii", "replace").split(" ")
     if not newline or len(hash_words) != 2 or hash_words[0] != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", hash_words[1]):
@@ -629,8 +818,9 @@ def _parse_v1(data: bytes) -> ModelSpec:
     outputs: dict[int, tuple[str, str]] = {}
     norm_params: dict[str, dict[str, np.ndarray]] = {}
     layers: list[LayerSpec] = []
-    declared: list[tuple[dict[str, np.ndarray], str, tuple[int, ...], int]] = []  # target, name, shape, line
+    declared: list[tuple[dict[str, np.ndarray], str, tuple[int, ...], int, str]] = []  # target, name, shape, line, dtype
     section: dict[str, np.ndarray] | None = None
+    training: TrainingState | None = None
 
     for number, text in lines:
         tokens = [t for t in text.split(" ") if t]
@@ -638,6 +828,25 @@ def _parse_v1(data: bytes) -> ModelSpec:
             raise ValueError(f"line {number}: empty header line")
         keyword = tokens[0]
         try:
+            if training is not None and keyword not in ("param", "optimizer", "schedule", "generator"):
+                raise ValueError(f"{keyword!r} line after the training section (it must come last)")
+            if training is not None and keyword != "param":
+                _parse_training_line(keyword, tokens, training, len(layers))
+                continue
+            if keyword == "training":
+                if version < 2:
+                    raise ValueError("a training section needs format version 2 (the file says 1)")
+                if not layers:
+                    raise ValueError("the training section comes after the layers")
+                attributes = _parse_key_values(tokens[1:])
+                precision = attributes.pop("precision", None)
+                if precision not in (32, 64):
+                    raise ValueError("the training line needs precision=32 or precision=64")
+                training = TrainingState(int(precision), "", attributes=attributes)
+                section = training.tensors
+                continue
+            if keyword in ("optimizer", "schedule", "generator"):
+                raise ValueError(f"{keyword} line outside a training section")
             if keyword == "param":
                 if section is None:
                     raise ValueError("param line outside a layer or normalization section")
@@ -647,7 +856,8 @@ def _parse_v1(data: bytes) -> ModelSpec:
                 shape = tuple(_positive_int(t, "dimension") for t in tokens[2:])
                 if pname in section:
                     raise ValueError(f"param {pname} declared twice")
-                declared.append((section, pname, shape, number))
+                dtype = "<f8" if training is not None and training.precision == 64 else "<f4"
+                declared.append((section, pname, shape, number, dtype))
                 section[pname] = np.empty(0)  # placeholder, filled from the payload
                 continue
             section = None
@@ -689,17 +899,19 @@ def _parse_v1(data: bytes) -> ModelSpec:
         if keyword not in spec_fields:
             raise ValueError(f"header has no {keyword} line")
 
-    expected = 4 * sum(int(np.prod(shape)) for _, _, shape, _ in declared)
+    if training is not None and not training.optimizer:
+        raise ValueError("the training section has no optimizer line")
+    expected = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for _, _, shape, _, dtype in declared)
     if len(payload) != expected:
-        raise ValueError(f"payload size mismatch: the header declares {expected} bytes of float32 tensors, the file holds {len(payload)}")
+        raise ValueError(f"payload size mismatch: the header declares {expected} bytes of tensors, the file holds {len(payload)}")
     offset = 0
-    for target, pname, shape, number in declared:
+    for target, pname, shape, number, dtype in declared:
         size = int(np.prod(shape))
-        values = np.frombuffer(payload, dtype="<f4", count=size, offset=offset)
-        offset += 4 * size
+        values = np.frombuffer(payload, dtype=dtype, count=size, offset=offset)
+        offset += np.dtype(dtype).itemsize * size
         if not np.all(np.isfinite(values)):
             raise ValueError(f"line {number}: param {pname} holds a non-finite value")
-        target[pname] = values.astype(np.float32).reshape(shape, order="F")
+        target[pname] = values.astype(np.dtype(dtype).newbyteorder("=")).reshape(shape, order="F")
 
     normalizations = {}
     for keyword, params in norm_params.items():
@@ -725,9 +937,51 @@ def _parse_v1(data: bytes) -> ModelSpec:
         input_normalization=normalizations.get("input_normalization"),
         output_normalization=normalizations.get("output_normalization"),
         sha256=hash_words[1],
+        training=training,
     )
     validate_spec(spec)
     return spec
+
+
+def _parse_key_values(tokens: list[str]) -> dict[str, AttributeValue]:
+    """``key=value`` tokens of a training, optimizer or schedule line."""
+    attributes: dict[str, AttributeValue] = {}
+    for token in tokens:
+        key, eq, value = token.partition("=")
+        if not eq or not key or not value:
+            raise ValueError(f"malformed attribute {token!r} (expected key=value)")
+        if key in attributes:
+            raise ValueError(f"attribute {key} given twice")
+        attributes[key] = _parse_attribute(value)
+    return attributes
+
+
+def _parse_training_line(keyword: str, tokens: list[str], training: TrainingState, n_layers: int) -> None:
+    """An ``optimizer``, ``schedule`` or ``generator`` line of the training section."""
+    if keyword in ("optimizer", "schedule"):
+        if len(tokens) < 2:
+            raise ValueError(f"expected '{keyword} <kind> [key=value ...]'")
+        if keyword == "optimizer":
+            if training.optimizer:
+                raise ValueError("a second optimizer line")
+            training.optimizer = tokens[1]
+            training.optimizer_attributes = _parse_key_values(tokens[2:])
+        else:
+            if training.schedule is not None:
+                raise ValueError("a second schedule line")
+            training.schedule = tokens[1]
+            training.schedule_attributes = _parse_key_values(tokens[2:])
+        return
+    if len(tokens) != 3 or not _INT_RE.match(tokens[1]) or not _INT_RE.match(tokens[2]):
+        raise ValueError("expected 'generator <id> <state>'")
+    node, value = int(tokens[1]), int(tokens[2])
+    if not 0 <= node <= n_layers:
+        raise ValueError(f"generator id {node} is not in 0..{n_layers}")
+    if not 1 <= value <= _GENERATOR_MAX:
+        raise ValueError(f"generator {node}: state {value} is not in 1..{_GENERATOR_MAX}")
+    if node in training.generators:
+        raise ValueError(f"a second generator line for id {node}")
+    training.generators[node] = value
 
 
 def _parse_layer_line(tokens: list[str]) -> LayerSpec:
@@ -735,8 +989,8 @@ def _parse_layer_line(tokens: list[str]) -> LayerSpec:
         raise ValueError("layer line needs: layer <id> <type> <n_out> inputs=<ids>")
     layer_id = _positive_int(tokens[1], "layer id")
     kind = tokens[2]
-    if kind not in _ATTRIBUTES:
-        raise ValueError(f"unknown layer type {kind!r}")
+    if kind not in _ATTRIBUTES and kind not in _CUSTOM_KINDS:
+        raise ValueError(_unknown_kind(kind, quoted=True))
     n_out = _positive_int(tokens[3], "layer width")
     attributes: dict[str, AttributeValue] = {}
     layer_inputs: list[int] | None = None
@@ -1048,6 +1302,12 @@ def apply_activation(name: str, x: np.ndarray, alpha: float | None = None) -> np
 
 
 def _evaluate_layer(layer: LayerSpec, xs: list[np.ndarray]) -> np.ndarray:
+    custom = _CUSTOM_KINDS.get(layer.kind)
+    if custom is not None:
+        y = np.asarray(custom.evaluate(layer, xs), dtype=np.float64)
+        if y.shape != (xs[0].shape[0], layer.n_out):
+            raise ValueError(f"layer {layer.id} ({layer.kind}) evaluated to shape {y.shape}, expected {(xs[0].shape[0], layer.n_out)}")
+        return y
     attrs = layer.attributes
     p = {name: np.asarray(value, dtype=np.float64) for name, value in layer.params.items()}
     x = xs[0]

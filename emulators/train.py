@@ -24,9 +24,11 @@ choose other variables (a subset, another order). The command-line layer is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -81,29 +83,49 @@ class TrainingResult:
 _KERAS_BATCHES = None
 
 
-def keras_batches(stream: ColumnStream):
-    """A ``keras.utils.PyDataset`` over a :class:`ColumnStream`: Keras's
-    epochs advance the stream's shuffle (pass ``shuffle=False`` to ``fit``)."""
+def keras_batches(stream: ColumnStream, endless: bool = False):
+    """A ``keras.utils.PyDataset`` over a :class:`ColumnStream` (pass
+    ``shuffle=False`` to ``fit``: the stream shuffles itself).
+
+    By default its length is one epoch and Keras's end of epoch advances
+    the stream's shuffle. ``endless=True`` numbers the batches of all epochs
+    in one sequence instead: batch ``i`` is batch ``i % len(stream)`` of
+    epoch ``i // len(stream)``, whenever it is read, and the length is
+    unknown (give ``fit`` ``steps_per_epoch = len(stream)``). Training uses
+    that: Keras's tf.data prefetching reads the first batches of the next
+    epoch in another thread, possibly before the end-of-epoch call, so an
+    epoch counted by that call is a race; an epoch taken from the index is
+    not."""
     global _KERAS_BATCHES
     if _KERAS_BATCHES is None:
         import keras
 
         class KerasBatches(keras.utils.PyDataset):
-            def __init__(self, stream: ColumnStream):
+            def __init__(self, stream: ColumnStream, endless: bool):
                 super().__init__(workers=1, use_multiprocessing=False)
                 self.stream = stream
+                self.endless = endless
+
+            @property
+            def num_batches(self) -> int | None:
+                return None if self.endless else len(self.stream)
 
             def __len__(self) -> int:
                 return len(self.stream)
 
             def __getitem__(self, index: int):
-                return self.stream[index]
+                if not self.endless:
+                    return self.stream[index]
+                epoch, batch = divmod(int(index), len(self.stream))
+                self.stream.set_epoch(epoch)
+                return self.stream[batch]
 
             def on_epoch_end(self) -> None:
-                self.stream.set_epoch(self.stream.epoch + 1)
+                if not self.endless:
+                    self.stream.set_epoch(self.stream.epoch + 1)
 
         _KERAS_BATCHES = KerasBatches
-    return _KERAS_BATCHES(stream)
+    return _KERAS_BATCHES(stream, endless)
 
 
 def _seed_everything(seed: int) -> None:
@@ -112,6 +134,30 @@ def _seed_everything(seed: int) -> None:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def _own_default_seeds(seed: int):
+    """Keras draws the seed of every unseeded initializer and dropout layer
+    from Python's process-wide ``random`` module
+    (``keras.src.random.seed_generator.make_default_seed``). Other threads of
+    the process use that generator too — a Dask worker's event loop samples
+    with ``random.sample`` to estimate the size of task results
+    (``dask.sizeof``) while the next task builds its model — so seeding it is
+    not enough: the initial weights then depend on thread timing. Within this
+    context those seeds come from a generator of this thread's own, seeded
+    with `seed`."""
+    from keras.src.random import seed_generator
+
+    if not hasattr(seed_generator, "python_random"):  # a Keras that draws its seeds elsewhere
+        raise RuntimeError("this Keras version has no keras.src.random.seed_generator.python_random; "
+                           "emulators.train cannot make its initial weights independent of other threads")
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
 
 
 def _model_widths(model) -> tuple[int, int]:
@@ -211,12 +257,13 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     from emulators.architectures import build_emulator, build_loss, build_optimizer
 
     _seed_everything(hp.seed)
-    if model is None:
-        model = build_emulator(hp, layout.n_inputs, layout.n_outputs)
-    if compile_model:
-        model.compile(optimizer=build_optimizer(hp, len(train_stream)), loss=build_loss(hp))
-    elif getattr(model, "optimizer", None) is None:
-        raise ValueError(f"model {model.name!r} is not compiled; compile it or pass compile_model=True")
+    with _own_default_seeds(hp.seed):
+        if model is None:
+            model = build_emulator(hp, layout.n_inputs, layout.n_outputs)
+        if compile_model:
+            model.compile(optimizer=build_optimizer(hp, len(train_stream)), loss=build_loss(hp))
+        elif getattr(model, "optimizer", None) is None:
+            raise ValueError(f"model {model.name!r} is not compiled; compile it or pass compile_model=True")
 
     out = Path(out_dir) if out_dir is not None else None
     files: dict[str, Path] = {}
@@ -234,8 +281,9 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     all_callbacks.extend(callbacks)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
-    fit = model.fit(keras_batches(train_stream), validation_data=keras_batches(val_stream), epochs=hp.epochs,
-                    callbacks=all_callbacks, verbose=verbose, shuffle=False)
+    fit = model.fit(keras_batches(train_stream, endless=True), steps_per_epoch=len(train_stream),
+                    validation_data=keras_batches(val_stream), epochs=hp.epochs, callbacks=all_callbacks,
+                    verbose=verbose, shuffle=False)
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     history["seconds"] = list(timer.seconds)
     best_epoch = int(min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)) + 1

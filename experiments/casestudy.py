@@ -46,8 +46,8 @@ from typing import Any, Mapping
 
 from coupler.sweep import SweepConfig
 
-__all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "list_presets",
-           "load_casestudy", "make_reference_data", "run_casestudy", "summary_lines"]
+__all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "ReferenceStage", "list_presets",
+           "load_casestudy", "make_reference_data", "prepare_casestudy_reference", "run_casestudy", "summary_lines"]
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """Where ``--preset NAME`` looks for ``casestudy-NAME.toml``."""
@@ -267,6 +267,53 @@ def make_reference_data(config: ReferenceDataConfig, out_dir: str | os.PathLike,
     return info
 
 
+# ---------------------------------------------------------- reference stage
+@dataclass
+class ReferenceStage:
+    """The first two stages of a case study in its folder: the reference
+    data (``data.json``'s content), the sweep configuration on them, the
+    reference-run files (:func:`coupler.sweep.prepare_reference`) and the
+    wall time of each stage [s] (0 when reused)."""
+
+    data: dict[str, Any]
+    sweep: SweepConfig
+    paths: dict[str, Path]
+    seconds: dict[str, float]
+
+
+def prepare_casestudy_reference(config: CaseStudyConfig, out_dir: str | os.PathLike, *,
+                                progress: bool | None = None, log=print) -> ReferenceStage:
+    """Claim `out_dir` for the case study (``casestudy.toml``) and make or
+    reuse its reference data (``OUT/data``) and reference runs
+    (``OUT/reference``): what every coupled run of the study starts from and
+    is scored against (``fkb casestudy`` and ``fkb couple --preset``)."""
+    from coupler.sweep import prepare_reference
+
+    out = Path(out_dir)
+    _claim_folder(config, out)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    ref = config.reference
+    log(f"case study {config.name!r}: reference data ({ref.preset}, {ref.spinup_days:g}-day spin-up, "
+        f"{ref.data_days:g} days of samples every {ref.interval_hours:g} h) in {out / 'data'}")
+    data = make_reference_data(ref, out / "data", progress=progress)
+    clock = _timed(seconds, "reference_data", clock)
+    if data["reused"]:
+        seconds["reference_data"] = 0.0
+        log(f"  reused {data['training']}")
+    sweep = config.sweep(data["training"], data["checkpoint"])
+    coupled = sweep.coupled
+
+    reused = (out / "reference" / "noise_floor.nc").is_file()
+    log(f"reference runs: {coupled.days:g} days from day {data['coupled_start_day']:g}, and from a state perturbed "
+        f"by {coupled.perturbation_kelvin:g} K (noise floor) in {out / 'reference'}")
+    paths = prepare_reference(coupled, out / "reference")
+    _timed(seconds, "reference_runs", clock)
+    if reused:
+        seconds["reference_runs"] = 0.0
+    return ReferenceStage(data, sweep, paths, seconds)
+
+
 # -------------------------------------------------------------------- run
 @dataclass
 class CaseStudyResult:
@@ -298,33 +345,15 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     processes, default the preset's ``workers`` or one per core, or the
     cluster at `scheduler`), results, report. `log` gets one line per stage."""
     from coupler.results import collect_results, write_results
-    from coupler.sweep import prepare_reference, run_sweep
+    from coupler.sweep import run_sweep
     from experiments.report import headline_statistics, make_report
 
     config = preset if isinstance(preset, CaseStudyConfig) else load_casestudy(preset)
     out = Path(out_dir)
-    _claim_folder(config, out)
-    seconds: dict[str, float] = {}
-    start = clock = time.perf_counter()
-
-    ref = config.reference
-    log(f"case study {config.name!r}: reference data ({ref.preset}, {ref.spinup_days:g}-day spin-up, "
-        f"{ref.data_days:g} days of samples every {ref.interval_hours:g} h) in {out / 'data'}")
-    data = make_reference_data(ref, out / "data", progress=progress)
-    clock = _timed(seconds, "reference_data", clock)
-    if data["reused"]:
-        seconds["reference_data"] = 0.0
-        log(f"  reused {data['training']}")
-    sweep = config.sweep(data["training"], data["checkpoint"])
-    coupled = sweep.coupled
-
-    reused = (out / "reference" / "noise_floor.nc").is_file()
-    log(f"reference runs: {coupled.days:g} days from day {data['coupled_start_day']:g}, and from a state perturbed "
-        f"by {coupled.perturbation_kelvin:g} K (noise floor) in {out / 'reference'}")
-    paths = prepare_reference(coupled, out / "reference")
-    clock = _timed(seconds, "reference_runs", clock)
-    if reused:
-        seconds["reference_runs"] = 0.0
+    start = time.perf_counter()
+    stage = prepare_casestudy_reference(config, out, progress=progress, log=log)
+    data, sweep, paths, seconds = stage.data, stage.sweep, stage.paths, dict(stage.seconds)
+    clock = time.perf_counter()
 
     workers = n_workers if n_workers is not None else config.workers
     log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}), one Dask task each "

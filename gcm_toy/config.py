@@ -17,16 +17,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from gcm_toy import _gcm_core
+from emulators.blas import preload as _preload_blas
+
+_preload_blas()  # the BLAS the extension links, before the extension loads
+from gcm_toy import _gcm_core  # noqa: E402
 
 __all__ = ["GCMConfig", "ConfigLike", "Overrides", "load_config", "parse_overrides", "list_presets",
            "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES", "MOIST_PHYSICS",
-           "EMULATOR_PHYSICS"]
+           "EMULATOR_PHYSICS", "PHYSICS_KEYS"]
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -52,6 +56,34 @@ _CORE_KEYS = ("truncation", "nlon", "nlat", "nlev", "dt", "t_ref", "diffusion_or
               "diffuse_humidity", "robert_coefficient", "williams_alpha", "humidity", "mass_fixer",
               "humidity_fixer", "t_min", "t_max", "wind_max", "ps_min", "ps_max")
 _CORE = dict(zip(_CORE_KEYS, _gcm_core.gcm_default_config()))
+
+
+def _physics_defaults() -> dict[str, str]:
+    """The column physics' defaults as text, read from the compiled core
+    (its physics_config written as a Fortran namelist)."""
+    text, stat = _gcm_core.gcm_physics_defaults()
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    if stat != 0:
+        raise RuntimeError("the compiled core could not write the physics defaults")
+    return {m.group(1).lower(): m.group(2).strip()
+            for m in re.finditer(r"PHYSICS%(\w+)=\s*([^,\n]*)", text, flags=re.IGNORECASE)}
+
+
+_PHYSICS_DEFAULTS = _physics_defaults()
+PHYSICS_KEYS: tuple[str, ...] = tuple(_PHYSICS_DEFAULTS)
+"""Settings of the moist column physics (components of the Fortran
+``physics_config``, gcm_toy/src/physics/physics_configuration.f90), in its order."""
+
+
+def _phys(key: str, doc: str, kind: type = float):
+    raw = _PHYSICS_DEFAULTS[key]
+    if kind is bool:
+        value = raw.upper().lstrip(".").startswith("T")
+    elif kind is int:
+        value = int(raw)
+    else:
+        value = float(raw)
+    return field(default=value, metadata={"doc": "physics: " + doc, "core": False, "physics": True})
 
 
 def _core(key: str, doc: str):
@@ -105,6 +137,56 @@ class GCMConfig:
     emulator_precision: str = _opt("float32", "arithmetic of the networks: float32 or float64")
     limit_humidity: bool = _opt(False, "emulator limiter: clip dq/dt at -q/dt (then fill negative q)")
     limit_precipitation: bool = _opt(False, "emulator limiter: clip precipitation at 0")
+    # ---- moist column physics (reference, emulator, ensemble): physics_config ----
+    n_subcolumns: int = _phys("n_subcolumns", "subcolumns per GCM column of the toy superparameterization", int)
+    n_substeps: int = _phys("n_substeps", "sub-steps of each subcolumn per physics step", int)
+    radiation_interval: int = _phys("radiation_interval", "radiation every this many sub-steps", int)
+    pert_sigma_top: float = _phys("pert_sigma_top", "subcolumn T/q perturbations act below this sigma")
+    pert_excess_coef: float = _phys("pert_excess_coef", "b of the thermal excess b F / w_m setting the "
+                                                        "perturbation amplitude (Holtslag & Boville 1993)")
+    pert_velocity_scale: float = _phys("pert_velocity_scale", "w_m of the thermal excess [m s-1]")
+    pert_t_min: float = _phys("pert_t_min", "smallest standard deviation of the T perturbation [K]")
+    pert_q_min_rel: float = _phys("pert_q_min_rel", "smallest standard deviation of the q perturbation / q")
+    pert_truncation: float = _phys("pert_truncation", "perturbation draws truncated at this many std devs")
+    sbm_tau: float = _phys("sbm_tau", "Betts-Miller relaxation time [s]")
+    sbm_rh: float = _phys("sbm_rh", "Betts-Miller mean reference relative humidity")
+    sbm_rh_spread: float = _phys("sbm_rh_spread", "full width of the subcolumn spread of that RH")
+    sbm_cape_min: float = _phys("sbm_cape_min", "convection triggers above this CAPE [J kg-1]")
+    sbm_deep_min_depth: float = _phys("sbm_deep_min_depth", "convection rains only if its cloud (LCL to top) "
+                                                            "is this deep, else it only redistributes [Pa]")
+    cond_rh_max: float = _phys("cond_rh_max", "largest large-scale condensation threshold (RH)")
+    cond_rh_spread: float = _phys("cond_rh_spread", "subcolumn thresholds uniform in [max - spread, max]")
+    reevap_coef: float = _phys("reevap_coef", "rain re-evaporation k_e [(kg m-2 s-1)^-1/2 s-1]")
+    cloud_rh_width: float = _phys("cloud_rh_width", "stratiform cloud starts this far in RH below the threshold")
+    cloud_water_ratio: float = _phys("cloud_water_ratio", "in-cloud condensate / q_sat(T)")
+    cloud_water_max: float = _phys("cloud_water_max", "largest in-cloud condensate [kg kg-1]")
+    conv_cloud_a: float = _phys("conv_cloud_a", "convective cover a + b ln(P [mm/day]): a")
+    conv_cloud_b: float = _phys("conv_cloud_b", "convective cover: b")
+    conv_cloud_max: float = _phys("conv_cloud_max", "largest convective cover")
+    solar_constant: float = _phys("solar_constant", "S0 [W m-2]")
+    lw_tau_dry: float = _phys("lw_tau_dry", "longwave optical depth per dp/p0 of dry air (Byrne & O'Gorman a)")
+    lw_tau_vapour: float = _phys("lw_tau_vapour", "longwave optical depth per dp/p0 per unit q (b)")
+    lw_window: float = _phys("lw_window", "fraction of the longwave in the window band (0 = gray)")
+    lw_window_tau_vapour: float = _phys("lw_window_tau_vapour",
+                                        "window-band optical depth per dp/p0 per unit q (continuum)")
+    lw_cloud_absorption: float = _phys("lw_cloud_absorption", "cloud longwave mass absorption [m2 kg-1]")
+    sw_tau_dry: float = _phys("sw_tau_dry", "dry shortwave absorption optical depth per dp/p0")
+    sw_tau_vapour: float = _phys("sw_tau_vapour", "vapour shortwave optical depth per sqrt(slant path "
+                                                  "[kg m-2])")
+    cloud_effective_radius: float = _phys("cloud_effective_radius", "cloud droplet effective radius [m]")
+    cloud_backscatter: float = _phys("cloud_backscatter", "beta of the cloud reflectance (Lacis & Hansen)")
+    surface_albedo: float = _phys("surface_albedo", "ocean shortwave albedo")
+    skin_wind_speed: float = _phys("skin_wind_speed", "wind for the skin-air difference from SHFLX [m s-1]")
+    drag_coefficient: float = _phys("drag_coefficient", "bulk momentum exchange coefficient C_D")
+    heat_exchange_coefficient: float = _phys("heat_exchange_coefficient", "bulk heat/moisture coefficient C_H")
+    min_wind_speed: float = _phys("min_wind_speed", "smallest |V| in the bulk formulas [m s-1]")
+    pbl_sigma_top: float = _phys("pbl_sigma_top", "boundary-layer diffusion below this sigma")
+    pbl_diffusivity: float = _phys("pbl_diffusivity", "eddy diffusivity at the surface [m2 s-1]")
+    diurnal_cycle: bool = _phys("diurnal_cycle", "diurnal cycle of insolation (false: daily mean)", bool)
+    seasons: bool = _phys("seasons", "seasonal cycle (false: perpetual equinox)", bool)
+    obliquity_deg: float = _phys("obliquity_deg", "obliquity [degrees]")
+    year_length_days: float = _phys("year_length_days", "length of the year [days]")
+    day_length: float = _phys("day_length", "length of the solar day [s]")
     # ---- run and output ----
     days: float = _opt(30.0, "default run length [days]")
     output_interval_hours: float = _opt(
@@ -117,6 +199,9 @@ class GCMConfig:
         self._check()
 
     def _check(self) -> None:
+        for key in PHYSICS_KEYS:
+            if key in ("n_subcolumns", "n_substeps", "radiation_interval") and getattr(self, key) < 1:
+                raise ValueError(f"option {key!r}: must be at least 1, got {getattr(self, key)}")
         if self.physics not in PHYSICS_NAMES:
             raise ValueError(f"option 'physics': unknown scheme {self.physics!r} "
                              f"(known: {', '.join(PHYSICS_NAMES)})")
@@ -182,11 +267,29 @@ class GCMConfig:
         nlon, nlat = _gcm_core.gcm_grid_size(self.truncation)
         return self.nlon or int(nlon), self.nlat or int(nlat)
 
+    def physics_settings(self) -> str:
+        """The moist physics' settings as the Fortran namelist text the core reads."""
+        items = []
+        for key in PHYSICS_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, bool):
+                text = ".true." if value else ".false."
+            elif isinstance(value, int):
+                text = str(value)
+            else:
+                text = repr(float(value))
+            items.append(f"physics%{key}={text}")
+        return "&physics_settings " + ", ".join(items) + " /"
+
     @staticmethod
     def option_docs() -> dict[str, str]:
         """One line per option: what it means and its unit."""
         return {f.name: f.metadata["doc"] for f in fields(GCMConfig)}
 
+
+_missing = set(PHYSICS_KEYS) - {f.name for f in fields(GCMConfig) if f.metadata.get("physics")}
+if _missing:  # the compiled core and this file disagree: a build problem, not a user error
+    raise RuntimeError(f"gcm_toy.config lacks the physics settings {sorted(_missing)} of the compiled core")
 
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], GCMConfig]
 Overrides = Union[Mapping[str, Any], Iterable[str], None]

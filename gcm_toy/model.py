@@ -24,6 +24,9 @@ from gcm_toy import _gcm_core as _core
 from gcm_toy.config import EMULATOR_PHYSICS, ConfigLike, GCMConfig, Overrides, load_config
 from gcm_toy.output import DIAGNOSTIC_ORDER, Grid, state_dataset
 
+GRAVITY = 9.80616
+"""g [m s-2], as in the core's gcm_constants."""
+
 __all__ = ["Model", "Failure", "GCMError", "STATUS_NAMES", "CRASH_STATUSES"]
 
 STATUS_NAMES = {
@@ -120,7 +123,7 @@ class Model:
             ps_min=c.ps_min, ps_max=c.ps_max, physics=c.physics, physics_seed=c.seed,
             emulator_paths=emulator_paths or " ", use_real64=int(c.emulator_precision == "float64"),
             limit_humidity=int(c.limit_humidity), limit_precipitation=int(c.limit_precipitation),
-            keep_training_batch=int(keep_training_batch))
+            keep_training_batch=int(keep_training_batch), physics_settings=c.physics_settings())
         _check(stat, msg)
         self._handle = int(handle)
         truncation, nlon, nlat, nlev, humidity, stat = _core.gcm_sizes(self._handle)
@@ -228,6 +231,17 @@ class Model:
         _check(stat, msg)
         return _from_fortran(u, v, t, q, ps), int(count)
 
+    def humidity_filled_mean(self) -> float:
+        """Water the dynamical core's negative-humidity filler (option
+        ``humidity_fixer``) moved, as a global-mean rate [kg m-2 s-1], over
+        the steps summed since the last :meth:`reset_means` (0 if none). It
+        fills the holes of spectral advection, and also any negative humidity
+        an emulator's tendencies leave (``QFILL`` in the output records it)."""
+        filled, count, stat = _core.gcm_get_filled_mean(self._handle)
+        if stat != 0 or count == 0:
+            return 0.0
+        return float(filled) / GRAVITY / self.config.dt
+
     def reset_means(self) -> None:
         _core.gcm_reset_mean(self._handle)
 
@@ -248,15 +262,17 @@ class Model:
         ``advance(..., accumulate=True)`` since the last :meth:`reset_means`,
         as (lat, lon) arrays named as in gcm_toy.output.DIAGNOSTICS (PRECT,
         QFLX [kg m-2 s-1], SHFLX, LHFLX, SOLIN, FSNT, FSNS, FLNT, FLNS
-        [W m-2], SST [K]) plus CLOUD (lev, lat, lon) [1] with the reference
+        [W m-2], SST [K]) plus CLOUD (lev, lat, lon) [1] and PRECC, the
+        convective part of PRECT [kg m-2 s-1], with the reference
         physics; and the number of steps summed (0: none, fields zero)."""
         n = len(DIAGNOSTIC_ORDER)
-        diag, cloud, count, cloud_count, stat, msg = _core.gcm_get_diag_mean(self._handle, self.nlon, self.nlat,
+        diag, cloud, precc, count, cloud_count, stat, msg = _core.gcm_get_diag_mean(self._handle, self.nlon, self.nlat,
                                                                              self.nlev, n)
         _check(stat, msg)
         out = {name: np.ascontiguousarray(diag[:, :, k].T) for k, name in enumerate(DIAGNOSTIC_ORDER)}
         if int(cloud_count) > 0:
             out["CLOUD"] = np.ascontiguousarray(np.transpose(cloud, (0, 2, 1)))
+            out["PRECC"] = np.ascontiguousarray(precc.T)
         return out, int(count)
 
     def training_batch(self) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:

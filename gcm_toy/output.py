@@ -63,13 +63,17 @@ DIAGNOSTICS: dict[str, dict[str, str]] = {
              "units": "W m-2"},
     "FLNS": {"standard_name": "surface_net_upward_longwave_flux", "long_name": "net longwave flux at the surface",
              "units": "W m-2"},
+    "PRECC": {"standard_name": "convective_precipitation_flux", "long_name": "convective precipitation",
+              "units": "kg m-2 s-1"},
+    "QFILL": {"long_name": "water added to negative humidity by the dynamical core's filler (global mean)",
+              "units": "kg m-2 s-1"},
     "CLOUD": {"standard_name": "cloud_area_fraction_in_atmosphere_layer",
               "long_name": "cloud fraction (mean of the subcolumns)", "units": "1"},
 }
 """CF attributes of the moist physics' diagnostics (CAM names and signs: SW
 net downward, LW net upward, fluxes positive upward). All are means over the
-output interval of the values of every physics step; CLOUD is 3-D and only
-the reference physics diagnoses it."""
+output interval of the values of every physics step; CLOUD is 3-D; only
+the reference physics diagnoses CLOUD and PRECC (the convective part of PRECT)."""
 
 DIAGNOSTIC_ORDER = ("PRECT", "QFLX", "SHFLX", "LHFLX", "SST", "SOLIN", "FSNT", "FSNS", "FLNT", "FLNS")
 """The 2-D diagnostics in the order of the binding's gcm_get_diag_mean."""
@@ -158,6 +162,8 @@ def variable_attrs(name: str, dt: float) -> dict[str, str]:
 
 def _dims(name: str) -> tuple[str, ...]:
     if name in DIAGNOSTICS:
+        if name == "QFILL":
+            return ("time",)
         return ("time", "lev", "lat", "lon") if name == "CLOUD" else ("time", "lat", "lon")
     return ("time", "lat", "lon") if name.removesuffix("_mean") == "ps" else ("time", "lev", "lat", "lon")
 
@@ -274,7 +280,7 @@ class MemoryWriter:
             {"long_name": "start and end of the output interval", "units": TIME_UNITS, "calendar": CALENDAR})
         nlev, nlat, nlon = grid.shape
         for name in self.names:
-            shape = (nlat, nlon) if len(_dims(name)) == 3 else (nlev, nlat, nlon)
+            shape = {1: (), 3: (nlat, nlon)}.get(len(_dims(name)), (nlev, nlat, nlon))
             values = (np.stack([r.source(name) for r in self.records]) if self.records
                       else np.zeros((0, *shape), self.dtype))
             data[name] = xr.Variable(_dims(name), values, variable_attrs(name, self.dt))

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 
 from gcm_toy.config import steps_for_days, steps_per_output
@@ -71,7 +72,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
     names = ["u", "v", "t"] + (["q"] if model.humidity else []) + ["ps"]
     names = names + [f"{name}_mean" for name in names]
     if model.has_diagnostics:
-        names += list(DIAGNOSTIC_ORDER) + (["CLOUD"] if model.physics_mode == "reference" else [])
+        names += list(DIAGNOSTIC_ORDER) + (["CLOUD", "PRECC"] if model.physics_mode == "reference" else [])
+    if model.humidity:
+        names.append("QFILL")
     attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": f"toy GCM {config.short_name()}, physics '{config.physics}'"
@@ -113,7 +116,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
             step = target
             if step % per_output == 0 or step == end:
                 means, count = model.means()
-                diagnostics = model.diagnostic_means()[0] if model.has_diagnostics else None
+                diagnostics = model.diagnostic_means()[0] if model.has_diagnostics else {}
+                if model.humidity:
+                    diagnostics["QFILL"] = np.float64(model.humidity_filled_mean())
                 writer.write(Record(time=step * dt / 86400.0, start=interval_start * dt / 86400.0,
                                     instant=model.fields(), mean=means, diagnostics=diagnostics))
                 model.reset_means()

@@ -1,8 +1,12 @@
 """Shared pytest setup: quiet, deterministic, single-threaded TensorFlow and an importable repo."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
+
+import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,6 +30,24 @@ except (ImportError, RuntimeError):
     pass
 
 
+@pytest.fixture(scope="session")
+def fortran_cmake(tmp_path_factory) -> Callable[..., Path]:
+    """The standalone CMake project of ``fortran/``, configured once per session
+    (Release). Call it with target names to build those (everything when none);
+    it returns the build folder."""
+    build = tmp_path_factory.mktemp("fortran-build")
+    subprocess.run(["cmake", "-S", str(ROOT / "fortran"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True, text=True)
+
+    def build_targets(*targets: str) -> Path:
+        command = ["cmake", "--build", str(build), "-j2"] + (["--target", *targets] if targets else [])
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        return build
+
+    return build_targets
+
+
 def pytest_configure(config):
     # Keras 3 saving calls np.array on variables whose __array__ predates NumPy 2's copy keyword
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
@@ -33,3 +55,52 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:You passed `rms_scaling=True`:UserWarning")
     # generated architectures may end in a softmax over one feature; that is a valid model
     config.addinivalue_line("filterwarnings", "ignore:You are using a softmax over axis -1:UserWarning")
+
+
+# ------------------------------------------------- a tiny case study, shared
+# A case study at toy size (T10, 3 emulators, 2-day coupled runs) for tests.
+TINY_CASESTUDY = """
+[casestudy]
+description = "tiny: for tests"
+workers = 2
+
+[reference]
+preset = "aquaplanet-t10"
+spinup_days = 1.0
+data_days = 2.0
+interval_hours = 6.0
+
+[sweep]
+n_emulators = 3
+seed = 4
+
+[space]
+depth = [1, 2]
+width = [8, 16]
+batch_size = [256]
+learning_rate = [1e-4, 1e-2]
+
+[training]
+epochs = 1
+patience = 1
+
+[coupled]
+days = 2.0
+window_days = 1.0
+output_interval_hours = 24.0
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_casestudy_reference(tmp_path_factory):
+    """The first two stages of the TINY_CASESTUDY case study (reference data,
+    reference runs and noise floor; ~15 s at T10) in ``out``; the case-study
+    tests run the whole study on top of them in the same folder."""
+    from experiments.casestudy import load_casestudy, prepare_casestudy_reference
+
+    root = tmp_path_factory.mktemp("casestudy")
+    preset = root / "tiny.toml"
+    preset.write_text(TINY_CASESTUDY)
+    out = root / "out"
+    stage = prepare_casestudy_reference(load_casestudy(preset), out, progress=False, log=lambda line: None)
+    return {"preset": preset, "out": out, "stage": stage}

@@ -11,36 +11,7 @@ import xarray as xr
 from coupler.cli import main
 from experiments.casestudy import list_presets, load_casestudy
 
-TINY = """
-[casestudy]
-description = "tiny: for tests"
-workers = 2
-
-[reference]
-preset = "aquaplanet-t10"
-spinup_days = 1.0
-data_days = 2.0
-interval_hours = 6.0
-
-[sweep]
-n_emulators = 3
-seed = 4
-
-[space]
-depth = [1, 2]
-width = [8, 16]
-batch_size = [256]
-learning_rate = [1e-4, 1e-2]
-
-[training]
-epochs = 1
-patience = 1
-
-[coupled]
-days = 2.0
-window_days = 1.0
-output_interval_hours = 24.0
-"""
+from conftest import TINY_CASESTUDY as TINY
 
 
 def run_cli(argv, capsys):
@@ -50,11 +21,10 @@ def run_cli(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("casestudy")
-    preset = root / "tiny.toml"
-    preset.write_text(TINY)
-    out = root / "out"
+def tiny_study(tiny_casestudy_reference):
+    """The whole tiny case study, on the reference data and runs of the
+    shared fixture (same preset, same folder: the command reuses them)."""
+    preset, out = tiny_casestudy_reference["preset"], tiny_casestudy_reference["out"]
     status = main(["casestudy", "--preset", str(preset), "--out", str(out), "--no-progress"])
     return {"status": status, "preset": preset, "out": out}
 

@@ -12,13 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "fkb-compat" / "simple_model_with_weights.txt"
 
 @pytest.fixture(scope="module")
-def cmake_build(tmp_path_factory) -> Path:
-    build = tmp_path_factory.mktemp("fortran-build")
-    subprocess.run(["cmake", "-S", str(ROOT / "fortran"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"],
-                   check=True, capture_output=True, text=True)
-    result = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return build
+def cmake_build(fortran_cmake) -> Path:
+    return fortran_cmake()
 
 
 def test_fortran_unit_tests_pass_under_ctest(cmake_build):

@@ -317,9 +317,38 @@ def test_training_refusals(tmp_path):
             net.train_step(x[:, :2], y)
         with pytest.raises(FKBError, match="float32"):
             net.predict(x.astype(np.float64))
-    keras.backend.clear_session()
-    inputs = keras.Input((N_IN,))
-    outputs = keras.layers.GaussianNoise(0.5)(keras.layers.Dense(N_OUT)(inputs))
-    with fortran_copy(keras.Model(inputs, outputs), tmp_path, "noise") as net:
-        with pytest.raises(FKBError, match=r"layer 2 \(dropout\)"):
+    # spatial dropout needs 3-D inputs in Keras: nothing to train it like
+    spec = activation_spec("tanh", seed=5)
+    spec.layers.append(LayerSpec(3, "dropout", N_OUT, [2], {"variant": "spatial_dropout1d", "rate": 0.5}))
+    write_model_file(spec, tmp_path / "spatial.fkb")
+    with load(tmp_path / "spatial.fkb") as net:
+        with pytest.raises(FKBError, match=r"layer 3 \(dropout\)"):
             net.compile("adam", "mse")
+
+
+@pytest.mark.parametrize("layer", ["GaussianNoise", "GaussianDropout", "AlphaDropout"])
+def test_noise_layers_train_like_keras_in_expectation(layer, tmp_path):
+    """The noise cannot match Keras's random numbers: the mean loss over
+    many steps at a zero learning rate matches Keras's in expectation, and
+    the same seed repeats a run."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(83)
+    inputs = keras.Input((N_IN,))
+    h = keras.layers.Dense(32, activation="tanh")(inputs)
+    h = {"GaussianNoise": lambda: keras.layers.GaussianNoise(0.3),
+         "GaussianDropout": lambda: keras.layers.GaussianDropout(0.3),
+         "AlphaDropout": lambda: keras.layers.AlphaDropout(0.3)}[layer]()(h)
+    model = keras.Model(inputs, keras.layers.Dense(N_OUT)(h))
+    x, y = batches(89, n=1)[0]
+    runs = []
+    for _ in range(2):
+        with fortran_copy(model, tmp_path, layer) as net:
+            net.compile("sgd", "mse", learning_rate=0.0, seed=7)
+            runs.append([net.train_step(x, y) for _ in range(200)])
+            np.testing.assert_allclose(net.predict(x), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+    assert runs[0] == runs[1]
+    assert len(set(runs[0])) > 100  # new noise every step
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    keras_losses = [float(np.asarray(model.train_on_batch(x, y))) for _ in range(200)]
+    spread = np.hypot(np.std(keras_losses), np.std(runs[0])) / np.sqrt(200)
+    assert abs(np.mean(runs[0]) - np.mean(keras_losses)) < 5 * spread

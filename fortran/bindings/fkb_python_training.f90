@@ -169,15 +169,16 @@ subroutine train_step64(handle, x, y, n_in, n_out, n_cols, loss, stat, msg)
 end subroutine train_step64
 
 
-subroutine fit32(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, shuffle, &
+subroutine fit32(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, reseed, shuffle, &
                  history, stat, msg)
   !! Train on a whole dataset (see `network%fit`), 32-bit; `history` gets
-  !! each epoch's mean loss.
+  !! each epoch's mean loss. `reseed = 0`: the shuffling continues the
+  !! network's generator, `seed` unused.
   use iso_fortran_env, only: real32
   use fkb_python_handles, only: slots, valid_handle
   use fkb, only: fkb_err_argument
   implicit none
-  integer, intent(in) :: handle, n_in, n_out, n_cols, epochs, batch_size, seed, shuffle
+  integer, intent(in) :: handle, n_in, n_out, n_cols, epochs, batch_size, seed, reseed, shuffle
   real(real32), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
   real(real32), intent(out) :: history(epochs)
   integer, intent(out) :: stat
@@ -193,20 +194,25 @@ subroutine fit32(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, sh
     stat = fkb_err_argument; msg = 'network was loaded at 64 bit; call fit64'
     return
   end if
-  call slots(handle)%net32%fit(x, y, epochs, batch_size, stat, message, seed=seed, &
-                               shuffle=shuffle /= 0, history=history)
+  if (reseed /= 0) then
+    call slots(handle)%net32%fit(x, y, epochs, batch_size, stat, message, seed=seed, &
+                                 shuffle=shuffle /= 0, history=history)
+  else
+    call slots(handle)%net32%fit(x, y, epochs, batch_size, stat, message, &
+                                 shuffle=shuffle /= 0, history=history)
+  end if
   if (allocated(message)) msg = message
 end subroutine fit32
 
 
-subroutine fit64(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, shuffle, &
+subroutine fit64(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, reseed, shuffle, &
                  history, stat, msg)
   !! Train on a whole dataset (see `network%fit`), 64-bit.
   use iso_fortran_env, only: real64
   use fkb_python_handles, only: slots, valid_handle
   use fkb, only: fkb_err_argument
   implicit none
-  integer, intent(in) :: handle, n_in, n_out, n_cols, epochs, batch_size, seed, shuffle
+  integer, intent(in) :: handle, n_in, n_out, n_cols, epochs, batch_size, seed, reseed, shuffle
   real(real64), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
   real(real64), intent(out) :: history(epochs)
   integer, intent(out) :: stat
@@ -222,8 +228,13 @@ subroutine fit64(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, sh
     stat = fkb_err_argument; msg = 'network was loaded at 32 bit; call fit32'
     return
   end if
-  call slots(handle)%net64%fit(x, y, epochs, batch_size, stat, message, seed=seed, &
-                               shuffle=shuffle /= 0, history=history)
+  if (reseed /= 0) then
+    call slots(handle)%net64%fit(x, y, epochs, batch_size, stat, message, seed=seed, &
+                                 shuffle=shuffle /= 0, history=history)
+  else
+    call slots(handle)%net64%fit(x, y, epochs, batch_size, stat, message, &
+                                 shuffle=shuffle /= 0, history=history)
+  end if
   if (allocated(message)) msg = message
 end subroutine fit64
 
@@ -312,3 +323,53 @@ subroutine get_weights(handle, n_train, w, stat, msg)
   end if
   if (allocated(message)) msg = message
 end subroutine get_weights
+
+
+subroutine save_network(handle, path, stat, msg)
+  !! Write the network to a model file (see `network%save`): its current
+  !! weights, and its training state when it is compiled.
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle
+  character(len=*), intent(in) :: path
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  msg = ''
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument; msg = 'invalid network handle'
+    return
+  end if
+  if (slots(handle)%precision == 32) then
+    call slots(handle)%net32%save(path, stat, message)
+  else
+    call slots(handle)%net64%save(path, stat, message)
+  end if
+  if (allocated(message)) msg = message
+end subroutine save_network
+
+
+subroutine training_info(handle, n_train, iterations, stat)
+  !! Trainable weights (0 unless compiled, by `compile` or by loading a
+  !! training state) and optimizer steps taken.
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_ok, fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle
+  integer, intent(out) :: n_train, iterations, stat
+  n_train = 0
+  iterations = 0
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument
+    return
+  end if
+  stat = fkb_ok
+  if (slots(handle)%precision == 32) then
+    n_train = slots(handle)%net32%n_trainable()
+    iterations = slots(handle)%net32%n_iterations()
+  else
+    n_train = slots(handle)%net64%n_trainable()
+    iterations = slots(handle)%net64%n_iterations()
+  end if
+end subroutine training_info

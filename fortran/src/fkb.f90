@@ -15,8 +15,30 @@ module fkb
   !!     call net%compile(adam(), 'mse', stat, msg)
   !!     call net%train_step(x, y, stat, msg, loss)     ! one minibatch
   !!     call net%fit(x, y, epochs, batch_size, stat, msg, seed=1)
+  !!     call net%save('tuned.fkb', stat, msg)  ! weights + training state;
+  !!                                            ! load resumes exactly
+  !!
+  !! Custom layers (docs/custom-layers.md): extend `layer` (`layer_r64` for
+  !! `network_r64`), register a constructor in a `layer_registry` and pass it
+  !! to `load(..., registry=reg)`; the `get_*`/`check_*` procedures read the
+  !! layer's attributes and weights from its `layer_spec`.
+  !!
+  !! Ensembles (docs/fortran-api.md, "Ensembles"): `ensemble` (32-bit) and
+  !! `ensemble_r64` load several model files of one interface and return the
+  !! members' mean and standard deviation:
+  !!
+  !!     call ens%load_folder('emulators/', stat, msg)   ! or ens%load(paths, ...)
+  !!     call ens%predict(x, mean, std, stat, msg, members=y_all, noise_std=0.1_real32, seed=1_int64)
   use fkb_network_r32, only: network, network_r32 => network
   use fkb_network_r64, only: network_r64 => network
+  use fkb_ensemble_r32, only: ensemble, ensemble_r32 => ensemble
+  use fkb_ensemble_r64, only: ensemble_r64 => ensemble
+  use fkb_noise, only: ensemble_noise
+  use fkb_layers_r32, only: layer, layer_registry
+  use fkb_layers_r64, only: layer_r64 => layer, layer_registry_r64 => layer_registry
+  use fkb_spec_query, only: has_attribute, get_real_attribute, get_int_attribute, &
+                            get_flag_attribute, get_name_attribute, check_attribute_keys, &
+                            check_param_names, get_vector_param, get_matrix_param
   use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
                         fkb_err_unsupported, fkb_err_shape, fkb_err_nonfinite, &
                         fkb_err_argument, fkb_status_name
@@ -27,6 +49,11 @@ module fkb
   implicit none
   private
   public :: network, network_r32, network_r64
+  public :: ensemble, ensemble_r32, ensemble_r64, ensemble_noise
+  public :: layer, layer_registry, layer_r64, layer_registry_r64
+  public :: has_attribute, get_real_attribute, get_int_attribute, get_flag_attribute, &
+            get_name_attribute, check_attribute_keys, check_param_names, get_vector_param, &
+            get_matrix_param
   public :: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
             fkb_err_unsupported, fkb_err_shape, fkb_err_nonfinite, fkb_err_argument, &
             fkb_status_name

@@ -1,6 +1,8 @@
 module fkb_model_file
-  !! Reading and writing FKB model files, format version 1
+  !! Reading and writing FKB model files, format versions 1 and 2
   !! (docs/model-file.md), with nothing but the Fortran standard library.
+  !! Version 2 is version 1 plus an optional training section (optimizer
+  !! state); a spec without training state is written as version 1.
   !!
   !! `read_model_file` also reads the original FKB text format (through
   !! `fkb_legacy`), telling the two apart by the first line.
@@ -10,9 +12,9 @@ module fkb_model_file
   !! inputs that refer to earlier layers, io names, normalization shapes,
   !! payload size and finite weights. Which params and attributes a layer
   !! kind needs is left to the network builders.
-  use iso_fortran_env, only: real32, int8, int32, int64
+  use iso_fortran_env, only: real32, real64, int8, int32, int64
   use iso_c_binding, only: c_char, c_int, c_null_char
-  use fkb_spec, only: model_spec, tensor_spec, io_spec
+  use fkb_spec, only: model_spec, tensor_spec, io_spec, training_tensor, attribute_spec
   use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
                         fkb_err_shape, fkb_err_nonfinite, fkb_err_argument
   use fkb_sha256, only: sha256_hex
@@ -22,21 +24,25 @@ module fkb_model_file
   private
   public :: read_model_file, write_model_file, fkb_format_version
 
-  integer, parameter :: fkb_format_version = 1
-    !! the format version this module reads and writes
+  integer, parameter :: fkb_format_version = 2
+    !! the newest format version this module reads and writes (it reads
+    !! and writes version 1 too: files without a training section)
 
   character(len=1), parameter :: newline = achar(10)
 
   integer, parameter :: section_none = 0, section_input_norm = 1, section_output_norm = 2, &
-                        section_layer = 3
+                        section_layer = 3, section_training = 4
 
   type :: payload_entry
     !! Where the next tensor of the payload goes.
     integer :: section = section_none
     integer :: layer = 0
     integer :: param = 0
-      !! index in the layer's params, or 1 = offset, 2 = scale
+      !! index in the layer's params (or the training tensors), or
+      !! 1 = offset, 2 = scale
     integer :: count = 0
+    integer :: bytes = 4
+      !! bytes per value: 4, or 8 in a training section of precision 64
   end type payload_entry
 
   type :: text_builder
@@ -166,9 +172,10 @@ contains
       call fail(fkb_err_format, 'line 1: expected ''FKB <version>''')
       return
     end if
-    if (version /= fkb_format_version) then
+    if (version < 1 .or. version > fkb_format_version) then
       call fail(fkb_err_version, 'format version ' // int_to_str(version) // &
-                ' is not supported (this reader knows version ' // int_to_str(fkb_format_version) // ')')
+                ' is not supported (this reader knows versions 1 to ' // &
+                int_to_str(fkb_format_version) // ')')
       return
     end if
     if (eol1 >= len(buffer, kind=int64)) then
@@ -270,17 +277,17 @@ contains
     payload_bytes = len(buffer, kind=int64) - header_end
     declared_bytes = 0
     do i = 1, n_entries
-      declared_bytes = declared_bytes + 4_int64 * entries(i)%count
+      declared_bytes = declared_bytes + int(entries(i)%bytes, int64) * entries(i)%count
     end do
     if (payload_bytes /= declared_bytes) then
       call fail(fkb_err_format, 'the payload has ' // int_to_str(payload_bytes) // &
-                ' bytes but the header declares ' // int_to_str(declared_bytes) // &
-                ' (' // int_to_str(declared_bytes / 4) // ' float32 values)')
+                ' bytes but the header declares ' // int_to_str(declared_bytes))
       return
     end if
     pos = header_end + 1
     do i = 1, n_entries
-      associate (e => entries(i), bytes => buffer(pos:pos + 4_int64 * entries(i)%count - 1))
+      associate (e => entries(i), &
+                 bytes => buffer(pos:pos + int(entries(i)%bytes, int64) * entries(i)%count - 1))
         select case (e%section)
         case (section_input_norm)
           if (e%param == 1) then
@@ -296,9 +303,11 @@ contains
           end if
         case (section_layer)
           call decode_float32(bytes, spec%layers(e%layer)%params(e%param)%values)
+        case (section_training)
+          call decode_training(bytes, e%bytes, spec%training%tensors(e%param)%values)
         end select
       end associate
-      pos = pos + 4_int64 * entries(i)%count
+      pos = pos + int(entries(i)%bytes, int64) * entries(i)%count
     end do
 
     call check_spec(spec, .true., stat, problem)
@@ -345,7 +354,18 @@ contains
       return
     end if
     word = line(first(1):last(1))
-    if (word /= 'param') section = section_none
+    if (spec%training%present) then
+      ! the training section is last: only its own lines follow it
+      select case (word)
+      case ('optimizer', 'schedule', 'generator', 'param')
+      case default
+        call bad(fkb_err_format, '''' // word // ''' line after the training section ' // &
+                 '(the training section must come last)')
+        return
+      end select
+    else if (word /= 'param') then
+      section = section_none
+    end if
 
     select case (word)
     case ('name')
@@ -395,6 +415,54 @@ contains
     case ('param')
       call parse_param_line()
 
+    case ('training')
+      if (spec%version < 2) then
+        call bad(fkb_err_format, 'a training section needs format version 2 (the file says 1)')
+        return
+      end if
+      if (layer == 0) then
+        call bad(fkb_err_format, 'the training section comes after the layers')
+        return
+      end if
+      call parse_key_values(line, first, last, 2, spec%training%attributes, stat, problem)
+      if (stat /= fkb_ok) return
+      call parse_precision()
+      spec%training%present = .true.
+      spec%training%schedule = ''
+      allocate (spec%training%generator_ids(0), spec%training%generator_states(0), &
+                spec%training%tensors(0))
+      section = section_training
+
+    case ('optimizer', 'schedule')
+      if (.not. spec%training%present) then
+        call bad(fkb_err_format, word // ' line outside a training section')
+        return
+      end if
+      if (n_tokens < 2) then
+        call bad(fkb_err_format, 'expected ''' // word // ' <kind> [key=value ...]''')
+        return
+      end if
+      if (word == 'optimizer') then
+        if (allocated(spec%training%optimizer)) then
+          call bad(fkb_err_format, 'a second optimizer line')
+          return
+        end if
+        spec%training%optimizer = line(first(2):last(2))
+        call parse_key_values(line, first, last, 3, spec%training%optimizer_attributes, stat, &
+                              problem)
+      else
+        if (len(spec%training%schedule) > 0) then
+          call bad(fkb_err_format, 'a second schedule line')
+          return
+        end if
+        spec%training%schedule = line(first(2):last(2))
+        call parse_key_values(line, first, last, 3, spec%training%schedule_attributes, stat, &
+                              problem)
+      end if
+
+    case ('generator')
+      call parse_generator_line()
+
     case default
       call bad(fkb_err_format, 'unknown header line ''' // word // '''')
     end select
@@ -407,6 +475,55 @@ contains
       stat = code
       problem = text
     end subroutine bad
+
+    subroutine parse_precision()
+      !! The `precision` attribute of the training line: 32 or 64.
+      integer :: k, bits
+      do k = 1, size(spec%training%attributes)
+        if (spec%training%attributes(k)%key /= 'precision') cycle
+        call parse_int(spec%training%attributes(k)%value, bits, stat)
+        if (stat /= fkb_ok .or. (bits /= 32 .and. bits /= 64)) then
+          call bad(fkb_err_format, 'training precision=' // spec%training%attributes(k)%value // &
+                   ' (expected 32 or 64)')
+          return
+        end if
+        spec%training%precision = bits
+        return
+      end do
+      call bad(fkb_err_format, 'the training line has no precision=32 or precision=64')
+    end subroutine parse_precision
+
+    subroutine parse_generator_line()
+      !! `generator <node id> <state>`: a random generator's state, 0 the
+      !! shuffling of `fit`, else the layer's own.
+      integer :: id, state
+      if (.not. spec%training%present) then
+        call bad(fkb_err_format, 'generator line outside a training section')
+        return
+      end if
+      if (n_tokens /= 3) then
+        call bad(fkb_err_format, 'expected ''generator <id> <state>''')
+        return
+      end if
+      call parse_int(line(first(2):last(2)), id, stat)
+      if (stat /= fkb_ok .or. id < 0 .or. id > size(spec%layers)) then
+        call bad(fkb_err_format, 'generator id ''' // line(first(2):last(2)) // ''' is not in 0..' // &
+                 int_to_str(size(spec%layers)))
+        return
+      end if
+      call parse_int(line(first(3):last(3)), state, stat)
+      if (stat /= fkb_ok .or. state < 1 .or. state > 2147483646) then
+        call bad(fkb_err_format, 'generator ' // int_to_str(id) // ': state ''' // &
+                 line(first(3):last(3)) // ''' is not in 1..2147483646')
+        return
+      end if
+      if (any(spec%training%generator_ids == id)) then
+        call bad(fkb_err_format, 'a second generator line for id ' // int_to_str(id))
+        return
+      end if
+      spec%training%generator_ids = [spec%training%generator_ids, id]
+      spec%training%generator_states = [spec%training%generator_states, state]
+    end subroutine parse_generator_line
 
     subroutine set_count(n_io)
       !! `n_inputs <n>` or `n_outputs <n>`, given once.
@@ -556,7 +673,25 @@ contains
       n_entries = n_entries + 1
       entries(n_entries)%section = section
       entries(n_entries)%count = int(count)
+      if (section == section_training) entries(n_entries)%bytes = spec%training%precision / 8
       select case (section)
+      case (section_training)
+        block
+          type(training_tensor) :: added
+          associate (tensors => spec%training%tensors)
+            do k = 1, size(tensors)
+              if (tensors(k)%name == tensor%name) then
+                call bad(fkb_err_format, 'training: a second param ' // tensor%name)
+                return
+              end if
+            end do
+          end associate
+          added%name = tensor%name
+          added%rank = tensor%rank
+          added%shape = tensor%shape
+          spec%training%tensors = [spec%training%tensors, added]
+          entries(n_entries)%param = size(spec%training%tensors)
+        end block
       case (section_input_norm, section_output_norm)
         block
           character(len=:), allocatable :: what
@@ -632,6 +767,11 @@ contains
       problem = ''
     end if
     if (stat /= fkb_ok) return
+    if (spec%training%present .and. .not. allocated(spec%training%optimizer)) then
+      stat = fkb_err_format
+      problem = 'the training section has no optimizer line'
+      return
+    end if
     call check_all_named('input', spec%inputs)
     if (stat /= fkb_ok) return
     call check_all_named('output', spec%outputs)
@@ -654,6 +794,65 @@ contains
     end subroutine check_all_named
 
   end subroutine check_header_complete
+
+  subroutine parse_key_values(line, first, last, start, attributes, stat, problem)
+    !! The `key=value` tokens `start..` of a header line (training,
+    !! optimizer and schedule lines), keys unique.
+    character(len=*), intent(in) :: line
+    integer, intent(in) :: first(:), last(:), start
+    type(attribute_spec), allocatable, intent(out) :: attributes(:)
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(inout) :: problem
+    integer :: t, eq, k, j
+    allocate (attributes(max(0, size(first) - start + 1)))
+    stat = fkb_ok
+    do t = start, size(first)
+      eq = index(line(first(t):last(t)), '=')
+      if (eq <= 1 .or. first(t) + eq - 1 == last(t)) then
+        stat = fkb_err_format
+        problem = 'malformed attribute ''' // line(first(t):last(t)) // ''' (expected key=value)'
+        return
+      end if
+      eq = first(t) + eq - 1
+      k = t - start + 1
+      attributes(k) = attribute(line(first(t):eq - 1), line(eq + 1:last(t)))
+      do j = 1, k - 1
+        if (attributes(j)%key == attributes(k)%key) then
+          stat = fkb_err_format
+          problem = 'a second attribute ' // attributes(k)%key
+          return
+        end if
+      end do
+    end do
+  end subroutine parse_key_values
+
+  subroutine decode_training(bytes, width, values)
+    !! Values of a training tensor: IEEE float32 (`width` 4) or float64
+    !! (`width` 8), little-endian, into real64.
+    character(len=*), intent(in) :: bytes
+    integer, intent(in) :: width
+    real(real64), allocatable, intent(out) :: values(:)
+    real(real32), allocatable :: single(:)
+    integer(int32), allocatable :: halves(:)
+    integer :: n, i
+    if (width == 4) then
+      call decode_float32(bytes, single)
+      values = real(single, real64)
+      return
+    end if
+    n = len(bytes) / 8
+    allocate (values(n))
+    if (n == 0) return
+    if (little_endian()) then
+      values = transfer(bytes, values, n)
+    else
+      allocate (halves(2 * n))
+      halves = byte_swapped(transfer(bytes, 0_int32, 2 * n))
+      do i = 1, n  ! the two swapped halves of each value change places
+        values(i) = transfer([halves(2 * i), halves(2 * i - 1)], 1.0_real64)
+      end do
+    end if
+  end subroutine decode_training
 
   subroutine decode_float32(bytes, values)
     !! IEEE float32 values from their little-endian bytes.
@@ -678,8 +877,10 @@ contains
   ! ---------------------------------------------------------------------
 
   subroutine write_model_file(path, spec, stat, msg)
-    !! Writes a model spec as a model file of format version 1, the float32
-    !! weights exactly. The file is written to `path // '.tmp'` and then
+    !! Writes a model spec as a model file, the float32 weights exactly:
+    !! format version 1, or 2 when the spec has a training section (whose
+    !! tensors are written in its precision, exactly; a precision-32
+    !! tensor must hold float32 values). The file is written to `path // '.tmp'` and then
     !! renamed to `path`, so an existing file is replaced only by a
     !! complete one.
     character(len=*), intent(in) :: path
@@ -693,8 +894,8 @@ contains
 
     type(text_builder) :: header
     integer(int8), allocatable :: body(:)
-    integer(int64) :: n_values, p
-    integer :: l, k, unit, ios
+    integer(int64) :: n_values, n_training_bytes, p
+    integer :: l, k, unit, ios, version
     character(len=64) :: digest
     character(len=:), allocatable :: problem, tmp_path
     character(len=512) :: iomsg
@@ -738,10 +939,16 @@ contains
         end if
       end associate
     end do
+    n_training_bytes = 0
+    version = 1
+    if (spec%training%present) then
+      version = 2
+      call add_training_lines()
+    end if
     call add(header, 'end_header' // newline)
 
     ! the hashed body: header lines after sha256, then the payload
-    allocate(body(int(header%length, int64) + 4 * n_values))
+    allocate(body(int(header%length, int64) + 4 * n_values + n_training_bytes))
     body(1:header%length) = transfer(header%text(1:header%length), body, header%length)
     p = header%length
     if (spec%has_input_normalization) then
@@ -758,13 +965,22 @@ contains
         call put(spec%layers(l)%params(k)%values)
       end do
     end do
+    if (spec%training%present) then
+      do k = 1, size(spec%training%tensors)
+        if (spec%training%precision == 32) then
+          call put(real(spec%training%tensors(k)%values, real32))
+        else
+          call put64(spec%training%tensors(k)%values)
+        end if
+      end do
+    end if
     digest = sha256_hex(body)
 
     tmp_path = path // '.tmp'
     open(newunit=unit, file=tmp_path, status='replace', action='write', access='stream', &
          form='unformatted', iostat=ios, iomsg=iomsg)
     if (ios == 0) then
-      write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // int_to_str(fkb_format_version) // newline // &
+      write(unit, iostat=ios, iomsg=iomsg) 'FKB ' // int_to_str(version) // newline // &
                                            'sha256 ' // digest // newline
       if (ios == 0) write(unit, iostat=ios, iomsg=iomsg) body
       if (ios /= 0) close(unit, status='delete')
@@ -809,6 +1025,73 @@ contains
                          newline)
       end do
     end subroutine add_io_lines
+
+    subroutine add_training_lines()
+      !! The training section: its line, optimizer, schedule, generators,
+      !! then its tensors' param lines.
+      integer :: i
+      associate (tr => spec%training)
+        call add(header, 'training precision=' // int_to_str(tr%precision))
+        call add_key_values(tr%attributes, 'precision')
+        call add(header, newline // 'optimizer ' // tr%optimizer)
+        call add_key_values(tr%optimizer_attributes)
+        call add(header, newline)
+        if (allocated(tr%schedule)) then
+          if (len(tr%schedule) > 0) then
+            call add(header, 'schedule ' // tr%schedule)
+            call add_key_values(tr%schedule_attributes)
+            call add(header, newline)
+          end if
+        end if
+        if (allocated(tr%generator_ids)) then
+          do i = 1, size(tr%generator_ids)
+            call add(header, 'generator ' // int_to_str(tr%generator_ids(i)) // ' ' // &
+                             int_to_str(tr%generator_states(i)) // newline)
+          end do
+        end if
+        if (allocated(tr%tensors)) then
+          do i = 1, size(tr%tensors)
+            call add(header, 'param ' // tr%tensors(i)%name // ' ' // int_to_str(tr%tensors(i)%shape(1)))
+            if (tr%tensors(i)%rank == 2) call add(header, ' ' // int_to_str(tr%tensors(i)%shape(2)))
+            call add(header, newline)
+            n_training_bytes = n_training_bytes + (tr%precision / 8) * size(tr%tensors(i)%values, kind=int64)
+          end do
+        end if
+      end associate
+    end subroutine add_training_lines
+
+    subroutine add_key_values(attributes, skip)
+      type(attribute_spec), allocatable, intent(in) :: attributes(:)
+      character(len=*), intent(in), optional :: skip
+        !! a key not to write (written already)
+      integer :: i
+      if (.not. allocated(attributes)) return
+      do i = 1, size(attributes)
+        if (present(skip)) then
+          if (attributes(i)%key == skip) cycle
+        end if
+        call add(header, ' ' // attributes(i)%key // '=' // attributes(i)%value)
+      end do
+    end subroutine add_key_values
+
+    subroutine put64(values)
+      !! Appends float64 values, little-endian, to the body.
+      real(real64), intent(in) :: values(:)
+      integer(int32), allocatable :: halves(:)
+      integer :: n, i
+      n = size(values)
+      if (n == 0) return
+      if (little_endian()) then
+        body(p + 1:p + 8 * n) = transfer(values, body, 8 * n)
+      else
+        allocate (halves(2 * n))
+        halves = byte_swapped(transfer(values, 0_int32, 2 * n))
+        do i = 1, n
+          body(p + 8 * i - 7:p + 8 * i) = transfer([halves(2 * i), halves(2 * i - 1)], body, 8)
+        end do
+      end if
+      p = p + 8 * n
+    end subroutine put64
 
     subroutine put(values)
       !! Appends float32 values, little-endian, to the body.
@@ -951,6 +1234,7 @@ contains
         return
       end if
     end associate
+    if (spec%training%present) call check_training()
 
   contains
 
@@ -960,6 +1244,132 @@ contains
       stat = code
       problem = text
     end subroutine bad
+
+    subroutine check_training()
+      !! The syntax of the training section (its meaning is the network's).
+      integer :: i, j
+      associate (tr => spec%training)
+        if (tr%precision /= 32 .and. tr%precision /= 64) then
+          call bad(structure_error, 'training: precision ' // int_to_str(tr%precision) // &
+                   ' is not 32 or 64')
+          return
+        end if
+        if (.not. allocated(tr%optimizer)) then
+          call bad(structure_error, 'training: no optimizer')
+          return
+        end if
+        if (.not. is_token(tr%optimizer)) then
+          call bad(structure_error, 'training: the optimizer is not a single word')
+          return
+        end if
+        call check_key_values('training', tr%attributes)
+        if (stat /= fkb_ok) return
+        call check_key_values('optimizer', tr%optimizer_attributes)
+        if (stat /= fkb_ok) return
+        if (allocated(tr%schedule)) then
+          if (len(tr%schedule) > 0) then
+            if (.not. is_token(tr%schedule)) then
+              call bad(structure_error, 'training: the schedule is not a single word')
+              return
+            end if
+            call check_key_values('schedule', tr%schedule_attributes)
+            if (stat /= fkb_ok) return
+          end if
+        end if
+        if (allocated(tr%generator_ids)) then
+          if (.not. allocated(tr%generator_states)) then
+            call bad(structure_error, 'training: generator ids without states')
+            return
+          end if
+          if (size(tr%generator_states) /= size(tr%generator_ids)) then
+            call bad(structure_error, 'training: generator ids and states differ in number')
+            return
+          end if
+          do i = 1, size(tr%generator_ids)
+            if (tr%generator_ids(i) < 0 .or. tr%generator_ids(i) > size(spec%layers) .or. &
+                tr%generator_states(i) < 1 .or. tr%generator_states(i) > 2147483646 .or. &
+                any(tr%generator_ids(1:i - 1) == tr%generator_ids(i))) then
+              call bad(structure_error, 'training: generator ' // int_to_str(tr%generator_ids(i)) // &
+                       ' has a bad id or state, or is given twice')
+              return
+            end if
+          end do
+        end if
+        if (.not. allocated(tr%tensors)) return
+        do i = 1, size(tr%tensors)
+          associate (tensor => tr%tensors(i))
+            if (.not. allocated(tensor%name)) then
+              call bad(structure_error, 'training: a param without a name')
+              return
+            end if
+            if (.not. is_token(tensor%name)) then
+              call bad(structure_error, 'training: param name ''' // tensor%name // &
+                       ''' is not a single word')
+              return
+            end if
+            do j = 1, i - 1
+              if (tr%tensors(j)%name == tensor%name) then
+                call bad(structure_error, 'training: a second param ' // tensor%name)
+                return
+              end if
+            end do
+            if (tensor%rank < 1 .or. tensor%rank > 2 .or. any(tensor%shape < 1) .or. &
+                (tensor%rank == 1 .and. tensor%shape(2) /= 1)) then
+              call bad(fkb_err_shape, 'training: param ' // tensor%name // ': invalid shape')
+              return
+            end if
+            if (.not. allocated(tensor%values)) then
+              call bad(structure_error, 'training: param ' // tensor%name // ': no values')
+              return
+            end if
+            if (size(tensor%values, kind=int64) /= int(tensor%shape(1), int64) * tensor%shape(2)) then
+              call bad(fkb_err_shape, 'training: param ' // tensor%name // ': ' // &
+                       int_to_str(size(tensor%values)) // ' values for its shape')
+              return
+            end if
+            do j = 1, size(tensor%values)
+              if (.not. (abs(tensor%values(j)) <= huge(1.0_real64))) then
+                call bad(fkb_err_nonfinite, 'training: param ' // tensor%name // &
+                         ' has a non-finite value at index ' // int_to_str(j))
+                return
+              end if
+            end do
+            if (.not. reading .and. tr%precision == 32) then
+              if (any(real(real(tensor%values, real32), real64) /= tensor%values)) then
+                call bad(fkb_err_argument, 'training: param ' // tensor%name // &
+                         ' has values that float32 cannot hold exactly (precision is 32)')
+                return
+              end if
+            end if
+          end associate
+        end do
+      end associate
+    end subroutine check_training
+
+    subroutine check_key_values(what, attributes)
+      character(len=*), intent(in) :: what
+      type(attribute_spec), allocatable, intent(in) :: attributes(:)
+      integer :: i, j
+      if (.not. allocated(attributes)) return
+      do i = 1, size(attributes)
+        if (.not. allocated(attributes(i)%key) .or. .not. allocated(attributes(i)%value)) then
+          call bad(structure_error, what // ': attribute ' // int_to_str(i) // ' is unset')
+          return
+        end if
+        if (.not. is_token(attributes(i)%key) .or. index(attributes(i)%key, '=') > 0 .or. &
+            .not. is_token(attributes(i)%value)) then
+          call bad(structure_error, what // ': attribute ''' // attributes(i)%key // '=' // &
+                   attributes(i)%value // ''' is not key=value with single-word key and value')
+          return
+        end if
+        do j = 1, i - 1
+          if (attributes(j)%key == attributes(i)%key) then
+            call bad(structure_error, what // ': a second attribute ' // attributes(i)%key)
+            return
+          end if
+        end do
+      end do
+    end subroutine check_key_values
 
     subroutine check_io(word, io, n)
       character(len=*), intent(in) :: word

@@ -6,10 +6,11 @@ module fkb_spec
   !! It mirrors the model file (docs/model-file.md) one to one: every layer is
   !! a type name, a width, the ids of its inputs, string attributes and float32
   !! tensors. Weights stay float32 here, exactly as stored.
-  use iso_fortran_env, only: real32
+  use iso_fortran_env, only: real32, real64
   implicit none
   private
   public :: tensor_spec, attribute_spec, layer_spec, model_spec, io_spec
+  public :: training_spec, training_tensor
 
   type :: tensor_spec
     character(len=:), allocatable :: name
@@ -41,6 +42,36 @@ module fkb_spec
     character(len=:), allocatable :: units
   end type io_spec
 
+  type :: training_tensor
+    !! A tensor of the training section (optimizer slots, weights at the
+    !! training precision): values held in real64, which holds float32
+    !! values exactly too.
+    character(len=:), allocatable :: name
+    integer :: shape(2) = [0, 1]
+    integer :: rank = 1
+    real(real64), allocatable :: values(:)
+  end type training_tensor
+
+  type :: training_spec
+    !! The training section of a model file (format version 2,
+    !! docs/model-file.md), as written: the file modules check its syntax,
+    !! the network interprets it (`fkb_network_r32`, `fkb_network_r64`).
+    logical :: present = .false.
+    integer :: precision = 32
+      !! bits of the section's tensors in the payload, 32 or 64
+    type(attribute_spec), allocatable :: attributes(:)
+      !! of the `training` line (iterations, loss, ...)
+    character(len=:), allocatable :: optimizer
+    type(attribute_spec), allocatable :: optimizer_attributes(:)
+    character(len=:), allocatable :: schedule
+      !! empty: no schedule line
+    type(attribute_spec), allocatable :: schedule_attributes(:)
+    integer, allocatable :: generator_ids(:)
+      !! node ids of the `generator` lines (0: fit's shuffling)
+    integer, allocatable :: generator_states(:)
+    type(training_tensor), allocatable :: tensors(:)
+  end type training_spec
+
   type :: model_spec
     integer :: version = 1
     character(len=:), allocatable :: name
@@ -53,6 +84,8 @@ module fkb_spec
     real(real32), allocatable :: input_offset(:), input_scale(:)
     real(real32), allocatable :: output_offset(:), output_scale(:)
     type(layer_spec), allocatable :: layers(:)
+    type(training_spec) :: training
+      !! optional training state (format version 2)
   end type model_spec
 
 end module fkb_spec

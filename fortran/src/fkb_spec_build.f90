@@ -6,12 +6,13 @@ module fkb_spec_build
   !! Opening a model file with the library's messages, spec attributes,
   !! finite tests on float32 values (on the bits, immune to compiler flags
   !! like -ffast-math) and numbers as text for messages and attribute values.
-  use iso_fortran_env, only: real32, int32, int64
+  use iso_fortran_env, only: real32, real64, int32, int64
   use fkb_spec, only: attribute_spec
   use fkb_status, only: fkb_ok, fkb_err_io
   implicit none
   private
-  public :: open_model_file, attribute, finite32, first_nonfinite, int_to_str, real32_repr
+  public :: open_model_file, attribute, finite32, first_nonfinite, int_to_str, real32_repr, &
+            real64_repr
 
   interface int_to_str
     !! An integer (default kind or `int64`) as text, without blanks.
@@ -169,5 +170,66 @@ contains
     end if
     if (x < 0) text = '-' // text
   end function real32_repr
+
+  function real64_repr(x) result(text)
+    !! The shortest decimal that reads back as the same `real64`, written
+    !! like Python's `repr` of a float (`0.02`, `1.0`, `1e-07`), so that
+    !! hyperparameters of the training section round-trip exactly and read
+    !! the same from either language.
+    real(real64), intent(in) :: x
+      !! a finite value
+    character(len=:), allocatable :: text
+    character(len=48) :: buffer, fmt
+    character(len=12) :: exponent_digits
+    character(len=:), allocatable :: digits
+    real(real64) :: y
+    integer :: precision, ios, e_at, exponent, i, n
+    if (x == 0.0_real64) then
+      text = '0.0'
+      if (transfer(x, 0_int64) < 0) text = '-0.0'
+      return
+    end if
+    do precision = 1, 17
+      write(fmt, '(a, i0, a)') '(es48.', precision - 1, 'e4)'
+      write(buffer, fmt) x
+      read(buffer, *, iostat=ios) y
+      if (ios == 0) then
+        if (transfer(y, 0_int64) == transfer(x, 0_int64)) exit
+      end if
+    end do
+    buffer = adjustl(buffer)
+    e_at = index(buffer, 'E')
+    read(buffer(e_at + 1:), *) exponent
+    digits = ''
+    do i = 1, e_at - 1
+      if (buffer(i:i) >= '0' .and. buffer(i:i) <= '9') digits = digits // buffer(i:i)
+    end do
+    n = len(digits)
+    do while (n > 1 .and. digits(n:n) == '0')
+      n = n - 1
+    end do
+    digits = digits(1:n)
+    if (exponent >= -4 .and. exponent < 16) then
+      if (exponent >= 0) then
+        if (n <= exponent + 1) then
+          text = digits // repeat('0', exponent + 1 - n) // '.0'
+        else
+          text = digits(1:exponent + 1) // '.' // digits(exponent + 2:)
+        end if
+      else
+        text = '0.' // repeat('0', -exponent - 1) // digits
+      end if
+    else
+      write(exponent_digits, '(i0.2)') abs(exponent)
+      text = digits(1:1)
+      if (n > 1) text = text // '.' // digits(2:)
+      if (exponent < 0) then
+        text = text // 'e-' // trim(exponent_digits)
+      else
+        text = text // 'e+' // trim(exponent_digits)
+      end if
+    end if
+    if (x < 0) text = '-' // text
+  end function real64_repr
 
 end module fkb_spec_build

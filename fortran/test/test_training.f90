@@ -45,6 +45,7 @@ program test_training
   call test_fit(t)
   call test_real32_matches_real64(t)
   call test_dropout_masks(t)
+  call test_noise_layers(t)
   call test_batch_normalization_statistics(t)
   call test_refusals(t)
   call t%finish()
@@ -483,6 +484,76 @@ contains
     call t%check(all(yp == x), 'dropout is the identity in predict')
   end subroutine test_dropout_masks
 
+  subroutine test_noise_layers(t)
+    !! GaussianNoise, GaussianDropout and AlphaDropout in training: the
+    !! statistics of their noise on 20000 values (mean squared differences
+    !! against targets, as a loss), the identity in predict, and the
+    !! backward pass through the drawn noise against finite differences.
+    type(tester), intent(inout) :: t
+    type(network_r64) :: net
+    real(real64) :: x(400, 50), y(400, 50), g(0), loss, yp(400, 50), mean_loss
+    integer :: stat, j, i
+    character(len=:), allocatable :: msg
+    character(len=16), parameter :: variants(3) = [character(len=16) :: 'gaussian_noise', &
+                                                   'gaussian_dropout', 'alpha_dropout']
+    character(len=6), parameter :: amount_keys(3) = [character(len=6) :: 'stddev', 'rate', 'rate']
+    ! gaussian noise, stddev 0.5: E (out - x)^2 = 0.25
+    x = 1
+    call noise_net(net, 'gaussian_noise', 'stddev', '0.5')
+    call net%gradient(x, x, g, loss, stat, msg)
+    call t%status(stat, fkb_ok, msg, 'gaussian noise trains')
+    call t%close([loss], [0.25d0], 0.03d0, 0d0, 'gaussian noise has variance stddev^2')
+    y = 0
+    call net%gradient(x, y, g, loss, stat, msg)
+    call t%close([loss], [1.25d0], 0.02d0, 0d0, 'gaussian noise has mean 0')
+    call net%predict(x, yp, stat, msg)
+    call t%check(all(yp == x), 'gaussian noise is the identity in predict')
+    ! gaussian dropout, rate 0.2: x times N(1, 0.2 / 0.8), E (out - x)^2 = 0.25 x^2
+    x = 2
+    call noise_net(net, 'gaussian_dropout', 'rate', '0.2')
+    call net%gradient(x, x, g, loss, stat, msg)
+    call t%status(stat, fkb_ok, msg, 'gaussian dropout trains')
+    call t%close([loss], [1.0d0], 0.03d0, 0d0, 'gaussian dropout: variance rate / (1 - rate) x^2')
+    call net%gradient(x, y, g, loss, stat, msg)
+    call t%close([loss], [5.0d0], 0.02d0, 0d0, 'gaussian dropout: mean x')
+    ! alpha dropout, rate 0.1: inputs of mean 0 and variance 1 keep them
+    do j = 1, 50
+      x(:, j) = merge(1.0d0, -1.0d0, mod([(i + j, i = 1, 400)], 2) == 0)
+    end do
+    call noise_net(net, 'alpha_dropout', 'rate', '0.1')
+    call net%gradient(x, y, g, loss, stat, msg)
+    call t%status(stat, fkb_ok, msg, 'alpha dropout trains')
+    call t%close([loss], [1.0d0], 0.03d0, 0d0, 'alpha dropout keeps mean 0 and variance 1')
+    ! E (out - x)^2 = E out^2 + 1 - 2 E(out x) = 2 - 2 a (1 - rate); rare
+    ! large terms (dropped values): the mean of 5 draws, 1.3% standard error
+    mean_loss = 0
+    do i = 1, 5
+      call net%gradient(x, x, g, loss, stat, msg)
+      mean_loss = mean_loss + loss / 5
+    end do
+    call t%close([mean_loss], [2 - 2 * (0.9d0 / sqrt(0.9d0 * (1 + 0.1d0 * (1.6732632423543772d0 * &
+                  1.0507009873554805d0)**2)))], 0.05d0, 0d0, 'alpha dropout: kept values scaled by a')
+    ! gradients through the noise of each variant (the same seed, the same noise)
+    do j = 1, 3
+      call check_gradient(t, model([dense(6, 3, [0], 'tanh', 91), &
+                                    layer('dropout', 6, [1], [attr('variant', trim(variants(j))), &
+                                          attr(trim(amount_keys(j)), '0.3')], no_params()), &
+                                    dense(2, 6, [2], 'linear', 92)], 3, 2), &
+                          'mse', 'gradient through ' // trim(variants(j)))
+    end do
+  end subroutine test_noise_layers
+
+  subroutine noise_net(net, variant, key, amount)
+    !! One noise layer of width 400, compiled (seed 9).
+    type(network_r64), intent(inout) :: net
+    character(len=*), intent(in) :: variant, key, amount
+    integer :: stat
+    character(len=:), allocatable :: msg
+    call net%from_spec(model([layer('dropout', 400, [0], [attr('variant', variant), &
+                                    attr(key, amount)], no_params())], 400, 400), stat, msg)
+    call net%compile(sgd(), 'mse', stat, msg, seed=9)
+  end subroutine noise_net
+
   subroutine test_batch_normalization_statistics(t)
     !! One step with learning rate 0: the moving statistics move by
     !! momentum toward the batch's mean and biased variance, and predict
@@ -536,10 +607,10 @@ contains
     call net%fit(x, y, 1, 0, stat, msg)
     call t%status(stat, fkb_err_argument, msg, 'fit with batch_size 0', ['batch_size'])
     call net%from_spec(model([dense(2, 3, [0], 'relu', 81), &
-                              layer('dropout', 2, [1], [attr('variant', 'gaussian_noise'), &
-                                    attr('stddev', '0.5')], no_params())], 3, 2), stat, msg)
+                              layer('dropout', 2, [1], [attr('variant', 'spatial_dropout1d'), &
+                                    attr('rate', '0.5')], no_params())], 3, 2), stat, msg)
     call net%compile(adam(), 'mse', stat, msg)
-    call t%status(stat, fkb_err_unsupported, msg, 'gaussian noise refused for now', &
+    call t%status(stat, fkb_err_unsupported, msg, 'spatial dropout (3-D in Keras) refused', &
                   ['layer 2 (dropout)'])
   end subroutine test_refusals
 

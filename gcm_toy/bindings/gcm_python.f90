@@ -11,7 +11,7 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
                       diffusion_time, diffuse_humidity, robert_coefficient, williams_alpha, humidity, &
                       mass_fixer, humidity_fixer, t_min, t_max, wind_max, ps_min, ps_max, physics, &
                       physics_seed, emulator_paths, use_real64, limit_humidity, limit_precipitation, &
-                      keep_training_batch, handle, stat, msg)
+                      keep_training_batch, physics_settings, handle, stat, msg)
   !! A new model from configuration values (see gcm_config for their meaning
   !! and units; nlon = nlat = 0 and n_sigma_half = 0 select the defaults) and
   !! the name of its physics. The state starts at rest, isothermal 288 K.
@@ -21,6 +21,8 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   !! emulator interface here, and the options use_real64, limit_humidity,
   !! limit_precipitation (0/1). keep_training_batch /= 0 keeps the emulator
   !! inputs and outputs of every column of the last step (gcm_get_training_batch).
+  !! physics_settings: namelist text changing the moist physics' settings
+  !! (physics_config_read in physics_configuration.f90); blank = defaults.
   use iso_fortran_env, only: real64
   use gcm_dycore, only: model_config, model_init, gcm_ok
   use gcm_python_handles, only: slots, new_slot, free_slot, select_physics, reset_means, physics_options, &
@@ -35,6 +37,7 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   integer, intent(in) :: physics_seed
   character(len=*), intent(in) :: emulator_paths
   integer, intent(in) :: use_real64, limit_humidity, limit_precipitation, keep_training_batch
+  character(len=*), intent(in) :: physics_settings
   integer, intent(out) :: handle, stat
   character(len=1024), intent(out) :: msg
   type(model_config) :: config
@@ -67,6 +70,7 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   options%limit_humidity = limit_humidity /= 0
   options%limit_precipitation = limit_precipitation /= 0
   options%keep_training_batch = keep_training_batch /= 0
+  options%physics_settings = trim(physics_settings)
 
   call new_slot(handle)
   associate (s => slots(handle)%s)
@@ -85,6 +89,7 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
       allocate (s%sum_ps, mold=s%ps)
       allocate (s%sum_diag(c%nlon, c%nlat, n_diagnostics), s%diag(c%nlon, c%nlat, n_diagnostics))
       allocate (s%sum_cloud, s%cloud, mold=s%u)
+      allocate (s%sum_precc, s%precc, mold=s%ps)
     end associate
     call reset_means(s)
   end associate
@@ -209,6 +214,7 @@ subroutine gcm_step(handle, nsteps, accumulate, steps_done, stat, msg)
         s%sum_q = s%sum_q + s%q
         s%sum_ps = s%sum_ps + s%ps
         s%n_mean = s%n_mean + 1
+        s%sum_filled = s%sum_filled + s%model%humidity_filled
         call accumulate_diagnostics(s, stat, msg)
         if (stat /= gcm_ok) exit
       end do
@@ -377,11 +383,12 @@ subroutine gcm_get_mean(handle, nlev, nlon, nlat, u, v, t, q, ps, count, stat, m
 end subroutine gcm_get_mean
 
 
-subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, count, cloud_count, stat, msg)
+subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, precc, count, cloud_count, stat, msg)
   !! Means of the aquaplanet physics' diagnostics summed by gcm_step since
   !! the last reset: diag(:, :, k) for k = precip, evap [kg m-2 s-1], shflx,
   !! lhflx [W m-2, upward], sst [K], solin, fsnt, fsns [W m-2, net down],
-  !! flnt, flns [W m-2, net up]; cloud fraction (nlev, nlon, nlat) [1].
+  !! flnt, flns [W m-2, net up]; cloud fraction (nlev, nlon, nlat) [1] and
+  !! convective precipitation (nlon, nlat) [kg m-2 s-1].
   !! count: physics steps summed (0 for other physics: zeros);
   !! cloud_count: of those with a cloud fraction (reference physics only).
   use iso_fortran_env, only: real64
@@ -389,10 +396,10 @@ subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, count
   use gcm_python_handles, only: slots, missing_model, n_diagnostics
   implicit none
   integer, intent(in) :: handle, nlon, nlat, nlev, ndiag
-  real(real64), intent(out) :: diag(nlon, nlat, ndiag), cloud(nlev, nlon, nlat)
+  real(real64), intent(out) :: diag(nlon, nlat, ndiag), cloud(nlev, nlon, nlat), precc(nlon, nlat)
   integer, intent(out) :: count, cloud_count, stat
   character(len=1024), intent(out) :: msg
-  diag = 0; cloud = 0; count = 0; cloud_count = 0
+  diag = 0; cloud = 0; precc = 0; count = 0; cloud_count = 0
   msg = ''
   if (missing_model(handle, stat, msg)) return
   associate (s => slots(handle)%s)
@@ -406,9 +413,33 @@ subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, count
     cloud_count = s%n_cloud
     if (count > 0) diag = s%sum_diag / count
     if (cloud_count > 0) cloud = s%sum_cloud / cloud_count
+    if (cloud_count > 0) precc = s%sum_precc / cloud_count
   end associate
   stat = gcm_ok
 end subroutine gcm_get_diag_mean
+
+
+subroutine gcm_get_filled_mean(handle, filled, count, stat)
+  !! Mean over the steps summed by gcm_step (accumulate /= 0) since the last
+  !! reset of the water moved per step by the dycore's negative-humidity
+  !! filler (humidity_fixer), as the global mean of ps q [Pa]; count: steps.
+  use iso_fortran_env, only: real64
+  use gcm_dycore, only: gcm_ok, gcm_err_state
+  use gcm_python_handles, only: slots, valid_handle
+  implicit none
+  integer, intent(in) :: handle
+  real(real64), intent(out) :: filled
+  integer, intent(out) :: count, stat
+  filled = 0
+  count = 0
+  stat = gcm_err_state
+  if (.not. valid_handle(handle)) return
+  associate (s => slots(handle)%s)
+    count = s%n_mean
+    if (count > 0) filled = s%sum_filled / count
+  end associate
+  stat = gcm_ok
+end subroutine gcm_get_filled_mean
 
 
 subroutine gcm_get_training_batch(handle, n_in, n_out, ncol, x, y, step, time_seconds, dt, stat, msg)
@@ -570,6 +601,25 @@ subroutine gcm_names(physics, initial_states)
   physics = physics_names
   initial_states = initial_state_names
 end subroutine gcm_names
+
+
+subroutine gcm_physics_defaults(text, stat)
+  !! The column physics' default settings as namelist text (group
+  !! physics_settings, object physics), one setting per line.
+  use physics_configuration, only: physics_config, physics_config_write
+  implicit none
+  character(len=16384), intent(out) :: text
+  integer, intent(out) :: stat
+  type(physics_config) :: defaults
+  character(len=160) :: lines(200)
+  integer :: k
+  call physics_config_write(defaults, lines, stat)
+  text = ''
+  if (stat /= 0) return
+  do k = 1, size(lines)
+    if (len_trim(lines(k)) > 0) text = trim(text) // trim(lines(k)) // achar(10)
+  end do
+end subroutine gcm_physics_defaults
 
 
 subroutine gcm_free(handle)

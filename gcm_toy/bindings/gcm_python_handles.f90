@@ -11,8 +11,11 @@ module gcm_python_handles
                         model_step
   use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
                             aquaplanet_emulator_setup, aquaplanet_get_surface_diagnostics, &
-                            aquaplanet_get_cloud_fraction, aquaplanet_get_training_batch
+                            aquaplanet_get_cloud_fraction, aquaplanet_get_training_batch, &
+                            aquaplanet_get_convective_precip
   use gcm_emulator, only: emulator_options
+  use physics_configuration, only: physics_config_read
+  use physics_status, only: physics_ok
   implicit none
   private
   public :: model_slot, slots, new_slot, free_slot, valid_handle, missing_model, select_physics, physics_names, &
@@ -35,6 +38,8 @@ module gcm_python_handles
       !! run seed of the reference physics' random numbers
     character(len=:), allocatable :: emulator_paths
       !! model files of 'emulator' (one) or 'ensemble' (several), separated by new lines
+    character(len=:), allocatable :: physics_settings
+      !! namelist text changing the column physics' settings (physics_config_read); blank: defaults
     logical :: use_real64 = .false.
     logical :: limit_humidity = .false.
     logical :: limit_precipitation = .false.
@@ -47,6 +52,8 @@ module gcm_python_handles
       !! unallocated: dynamics only
     character(len=32) :: physics_name = 'none'
     integer :: n_mean = 0
+    real(wp) :: sum_filled = 0.0_wp
+      !! sum over those steps of the dycore filler's global-mean water moved (ps q) [Pa]
       !! states summed since the last reset of the means
     real(wp), allocatable :: sum_u(:, :, :), sum_v(:, :, :), sum_t(:, :, :), sum_q(:, :, :), sum_ps(:, :)
       !! running sums (nlev, nlon, nlat) and (nlon, nlat)
@@ -56,9 +63,9 @@ module gcm_python_handles
       !! physics steps whose diagnostics were summed since the last reset
     integer :: n_cloud = 0
       !! of those, steps with a cloud fraction (reference physics only)
-    real(wp), allocatable :: sum_diag(:, :, :), sum_cloud(:, :, :)
+    real(wp), allocatable :: sum_diag(:, :, :), sum_cloud(:, :, :), sum_precc(:, :)
       !! running sums (nlon, nlat, n_diagnostics) and (nlev, nlon, nlat)
-    real(wp), allocatable :: diag(:, :, :), cloud(:, :, :)
+    real(wp), allocatable :: diag(:, :, :), cloud(:, :, :), precc(:, :)
       !! work: the diagnostics of the last step
   end type model_slot
 
@@ -140,10 +147,23 @@ contains
     type(aquaplanet_config) :: config
     type(emulator_options) :: emulator
     character(len=max_path), allocatable :: paths(:)
+    character(len=:), allocatable :: settings_msg
     status = gcm_ok
     message = ''
     config%seed = options%seed
     config%keep_training_batch = options%keep_training_batch
+    if (allocated(options%physics_settings)) then
+      select case (trim(name))
+      case ('reference', 'emulator', 'ensemble')
+        call physics_config_read(config%physics, options%physics_settings, status, settings_msg)
+        if (status /= physics_ok) then
+          status = gcm_err_config
+          message = settings_msg
+          return
+        end if
+        status = gcm_ok
+      end select
+    end if
     select case (trim(name))
     case ('none')
     case ('held-suarez')
@@ -253,7 +273,10 @@ contains
       s%n_diag = s%n_diag + 1
       if (p%mode == 'reference' .and. p%config%cloud_diagnostics) then
         call aquaplanet_get_cloud_fraction(p, s%cloud, cloud_status, cloud_message)
+        if (cloud_status == gcm_ok) &
+          call aquaplanet_get_convective_precip(p, s%precc, cloud_status, cloud_message)
         if (cloud_status == gcm_ok) then
+          s%sum_precc = s%sum_precc + s%precc
           s%sum_cloud = s%sum_cloud + s%cloud
           s%n_cloud = s%n_cloud + 1
         end if
@@ -344,6 +367,7 @@ contains
     !! Start new time means: zero the running sums.
     type(model_slot), intent(inout) :: s
     s%n_mean = 0
+    s%sum_filled = 0.0_wp
     s%sum_u = 0.0_wp
     s%sum_v = 0.0_wp
     s%sum_t = 0.0_wp
@@ -353,6 +377,7 @@ contains
     s%n_cloud = 0
     if (allocated(s%sum_diag)) s%sum_diag = 0.0_wp
     if (allocated(s%sum_cloud)) s%sum_cloud = 0.0_wp
+    if (allocated(s%sum_precc)) s%sum_precc = 0.0_wp
   end subroutine reset_means
 
 end module gcm_python_handles

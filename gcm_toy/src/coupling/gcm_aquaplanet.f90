@@ -38,6 +38,7 @@ module gcm_aquaplanet
   private
   public :: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, aquaplanet_emulator_setup, &
             aquaplanet_get_training_batch, aquaplanet_get_surface_diagnostics, aquaplanet_get_cloud_fraction, &
+            aquaplanet_get_convective_precip, &
             set_aquaplanet_start
 
   type :: aquaplanet_config
@@ -366,6 +367,37 @@ contains
     status = gcm_ok
     message = ''
   end subroutine aquaplanet_get_cloud_fraction
+
+  subroutine aquaplanet_get_convective_precip(self, precip_convective, status, message)
+    !! Convective part of the precipitation of the last step (nlon, nlat)
+    !! [kg m-2 s-1], subcolumn mean; only the reference physics knows it
+    !! (with cloud_diagnostics).
+    type(aquaplanet_physics), intent(in) :: self
+    real(wp), intent(out) :: precip_convective(:, :)
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    if (.not. ready_with_step(self, status, message)) return
+    status = gcm_err_state
+    if (any(shape(precip_convective) /= [self%nlon, self%nlat])) then
+      message = 'aquaplanet physics: precip_convective must have shape (nlon, nlat) = (' // &
+                int_text(self%nlon) // ', ' // int_text(self%nlat) // ')'
+      return
+    end if
+    select type (scheme => self%scheme)
+    type is (reference_emulated_physics)
+      if (.not. allocated(scheme%precip_convective)) then
+        message = 'aquaplanet physics: convective precipitation not kept (set cloud_diagnostics)'
+        return
+      end if
+      precip_convective = reshape(scheme%precip_convective, [self%nlon, self%nlat])
+    class default
+      message = 'aquaplanet physics: only the reference physics knows its convective precipitation (mode ' // &
+                self%mode // ')'
+      return
+    end select
+    status = gcm_ok
+    message = ''
+  end subroutine aquaplanet_get_convective_precip
 
   logical function ready_with_step(self, status, message)
     type(aquaplanet_physics), intent(in) :: self

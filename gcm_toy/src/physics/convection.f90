@@ -17,6 +17,9 @@ module convection
   !! * otherwise shallow convection: both tendencies are shifted uniformly to
   !!   integrate to zero (no precipitation, pure redistribution). This is the
   !!   simplest of Frierson's shallow options (no reduction of the depth).
+  !!   Convection whose cloud (lifting condensation level to top) is thinner
+  !!   than sbm_deep_min_depth is shallow too, whatever P_q and P_T (shallow
+  !!   cumulus hardly rains; Tiedtke 1989 calls clouds deeper than 200 hPa deep).
   !! Finally all tendencies (and precipitation) are scaled by one factor <= 1
   !! so no level dries below zero in one step; both budgets stay exact.
   use iso_fortran_env, only: real64
@@ -116,6 +119,7 @@ contains
 
     real(real64) :: t_parcel(nlev), buoyancy, relax, p_q, p_t, layer_mass, heat, shift, scale
     integer :: k, k_lfc
+    logical :: deep
 
     dtdt = 0.0_real64
     dqdt = 0.0_real64
@@ -153,7 +157,16 @@ contains
     heat = sum(dtdt(k_top:nlev) * mass(k_top:nlev))          ! column heating / cp
     p_t = cp * heat / latent_heat_vap
 
-    if (p_q > 0 .and. p_t > 0) then
+    deep = p_q > 0 .and. p_t > 0
+    if (deep .and. config%sbm_deep_min_depth > 0) then
+      ! Shallow clouds (base to top thinner than sbm_deep_min_depth) do not rain.
+      if (k_lcl == 0 .or. k_lcl < k_top) then
+        deep = .false.
+      else
+        deep = p(k_lcl) - p(k_top) >= config%sbm_deep_min_depth
+      end if
+    end if
+    if (deep) then
       shift = (latent_heat_vap * p_q / cp - heat) / layer_mass
       dtdt(k_top:nlev) = dtdt(k_top:nlev) + shift
       precip = p_q

@@ -10,7 +10,7 @@ module physics_configuration
   use physics_status, only: physics_ok, physics_err_config
   implicit none
   private
-  public :: physics_config, physics_config_validate
+  public :: physics_config, physics_config_validate, physics_config_read, physics_config_write
 
   type :: physics_config
     ! --- the toy superparameterization ------------------------------------
@@ -45,6 +45,9 @@ module physics_configuration
       !! full width of the uniform per-subcolumn spread of the reference RH
     real(real64) :: sbm_cape_min = 0.0_real64
       !! convection triggers when CAPE exceeds this [J kg-1]
+    real(real64) :: sbm_deep_min_depth = 2.0e4_real64
+      !! convection precipitates (deep) only if its cloud, from the lifting condensation level to its
+      !! top, is at least this deep [Pa]; shallower convection only redistributes (Tiedtke 1989: 200 hPa)
 
     ! --- large-scale condensation ------------------------------------------
     real(real64) :: cond_rh_max = 1.0_real64
@@ -55,7 +58,7 @@ module physics_configuration
       !! k_e of the rain evaporation rate k_e (1 - RH/rh_crit) sqrt(rain flux) [(kg m-2 s-1)^-1/2 s-1]
 
     ! --- diagnostic clouds ---------------------------------------------------
-    real(real64) :: cloud_rh_width = 0.2_real64
+    real(real64) :: cloud_rh_width = 0.1_real64
       !! stratiform cloud appears this far (in RH) below the condensation threshold
     real(real64) :: cloud_water_ratio = 0.01_real64
       !! in-cloud condensate as a fraction of q_sat(T)
@@ -73,9 +76,14 @@ module physics_configuration
       !! a*mu of dtau = (a mu + b q) dp / p0 (Byrne & O'Gorman 2013)
     real(real64) :: lw_tau_vapour = 1997.9_real64
       !! b of the same form [per unit specific humidity]
+    real(real64) :: lw_window = 0.3_real64
+      !! fraction of the longwave (of sigma T^4) in a window band that sees only the water-vapour
+      !! continuum and clouds; 0 = one gray band
+    real(real64) :: lw_window_tau_vapour = 200.0_real64
+      !! window-band optical depth per dp / p0 per unit specific humidity (continuum)
     real(real64) :: lw_cloud_absorption = 100.0_real64
       !! cloud longwave mass absorption coefficient [m2 kg-1]
-    real(real64) :: sw_tau_dry = 0.02_real64
+    real(real64) :: sw_tau_dry = 0.05_real64
       !! dry shortwave absorption optical depth per unit dp / p0
     real(real64) :: sw_tau_vapour = 0.025_real64
       !! water-vapour shortwave optical depth per square root of slant water path [(kg m-2)^-1/2]
@@ -142,6 +150,8 @@ contains
       msg = 'physics_config: pert_truncation must be > 0'
     else if (config%sbm_tau <= 0) then
       msg = 'physics_config: sbm_tau must be > 0'
+    else if (config%sbm_deep_min_depth < 0) then
+      msg = 'physics_config: sbm_deep_min_depth must be >= 0'
     else if (config%sbm_rh - 0.5_real64 * config%sbm_rh_spread < 0 .or. &
              config%sbm_rh + 0.5_real64 * config%sbm_rh_spread > 1 .or. config%sbm_rh_spread < 0) then
       msg = 'physics_config: sbm_rh +- sbm_rh_spread/2 must lie in [0, 1]'
@@ -161,6 +171,8 @@ contains
     else if (config%lw_tau_dry < 0 .or. config%lw_tau_vapour < 0 .or. config%lw_cloud_absorption < 0 .or. &
              config%sw_tau_dry < 0 .or. config%sw_tau_vapour < 0 .or. config%cloud_backscatter < 0) then
       msg = 'physics_config: optical coefficients must be >= 0'
+    else if (config%lw_window < 0 .or. config%lw_window >= 1 .or. config%lw_window_tau_vapour < 0) then
+      msg = 'physics_config: need 0 <= lw_window < 1 and lw_window_tau_vapour >= 0'
     else if (config%cloud_effective_radius <= 0) then
       msg = 'physics_config: cloud_effective_radius must be > 0'
     else if (config%surface_albedo < 0 .or. config%surface_albedo > 1) then
@@ -184,6 +196,50 @@ contains
       msg = ''
     end if
   end subroutine physics_config_validate
+
+  subroutine physics_config_read(config, text, stat, msg)
+    !! Change settings from Fortran namelist text, e.g.
+    !! `&physics_settings physics%n_subcolumns = 8, physics%sbm_tau = 3600.0 /`
+    !! (group `physics_settings`, one object `physics` of type physics_config:
+    !! every component can be set by name). Settings not named keep their
+    !! value in `config`. The result is validated; on any error `config` is
+    !! unchanged and msg names the problem.
+    type(physics_config), intent(inout) :: config
+    character(len=*), intent(in) :: text
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: msg
+    type(physics_config) :: physics
+    character(len=256) :: iom
+    integer :: ios
+    namelist /physics_settings/ physics
+
+    physics = config
+    if (len_trim(text) > 0) then
+      read(text, nml=physics_settings, iostat=ios, iomsg=iom)
+      if (ios /= 0) then
+        stat = physics_err_config
+        msg = 'physics settings: ' // trim(iom)
+        return
+      end if
+    end if
+    call physics_config_validate(physics, stat, msg)
+    if (stat == physics_ok) config = physics
+  end subroutine physics_config_read
+
+  subroutine physics_config_write(config, lines, stat)
+    !! The settings as namelist text (group `physics_settings`, object
+    !! `physics`), one record per line of `lines` (blank-padded); stat /= 0
+    !! if `lines` is too small.
+    type(physics_config), intent(in) :: config
+    character(len=*), intent(out) :: lines(:)
+    integer, intent(out) :: stat
+    type(physics_config) :: physics
+    namelist /physics_settings/ physics
+
+    physics = config
+    lines = ''
+    write(lines, nml=physics_settings, iostat=stat)
+  end subroutine physics_config_write
 
   pure logical function in_open_range(x, lo, hi)
     real(real64), intent(in) :: x, lo, hi

@@ -7,7 +7,11 @@ module radiation
   !! dp/p0; clouds multiply the layer transmissivity by 1 - f (1 - exp(-k W)),
   !! f cloud fraction, W in-cloud water path, k lw_cloud_absorption (random
   !! overlap). Each layer emits sigma T^4 (1 - transmissivity) up and down; the
-  !! surface emits sigma T_skin^4 (emissivity one).
+  !! surface emits sigma T_skin^4 (emissivity one). Optionally a window band
+  !! holds the fraction lw_window of sigma T^4 (at every level and the surface),
+  !! with only a water-vapour continuum, lw_window_tau_vapour q dp/p0, and the
+  !! clouds (as in the two-band semi-gray scheme of Geen et al. 2016, JAS 73);
+  !! the gray band holds the rest.
   !!
   !! Shortwave: a direct beam with slant-path factor m(mu0) = 35 / sqrt(1224
   !! mu0^2 + 1) (Lacis & Hansen 1974), mu0 = solin / S0. Absorption: a dry
@@ -55,24 +59,41 @@ contains
     real(real64) :: reflect(nlev), trans_up(nlev), reflected(nlev), path(nlev)
     real(real64) :: mu0, slant, tau_cloud, tau_vapour_top, tau_vapour_bottom, y_top, y_bottom
     real(real64) :: y_up_bottom, y_up_top, vapour_path(nlev)
-    integer :: k
+    real(real64) :: band_up(0:nlev), band_down(0:nlev), fraction
+    integer :: k, band
 
     path = cloud_water * mass          ! in-cloud water path [kg m-2]
 
-    ! ---- longwave ----
-    do k = 1, nlev
-      trans(k) = exp(-(config%lw_tau_dry + config%lw_tau_vapour * q(k)) * dp_over_p0(k))
-      if (cloud_fraction(k) > 0) &
-        trans(k) = trans(k) * (1.0_real64 - cloud_fraction(k) * (1.0_real64 - exp(-config%lw_cloud_absorption * path(k))))
-      source(k) = stefan_boltzmann * t(k)**4 * (1.0_real64 - trans(k))
-    end do
-    down(0) = 0.0_real64
-    do k = 1, nlev
-      down(k) = down(k-1) * trans(k) + source(k)
-    end do
-    up(nlev) = stefan_boltzmann * t_skin**4
-    do k = nlev, 1, -1
-      up(k-1) = up(k) * trans(k) + source(k)
+    ! ---- longwave: the gray band (1 - lw_window of sigma T^4) and the window band ----
+    up = 0.0_real64
+    down = 0.0_real64
+    do band = 1, 2
+      if (band == 1) then
+        fraction = 1.0_real64 - config%lw_window
+      else
+        fraction = config%lw_window
+        if (fraction <= 0) exit
+      end if
+      do k = 1, nlev
+        if (band == 1) then
+          trans(k) = exp(-(config%lw_tau_dry + config%lw_tau_vapour * q(k)) * dp_over_p0(k))
+        else
+          trans(k) = exp(-config%lw_window_tau_vapour * q(k) * dp_over_p0(k))
+        end if
+        if (cloud_fraction(k) > 0) &
+          trans(k) = trans(k) * (1.0_real64 - cloud_fraction(k) * (1.0_real64 - exp(-config%lw_cloud_absorption * path(k))))
+        source(k) = fraction * stefan_boltzmann * t(k)**4 * (1.0_real64 - trans(k))
+      end do
+      band_down(0) = 0.0_real64
+      do k = 1, nlev
+        band_down(k) = band_down(k-1) * trans(k) + source(k)
+      end do
+      band_up(nlev) = fraction * stefan_boltzmann * t_skin**4
+      do k = nlev, 1, -1
+        band_up(k-1) = band_up(k) * trans(k) + source(k)
+      end do
+      up = up + band_up
+      down = down + band_down
     end do
     net_up = up - down
     flnt = up(0)                  ! no longwave comes down through the top

@@ -158,6 +158,18 @@ contains
     ! Isothermal atmosphere over a surface of the same temperature, no sun: no LW heating.
     t = 250
     q = 1e-3_real64
+    ! With the window band: in each band FLNS = band share of sigma T^4 times the column transmissivity.
+    call gray_radiation(c, nlev, 0.0_real64, 250.0_real64, mass, dpp0, t, q, cf, cw, heat, fsnt, fsns, flnt, flns)
+    call check(c%lw_window > 0, 'radiation: the default longwave has a window band')
+    call check(abs(flns - stefan_boltzmann * 250.0_real64**4 * &
+                   ((1 - c%lw_window) * exp(-sum((c%lw_tau_dry + c%lw_tau_vapour * q) * dpp0)) + &
+                    c%lw_window * exp(-sum(c%lw_window_tau_vapour * q * dpp0)))) < 1e-9_real64, &
+               'radiation: isothermal column with window: FLNS = sum over bands of share x transmissivity x sigma T^4')
+    call check(abs(flnt - stefan_boltzmann * 250.0_real64**4) < 1e-9_real64, 'radiation: window: isothermal OLR = sigma T^4')
+    call check(abs(sum(cp * heat * mass) - (flns - flnt)) < 1e-10_real64 * flnt, &
+               'radiation: window: isothermal column cooling = OLR - FLNS')
+    ! The gray band alone (lw_window = 0):
+    c%lw_window = 0
     ! Upward LW is sigma T^4 at every level, so only cooling to space remains.
     call gray_radiation(c, nlev, 0.0_real64, 250.0_real64, mass, dpp0, t, q, cf, cw, heat, fsnt, fsns, flnt, flns)
     call check(abs(flnt - stefan_boltzmann * 250.0_real64**4) < 1e-9_real64, 'radiation: isothermal OLR = sigma T^4')
@@ -167,8 +179,10 @@ contains
                'radiation: isothermal column cooling = OLR - FLNS')
 
     ! Transparent atmosphere: the surface emission escapes; no absorbers: the sun reaches the ground.
+    c = physics_config()
     c%lw_tau_dry = 0
     c%lw_tau_vapour = 0
+    c%lw_window_tau_vapour = 0
     c%sw_tau_dry = 0
     c%sw_tau_vapour = 0
     call tropical_column(300.0_real64, 0.8_real64, t, q, ps)

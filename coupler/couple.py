@@ -1,0 +1,236 @@
+"""Couple one emulator (or an ensemble) into the toy GCM and score the run.
+
+What ``fkb couple`` does with a trained network, step by step:
+
+1. :func:`prepare_model_files`: model files as they are; a Keras ``.keras``
+   or legacy ``.h5`` file is converted on the way
+   (:func:`emulators.convert.convert`) into ``OUT/emulators/NAME.fkb``;
+2. :func:`check_interface`: the GCM builds itself with the networks and
+   checks their interface (names, units, sizes) before anything is run, so
+   a mismatch is refused with the GCM's one-line message;
+3. :func:`couple_and_score`: the run from the reference's initial state for
+   ``config.days`` (:func:`coupler.sweep.coupled_run`), scored like every
+   emulator of a sweep (:func:`coupler.scoring.score_run`: days survived,
+   crash reason, RMSE of zonal-mean T and q per window) and, if the
+   reference folder holds the perturbed-start reference, its noise floor in
+   the same windows. Written to ``OUT/coupled.nc``, ``OUT/score.nc`` and
+   ``OUT/score.json``, each through a temporary file and ``os.replace``.
+
+The reference (initial state, reference run, coupled-run configuration) is
+a folder made by :func:`coupler.sweep.prepare_reference`
+(:func:`coupler.sweep.load_reference` reads it), e.g. ``DIR/reference`` of
+``fkb casestudy --out DIR``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import xarray as xr
+
+from coupler.sweep import CoupledRunConfig, _json_safe, coupled_run
+
+__all__ = ["KERAS_SUFFIXES", "CoupleResult", "prepare_model_files", "check_interface", "couple_config",
+           "couple_and_score", "summary_lines"]
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+"""Extensions of Keras files, converted to model files before coupling."""
+
+
+@dataclass
+class CoupleResult:
+    """What :func:`couple_and_score` made: the files, the score Dataset
+    (:func:`coupler.scoring.score_run` plus ``noise_floor_*``), the
+    configuration of the run and the reference it was scored against."""
+
+    run_path: Path
+    score_path: Path
+    json_path: Path
+    score: xr.Dataset
+    summary: dict[str, Any]
+    config: CoupledRunConfig
+    model_files: list[Path]
+    converted: dict[str, Path]
+
+
+def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | os.PathLike
+                        ) -> tuple[list[Path], dict[str, Path]]:
+    """The model files to couple: paths of model files unchanged, Keras files
+    converted to ``out_dir/emulators/STEM.fkb`` (numbered if two have the
+    same name). Returns the model files and ``{keras file: model file}``.
+    FileNotFoundError for a missing file; the converter's errors (one line)
+    for a Keras model it cannot convert."""
+    if not emulators:
+        raise ValueError("no emulator given")
+    files: list[Path] = []
+    converted: dict[str, Path] = {}
+    for path in (Path(p) for p in emulators):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such emulator file")
+    for i, path in enumerate(Path(p) for p in emulators):
+        if path.suffix.lower() not in KERAS_SUFFIXES:
+            files.append(path)
+            continue
+        from emulators.convert import convert
+
+        folder = Path(out_dir) / "emulators"
+        folder.mkdir(parents=True, exist_ok=True)
+        stems = [Path(p).stem for p in emulators]
+        name = path.stem if stems.count(path.stem) == 1 else f"{i:02d}_{path.stem}"
+        target = folder / f"{name}.fkb"
+        tmp = folder / f".{name}.{os.getpid()}.tmp.fkb"
+        try:
+            convert(path, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        files.append(target)
+        converted[os.fspath(path)] = target
+    return files, converted
+
+
+def check_interface(config: CoupledRunConfig, model_files: Sequence[str | os.PathLike]) -> None:
+    """Build the GCM of `config` with the networks (without running it): its
+    interface check refuses a network whose inputs or outputs (names, units,
+    sizes) differ from the GCM's, raising ValueError with one line naming
+    the first difference."""
+    from gcm_toy import Model
+
+    with Model(config.preset, config.gcm_overrides(list(model_files)), initial_state=False):
+        pass
+
+
+def couple_config(config: CoupledRunConfig, *, days: float | None = None, window_days: float | None = None,
+                  limit_humidity: bool = False, limit_precipitation: bool = False,
+                  precision: str | None = None) -> CoupledRunConfig:
+    """`config` (the reference's) with another run length [days], scoring
+    window [days], the emulator limiters and the networks' precision."""
+    overrides = dict(config.overrides)
+    if limit_humidity:
+        overrides["limit_humidity"] = True
+    if limit_precipitation:
+        overrides["limit_precipitation"] = True
+    if precision is not None:
+        overrides["emulator_precision"] = precision
+    changes: dict[str, Any] = {"overrides": overrides}
+    if days is not None:
+        changes["days"] = float(days)
+    if window_days is not None:
+        changes["window_days"] = float(window_days)
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as exc:
+        hint = "; pass --window-days" if "window_days" in str(exc) and window_days is None else ""
+        raise ValueError(f"{exc}{hint}") from None
+
+
+def _replace_atomically(write, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRunConfig,
+                     reference: Mapping[str, str | os.PathLike], out_dir: str | os.PathLike, *,
+                     converted: Mapping[str, Path] | None = None) -> CoupleResult:
+    """Run the GCM with the networks (one: ``physics = emulator``; several:
+    their ensemble) from the initial state of `config` for ``config.days``
+    and score the run against ``reference["reference"]`` in windows of
+    ``config.window_days`` (and the noise floor from
+    ``reference["perturbed"]`` if given). Writes ``out_dir/coupled.nc``,
+    ``score.nc`` and ``score.json``; a crashed run is a result."""
+    from coupler.scoring import _start_day, noise_floor, score_run
+    from gcm_toy import open_output
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [Path(f) for f in model_files]
+    run_path, score_path, json_path = out / "coupled.nc", out / "score.nc", out / "score.json"
+    tmp_run = out / f".coupled.{os.getpid()}.tmp.nc"
+    try:
+        coupled = coupled_run(files, config, tmp_run)
+        with open_output(reference["reference"]) as ref:
+            score = score_run(coupled.run, ref, config.days, config.window_days).load()
+            floor = None
+            if reference.get("perturbed") is not None:
+                with open_output(reference["perturbed"]) as perturbed:
+                    floor = noise_floor(ref, perturbed, config.window_days).load()
+            ref_days = float(ref.attrs.get("end_time_days", math.nan)) - float(ref.attrs.get("start_time_days",
+                                                                                               math.nan))
+        start_day = _start_day(coupled.run)
+        coupled.run.close()
+        os.replace(tmp_run, run_path)
+    finally:
+        tmp_run.unlink(missing_ok=True)
+
+    for name, units in (("t", "K"), ("q", "g kg-1"), ("normalized", "1")):
+        value = float(floor[f"online_error_{name}"]) if floor is not None else math.nan
+        score[f"noise_floor_{name}"] = xr.DataArray(value, attrs={
+            "units": units, "long_name": f"online_error_{name} of the perturbed-start reference (noise floor)"})
+    score.attrs.update({
+        "title": "stability and online error of a coupled emulator run",
+        "emulators": "\n".join(os.fspath(f) for f in files),
+        "physics": "ensemble" if len(files) > 1 else config.emulator_physics,
+        "reference": os.fspath(reference["reference"]), "run": os.fspath(run_path),
+        "run_days_requested": float(config.days)})
+    score.attrs["crash_time_days"] = float(score.attrs.get("crash_time_days", math.nan))
+    _replace_atomically(lambda p: score.to_netcdf(p, engine="netcdf4"), score_path)
+
+    summary = {
+        "emulators": [os.fspath(f) for f in files],
+        "converted": {k: os.fspath(v) for k, v in (converted or {}).items()},
+        "physics": score.attrs["physics"],
+        "reference": os.fspath(reference["reference"]),
+        "reference_days": ref_days,
+        "start_day": start_day,
+        "run_days": float(config.days), "window_days": float(config.window_days),
+        "run_status": score.attrs["run_status"], "crash_reason": score.attrs["crash_reason"],
+        "crash_time_days": score.attrs["crash_time_days"],
+        "days_survived": float(score["days_survived"]), "n_windows": int(score["n_windows"]),
+        "online_error_t": float(score["online_error_t"]), "online_error_q": float(score["online_error_q"]),
+        "online_error_normalized": float(score["online_error_normalized"]),
+        "noise_floor": None if floor is None else {
+            name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
+        "run": os.fspath(run_path), "score": os.fspath(score_path),
+    }
+    _replace_atomically(lambda p: p.write_text(json.dumps(_json_safe(summary), indent=2) + "\n"), json_path)
+    return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if value is not None and math.isfinite(value) else "nan"
+
+
+def summary_lines(result: CoupleResult) -> list[str]:
+    """What ``fkb couple`` prints."""
+    s = result.summary
+    what = (f"ensemble of {len(s['emulators'])} networks" if len(s["emulators"]) > 1
+            else os.fspath(s["emulators"][0]))
+    lines = [f"coupled {what} from day {s['start_day']:g} for {s['run_days']:g} days "
+             f"(reference {s['reference']})"]
+    lines += [f"converted {src} -> {dst}" for src, dst in s["converted"].items()]
+    status = s["run_status"]
+    if status == "crashed":
+        status += f" at day {s['crash_time_days']:g}: {s['crash_reason']}"
+    lines.append(f"run status     {status}")
+    lines.append(f"days survived  {s['days_survived']:g} of {s['run_days']:g}")
+    covered = (f"; the reference covers {s['reference_days']:g} days"
+               if math.isfinite(s["reference_days"]) and s["reference_days"] + 1e-9 < s["run_days"] else "")
+    lines.append(f"windows scored {s['n_windows']} of {s['window_days']:g} days{covered}")
+    lines.append(f"online error   T {_number(s['online_error_t'])} K, q {_number(s['online_error_q'])} g/kg, "
+                 f"normalised {_number(s['online_error_normalized'])}")
+    floor = s["noise_floor"]
+    if floor is not None:
+        lines.append(f"noise floor    T {_number(floor['t'])} K, q {_number(floor['q'])} g/kg, "
+                     f"normalised {_number(floor['normalized'])}")
+    lines.append(f"wrote {result.run_path}, {result.score_path} and {result.json_path}")
+    return lines
