@@ -18,7 +18,9 @@ On the SP-CAM-sized network of the FKB paper, 94 -> 5 x 256 (LeakyReLU 0.3)
 
     .venv/bin/python benchmarks/bench_inference.py [--threads N]
 
-Every engine runs with the same number of threads (default: all cores).
+Every engine runs with the same number of threads (default: all cores): the
+Fortran runtime on that many OpenMP threads with one BLAS thread each (how it
+is meant to run), the SGEMM reference on that many OpenBLAS threads.
 """
 from __future__ import annotations
 
@@ -162,14 +164,14 @@ def build_fortran_bench(tmp: Path) -> Path:
                     "-DFKB_BUILD_TESTS=OFF", "-DFKB_BUILD_EXAMPLE=OFF", *blas], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
     exe = tmp / "bench_predict"
-    subprocess.run(["gfortran", "-O3", "-I", str(build / "modules"),
+    subprocess.run(["gfortran", "-O3", "-fopenmp", "-I", str(build / "modules"),
                     str(root / "benchmarks" / "fortran" / "bench_predict.f90"),
                     str(build / "libfkb.a"), *link, "-o", str(exe)], check=True)
     return exe
 
 
 def bench_fortran_only(exe: Path, path: Path, threads: int, original_fkb: bool) -> None:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(threads))
     out = subprocess.run([str(exe), str(path), "2048"], check=True, capture_output=True, text=True,
                          env=env).stdout
     times = {k: float(v) for k, v in (line.split() for line in out.splitlines())}
@@ -205,14 +207,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every engine")
     threads = parser.parse_args().threads
-    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from emulators import blas
-    print(f"runtime BLAS: {blas.info()}")
-    print(f"machine SGEMM (256 x 256 times 256 x 2048, float32, {threads} threads): "
+    from emulators import blas, fkb
+    blas.set_threads(threads)
+    print(f"machine SGEMM (256 x 256 times 256 x 2048, float32, {threads} BLAS threads): "
           f"{sgemm_rate():.0f} GFLOP/s")
+    blas.set_threads(1)     # the runtime threads itself (OpenMP), one BLAS thread per thread
+    fkb.set_threads(threads)
+    print(f"runtime: {fkb.threads()} OpenMP threads; BLAS: {blas.info()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         exe = build_fortran_bench(tmp)

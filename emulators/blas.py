@@ -7,12 +7,16 @@ else against the system BLAS (see ``meson.options``). :func:`preload` makes
 the former loadable wherever the package was built: the extensions import
 it before loading themselves.
 
+The Fortran runtime threads itself (OpenMP, :func:`emulators.fkb.set_threads`)
+and wants one BLAS thread: :func:`preload` therefore sets scipy-openblas32 to
+one thread, unless ``OPENBLAS_NUM_THREADS`` asks for another count. (A
+threaded OpenBLAS beside the runtime's OpenMP threads would keep its own
+threads spinning on the same cores.)
+
     >>> from emulators import blas
-    >>> blas.set_threads(1)      # one BLAS thread, e.g. when the other cores are busy
     >>> blas.threads()
     1
-
-``OPENBLAS_NUM_THREADS`` set before the first import does the same.
+    >>> blas.set_threads(2)      # e.g. for the toy GCM's own BLAS calls
 """
 from __future__ import annotations
 
@@ -33,7 +37,10 @@ def preload() -> ctypes.CDLL | None:
     except ImportError:
         return None
     path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
-    return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    if "OPENBLAS_NUM_THREADS" not in os.environ and hasattr(lib, "scipy_openblas_set_num_threads"):
+        lib.scipy_openblas_set_num_threads(ctypes.c_int(1))
+    return lib
 
 
 def _openblas() -> ctypes.CDLL | None:

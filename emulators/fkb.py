@@ -13,6 +13,11 @@ that file resumes training exactly where it stopped.
 
 A C-ordered ``(n, n_in)`` NumPy array is, byte for byte, the Fortran batch
 ``x(n_in, n)``, so inputs cross into Fortran without a copy.
+
+The runtime runs on OpenMP threads (``OMP_NUM_THREADS``, all cores by
+default, or :func:`set_threads`): the column blocks of a large batch, the
+rows of a large network's layers for a narrow batch, ensemble members; with
+the same bits for any thread count (docs/fortran-api.md, "Threads").
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ from emulators.blas import preload as _preload_blas
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from emulators import _fkb_runtime as _rt  # noqa: E402
 
-__all__ = ["FKBError", "Network", "Ensemble", "load", "load_ensemble", "STATUS_NAMES"]
+__all__ = ["FKBError", "Network", "Ensemble", "load", "load_ensemble", "set_threads", "threads",
+           "STATUS_NAMES"]
 
 STATUS_NAMES = {
     0: "ok",
@@ -47,6 +53,18 @@ class FKBError(ValueError):
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
+
+
+def set_threads(n: int) -> None:
+    """Run the runtime's parallel work on ``n`` OpenMP threads (n >= 1)."""
+    if int(n) < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    _rt.set_threads(int(n))
+
+
+def threads() -> int:
+    """The number of OpenMP threads the runtime uses (1 without OpenMP)."""
+    return int(_rt.get_threads())
 
 
 def _message(raw) -> str:

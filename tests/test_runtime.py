@@ -3,13 +3,17 @@ with Keras, errors are clear, and original FKB files reproduce the original
 library's outputs."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emulators.fkb import FKBError, load
-from emulators.modelfile import read_model_file, write_model_file
+from emulators.modelfile import LayerSpec, ModelSpec, evaluate, read_model_file, write_model_file
 
 SHARED = Path(__file__).resolve().parent / "data" / "fkb-compat"
 
@@ -84,3 +88,58 @@ def test_model_file_and_original_text_give_identical_fortran_results(tmp_path):
     path = tmp_path / "m.fkb"
     write_model_file(spec, path)
     np.testing.assert_array_equal(load(path).predict(x), load(SHARED / "simple_model_with_weights.txt").predict(x))
+
+
+BLOCKS_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from emulators.fkb import FKBError, load
+    net = load(sys.argv[1])
+    x = np.load(sys.argv[2])
+    out = {"y": net.predict(x), "narrow": net.predict(x[:100]), "one": net.predict(x[7])}
+    bad = x.copy()
+    bad[4100, 3] = np.nan     # seventh block
+    bad[2500, 7] = np.inf     # fifth block: the one to report
+    try:
+        net.predict(bad)
+    except FKBError as error:
+        out["error"] = np.array(str(error))
+    np.savez(sys.argv[3], **out)
+""")
+
+
+def test_large_batches_run_in_blocks_on_threads_with_identical_bits(tmp_path):
+    """A large batch runs its blocks of columns on OpenMP threads, a narrow
+    one (or one column) the rows of each dense layer: the results equal the
+    NumPy reference to float32 rounding, have the same bits for 1, 2 and 3
+    threads, and the first bad column is the one reported."""
+    rng = np.random.default_rng(5)
+    dense = lambda i, n_out, n_in, act: LayerSpec(  # noqa: E731
+        i, "dense", n_out, [i - 1], {"activation": act, "use_bias": 1},
+        {"kernel": rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)).astype(np.float32),
+         "bias": rng.normal(0, 0.1, n_out).astype(np.float32)})
+    spec = ModelSpec(n_inputs=20, n_outputs=7,
+                     layers=[dense(1, 200, 20, "relu"), dense(2, 200, 200, "tanh"),
+                             dense(3, 7, 200, "linear")])
+    write_model_file(spec, tmp_path / "m.fkb")
+    x = rng.normal(size=(5000, 20)).astype(np.float32)   # 8 blocks of 625 columns
+    np.save(tmp_path / "x.npy", x)
+    results = []
+    for threads in (1, 2, 3):
+        out = tmp_path / f"threads{threads}.npz"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        done = subprocess.run([sys.executable, "-c", BLOCKS_SCRIPT, str(tmp_path / "m.fkb"),
+                               str(tmp_path / "x.npy"), str(out)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(np.load(out))
+    reference = evaluate(spec, x.astype(np.float64))
+    scale = np.abs(reference).max()
+    assert np.abs(results[0]["y"] - reference).max() <= 1e-5 * scale
+    assert np.abs(results[0]["narrow"] - reference[:100]).max() <= 1e-5 * scale
+    assert np.abs(results[0]["one"] - reference[7]).max() <= 1e-5 * scale
+    for other in results[1:]:
+        for name in ("y", "narrow", "one"):
+            assert other[name].tobytes() == results[0][name].tobytes(), name
+    for result in results:
+        assert "input column 2501 feature 8 is +Inf" in str(result["error"])

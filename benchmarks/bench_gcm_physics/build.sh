@@ -21,6 +21,6 @@ blas="$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)"
 for prog in aquaplanet_climate bench_physics_step; do
   # shellcheck disable=SC2086
   "$FC" -std=f2018 -O3 -fimplicit-none -I "$build/release" -I "$build/fkb/modules" -J "$build" \
-        "$here/$prog.f90" $objs "$build/fkb/libfkb.a" $blas -o "$build/$prog"
+        "$here/$prog.f90" $objs "$build/fkb/libfkb.a" $blas -fopenmp -o "$build/$prog"
 done
 echo "built $build/aquaplanet_climate and $build/bench_physics_step; networks in $build/networks"

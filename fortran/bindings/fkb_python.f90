@@ -127,3 +127,24 @@ subroutine release(handle)
   call slots(handle)%net64%clear()
   slots(handle)%used = .false.
 end subroutine release
+
+
+subroutine set_threads(n)
+  !! Use `n` OpenMP threads in the runtime's parallel regions (large
+  !! batches, narrow batches of large networks, ensemble members).
+  !$ use omp_lib, only: omp_set_num_threads
+  implicit none
+  integer, intent(in) :: n
+  !$ call omp_set_num_threads(max(1, n))
+end subroutine set_threads
+
+
+subroutine get_threads(n)
+  !! The number of OpenMP threads the runtime's parallel regions use (1
+  !! when the library was built without OpenMP).
+  !$ use omp_lib, only: omp_get_max_threads
+  implicit none
+  integer, intent(out) :: n
+  n = 1
+  !$ n = omp_get_max_threads()
+end subroutine get_threads

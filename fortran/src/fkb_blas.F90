@@ -22,7 +22,7 @@ module fkb_blas
   use iso_c_binding, only: c_char, c_int, c_float, c_double
   implicit none
   private
-  public :: sgemm, dgemm, sgemv, dgemv
+  public :: sgemm, dgemm, sgemv, dgemv, blas_threads, set_blas_threads
 
   interface
     !! C := alpha op(A) op(B) + beta C
@@ -66,6 +66,19 @@ module fkb_blas
       real(c_double), intent(in) :: a(lda, *), x(*)
       real(c_double), intent(inout) :: y(*)
     end subroutine dgemv
+  end interface
+
+  interface
+    !! The BLAS's thread count (fkb_blas_threads.c): 1 if it cannot be queried.
+    function blas_threads() result(n) bind(C, name='fkb_blas_get_threads')
+      import :: c_int
+      integer(c_int) :: n
+    end function blas_threads
+    !! Use `n` BLAS threads (ignored by a BLAS that cannot be told).
+    subroutine set_blas_threads(n) bind(C, name='fkb_blas_set_threads')
+      import :: c_int
+      integer(c_int), value, intent(in) :: n
+    end subroutine set_blas_threads
   end interface
 
 end module fkb_blas

@@ -79,7 +79,7 @@ program() {  # program <dir> <source> <objs> <flags...>
   name="$(basename "${file%.f90}")"
   blas="$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)"
   # shellcheck disable=SC2086
-  "$FC" "$@" -I "$dir" -J "$dir" -I "$build/fkb/modules" "$file" $objs "$build/fkb/libfkb.a" $blas \
+  "$FC" "$@" -I "$dir" -J "$dir" -I "$build/fkb/modules" "$file" $objs "$build/fkb/libfkb.a" $blas -fopenmp \
         -o "$dir/$name"
 }
 
