@@ -629,13 +629,20 @@ def _progress_bar(total: int, initial: int, enabled: bool | None):
 def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
               task_function: str | Callable[[EmulatorTask], dict] = default_task, *,
               scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
-              retries: int = 2, retry_failed: bool = False, poll_seconds: float = 0.5) -> SweepSummary:
+              retries: int = 2, retry_failed: bool = False, poll_seconds: float = 0.5,
+              worker_timeout: float = 120.0) -> SweepSummary:
     """Run `task_function` on every task not finished in ``out_dir/results``,
     one Dask task each, on the cluster at `scheduler` (an address such as
     ``tcp://host:8786``) or on a LocalCluster of `n_workers` single-threaded
     worker processes (default: one per core). Results are written as their
     tasks finish; the progress bar (stderr, on a terminal by default) shows
-    done, running and failed."""
+    done, running and failed.
+
+    A LocalCluster that has had no live worker for `worker_timeout` seconds
+    while tasks wait (its worker processes die at start-up, and Dask would
+    restart them for ever) stops the sweep with a RuntimeError; results
+    written so far stay. On an external cluster the sweep waits for workers
+    as long as it takes (batch jobs may sit in a queue)."""
     from distributed import Client, wait
 
     function = resolve_task(task_function)
@@ -662,6 +669,7 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
             futures[future] = task
         keys = {f.key for f in futures}
         pending = set(futures)
+        last_worker_seen = time.monotonic()
         while pending:
             try:
                 done, pending = wait(pending, timeout=poll_seconds, return_when="FIRST_COMPLETED")
@@ -683,8 +691,16 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
                 future.release()
             try:
                 running = sum(1 for ks in client.processing().values() for k in ks if k in keys)
+                workers = len(client.scheduler_info()["workers"])
             except Exception:  # the scheduler is busy or gone; the next wait says which
-                running = 0
+                running, workers = 0, 1
+            if workers:
+                last_worker_seen = time.monotonic()
+            elif cluster is not None and pending and time.monotonic() - last_worker_seen > worker_timeout:
+                raise RuntimeError(
+                    f"the local Dask cluster has had no live worker for {worker_timeout:.0f} s: its worker "
+                    f"processes die at start-up (run `python -c 'import emulators.fkb, gcm_toy'` to see why); "
+                    f"{summary.done + summary.failed} results written to {results_dir}")
             bar.set_postfix_str(f"done {summary.done + summary.skipped}, running {running}, "
                                 f"failed {summary.failed}" + (f", lost {summary.lost}" if summary.lost else ""),
                                 refresh=True)

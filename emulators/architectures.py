@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 __all__ = ["Hyperparameters", "build_emulator", "build_learning_rate", "build_optimizer", "build_loss", "ACTIVATIONS",
            "OPTIMIZERS", "SCHEDULES", "LOSSES", "ALLOWED_LAYERS"]
 
@@ -197,20 +199,27 @@ def _parse(key: str, text: str, kind: type) -> Any:
 
 
 # ------------------------------------------------------------------ building
-def build_emulator(hp: Hyperparameters, n_inputs: int, n_outputs: int, name: str = "emulator"):
+def build_emulator(hp: Hyperparameters, n_inputs: int, n_outputs: int, name: str = "emulator",
+                   seed: int | None = None):
     """The Keras MLP of ``hp``: ``(n, n_inputs)`` normalized inputs ->
-    ``(n, n_outputs)`` normalized outputs. Seed Keras first
-    (``keras.utils.set_random_seed``) for reproducible initial weights."""
+    ``(n, n_outputs)`` normalized outputs.
+
+    Every random layer gets its own seed, derived from `seed` (default
+    ``hp.seed``): the Glorot-uniform kernels and the dropout masks depend on
+    it alone, not on Keras's global generator, which other threads of the
+    process (a Dask worker's event loop) may draw from at any time."""
     import keras
 
     if n_inputs < 1 or n_outputs < 1:
         raise ValueError(f"an emulator needs at least one input and output, got {n_inputs} and {n_outputs}")
+    seeds = np.random.SeedSequence(hp.seed if seed is None else seed).generate_state(2 * hp.depth + 1)
+    kernel = lambda i: keras.initializers.GlorotUniform(seed=int(seeds[i]))  # noqa: E731
     inputs = keras.Input(shape=(n_inputs,), name="inputs")
     h = inputs
     for i in range(1, hp.depth + 1):
         separate_activation = hp.batch_normalization or hp.activation == "leaky_relu"
         h = keras.layers.Dense(hp.width, activation=None if separate_activation else hp.activation,
-                               name=f"dense_{i}")(h)
+                               kernel_initializer=kernel(i - 1), name=f"dense_{i}")(h)
         if hp.batch_normalization:
             h = keras.layers.BatchNormalization(name=f"batch_normalization_{i}")(h)
         if hp.activation == "leaky_relu":
@@ -218,8 +227,9 @@ def build_emulator(hp: Hyperparameters, n_inputs: int, n_outputs: int, name: str
         elif separate_activation:
             h = keras.layers.Activation(hp.activation, name=f"{hp.activation}_{i}")(h)
         if hp.dropout > 0:
-            h = keras.layers.Dropout(hp.dropout, name=f"dropout_{i}")(h)
-    outputs = keras.layers.Dense(n_outputs, activation="linear", name="outputs")(h)
+            h = keras.layers.Dropout(hp.dropout, seed=int(seeds[hp.depth + i]), name=f"dropout_{i}")(h)
+    outputs = keras.layers.Dense(n_outputs, activation="linear", kernel_initializer=kernel(hp.depth),
+                                 name="outputs")(h)
     return keras.Model(inputs, outputs, name=name)
 
 

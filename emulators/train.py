@@ -24,11 +24,9 @@ choose other variables (a subset, another order). The command-line layer is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -136,30 +134,6 @@ def _seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-@contextlib.contextmanager
-def _own_default_seeds(seed: int):
-    """Keras draws the seed of every unseeded initializer and dropout layer
-    from Python's process-wide ``random`` module
-    (``keras.src.random.seed_generator.make_default_seed``). Other threads of
-    the process use that generator too — a Dask worker's event loop samples
-    with ``random.sample`` to estimate the size of task results
-    (``dask.sizeof``) while the next task builds its model — so seeding it is
-    not enough: the initial weights then depend on thread timing. Within this
-    context those seeds come from a generator of this thread's own, seeded
-    with `seed`."""
-    from keras.src.random import seed_generator
-
-    if not hasattr(seed_generator, "python_random"):  # a Keras that draws its seeds elsewhere
-        raise RuntimeError("this Keras version has no keras.src.random.seed_generator.python_random; "
-                           "emulators.train cannot make its initial weights independent of other threads")
-    shared = seed_generator.python_random
-    seed_generator.python_random = random.Random(seed)
-    try:
-        yield
-    finally:
-        seed_generator.python_random = shared
-
-
 def _model_widths(model) -> tuple[int, int]:
     inputs, outputs = model.inputs, model.outputs
     if len(inputs) != 1 or len(outputs) != 1:
@@ -257,13 +231,12 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     from emulators.architectures import build_emulator, build_loss, build_optimizer
 
     _seed_everything(hp.seed)
-    with _own_default_seeds(hp.seed):
-        if model is None:
-            model = build_emulator(hp, layout.n_inputs, layout.n_outputs)
-        if compile_model:
-            model.compile(optimizer=build_optimizer(hp, len(train_stream)), loss=build_loss(hp))
-        elif getattr(model, "optimizer", None) is None:
-            raise ValueError(f"model {model.name!r} is not compiled; compile it or pass compile_model=True")
+    if model is None:
+        model = build_emulator(hp, layout.n_inputs, layout.n_outputs)   # its own seeds: hp.seed
+    if compile_model:
+        model.compile(optimizer=build_optimizer(hp, len(train_stream)), loss=build_loss(hp))
+    elif getattr(model, "optimizer", None) is None:
+        raise ValueError(f"model {model.name!r} is not compiled; compile it or pass compile_model=True")
 
     out = Path(out_dir) if out_dir is not None else None
     files: dict[str, Path] = {}

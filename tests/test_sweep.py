@@ -268,3 +268,26 @@ def test_failed_record_keeps_the_part_done_before_the_failure(tmp_path):
     assert (record["status"], record["error"]) == ("failed", "coupling: ValueError: no emulator mode")
     assert record["offline"] == {"validation_mse": 0.25} and record["worker"] == "local"
     assert (tmp_path / "e7" / "attempts.log").read_text().count("\n") == 1
+
+
+def _kill_the_worker_for_good(task):
+    """Marks the cluster's workers to die at start-up, then kills its own."""
+    Path(task.work_dir).with_name("workers-die").touch()
+    os._exit(1)
+
+
+def test_local_cluster_whose_workers_die_at_start_up_stops_the_sweep(tmp_path, monkeypatch):
+    """Dask's nanny restarts a dead worker for ever; when every restart dies
+    at start-up the sweep must fail with a message, not wait for ever."""
+    import coupler.sweep as sweep
+    from distributed import LocalCluster
+    from coupler.sweep import EmulatorTask
+    preload = tmp_path / "die_if_marked.py"
+    preload.write_text(f"import os\nif os.path.exists({str(tmp_path / 'workers-die')!r}):\n    os._exit(3)\n")
+    monkeypatch.setattr(sweep, "_local_cluster", lambda n: LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, preload=[str(preload)]))
+    task = EmulatorTask(index=0, hyperparameters=Hyperparameters(), work_dir=os.fspath(tmp_path / "e0"))
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="no live worker for 5 s"):
+        run_sweep([task], tmp_path / "out", _kill_the_worker_for_good, progress=False, worker_timeout=5)
+    assert time.monotonic() - started < 90
