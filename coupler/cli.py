@@ -28,6 +28,7 @@ _USER_ERROR_TYPES = [
     ("emulators.fkb", "FKBError"),
     ("emulators.modelfile", "ModelFileError"),
     ("emulators.convert", "ConversionError"),
+    ("coupler.sweep", "ClusterError"),
 ]
 
 

@@ -608,6 +608,10 @@ class SweepSummary:
         return text
 
 
+class ClusterError(RuntimeError):
+    """The Dask cluster cannot run the sweep (e.g. its workers die at start-up)."""
+
+
 def _local_cluster(n_workers: int | None):
     from distributed import LocalCluster
 
@@ -640,7 +644,7 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
 
     A LocalCluster that has had no live worker for `worker_timeout` seconds
     while tasks wait (its worker processes die at start-up, and Dask would
-    restart them for ever) stops the sweep with a RuntimeError; results
+    restart them for ever) stops the sweep with a ClusterError; results
     written so far stay. On an external cluster the sweep waits for workers
     as long as it takes (batch jobs may sit in a queue)."""
     from distributed import Client, wait
@@ -697,7 +701,7 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
             if workers:
                 last_worker_seen = time.monotonic()
             elif cluster is not None and pending and time.monotonic() - last_worker_seen > worker_timeout:
-                raise RuntimeError(
+                raise ClusterError(
                     f"the local Dask cluster has had no live worker for {worker_timeout:.0f} s: its worker "
                     f"processes die at start-up (run `python -c 'import emulators.fkb, gcm_toy'` to see why); "
                     f"{summary.done + summary.failed} results written to {results_dir}")

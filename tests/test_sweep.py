@@ -288,6 +288,6 @@ def test_local_cluster_whose_workers_die_at_start_up_stops_the_sweep(tmp_path, m
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, preload=[str(preload)]))
     task = EmulatorTask(index=0, hyperparameters=Hyperparameters(), work_dir=os.fspath(tmp_path / "e0"))
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match="no live worker for 5 s"):
+    with pytest.raises(sweep.ClusterError, match="no live worker for 5 s"):
         run_sweep([task], tmp_path / "out", _kill_the_worker_for_good, progress=False, worker_timeout=5)
     assert time.monotonic() - started < 90
