@@ -36,7 +36,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of both engines")
     args = parser.parse_args()
-    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
 
     import keras
     import tensorflow as tf
@@ -45,8 +44,9 @@ def main() -> None:
     from bench_inference import mlp
     from emulators import blas
     from emulators.convert import keras_to_spec
-    from emulators.fkb import load
+    from emulators.fkb import load, set_threads
     from emulators.modelfile import write_model_file
+    set_threads(args.threads)   # training runs its GEMMs on this many BLAS threads
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.samples, 94)).astype(np.float32)
@@ -71,7 +71,8 @@ def main() -> None:
     keras_loss = model.fit(x, y, epochs=1, batch_size=args.batch_size, shuffle=True, verbose=0).history["loss"][-1]
     t_keras = time.perf_counter() - t0
 
-    print(f"runtime BLAS: {blas.info()}; TensorFlow threads: {args.threads}")
+    print(f"runtime threads: {args.threads} (BLAS: {blas.info().rsplit(',', 1)[0]}); "
+          f"TensorFlow threads: {args.threads}")
     print(f"94 -> 5 x 256 (LeakyReLU 0.3) -> 65, Adam, MSE, batch {args.batch_size}, one epoch of "
           f"{args.samples:,} samples")
     print(f"{'engine':<22} | {'seconds':>8} | {'samples/s':>10} | {'epoch loss':>10}")
