@@ -4,9 +4,10 @@ module gcm_emulator
   !! `emulator_physics` extends the column physics' `emulated_physics_scheme`:
   !! each call gathers every column of the batch into one matrix
   !! x(2 nlev + 4, ncol) in the interface order (`gcm_emulator_interface`),
-  !! runs each member network once on it (`fkb` library: one GEMM per layer),
-  !! averages the members' outputs and scatters y(2 nlev + 5, ncol) back to
-  !! dT/dt, dq/dt, the four radiative fluxes and precipitation.
+  !! makes one call of the `fkb` library's ensemble on it (a single network
+  !! is an ensemble of one; members run in parallel, each a GEMM per layer)
+  !! and scatters the members' mean y(2 nlev + 5, ncol) back to dT/dt,
+  !! dq/dt, the four radiative fluxes and precipitation.
   !!
   !! The networks apply their own input/output normalization (model file), so
   !! x and y are in physical units. `emulator_physics_setup` loads the
@@ -21,7 +22,7 @@ module gcm_emulator
   !! message names the output element and the column; `failed_column` and
   !! `failed_output` keep them for the host's failure record.
   use iso_fortran_env, only: real32, real64, int64
-  use fkb, only: network, network_r64, fkb_ok, fkb_err_nonfinite
+  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite
   use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: emulated_physics_scheme
@@ -43,22 +44,18 @@ module gcm_emulator
       !! clip precipitation at zero
   end type emulator_options
 
-  type :: member_path
-    character(len=:), allocatable :: path
-  end type member_path
-
   type, extends(emulated_physics_scheme) :: emulator_physics
     !! One network, or an ensemble whose mean output is used.
     integer :: nlev = 0
       !! levels the members were checked for
     type(emulator_options) :: options
-    type(network), allocatable :: members32(:)
-    type(network_r64), allocatable :: members64(:)
-    type(member_path), allocatable :: paths(:)
-      !! model file of each member
-    real(real64), allocatable :: x(:, :), y(:, :), y_sum(:, :)
-    real(real32), allocatable :: x32(:, :), y32(:, :)
-      !! work arrays, kept between calls (no allocation once sized)
+    type(ensemble) :: ens32
+    type(ensemble_r64) :: ens64
+      !! the members, in the kind `options%use_real64` chose
+    real(real64), allocatable :: x(:, :), y(:, :), spread(:, :), members(:, :, :)
+    real(real32), allocatable :: x32(:, :), y32(:, :), spread32(:, :), members32(:, :, :)
+      !! work arrays (inputs, members' mean and standard deviation, each
+      !! member's outputs), kept between calls (no allocation once sized)
     integer :: failed_column = 0
       !! after a non-finite output: its column in the batch (0 otherwise)
     integer :: failed_output = 0
@@ -70,6 +67,7 @@ module gcm_emulator
   contains
     procedure :: compute => emulator_compute
     procedure :: n_members => emulator_n_members
+    procedure :: member_path => emulator_member_path
   end type emulator_physics
 
 contains
@@ -88,8 +86,9 @@ contains
     integer, intent(out) :: status
     character(len=:), allocatable, intent(out) :: message
     type(element_label), allocatable :: inputs(:), outputs(:)
+    type(network) :: probe
     character(len=:), allocatable :: msg
-    integer :: m, i, n, stat
+    integer :: m, i, stat
     logical :: ok
 
     status = physics_err_config
@@ -101,54 +100,40 @@ contains
       message = 'emulator: nlev must be >= 2'
       return
     end if
-    n = size(paths)
     self%nlev = nlev
     self%options = options
-    allocate (self%paths(n))
-    if (options%use_real64) then
-      allocate (self%members64(n))
-    else
-      allocate (self%members32(n))
-    end if
-    do m = 1, n
-      self%paths(m)%path = trim(paths(m))
-      if (options%use_real64) then
-        call self%members64(m)%load(self%paths(m)%path, stat, msg)
-      else
-        call self%members32(m)%load(self%paths(m)%path, stat, msg)
-      end if
+    ! each member against the GCM's interface first (a message naming what
+    ! the GCM expects), then all of them as one ensemble
+    do m = 1, size(paths)
+      call probe%load(trim(paths(m)), stat, msg)
       if (stat /= fkb_ok) then
-        message = 'emulator: cannot load ' // self%paths(m)%path // ': ' // msg
+        message = 'emulator: cannot load ' // trim(paths(m)) // ': ' // msg
         return
       end if
-      if (options%use_real64) then
-        associate (net => self%members64(m))
-          allocate (inputs(net%n_inputs()), outputs(net%n_outputs()))
-          do i = 1, size(inputs)
-            inputs(i) = element_label(net%input_name(i), net%input_units(i))
-          end do
-          do i = 1, size(outputs)
-            outputs(i) = element_label(net%output_name(i), net%output_units(i))
-          end do
-        end associate
-      else
-        associate (net => self%members32(m))
-          allocate (inputs(net%n_inputs()), outputs(net%n_outputs()))
-          do i = 1, size(inputs)
-            inputs(i) = element_label(net%input_name(i), net%input_units(i))
-          end do
-          do i = 1, size(outputs)
-            outputs(i) = element_label(net%output_name(i), net%output_units(i))
-          end do
-        end associate
-      end if
+      allocate (inputs(probe%n_inputs()), outputs(probe%n_outputs()))
+      do i = 1, size(inputs)
+        inputs(i) = element_label(probe%input_name(i), probe%input_units(i))
+      end do
+      do i = 1, size(outputs)
+        outputs(i) = element_label(probe%output_name(i), probe%output_units(i))
+      end do
       call compare_interface(nlev, inputs, outputs, ok, msg)
       deallocate (inputs, outputs)
       if (.not. ok) then
-        message = msg // ' (' // self%paths(m)%path // ')'
+        message = msg // ' (' // trim(paths(m)) // ')'
         return
       end if
     end do
+    call probe%clear()
+    if (options%use_real64) then
+      call self%ens64%load(paths, stat, msg)
+    else
+      call self%ens32%load(paths, stat, msg)
+    end if
+    if (stat /= fkb_ok) then
+      message = 'emulator: cannot load ' // msg
+      return
+    end if
     status = physics_ok
     message = ''
   end subroutine emulator_physics_setup
@@ -156,9 +141,24 @@ contains
   pure integer function emulator_n_members(self)
     !! Number of member networks (0 before setup).
     class(emulator_physics), intent(in) :: self
-    emulator_n_members = 0
-    if (allocated(self%paths)) emulator_n_members = size(self%paths)
+    if (self%options%use_real64) then
+      emulator_n_members = self%ens64%n_members()
+    else
+      emulator_n_members = self%ens32%n_members()
+    end if
   end function emulator_n_members
+
+  pure function emulator_member_path(self, m) result(path)
+    !! The model file of member `m`.
+    class(emulator_physics), intent(in) :: self
+    integer, intent(in) :: m
+    character(len=:), allocatable :: path
+    if (self%options%use_real64) then
+      path = self%ens64%member_path(m)
+    else
+      path = self%ens32%member_path(m)
+    end if
+  end function emulator_member_path
 
   subroutine emulator_compute(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
                               shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
@@ -179,7 +179,7 @@ contains
     real(real64), intent(out) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
-    integer :: m, n_in, n_out
+    integer :: n_in, n_out
 
     self%failed_column = 0
     self%failed_output = 0
@@ -203,26 +203,20 @@ contains
     call reserve(self, n_in, n_out, ncol)
 
     call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, self%x(:, 1:ncol))
-    if (.not. self%options%use_real64) self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
-    do m = 1, self%n_members()
-      if (self%options%use_real64) then
-        call self%members64(m)%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), stat, msg)
-      else
-        call self%members32(m)%predict(self%x32(:, 1:ncol), self%y32(:, 1:ncol), stat, msg)
-        if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%y32(:, 1:ncol), real64)
-      end if
-      if (stat /= fkb_ok) then
-        call report_failure(self, m, ncol, nlev, column_ids, stat, msg)
-        return
-      end if
-      if (m == 1) then
-        self%y_sum(:, 1:ncol) = self%y(:, 1:ncol)
-      else
-        self%y_sum(:, 1:ncol) = self%y_sum(:, 1:ncol) + self%y(:, 1:ncol)
-      end if
-    end do
-    if (self%n_members() > 1) self%y_sum(:, 1:ncol) = self%y_sum(:, 1:ncol) / real(self%n_members(), real64)
-    call unpack_emulator_outputs(nlev, self%y_sum(:, 1:ncol), dtdt, dqdt, fsnt, fsns, flnt, flns, precip)
+    if (self%options%use_real64) then
+      call self%ens64%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), self%spread(:, 1:ncol), stat, msg, &
+                              members=self%members(:, 1:ncol, :))
+    else
+      self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
+      call self%ens32%predict(self%x32(:, 1:ncol), self%y32(:, 1:ncol), self%spread32(:, 1:ncol), stat, msg, &
+                              members=self%members32(:, 1:ncol, :))
+      if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%y32(:, 1:ncol), real64)
+    end if
+    if (stat /= fkb_ok) then
+      call report_failure(self, ncol, nlev, column_ids, stat, msg)
+      return
+    end if
+    call unpack_emulator_outputs(nlev, self%y(:, 1:ncol), dtdt, dqdt, fsnt, fsns, flnt, flns, precip)
 
     if (self%options%limit_humidity) dqdt = max(dqdt, -q / dt)
     if (self%options%limit_precipitation) precip = max(precip, 0.0_real64)
@@ -234,60 +228,68 @@ contains
     !! Size the work arrays for at least ncol columns (kept between calls).
     type(emulator_physics), intent(inout) :: self
     integer, intent(in) :: n_in, n_out, ncol
+    integer :: nm
     if (allocated(self%x)) then
       if (size(self%x, 1) == n_in .and. size(self%x, 2) >= ncol) return
-      deallocate (self%x, self%y, self%y_sum)
-      if (allocated(self%x32)) deallocate (self%x32, self%y32)
+      deallocate (self%x, self%y, self%spread, self%members)
+      if (allocated(self%x32)) deallocate (self%x32, self%y32, self%spread32, self%members32)
     end if
-    allocate (self%x(n_in, ncol), self%y(n_out, ncol), self%y_sum(n_out, ncol))
-    self%y = 0.0_real64
+    nm = self%n_members()
+    allocate (self%x(n_in, ncol), self%y(n_out, ncol), self%spread(n_out, ncol), &
+              self%members(n_out, ncol, nm))
+    self%members = 0.0_real64
     if (.not. self%options%use_real64) then
-      allocate (self%x32(n_in, ncol), self%y32(n_out, ncol))
-      self%y32 = 0.0_real32
+      allocate (self%x32(n_in, ncol), self%y32(n_out, ncol), self%spread32(n_out, ncol), &
+                self%members32(n_out, ncol, nm))
+      self%members32 = 0.0_real32
     end if
   end subroutine reserve
 
-  subroutine report_failure(self, member, ncol, nlev, column_ids, stat, msg)
+  subroutine report_failure(self, ncol, nlev, column_ids, stat, msg)
     !! Turn a failed predict into the scheme's status and message. For a
-    !! non-finite output, find its column and element (predict fills y column
-    !! by column and stops at the first bad one; y starts at zero) and name them.
+    !! non-finite output, find the first member, column and element that
+    !! has one (the ensemble reports the first failing member; a member's
+    !! predict writes its outputs before refusing them) and name them.
     type(emulator_physics), intent(inout) :: self
-    integer, intent(in) :: member, ncol, nlev
+    integer, intent(in) :: ncol, nlev
     integer, intent(in) :: column_ids(:)
     integer, intent(inout) :: stat
     character(len=:), allocatable, intent(inout) :: msg
     character(len=:), allocatable :: who, value_text
-    integer :: i, j
+    real(real64) :: v
+    integer :: i, j, m
 
-    who = 'emulator'
-    if (self%n_members() > 1) who = 'emulator member ' // int_text(member) // ' of ' // int_text(self%n_members())
     if (stat /= fkb_err_nonfinite .or. index(msg, 'output') == 0) then
-      msg = who // ' failed: ' // msg // ' (' // self%paths(member)%path // ')'
+      msg = 'emulator failed: ' // msg
       stat = physics_err_state
       return
     end if
     stat = physics_err_nonfinite
-    do j = 1, ncol
-      do i = 1, size(self%y, 1)
-        if (self%options%use_real64) then
-          if (abs(self%y(i, j)) <= huge(1.0_real64)) cycle
-          value_text = nonfinite_text(self%y(i, j) /= self%y(i, j), self%y(i, j) > 0)
-          self%failed_value = self%y(i, j)
-        else
-          if (abs(self%y32(i, j)) <= huge(1.0_real32)) cycle
-          value_text = nonfinite_text(self%y32(i, j) /= self%y32(i, j), self%y32(i, j) > 0)
-          self%failed_value = real(self%y32(i, j), real64)
-        end if
-        self%failed_column = j
-        self%failed_output = i
-        self%failed_member = member
-        msg = who // ' output ' // int_text(i) // " '" // emulator_output_name(nlev, i) // "' [" // &
-              emulator_output_units(nlev, i) // '] is ' // value_text // ' in column ' // &
-              int_text(column_ids(j)) // ' (' // self%paths(member)%path // ')'
-        return
+    do m = 1, self%n_members()
+      do j = 1, ncol
+        do i = 1, size(self%y, 1)
+          if (self%options%use_real64) then
+            v = self%members(i, j, m)
+          else
+            v = real(self%members32(i, j, m), real64)
+          end if
+          if (abs(v) <= huge(1.0_real64)) cycle
+          value_text = nonfinite_text(v /= v, v > 0)
+          self%failed_value = v
+          self%failed_column = j
+          self%failed_output = i
+          self%failed_member = m
+          who = 'emulator'
+          if (self%n_members() > 1) who = 'emulator member ' // int_text(m) // ' of ' // &
+                                          int_text(self%n_members())
+          msg = who // ' output ' // int_text(i) // " '" // emulator_output_name(nlev, i) // "' [" // &
+                emulator_output_units(nlev, i) // '] is ' // value_text // ' in column ' // &
+                int_text(column_ids(j)) // ' (' // self%member_path(m) // ')'
+          return
+        end do
       end do
     end do
-    msg = who // ' returned a non-finite output: ' // msg // ' (' // self%paths(member)%path // ')'
+    msg = 'emulator returned a non-finite output: ' // msg
   end subroutine report_failure
 
   pure function nonfinite_text(is_nan, positive) result(text)
