@@ -68,8 +68,7 @@ end subroutine sizes
 subroutine predict32(handle, x, y, n_in, n_out, n_cols, stat, msg)
   !! y(:, j) = network(x(:, j)) for every column j, 32-bit.
   use iso_fortran_env, only: real32
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols
   real(real32), intent(in) :: x(n_in, n_cols)
@@ -78,12 +77,8 @@ subroutine predict32(handle, x, y, n_in, n_out, n_cols, stat, msg)
   character(len=1024), intent(out) :: msg
   character(len=:), allocatable :: message
   msg = ''
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'; y = 0
-    return
-  end if
-  if (slots(handle)%precision /= 32) then
-    stat = fkb_err_argument; msg = 'network was loaded at 64 bit; call predict64'; y = 0
+  if (.not. usable(handle, 32, 'predict', stat, msg)) then
+    y = 0
     return
   end if
   call slots(handle)%net32%predict(x, y, stat, message)
@@ -94,8 +89,7 @@ end subroutine predict32
 subroutine predict64(handle, x, y, n_in, n_out, n_cols, stat, msg)
   !! y(:, j) = network(x(:, j)) for every column j, 64-bit.
   use iso_fortran_env, only: real64
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols
   real(real64), intent(in) :: x(n_in, n_cols)
@@ -104,12 +98,8 @@ subroutine predict64(handle, x, y, n_in, n_out, n_cols, stat, msg)
   character(len=1024), intent(out) :: msg
   character(len=:), allocatable :: message
   msg = ''
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'; y = 0
-    return
-  end if
-  if (slots(handle)%precision /= 64) then
-    stat = fkb_err_argument; msg = 'network was loaded at 32 bit; call predict32'; y = 0
+  if (.not. usable(handle, 64, 'predict', stat, msg)) then
+    y = 0
     return
   end if
   call slots(handle)%net64%predict(x, y, stat, message)

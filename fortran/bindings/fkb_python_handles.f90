@@ -4,7 +4,7 @@ module fkb_python_handles
   use fkb, only: network_r32, network_r64
   implicit none
   private
-  public :: slot, slots, new_slot, valid_handle
+  public :: slot, slots, new_slot, valid_handle, usable
 
   type :: slot
     logical :: used = .false.
@@ -41,5 +41,30 @@ contains
     if (handle < 1 .or. handle > size(slots)) return
     valid_handle = slots(handle)%used
   end function valid_handle
+
+  logical function usable(handle, precision, routine, stat, msg)
+    !! Whether `handle` is a network loaded at `precision` bits; if not,
+    !! `stat` and `msg` say why (`routine` is the entry point's name
+    !! without its 32/64 suffix, for the hint to call the other one).
+    use fkb, only: fkb_err_argument
+    integer, intent(in) :: handle, precision
+    character(len=*), intent(in) :: routine
+    integer, intent(out) :: stat
+    character(len=*), intent(inout) :: msg
+    character(len=2) :: other
+    usable = .false.
+    stat = fkb_err_argument
+    if (.not. valid_handle(handle)) then
+      msg = 'invalid network handle'
+      return
+    end if
+    if (slots(handle)%precision /= precision) then
+      other = merge('64', '32', precision == 32)
+      msg = 'network was loaded at ' // other // ' bit; call ' // routine // other
+      return
+    end if
+    usable = .true.
+    stat = 0
+  end function usable
 
 end module fkb_python_handles

@@ -118,8 +118,7 @@ subroutine train_step32(handle, x, y, n_in, n_out, n_cols, loss, stat, msg)
   !! One optimizer step on the minibatch x(:, j), y(:, j), 32-bit; `loss`
   !! is the minibatch loss before the step.
   use iso_fortran_env, only: real32
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols
   real(real32), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
@@ -129,14 +128,7 @@ subroutine train_step32(handle, x, y, n_in, n_out, n_cols, loss, stat, msg)
   character(len=:), allocatable :: message
   msg = ''
   loss = 0
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'
-    return
-  end if
-  if (slots(handle)%precision /= 32) then
-    stat = fkb_err_argument; msg = 'network was loaded at 64 bit; call train_step64'
-    return
-  end if
+  if (.not. usable(handle, 32, 'train_step', stat, msg)) return
   call slots(handle)%net32%train_step(x, y, stat, message, loss)
   if (allocated(message)) msg = message
 end subroutine train_step32
@@ -145,8 +137,7 @@ end subroutine train_step32
 subroutine train_step64(handle, x, y, n_in, n_out, n_cols, loss, stat, msg)
   !! One optimizer step on the minibatch x(:, j), y(:, j), 64-bit.
   use iso_fortran_env, only: real64
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols
   real(real64), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
@@ -156,14 +147,7 @@ subroutine train_step64(handle, x, y, n_in, n_out, n_cols, loss, stat, msg)
   character(len=:), allocatable :: message
   msg = ''
   loss = 0
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'
-    return
-  end if
-  if (slots(handle)%precision /= 64) then
-    stat = fkb_err_argument; msg = 'network was loaded at 32 bit; call train_step32'
-    return
-  end if
+  if (.not. usable(handle, 64, 'train_step', stat, msg)) return
   call slots(handle)%net64%train_step(x, y, stat, message, loss)
   if (allocated(message)) msg = message
 end subroutine train_step64
@@ -175,8 +159,7 @@ subroutine fit32(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, re
   !! each epoch's mean loss. `reseed = 0`: the shuffling continues the
   !! network's generator, `seed` unused.
   use iso_fortran_env, only: real32
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols, epochs, batch_size, seed, reseed, shuffle
   real(real32), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
@@ -186,14 +169,7 @@ subroutine fit32(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, re
   character(len=:), allocatable :: message
   msg = ''
   history = 0
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'
-    return
-  end if
-  if (slots(handle)%precision /= 32) then
-    stat = fkb_err_argument; msg = 'network was loaded at 64 bit; call fit64'
-    return
-  end if
+  if (.not. usable(handle, 32, 'fit', stat, msg)) return
   if (reseed /= 0) then
     call slots(handle)%net32%fit(x, y, epochs, batch_size, stat, message, seed=seed, &
                                  shuffle=shuffle /= 0, history=history)
@@ -209,8 +185,7 @@ subroutine fit64(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, re
                  history, stat, msg)
   !! Train on a whole dataset (see `network%fit`), 64-bit.
   use iso_fortran_env, only: real64
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols, epochs, batch_size, seed, reseed, shuffle
   real(real64), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
@@ -220,14 +195,7 @@ subroutine fit64(handle, x, y, n_in, n_out, n_cols, epochs, batch_size, seed, re
   character(len=:), allocatable :: message
   msg = ''
   history = 0
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'
-    return
-  end if
-  if (slots(handle)%precision /= 64) then
-    stat = fkb_err_argument; msg = 'network was loaded at 32 bit; call fit32'
-    return
-  end if
+  if (.not. usable(handle, 64, 'fit', stat, msg)) return
   if (reseed /= 0) then
     call slots(handle)%net64%fit(x, y, epochs, batch_size, stat, message, seed=seed, &
                                  shuffle=shuffle /= 0, history=history)
@@ -243,8 +211,7 @@ subroutine gradient32(handle, x, y, n_in, n_out, n_cols, n_train, grad, loss, st
   !! The minibatch loss and its gradient with respect to the trainable
   !! weights (the order of `get_weights`), 32-bit; nothing is updated.
   use iso_fortran_env, only: real32
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols, n_train
   real(real32), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
@@ -255,14 +222,7 @@ subroutine gradient32(handle, x, y, n_in, n_out, n_cols, n_train, grad, loss, st
   msg = ''
   grad = 0
   loss = 0
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'
-    return
-  end if
-  if (slots(handle)%precision /= 32) then
-    stat = fkb_err_argument; msg = 'network was loaded at 64 bit; call gradient64'
-    return
-  end if
+  if (.not. usable(handle, 32, 'gradient', stat, msg)) return
   call slots(handle)%net32%gradient(x, y, grad, loss, stat, message)
   if (allocated(message)) msg = message
 end subroutine gradient32
@@ -271,8 +231,7 @@ end subroutine gradient32
 subroutine gradient64(handle, x, y, n_in, n_out, n_cols, n_train, grad, loss, stat, msg)
   !! The minibatch loss and its weight gradient, 64-bit.
   use iso_fortran_env, only: real64
-  use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb_python_handles, only: slots, usable
   implicit none
   integer, intent(in) :: handle, n_in, n_out, n_cols, n_train
   real(real64), intent(in) :: x(n_in, n_cols), y(n_out, n_cols)
@@ -283,14 +242,7 @@ subroutine gradient64(handle, x, y, n_in, n_out, n_cols, n_train, grad, loss, st
   msg = ''
   grad = 0
   loss = 0
-  if (.not. valid_handle(handle)) then
-    stat = fkb_err_argument; msg = 'invalid network handle'
-    return
-  end if
-  if (slots(handle)%precision /= 64) then
-    stat = fkb_err_argument; msg = 'network was loaded at 32 bit; call gradient32'
-    return
-  end if
+  if (.not. usable(handle, 64, 'gradient', stat, msg)) return
   call slots(handle)%net64%gradient(x, y, grad, loss, stat, message)
   if (allocated(message)) msg = message
 end subroutine gradient64
