@@ -105,10 +105,8 @@ contains
       !! a finite value (non-finite values give `nan` or `inf`)
     character(len=:), allocatable :: text
     character(len=40) :: buffer, fmt
-    character(len=12) :: exponent_digits
-    character(len=:), allocatable :: digits
     real(real32) :: y
-    integer :: precision, ios, e_at, exponent, i, n
+    integer :: precision, ios
 
     if (.not. finite32(x)) then
       if (iand(transfer(x, 0_int32), int(z'007FFFFF', int32)) /= 0) then
@@ -134,41 +132,7 @@ contains
         if (transfer(y, 0_int32) == transfer(x, 0_int32)) exit
       end if
     end do
-    buffer = adjustl(buffer)
-    e_at = index(buffer, 'E')
-    read(buffer(e_at + 1:), *) exponent
-    digits = ''
-    do i = 1, e_at - 1
-      if (buffer(i:i) >= '0' .and. buffer(i:i) <= '9') digits = digits // buffer(i:i)
-    end do
-    n = len(digits)
-    do while (n > 1 .and. digits(n:n) == '0')
-      n = n - 1
-    end do
-    digits = digits(1:n)
-
-    if (exponent >= -4 .and. exponent < 16) then
-      if (exponent >= 0) then
-        if (n <= exponent + 1) then
-          text = digits // repeat('0', exponent + 1 - n) // '.0'
-        else
-          text = digits(1:exponent + 1) // '.' // digits(exponent + 2:)
-        end if
-      else
-        text = '0.' // repeat('0', -exponent - 1) // digits
-      end if
-    else
-      ! at least two exponent digits, as Python writes them
-      write(exponent_digits, '(i0.2)') abs(exponent)
-      text = digits(1:1)
-      if (n > 1) text = text // '.' // digits(2:)
-      if (exponent < 0) then
-        text = text // 'e-' // trim(exponent_digits)
-      else
-        text = text // 'e+' // trim(exponent_digits)
-      end if
-    end if
-    if (x < 0) text = '-' // text
+    text = python_float_text(buffer, x < 0)
   end function real32_repr
 
   function real64_repr(x) result(text)
@@ -180,10 +144,8 @@ contains
       !! a finite value
     character(len=:), allocatable :: text
     character(len=48) :: buffer, fmt
-    character(len=12) :: exponent_digits
-    character(len=:), allocatable :: digits
     real(real64) :: y
-    integer :: precision, ios, e_at, exponent, i, n
+    integer :: precision, ios
     if (x == 0.0_real64) then
       text = '0.0'
       if (transfer(x, 0_int64) < 0) text = '-0.0'
@@ -197,12 +159,28 @@ contains
         if (transfer(y, 0_int64) == transfer(x, 0_int64)) exit
       end if
     end do
-    buffer = adjustl(buffer)
-    e_at = index(buffer, 'E')
-    read(buffer(e_at + 1:), *) exponent
+    text = python_float_text(buffer, x < 0)
+  end function real64_repr
+
+  function python_float_text(buffer, negative) result(text)
+    !! A nonzero value written in `es` format (`buffer`, e.g.
+    !! ` -2.50000E+0020`) as Python's `repr` writes it: its significant
+    !! digits without trailing zeros, positional for exponents -4..15
+    !! (`0.0025`, `250.0`), otherwise `2.5e+20` (at least two exponent
+    !! digits); `-` in front if `negative`.
+    character(len=*), intent(in) :: buffer
+    logical, intent(in) :: negative
+    character(len=:), allocatable :: text
+    character(len=len(buffer)) :: trimmed
+    character(len=12) :: exponent_digits
+    character(len=:), allocatable :: digits
+    integer :: e_at, exponent, i, n
+    trimmed = adjustl(buffer)
+    e_at = index(trimmed, 'E')
+    read(trimmed(e_at + 1:), *) exponent
     digits = ''
     do i = 1, e_at - 1
-      if (buffer(i:i) >= '0' .and. buffer(i:i) <= '9') digits = digits // buffer(i:i)
+      if (trimmed(i:i) >= '0' .and. trimmed(i:i) <= '9') digits = digits // trimmed(i:i)
     end do
     n = len(digits)
     do while (n > 1 .and. digits(n:n) == '0')
@@ -229,7 +207,7 @@ contains
         text = text // 'e+' // trim(exponent_digits)
       end if
     end if
-    if (x < 0) text = '-' // text
-  end function real64_repr
+    if (negative) text = '-' // text
+  end function python_float_text
 
 end module fkb_spec_build
