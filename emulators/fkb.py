@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from emulators.blas import preload as _preload_blas
+from emulators.fortran_object import FortranObject
 
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from emulators import _fkb_runtime as _rt  # noqa: E402
@@ -75,7 +76,7 @@ def _message(raw) -> str:
     return str(raw).strip()
 
 
-class Network:
+class Network(FortranObject):
     """A network loaded into the Fortran runtime.
 
     Computes in the precision of the input: float32 inputs run the 32-bit
@@ -288,23 +289,10 @@ class Network:
             raise FKBError(_message(msg), int(stat))
         return path
 
-    def close(self) -> None:
-        """Free the Fortran memory of this network."""
+    def _release(self) -> None:
         for handle in self._handles.values():
             _rt.release(handle)
         self._handles.clear()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> "Network":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"Network({str(self.path)!r}, n_inputs={self.n_inputs}, "
@@ -336,7 +324,7 @@ def _training_precision(path: Path) -> int | None:
     return None
 
 
-class Ensemble:
+class Ensemble(FortranObject):
     """Several networks of one interface in the Fortran runtime (``ensemble``
     of ``fortran/src/fkb_ensemble.inc``), evaluated together.
 
@@ -418,23 +406,10 @@ class Ensemble:
         ys = ys.T  # (n_members, n, n_outputs), C-ordered
         return mean, std, (ys[:, 0] if single else ys)
 
-    def close(self) -> None:
-        """Free the Fortran memory of this ensemble."""
+    def _release(self) -> None:
         if self._handle:
             _rt.ensemble_release(self._handle)
             self._handle = 0
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> "Ensemble":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"Ensemble(n_members={self.n_members}, n_inputs={self.n_inputs}, "

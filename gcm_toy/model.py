@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
 from gcm_toy.config import EMULATOR_PHYSICS, ConfigLike, GCMConfig, Overrides, load_config
 from gcm_toy.output import DIAGNOSTIC_ORDER, Grid, state_dataset
@@ -97,7 +98,7 @@ def checkpoint_config_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".toml")
 
 
-class Model:
+class Model(FortranObject):
     """A toy-GCM model in the Fortran core.
 
     `config` is a preset name (``gcm_toy/presets/*.toml``), a TOML file, a
@@ -380,23 +381,10 @@ class Model:
         _core.gcm_reset_timers(self._handle)
 
     # ---------------------------------------------------------- lifetime
-    def close(self) -> None:
-        """Free the Fortran memory of this model."""
+    def _release(self) -> None:
         if self._handle:
             _core.gcm_free(self._handle)
             self._handle = 0
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"Model({self.config.short_name()}, physics={self.config.physics!r}, "
