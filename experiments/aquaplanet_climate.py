@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from experiments.held_suarez import open_run
+from experiments.plots import plot_latitude_pressure
 
 __all__ = ["aquaplanet_climate", "headline_numbers", "format_numbers", "plot_aquaplanet", "aquaplanet_report",
            "Headline", "SECONDS_PER_DAY"]
@@ -198,7 +199,6 @@ def plot_aquaplanet(clim: xr.Dataset, out_dir: str | os.PathLike) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lat = clim["lat"].values
-    lat2d = np.broadcast_to(lat, clim["p"].shape)
     span = f"days {clim.attrs['first_day']:g}-{clim.attrs['last_day']:g}"
     paths = []
     sections = [("t", "temperature T [K]", np.arange(190.0, 311.0, 10.0), "magma"),
@@ -208,22 +208,9 @@ def plot_aquaplanet(clim: xr.Dataset, out_dir: str | os.PathLike) -> list[Path]:
     if "cloud" in clim:
         sections.append(("cloud", "cloud fraction", np.arange(0.0, 0.81, 0.05), "Blues"))
     for name, title, levels, cmap in sections:
-        fig, ax = plt.subplots(figsize=(7.0, 4.5), constrained_layout=True)
-        values = clim[name].values
-        filled = ax.contourf(lat2d, clim["p"].values, values, levels=levels, cmap=cmap, extend="both")
-        lines = ax.contour(lat2d, clim["p"].values, values, levels=levels, colors="k", linewidths=0.5)
-        ax.clabel(lines, fmt="%g", fontsize=7)
-        fig.colorbar(filled, ax=ax, label=title)
-        ax.set_ylim(float(clim["p"].max()), 0.0)
-        ax.set_xlim(-90.0, 90.0)
-        ax.set_xticks(np.arange(-90, 91, 30))
-        ax.set_xlabel("latitude [degrees north]")
-        ax.set_ylabel("pressure [hPa]")
-        ax.set_title(f"aquaplanet: zonal-mean {title.split(' [')[0]}, {span}", fontsize=10)
-        path = out_dir / f"aquaplanet_{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(plot_latitude_pressure(
+            lat, clim["p"].values, clim[name].values, levels, cmap, title,
+            f"aquaplanet: zonal-mean {title.split(' [')[0]}, {span}", out_dir / f"aquaplanet_{name}.png"))
 
     fig, ax = plt.subplots(figsize=(7.0, 4.0), constrained_layout=True)
     ax.plot(lat, clim["precip"].values, "b-o", ms=3, label=f"precipitation (global {_global(clim, 'precip'):.2f})")

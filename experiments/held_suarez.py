@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from experiments.plots import plot_latitude_pressure
+
 __all__ = ["open_run", "zonal_mean_climate", "jet_maxima", "tropical_surface_wind", "plot_climate",
            "held_suarez_report", "Jet"]
 
@@ -110,35 +112,16 @@ def tropical_surface_wind(clim: xr.Dataset) -> xr.DataArray:
 def plot_climate(clim: xr.Dataset, out_dir: str | os.PathLike) -> list[Path]:
     """Latitude-pressure figures of the zonal-mean u and T: u.png and t.png
     (filled contours with labelled contour lines)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lat2d = np.broadcast_to(clim["lat"].values, clim["p"].shape)
     span = f"days {clim.attrs['first_day']:g}-{clim.attrs['last_day']:g}"
     paths = []
     for name, title, levels, cmap in (
             ("u", "zonal-mean eastward wind u [m s$^{-1}$]", np.arange(-40.0, 41.0, 5.0), "RdBu_r"),
             ("t", "zonal-mean temperature T [K]", np.arange(180.0, 321.0, 10.0), "magma")):
-        fig, ax = plt.subplots(figsize=(7.0, 4.5), constrained_layout=True)
-        values = clim[name].values
-        filled = ax.contourf(lat2d, clim["p"].values, values, levels=levels, cmap=cmap, extend="both")
-        lines = ax.contour(lat2d, clim["p"].values, values, levels=levels, colors="k", linewidths=0.6)
-        ax.clabel(lines, fmt="%g", fontsize=7)
-        fig.colorbar(filled, ax=ax, label=title)
-        ax.set_ylim(float(clim["p"].max()), 0.0)
-        ax.set_xlim(-90.0, 90.0)
-        ax.set_xticks(np.arange(-90, 91, 30))
-        ax.set_xlabel("latitude [degrees north]")
-        ax.set_ylabel("pressure [hPa]")
-        ax.set_title(f"Held-Suarez: {title.split(' [')[0]}, {span}")
-        path = out_dir / f"held_suarez_{name}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(plot_latitude_pressure(
+            clim["lat"].values, clim["p"].values, clim[name].values, levels, cmap, title,
+            f"Held-Suarez: {title.split(' [')[0]}, {span}", out_dir / f"held_suarez_{name}.png",
+            line_width=0.6, dpi=120))
     return paths
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["plot_offline_vs_online", "plot_days_survived", "plot_survival_curve", "plot_optimizer_boxes",
-           "plot_zonal_bias", "optimizer_colors"]
+           "plot_zonal_bias", "plot_latitude_pressure", "optimizer_colors"]
 
 
 def _pyplot():
@@ -50,6 +50,33 @@ def _save(fig, path: str | os.PathLike) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
+    return path
+
+
+def plot_latitude_pressure(lat: np.ndarray, p: np.ndarray, values: np.ndarray, levels: np.ndarray,
+                           cmap: str, label: str, title: str, path: str | os.PathLike,
+                           line_width: float = 0.5, dpi: int = 110) -> Path:
+    """A zonal-mean latitude-pressure section: filled contours at `levels`
+    with labelled contour lines, the colour bar labelled `label` (with
+    units), pressure [hPa] decreasing upwards. `lat` [degrees north] has the
+    shape of `p` and `values` or broadcasts to it."""
+    plt = _pyplot()
+    lat2d = np.broadcast_to(lat, p.shape)
+    fig, ax = plt.subplots(figsize=(7.0, 4.5), constrained_layout=True)
+    filled = ax.contourf(lat2d, p, values, levels=levels, cmap=cmap, extend="both")
+    lines = ax.contour(lat2d, p, values, levels=levels, colors="k", linewidths=line_width)
+    ax.clabel(lines, fmt="%g", fontsize=7)
+    fig.colorbar(filled, ax=ax, label=label)
+    ax.set_ylim(float(np.max(p)), 0.0)
+    ax.set_xlim(-90.0, 90.0)
+    ax.set_xticks(np.arange(-90, 91, 30))
+    ax.set_xlabel("latitude [degrees north]")
+    ax.set_ylabel("pressure [hPa]")
+    ax.set_title(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
     return path
 
 
