@@ -16,8 +16,8 @@ A C-ordered ``(n, n_in)`` NumPy array is, byte for byte, the Fortran batch
 
 The runtime runs on OpenMP threads (``OMP_NUM_THREADS``, all cores by
 default, or :func:`set_threads`): the column blocks of a large batch, the
-rows of a large network's layers for a narrow batch, ensemble members; with
-the same bits for any thread count (docs/fortran-api.md, "Threads").
+GEMMs of a narrow one, ensemble members, training; with the same bits for
+any thread count (docs/fortran-api.md, "Threads").
 """
 from __future__ import annotations
 

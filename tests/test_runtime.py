@@ -110,9 +110,9 @@ BLOCKS_SCRIPT = textwrap.dedent("""
 
 def test_large_batches_run_in_blocks_on_threads_with_identical_bits(tmp_path):
     """A large batch runs its blocks of columns on OpenMP threads, a narrow
-    one (or one column) the rows of each dense layer: the results equal the
-    NumPy reference to float32 rounding, have the same bits for 1, 2 and 3
-    threads, and the first bad column is the one reported."""
+    one its GEMMs on BLAS threads: the results equal the NumPy reference to
+    float32 rounding, have the same bits for 1, 2 and 3 threads, and the
+    first bad column is the one reported."""
     rng = np.random.default_rng(5)
     dense = lambda i, n_out, n_in, act: LayerSpec(  # noqa: E731
         i, "dense", n_out, [i - 1], {"activation": act, "use_bias": 1},

@@ -120,8 +120,8 @@ end subroutine release
 
 
 subroutine set_threads(n)
-  !! Use `n` OpenMP threads in the runtime's parallel regions (large
-  !! batches, narrow batches of large networks, ensemble members).
+  !! Use `n` threads in the runtime: OpenMP threads for large batches and
+  !! ensemble members, BLAS threads for narrow batches and training.
   !$ use omp_lib, only: omp_set_num_threads
   implicit none
   integer, intent(in) :: n
