@@ -157,6 +157,8 @@ class GCMConfig:
     cond_rh_max: float = _phys("cond_rh_max", "largest large-scale condensation threshold (RH)")
     cond_rh_spread: float = _phys("cond_rh_spread", "subcolumn thresholds uniform in [max - spread, max]")
     reevap_coef: float = _phys("reevap_coef", "rain re-evaporation k_e [(kg m-2 s-1)^-1/2 s-1]")
+    conv_reevap_coef: float = _phys("conv_reevap_coef", "convective rain evaporation k_e below the levels "
+                                                        "where it forms [(kg m-2 s-1)^-1/2 s-1]")
     cloud_rh_width: float = _phys("cloud_rh_width", "stratiform cloud starts this far in RH below the threshold")
     cloud_water_ratio: float = _phys("cloud_water_ratio", "in-cloud condensate / q_sat(T)")
     cloud_water_max: float = _phys("cloud_water_max", "largest in-cloud condensate [kg kg-1]")

@@ -43,7 +43,7 @@ module emulated_physics
   use physics_configuration, only: physics_config, physics_config_validate
   use physics_random, only: random_uniform4, random_normal_pair
   use convection, only: betts_miller_convection
-  use condensation, only: large_scale_condensation
+  use condensation, only: large_scale_condensation, evaporate_convective_rain
   use clouds, only: diagnose_clouds
   use radiation, only: gray_radiation
   implicit none
@@ -355,6 +355,7 @@ contains
     real(real64) :: qrad(nlev), cf(nlev), cw(nlev)
     real(real64) :: u(4), z(2), dts, t_air, rho_surface, t_skin, sd_t, sd_q, q_cap
     real(real64) :: p_conv, p_cond, cape, rfsnt, rfsns, rflnt, rflns
+    real(real64) :: rain_source(nlev), drying, p_conv_cloud
 
     nsub = config%n_subcolumns
     dts = dt / config%n_substeps
@@ -415,13 +416,28 @@ contains
                                      dt_conv, dq_conv, p_conv, cape, k_top, k_lcl)
         tj = tj + dts * dt_conv
         qj = max(qj + dts * dq_conv, 0.0_real64)     ! max() only removes rounding below zero
+        p_conv_cloud = p_conv                          ! rain formed in the cloud (sets its cover)
+
+        if (p_conv > 0 .and. config%conv_reevap_coef > 0) then
+          ! The rain forms where convection dries the column, in proportion to
+          ! that drying, and evaporates on its way down.
+          rain_source = max(-dq_conv, 0.0_real64) * mass
+          drying = sum(rain_source)
+          if (drying > 0) then
+            rain_source = rain_source * (p_conv * dts / drying)
+            call evaporate_convective_rain(config, nlev, dts, rh_crit(j), p, mass, tj, qj, rain_source, &
+                                           dt_cond, dq_cond, p_conv)
+            tj = tj + dts * dt_cond
+            qj = max(qj + dts * dq_cond, 0.0_real64)
+          end if
+        end if
 
         call large_scale_condensation(config, nlev, dts, rh_crit(j), p, mass, tj, qj, dt_cond, dq_cond, p_cond)
         tj = tj + dts * dt_cond
         qj = max(qj + dts * dq_cond, 0.0_real64)
 
         if (mod(s - 1, config%radiation_interval) == 0) then
-          call diagnose_clouds(config, nlev, rh_crit(j), p_conv, k_top, k_lcl, p, tj, qj, cf, cw)
+          call diagnose_clouds(config, nlev, rh_crit(j), p_conv_cloud, k_top, k_lcl, p, tj, qj, cf, cw)
           call gray_radiation(config, nlev, solin, t_skin, mass, dp_over_p0, tj, qj, cf, cw, &
                               qrad, rfsnt, rfsns, rflnt, rflns)
         end if

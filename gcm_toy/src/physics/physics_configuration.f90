@@ -56,10 +56,14 @@ module physics_configuration
       !! per-subcolumn threshold is uniform in [cond_rh_max - spread, cond_rh_max]
     real(real64) :: reevap_coef = 2.0e-6_real64
       !! k_e of the rain evaporation rate k_e (1 - RH/rh_crit) sqrt(rain flux) [(kg m-2 s-1)^-1/2 s-1]
+    real(real64) :: conv_reevap_coef = 0.0_real64
+      !! k_e of the same evaporation for convective rain below the levels where it forms
+      !! (CAM3: 3e-6 at T42/T31; 0 = convective rain never evaporates)
 
     ! --- diagnostic clouds ---------------------------------------------------
-    real(real64) :: cloud_rh_width = 0.1_real64
-      !! stratiform cloud appears this far (in RH) below the condensation threshold
+    real(real64) :: cloud_rh_width = 0.05_real64
+      !! stratiform cloud appears this far (in RH) below the condensation threshold (0.05: onset at
+      !! RH 0.85-0.95, on average CAM3's low-cloud threshold RHmin = 0.90 at T42)
     real(real64) :: cloud_water_ratio = 0.01_real64
       !! in-cloud condensate as a fraction of q_sat(T)
     real(real64) :: cloud_water_max = 5.0e-4_real64
@@ -158,8 +162,8 @@ contains
     else if (config%cond_rh_max > 1 .or. config%cond_rh_spread < 0 .or. &
              config%cond_rh_max - config%cond_rh_spread - config%cloud_rh_width <= 0) then
       msg = 'physics_config: need 0 < cond_rh_max - cond_rh_spread - cloud_rh_width and cond_rh_max <= 1'
-    else if (config%reevap_coef < 0) then
-      msg = 'physics_config: reevap_coef must be >= 0'
+    else if (config%reevap_coef < 0 .or. config%conv_reevap_coef < 0) then
+      msg = 'physics_config: reevap_coef and conv_reevap_coef must be >= 0'
     else if (config%cloud_rh_width <= 0) then
       msg = 'physics_config: cloud_rh_width must be > 0'
     else if (config%cloud_water_ratio < 0 .or. config%cloud_water_max < 0) then

@@ -130,6 +130,31 @@ contains
     end do
     call check(worst_water < 1e-10_real64 .and. worst_energy < 1e-10_real64, &
                trim(label)//': budgets close with 3 sub-steps and radiation every sub-step')
+
+    ! Evaporating convective rain keeps the budgets and positivity and only reduces the convective rain.
+    config = physics_config()
+    call emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, dt, step, ids, &
+                                    seed, dtdt, dqdt, fsnt, fsns, flnt, flns, pr, stat, msg, cf, cw, pconv, qrad)
+    pr2 = pconv
+    config%conv_reevap_coef = 1.0e-4_real64
+    call emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, dt, step, ids, &
+                                    seed, dtdt, dqdt, fsnt, fsns, flnt, flns, pr, stat, msg, cf, cw, pconv, qrad)
+    call check(stat == physics_ok, trim(label)//': runs with convective rain evaporation ('//msg//')')
+    worst_water = 0
+    worst_energy = 0
+    worst_q = 0
+    do i = 1, ncol
+      mass = column_mass(nlev, ps(i), sigma_half)
+      worst_water = max(worst_water, water_residual(nlev, mass, dqdt(:, i), pr(i)))
+      worst_energy = max(worst_energy, energy_residual(nlev, mass, dtdt(:, i), pr(i), fsnt(i), fsns(i), flnt(i), flns(i)))
+      worst_q = min(worst_q, minval(q(:, i) + dt * dqdt(:, i)))
+    end do
+    call check(worst_water < 1e-10_real64 .and. worst_energy < 1e-10_real64 .and. worst_q >= -1e-15_real64, &
+               trim(label)//': budgets and positivity hold with convective rain evaporation')
+    call check(all(pconv >= 0 .and. pconv <= pr * (1 + 1e-12_real64)), &
+               trim(label)//': evaporated convective rain stays a non-negative part of the total')
+    call check(sum(pconv) < 0.95_real64 * sum(pr2) .and. sum(pconv) > 0, &
+               trim(label)//': convective rain evaporation removes part (not all) of the convective rain')
   end subroutine run_case
 
 end program test_emulated_physics
