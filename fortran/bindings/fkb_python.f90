@@ -107,6 +107,37 @@ subroutine predict64(handle, x, y, n_in, n_out, n_cols, stat, msg)
 end subroutine predict64
 
 
+subroutine predict_column32(handle, x, y, n_in, n_out, stat)
+  !! One column, 32-bit, with the least per-call work: `y` is the caller's
+  !! array (f2py intent(inout)) and no message string crosses into Python
+  !! unless the call fails (then `last_message` returns it).
+  use iso_fortran_env, only: real32
+  use fkb_python_handles, only: slots, usable, keep_message
+  implicit none
+  integer, intent(in) :: handle, n_in, n_out
+  real(real32), intent(in) :: x(n_in)
+  real(real32), intent(inout) :: y(n_out)
+  integer, intent(out) :: stat
+  character(len=1024) :: msg
+  character(len=:), allocatable :: message
+  if (.not. usable(handle, 32, 'predict_column', stat, msg)) then
+    call keep_message(msg)
+    return
+  end if
+  call slots(handle)%net32%predict(x, y, stat, message)
+  if (allocated(message)) call keep_message(message)
+end subroutine predict_column32
+
+
+subroutine last_message(msg)
+  !! The message of the last failed `predict_column32`.
+  use fkb_python_handles, only: kept_message
+  implicit none
+  character(len=1024), intent(out) :: msg
+  msg = kept_message()
+end subroutine last_message
+
+
 subroutine release(handle)
   !! Free a loaded network; the handle becomes invalid.
   use fkb_python_handles, only: slots, valid_handle

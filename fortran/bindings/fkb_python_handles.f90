@@ -4,7 +4,7 @@ module fkb_python_handles
   use fkb, only: network_r32, network_r64
   implicit none
   private
-  public :: slot, slots, new_slot, valid_handle, usable
+  public :: slot, slots, new_slot, valid_handle, usable, keep_message, kept_message
 
   type :: slot
     logical :: used = .false.
@@ -14,6 +14,8 @@ module fkb_python_handles
   end type slot
 
   type(slot), allocatable, target :: slots(:)
+  character(len=:), allocatable :: last_failure
+    !! the message of the last failed call that returns only a status
 
 contains
 
@@ -66,5 +68,18 @@ contains
     usable = .true.
     stat = 0
   end function usable
+
+  subroutine keep_message(msg)
+    !! Keep a failed call's message for `kept_message`.
+    character(len=*), intent(in) :: msg
+    last_failure = trim(msg)
+  end subroutine keep_message
+
+  function kept_message() result(msg)
+    !! The message kept by the last `keep_message` (empty if none).
+    character(len=:), allocatable :: msg
+    msg = ''
+    if (allocated(last_failure)) msg = last_failure
+  end function kept_message
 
 end module fkb_python_handles
