@@ -65,6 +65,21 @@ def test_nan_input_is_reported_not_propagated():
     assert info.value.status == 7
 
 
+def test_one_float32_sample_takes_the_lean_call_with_the_same_checks():
+    net = load(SHARED / "simple_model_with_weights.txt")
+    x = np.load(SHARED / "simple_model_with_weights.x.npy").astype(np.float32)
+    y = net.predict(x[1])
+    assert y.shape == (2,) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, net.predict(x[1:2])[0])     # both one-column (GEMV) calls
+    bad = x[1].copy()
+    bad[2] = np.inf
+    with pytest.raises(FKBError, match="input column 1 feature 3 is [+]Inf") as info:
+        net.predict(bad)
+    assert info.value.status == 7
+    with pytest.raises(FKBError, match="expected"):
+        net.predict(x[1][:4])
+
+
 def test_corrupted_model_file_is_refused(tmp_path):
     spec = read_model_file(SHARED / "simple_model_with_weights.txt")
     path = tmp_path / "m.fkb"
