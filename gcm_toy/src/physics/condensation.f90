@@ -39,7 +39,7 @@ contains
     real(real64), intent(out) :: dqdt(nlev)   !! [kg kg-1 s-1]
     real(real64), intent(out) :: precip       !! surface precipitation [kg m-2 s-1]
 
-    real(real64) :: rain, qs, dqs, threshold, amount, deficit
+    real(real64) :: rain, qs, dqs, threshold, amount
     integer :: k
 
     rain = 0.0_real64                          ! falling rain [kg m-2] in this step
@@ -54,12 +54,8 @@ contains
         dqdt(k) = -amount / dt
         dtdt(k) = latent_heat_vap / cp * amount / dt
       else if (rain > 0) then
-        deficit = (threshold - q(k)) / (1.0_real64 + latent_heat_vap / cp * rh_crit * dqs)
-        amount = config%reevap_coef * (1.0_real64 - q(k) / threshold) * sqrt(rain / dt) * dt
-        amount = min(amount, deficit, rain / mass(k))
-        rain = max(rain - amount * mass(k), 0.0_real64)
-        dqdt(k) = amount / dt
-        dtdt(k) = -latent_heat_vap / cp * amount / dt
+        call evaporate_rain(config%reevap_coef, dt, rh_crit, threshold, dqs, q(k), mass(k), rain, &
+                            dqdt(k), dtdt(k))
       end if
     end do
     precip = rain / dt
@@ -85,7 +81,7 @@ contains
     real(real64), intent(out) :: dqdt(nlev)   !! [kg kg-1 s-1]
     real(real64), intent(out) :: precip       !! surface precipitation [kg m-2 s-1]
 
-    real(real64) :: rain, qs, dqs, threshold, amount, deficit
+    real(real64) :: rain, qs, dqs, threshold
     integer :: k
 
     rain = 0.0_real64                          ! falling rain [kg m-2] in this step
@@ -95,18 +91,37 @@ contains
       if (rain > 0 .and. config%conv_reevap_coef > 0) then
         call saturation_humidity_and_slope(t(k), p(k), qs, dqs)
         threshold = rh_crit * qs
-        if (q(k) < threshold) then
-          deficit = (threshold - q(k)) / (1.0_real64 + latent_heat_vap / cp * rh_crit * dqs)
-          amount = config%conv_reevap_coef * (1.0_real64 - q(k) / threshold) * sqrt(rain / dt) * dt
-          amount = min(amount, deficit, rain / mass(k))
-          rain = max(rain - amount * mass(k), 0.0_real64)
-          dqdt(k) = amount / dt
-          dtdt(k) = -latent_heat_vap / cp * amount / dt
-        end if
+        if (q(k) < threshold) call evaporate_rain(config%conv_reevap_coef, dt, rh_crit, threshold, dqs, &
+                                                  q(k), mass(k), rain, dqdt(k), dtdt(k))
       end if
       rain = rain + max(source(k), 0.0_real64)
     end do
     precip = rain / dt
   end subroutine evaporate_convective_rain
+
+  pure subroutine evaporate_rain(coef, dt, rh_crit, threshold, dqs, q, mass, rain, dqdt, dtdt)
+    !! Rain falling through a layer drier than its threshold humidity
+    !! evaporates at the rate coef (1 - q / threshold) sqrt(R) [kg kg-1 s-1],
+    !! R the rain flux entering the layer, at most the layer's deficit to the
+    !! threshold (with the latent cooling's feedback on saturation) and all of
+    !! the rain; the layer gains the water and loses L_v times it.
+    real(real64), intent(in) :: coef          !! evaporation coefficient
+    real(real64), intent(in) :: dt            !! time step of this call [s]
+    real(real64), intent(in) :: rh_crit       !! condensation threshold (relative humidity)
+    real(real64), intent(in) :: threshold     !! rh_crit times the saturation humidity [kg kg-1]
+    real(real64), intent(in) :: dqs           !! d qs / dT [kg kg-1 K-1]
+    real(real64), intent(in) :: q             !! specific humidity [kg kg-1]
+    real(real64), intent(in) :: mass          !! dp / g [kg m-2]
+    real(real64), intent(inout) :: rain       !! falling rain [kg m-2] in this step
+    real(real64), intent(out) :: dqdt         !! [kg kg-1 s-1]
+    real(real64), intent(out) :: dtdt         !! [K s-1]
+    real(real64) :: deficit, amount
+    deficit = (threshold - q) / (1.0_real64 + latent_heat_vap / cp * rh_crit * dqs)
+    amount = coef * (1.0_real64 - q / threshold) * sqrt(rain / dt) * dt
+    amount = min(amount, deficit, rain / mass)
+    rain = max(rain - amount * mass, 0.0_real64)
+    dqdt = amount / dt
+    dtdt = -latent_heat_vap / cp * amount / dt
+  end subroutine evaporate_rain
 
 end module condensation
