@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from experiments.held_suarez import open_run
+from experiments.held_suarez import after_spinup, open_run
 from experiments.plots import plot_latitude_pressure
 
 __all__ = ["aquaplanet_climate", "headline_numbers", "format_numbers", "plot_aquaplanet", "aquaplanet_report",
@@ -62,18 +62,7 @@ def aquaplanet_climate(ds: xr.Dataset, spinup_days: float = 0.0) -> xr.Dataset:
     if missing:
         raise ValueError(f"the output has no variable {missing[0]!r}: not a moist toy-GCM run "
                          "(physics reference, emulator or ensemble)")
-    start = ds["time_bnds"].isel(nv=0)
-    keep = (start >= spinup_days - 1e-9).values
-    if not keep.any():
-        end = float(ds["time"].max()) if ds.sizes["time"] else 0.0
-        raise ValueError(f"no output records after the spin-up of {spinup_days:g} days "
-                         f"(the run ends at day {end:g}); choose a shorter --spinup-days")
-    sel = ds.isel(time=np.flatnonzero(keep))
-    weight = (sel["time_bnds"].isel(nv=1) - sel["time_bnds"].isel(nv=0)).load()
-
-    def mean(name: str) -> xr.DataArray:
-        return sel[name].astype(np.float64).weighted(weight).mean("time").mean("lon").load()
-
+    sel, mean = after_spinup(ds, spinup_days)
     ps = mean("ps_mean")
     out = {
         "t": mean("t_mean").assign_attrs(long_name="air temperature", units="K"),

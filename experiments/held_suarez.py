@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import xarray as xr
 
 from experiments.plots import plot_latitude_pressure
 
-__all__ = ["open_run", "zonal_mean_climate", "jet_maxima", "tropical_surface_wind", "plot_climate",
+__all__ = ["open_run", "after_spinup", "zonal_mean_climate", "jet_maxima", "tropical_surface_wind", "plot_climate",
            "held_suarez_report", "Jet"]
 
 TROPICS_DEG = 30.0
@@ -51,13 +52,11 @@ def open_run(path: str | os.PathLike) -> xr.Dataset:
     return open_output(path, chunks=CHUNKS)
 
 
-def zonal_mean_climate(ds: xr.Dataset, spinup_days: float = 200.0) -> xr.Dataset:
-    """Time mean over the records whose interval starts at or after
-    `spinup_days` (weighted by interval length), zonally averaged:
-    u [m s-1], t [K] (lev, lat), ps [Pa] (lat) and p [hPa] (lev, lat)."""
-    for name in ("u_mean", "t_mean", "ps_mean", "time_bnds"):
-        if name not in ds:
-            raise ValueError(f"the output has no variable {name!r}: not a toy-GCM output")
+def after_spinup(ds: xr.Dataset, spinup_days: float) -> tuple[xr.Dataset, Callable[[str], xr.DataArray]]:
+    """The output records whose interval starts at or after `spinup_days`,
+    and a function giving a variable's time mean over them (weighted by
+    interval length, in float64), zonally averaged. ValueError if no record
+    is left."""
     start = ds["time_bnds"].isel(nv=0)
     keep = (start >= spinup_days - 1e-9).values
     if not keep.any():
@@ -68,8 +67,19 @@ def zonal_mean_climate(ds: xr.Dataset, spinup_days: float = 200.0) -> xr.Dataset
     weight = (sel["time_bnds"].isel(nv=1) - sel["time_bnds"].isel(nv=0)).load()
 
     def mean(name: str) -> xr.DataArray:
-        return (sel[name].astype(np.float64).weighted(weight).mean("time")).mean("lon").load()
+        return sel[name].astype(np.float64).weighted(weight).mean("time").mean("lon").load()
 
+    return sel, mean
+
+
+def zonal_mean_climate(ds: xr.Dataset, spinup_days: float = 200.0) -> xr.Dataset:
+    """Time mean over the records whose interval starts at or after
+    `spinup_days` (weighted by interval length), zonally averaged:
+    u [m s-1], t [K] (lev, lat), ps [Pa] (lat) and p [hPa] (lev, lat)."""
+    for name in ("u_mean", "t_mean", "ps_mean", "time_bnds"):
+        if name not in ds:
+            raise ValueError(f"the output has no variable {name!r}: not a toy-GCM output")
+    sel, mean = after_spinup(ds, spinup_days)
     u, t, ps = mean("u_mean"), mean("t_mean"), mean("ps_mean")
     p = (sel["lev"] * ps / 100.0).transpose("lev", "lat")
     clim = xr.Dataset({
