@@ -115,11 +115,12 @@ class Network(FortranObject):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(n, n_outputs)`` for inputs ``x`` of shape ``(n, n_inputs)``
         (or one sample of shape ``(n_inputs,)``), in x's precision."""
-        if (type(x) is np.ndarray and x.dtype == np.float32 and x.shape == (self.n_inputs,)
-                and x.flags.c_contiguous):
-            # one float32 sample: the leanest call (no batch copies, no message string)
-            y = np.empty(self.n_outputs, np.float32)
-            stat = _rt.predict_column32(self._handle(32), x, y)
+        if (type(x) is np.ndarray and x.dtype == np.float32 and x.size == self.n_inputs
+                and x.shape[-1] == self.n_inputs and x.ndim <= 2 and x.flags.c_contiguous):
+            # one float32 sample, (n_inputs,) or (1, n_inputs): the leanest call
+            # (no batch copies, no message string)
+            y = np.empty(x.shape[:-1] + (self.n_outputs,), np.float32)
+            stat = _rt.predict_column32(self._handle(32), x.reshape(-1), y.reshape(-1))
             if stat != 0:
                 raise FKBError(f"{self.path}: {_message(_rt.last_message())}", int(stat))
             return y

@@ -70,7 +70,9 @@ def test_one_float32_sample_takes_the_lean_call_with_the_same_checks():
     x = np.load(SHARED / "simple_model_with_weights.x.npy").astype(np.float32)
     y = net.predict(x[1])
     assert y.shape == (2,) and y.dtype == np.float32
-    np.testing.assert_array_equal(y, net.predict(x[1:2])[0])     # both one-column (GEMV) calls
+    row = net.predict(x[1:2])                                      # (1, n_inputs): the same call
+    assert row.shape == (1, 2) and row.dtype == np.float32
+    np.testing.assert_array_equal(y, row[0])
     bad = x[1].copy()
     bad[2] = np.inf
     with pytest.raises(FKBError, match="input column 1 feature 3 is [+]Inf") as info:
