@@ -18,9 +18,11 @@ On the SP-CAM-sized network of the FKB paper, 94 -> 5 x 256 (LeakyReLU 0.3)
 
     .venv/bin/python benchmarks/bench_inference.py [--threads N]
 
-Every engine runs with the same number of threads (default: all cores): the
-Fortran runtime on that many OpenMP threads with one BLAS thread each (how it
-is meant to run), the SGEMM reference on that many OpenBLAS threads.
+Every engine runs with the same number of threads (default: all cores), each
+in a process of its own (ONNX Runtime's and TensorFlow's thread pools spin
+after their calls and would slow whatever runs next in the same process):
+the Fortran runtime on that many OpenMP threads with one BLAS thread each
+(how it is meant to run), the SGEMM reference on that many OpenBLAS threads.
 """
 from __future__ import annotations
 
@@ -74,10 +76,9 @@ def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
             for k, b in (l.get_weights() for l in model.layers if l.get_weights())]
 
 
-def onnx_session(model, slope: float, threads: int):
-    """An ONNX Runtime session running the same MLP: Gemm + LeakyRelu per layer."""
+def onnx_model_bytes(model, slope: float) -> bytes:
+    """An ONNX graph of the same MLP (Gemm + LeakyRelu per layer), serialized."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     layers = dense_weights(model)
@@ -96,11 +97,59 @@ def onnx_session(model, slope: float, threads: int):
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = 8
     onnx.checker.check_model(proto)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"x": x})[0]
+    return proto.SerializeToString()
+
+
+def engine_predictor(engine: str, files: dict[str, Path], threads: int):
+    """`predict(x)` of one engine on the benchmark network, in this process only:
+    the Fortran runtime (emulators.fkb), ONNX Runtime, or Keras predict_on_batch."""
+    if engine == "fortran":
+        from emulators import fkb
+        fkb.set_threads(threads)
+        return fkb.load(files["fkb"]).predict
+    if engine == "onnx":
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(files["onnx"].read_bytes(), options, providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {"x": x})[0]
+    import keras
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return keras.saving.load_model(files["keras"]).predict_on_batch
+
+
+def time_engine(engine: str, files: dict[str, Path], n_inputs: int, columns: list[int], threads: int) -> dict:
+    """Best times [s] of one engine (run in a process of its own, so that no
+    other engine's thread pool spins beside it): batches of `columns`, and
+    one column per call (a (1, n_inputs) array); and its outputs for a check."""
+    predict = engine_predictor(engine, files, threads)
+    rng = np.random.default_rng(0)
+    out = {"batch": {}, "check": None}
+    for n in columns:
+        x = rng.standard_normal((n, n_inputs)).astype(np.float32)
+        if out["check"] is None:
+            out["check"] = np.asarray(predict(x)).tolist()
+        out["batch"][str(n)] = best_time(lambda: predict(x))
+    x1 = np.random.default_rng(3).standard_normal((1, n_inputs)).astype(np.float32)
+    out["single"] = best_time(lambda: predict(x1))
+    return out
+
+
+def run_engine(engine: str, files: dict[str, Path], n_inputs: int, columns: list[int], threads: int) -> dict:
+    """`time_engine` in a child process (this script with --child)."""
+    import json
+    import sys
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, __file__, "--child", engine, "--threads", str(threads),
+                           "--n-inputs", str(n_inputs), "--columns", ",".join(map(str, columns)),
+                           *[f"--{kind}={path}" for kind, path in files.items()]],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_inference: the {engine} process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def sgemm_rate(n_columns: int = 2048, width: int = 256) -> float:
@@ -124,28 +173,33 @@ def sgemm_rate(n_columns: int = 2048, width: int = 256) -> float:
     return 2.0 * width * width * n_columns / t / 1e9
 
 
-def bench_network(label: str, model, slope: float, path: Path, columns: list[int], threads: int) -> None:
+def bench_network(label: str, model, slope: float, tmp: Path, name: str, columns: list[int],
+                  threads: int) -> Path:
+    """The table of one network: each engine timed in its own process. Returns the model file."""
     from emulators.convert import keras_to_spec
-    from emulators.fkb import load
     from emulators.modelfile import write_model_file
 
-    write_model_file(keras_to_spec(model), path)
-    net = load(path)
-    run_onnx = onnx_session(model, slope, threads)
+    files = {"fkb": tmp / f"{name}.fkb", "onnx": tmp / f"{name}.onnx", "keras": tmp / f"{name}.keras"}
+    write_model_file(keras_to_spec(model), files["fkb"])
+    files["onnx"].write_bytes(onnx_model_bytes(model, slope))
+    model.save(files["keras"])
+    n_inputs = model.inputs[0].shape[-1]
+    times = {engine: run_engine(engine, files, n_inputs, columns, threads) for engine in ("fortran", "onnx", "keras")}
+    y = np.asarray(times["fortran"]["check"])
+    for engine in ("onnx", "keras"):
+        np.testing.assert_allclose(y, np.asarray(times[engine]["check"]), rtol=1e-4, atol=1e-4 * np.abs(y).max())
     flops_per_col = 2 * sum(k.size for k, _ in dense_weights(model))
     print(f"\n{label}: {model.count_params():,} parameters, {flops_per_col:,} flop per column")
     print(f"{'columns':>8} | {'Fortran (ms)':>12} {'GFLOP/s':>8} {'columns/s':>10} | {'ONNX RT (ms)':>12} | "
           f"{'Keras (ms)':>10} | {'ORT/Fortran':>11} {'Keras/Fortran':>13}")
-    rng = np.random.default_rng(0)
     for n in columns:
-        x = rng.standard_normal((n, net.n_inputs)).astype(np.float32)
-        y = net.predict(x)
-        np.testing.assert_allclose(y, run_onnx(x), rtol=1e-4, atol=1e-4 * np.abs(y).max())
-        t_f = best_time(lambda: net.predict(x))
-        t_o = best_time(lambda: run_onnx(x))
-        t_k = best_time(lambda: model.predict_on_batch(x))
+        t_f, t_o, t_k = (times[e]["batch"][str(n)] for e in ("fortran", "onnx", "keras"))
         print(f"{n:>8} | {1e3 * t_f:>12.3f} {flops_per_col * n / t_f / 1e9:>8.1f} {n / t_f:>10,.0f} | "
               f"{1e3 * t_o:>12.3f} | {1e3 * t_k:>10.3f} | {t_o / t_f:>11.2f} {t_k / t_f:>13.2f}")
+    t_f, t_o = times["fortran"]["single"], times["onnx"]["single"]
+    print(f"  one column per call through Python: Fortran {1e6 * t_f:.1f} us, ONNX Runtime {1e6 * t_o:.1f} us "
+          f"(ORT/Fortran {t_o / t_f:.2f}; target >= 1.5)")
+    return files["fkb"]
 
 
 def build_fortran_bench(tmp: Path) -> Path:
@@ -181,17 +235,6 @@ def bench_fortran_only(exe: Path, path: Path, threads: int, original_fkb: bool) 
           f"batched (2048) {times['batch']:.2f} us/column")
 
 
-def bench_single_column(model, slope: float, path: Path, threads: int) -> None:
-    from emulators.fkb import load
-    net = load(path)
-    run_onnx = onnx_session(model, slope, threads)
-    x = np.random.default_rng(3).standard_normal((1, net.n_inputs)).astype(np.float32)
-    t_f = best_time(lambda: net.predict(x))
-    t_o = best_time(lambda: run_onnx(x))
-    print(f"  one column per call through Python: Fortran {1e6 * t_f:.1f} us, ONNX Runtime {1e6 * t_o:.1f} us "
-          f"(ORT/Fortran {t_o / t_f:.2f}; target >= 1.5)")
-
-
 def bench_load(model, path: Path) -> None:
     from emulators.convert import keras_to_spec
     from emulators.fkb import load
@@ -206,30 +249,37 @@ def bench_load(model, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every engine")
-    threads = parser.parse_args().threads
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    from emulators import blas, fkb
+    parser.add_argument("--child", choices=["fortran", "onnx", "keras"], help=argparse.SUPPRESS)
+    parser.add_argument("--n-inputs", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--columns", help=argparse.SUPPRESS)
+    for kind in ("fkb", "onnx", "keras"):
+        parser.add_argument(f"--{kind}", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    threads = args.threads
+    if args.child:
+        import json
+        files = {"fkb": args.fkb, "onnx": args.onnx, "keras": args.keras}
+        columns = [int(c) for c in args.columns.split(",")]
+        print(json.dumps(time_engine(args.child, files, args.n_inputs, columns, threads)))
+        return
+    from emulators import blas
     blas.set_threads(threads)
     print(f"machine SGEMM (256 x 256 times 256 x 2048, float32, {threads} BLAS threads): "
           f"{sgemm_rate():.0f} GFLOP/s")
-    blas.set_threads(1)     # the runtime threads itself (OpenMP), one BLAS thread per thread
-    fkb.set_threads(threads)
-    print(f"runtime: {fkb.threads()} OpenMP threads; BLAS: {blas.info()}")
+    blas.set_threads(1)
+    print(f"every engine in a process of its own with {threads} threads (the Fortran runtime: OpenMP, one BLAS "
+          f"thread each); runtime BLAS: {blas.info().rsplit(',', 1)[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         exe = build_fortran_bench(tmp)
         paper = mlp(94, [256] * 5, 65, slope=0.3)
-        bench_network("FKB-paper emulator 94 -> 5 x 256 (LeakyReLU 0.3) -> 65", paper, 0.3,
-                      tmp / "paper.fkb", [64, 2048, 8192], threads)
-        bench_single_column(paper, 0.3, tmp / "paper.fkb", threads)
-        bench_fortran_only(exe, tmp / "paper.fkb", threads, original_fkb=True)
+        path = bench_network("FKB-paper emulator 94 -> 5 x 256 (LeakyReLU 0.3) -> 65", paper, 0.3, tmp, "paper",
+                             [64, 2048, 8192], threads)
+        bench_fortran_only(exe, path, threads, original_fkb=True)
         gcm = mlp(24, [128] * 5, 25, slope=0.3)
-        bench_network("GCM emulator 24 -> 5 x 128 (LeakyReLU 0.3) -> 25", gcm, 0.3, tmp / "gcm.fkb",
-                      [2048], threads)
-        bench_single_column(gcm, 0.3, tmp / "gcm.fkb", threads)
-        bench_fortran_only(exe, tmp / "gcm.fkb", threads, original_fkb=False)
+        path = bench_network("GCM emulator 24 -> 5 x 128 (LeakyReLU 0.3) -> 25", gcm, 0.3, tmp, "gcm", [2048],
+                             threads)
+        bench_fortran_only(exe, path, threads, original_fkb=False)
         bench_load(mlp(94, [1000, 1000], 65), tmp / "big.fkb")
 
 
