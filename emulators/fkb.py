@@ -32,7 +32,7 @@ from emulators.fortran_object import FortranObject
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from emulators import _fkb_runtime as _rt  # noqa: E402
 
-__all__ = ["FKBError", "Network", "Ensemble", "load", "load_ensemble", "set_threads", "threads",
+__all__ = ["FKBError", "Network", "Ensemble", "load", "load_ensemble", "set_threads", "threads", "dense_kernel",
            "STATUS_NAMES"]
 
 STATUS_NAMES = {
@@ -66,6 +66,14 @@ def set_threads(n: int) -> None:
 def threads() -> int:
     """The number of OpenMP threads the runtime uses (1 without OpenMP)."""
     return int(_rt.get_threads())
+
+
+def dense_kernel() -> str:
+    """How dense layers run: ``"avx512"`` (the runtime's own kernels on weights
+    packed at load time) or ``"blas"`` (no AVX-512 on this machine, or
+    ``FKB_DENSE_KERNEL=blas`` in the environment). Decided when a network is
+    loaded."""
+    return "avx512" if _rt.get_dense_kernel() else "blas"
 
 
 def _message(raw) -> str:

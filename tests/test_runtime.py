@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulators.fkb import FKBError, load
+from emulators.fkb import FKBError, dense_kernel, load
 from emulators.modelfile import LayerSpec, ModelSpec, evaluate, read_model_file, write_model_file
 
 SHARED = Path(__file__).resolve().parent / "data" / "fkb-compat"
@@ -160,3 +160,53 @@ def test_large_batches_run_in_blocks_on_threads_with_identical_bits(tmp_path):
             assert other[name].tobytes() == results[0][name].tobytes(), name
     for result in results:
         assert "input column 2501 feature 8 is +Inf" in str(result["error"])
+
+
+KERNEL_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from emulators.fkb import dense_kernel, load
+    x = np.load(sys.argv[2])
+    np.savez(sys.argv[3], y=load(sys.argv[1]).predict(x), kernel=np.array(dense_kernel()))
+""")
+
+
+@pytest.mark.skipif(dense_kernel() != "avx512", reason="this machine runs dense layers on the BLAS")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_kernel_agrees_with_the_blas_and_gives_a_column_the_same_bits_anywhere(tmp_path, dtype):
+    """The AVX-512 kernels on packed weights (widths that are not multiples of
+    a panel, a batch that is not a multiple of a tile, every epilogue: none,
+    relu, leaky relu, an activation after it, no bias) agree with the BLAS
+    path (FKB_DENSE_KERNEL=blas) and the NumPy reference to rounding, and a
+    column has the same bits alone, in a batch and at another position."""
+    rng = np.random.default_rng(11)
+
+    def dense(i, n_out, n_in, act, use_bias=True, **attrs):
+        params = {"kernel": rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)}
+        if use_bias:
+            params["bias"] = rng.normal(0, 0.1, n_out).astype(np.float32)
+        return LayerSpec(i, "dense", n_out, [i - 1], {"activation": act, "use_bias": int(use_bias), **attrs},
+                         params)
+
+    spec = ModelSpec(n_inputs=13, n_outputs=7,
+                     layers=[dense(1, 45, 13, "relu"), dense(2, 33, 45, "leaky_relu", alpha=0.2),
+                             dense(3, 70, 33, "tanh", use_bias=False), dense(4, 16, 70, "linear"),
+                             dense(5, 7, 16, "softmax")])
+    write_model_file(spec, tmp_path / "m.fkb")
+    x = rng.normal(size=(37, 13)).astype(dtype)
+    np.save(tmp_path / "x.npy", x)
+    net = load(tmp_path / "m.fkb")
+    y = net.predict(x)
+    for j in (0, 12, 36):
+        assert net.predict(x[j]).tobytes() == y[j].tobytes()
+    assert net.predict(x[5:30]).tobytes() == y[5:30].tobytes()
+    out = tmp_path / "blas.npz"
+    done = subprocess.run([sys.executable, "-c", KERNEL_SCRIPT, str(tmp_path / "m.fkb"), str(tmp_path / "x.npy"),
+                           str(out)], env=dict(os.environ, FKB_DENSE_KERNEL="blas"), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    blas = np.load(out)
+    assert str(blas["kernel"]) == "blas"
+    tolerance = 10 * np.finfo(dtype).eps
+    np.testing.assert_allclose(y, blas["y"], rtol=0, atol=tolerance)
+    np.testing.assert_allclose(y, evaluate(spec, x.astype(np.float64)), rtol=0, atol=tolerance)

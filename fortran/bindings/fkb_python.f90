@@ -169,3 +169,14 @@ subroutine get_threads(n)
   n = 1
   !$ n = omp_get_max_threads()
 end subroutine get_threads
+
+
+subroutine get_dense_kernel(avx512)
+  !! 1 when dense layers (float32 and float64) run on the library's AVX-512
+  !! kernels on packed weights, 0 when they call the BLAS (no AVX-512, or
+  !! FKB_DENSE_KERNEL=blas in the environment when the network was loaded).
+  use fkb, only: dense_kernel_available
+  implicit none
+  integer, intent(out) :: avx512
+  avx512 = merge(1, 0, dense_kernel_available())
+end subroutine get_dense_kernel

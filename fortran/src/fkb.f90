@@ -44,6 +44,7 @@ module fkb
                         fkb_err_argument, fkb_status_name
   use fkb_spec, only: model_spec, layer_spec, tensor_spec, attribute_spec, io_spec
   use fkb_model_file, only: read_model_file, write_model_file
+  use fkb_dense_kernel, only: dense_kernel_available
   use fkb_optimizers, only: optimizer, lr_schedule, sgd, rmsprop, adam, adamw, adagrad, &
                             exponential_decay, step_decay, learning_rate_at
   implicit none
@@ -59,6 +60,7 @@ module fkb
             fkb_status_name
   public :: model_spec, layer_spec, tensor_spec, attribute_spec, io_spec
   public :: read_model_file, write_model_file
+  public :: dense_kernel_available
   public :: optimizer, lr_schedule, sgd, rmsprop, adam, adamw, adagrad, exponential_decay, &
             step_decay, learning_rate_at
 end module fkb

@@ -2,6 +2,9 @@ module fkb_layers_r32
   !! Layers in real32; the source is `fkb_layers.inc`.
   use iso_fortran_env, only: wp => real32
   use fkb_blas, only: gemm => sgemm, gemv => sgemv
+  use fkb_dense_kernel, only: dense_kernel_available, kernel_packed_size => dense_packed_size_r32, &
+                              kernel_pack => dense_pack_r32, kernel_apply => dense_apply_r32, &
+                              epilogue_none, epilogue_relu, epilogue_leaky_relu
   use fkb_activations_r32, only: apply_activation, activation_backward
   include 'fkb_layers.inc'
 end module fkb_layers_r32

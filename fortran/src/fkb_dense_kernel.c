@@ -1,0 +1,122 @@
+/*
+ * Dense layers on weights packed once per layer, with AVX-512F kernels chosen
+ * at run time: without AVX-512, or with FKB_DENSE_KERNEL=blas in the
+ * environment, fkb_dense_kernel_available() is 0 and the library calls the
+ * BLAS instead.
+ *
+ *     y(:, j) = act(W x(:, j) + b)    for the columns j = 1..n of a batch
+ *
+ * column-major, W of m rows and k columns. The packed copy of W holds panels
+ * of PANEL rows (two vectors): panel p is W(PANEL p + 1 : PANEL p + PANEL, kk)
+ * for kk = 1..k one after the other (rows past m are zero), so that a kernel
+ * streams it in order. A batch runs in tiles of PANEL rows by TILE_COLUMNS
+ * columns held in 24 of the 32 vector registers while the panel streams
+ * through them; the x values are broadcast straight from the caller's columns
+ * (no packing of x). One column (a GEMV, bound by the speed of reading W)
+ * interleaves up to four panels to hide the latency of the multiply-add.
+ * The activation after the bias (none, relu or leaky relu) is applied in
+ * registers before the store.
+ *
+ * Every output element is one chain of fused multiply-adds over kk = 1..k in
+ * order, then + b, then the activation. So a column's result has the same
+ * bits in a batch of any width, at any tile position and in the one-column
+ * path; it is also what a BLAS whose kernel accumulates in that order gives
+ * (OpenBLAS's single-threaded SGEMM does, for k up to its blocking depth).
+ *
+ * The kind-generic code is fkb_dense_kernel.h, included once per real kind.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { TILE_COLUMNS = 12 };
+
+/* The activation after the bias: the values of fkb_dense_kernel's
+ * epilogue_none, epilogue_relu and epilogue_leaky_relu. */
+enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2 };
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FKB_DENSE_AVX512 1
+#include <immintrin.h>
+#define FKB_AVX512 __attribute__((target("avx512f,fma")))
+#else
+#define FKB_DENSE_AVX512 0
+#endif
+
+int fkb_dense_kernel_available(void)
+{
+    const char *choice = getenv("FKB_DENSE_KERNEL");
+    if (choice != NULL && strcmp(choice, "blas") == 0) return 0;
+#if FKB_DENSE_AVX512
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+#define REAL float
+#define NAME(x) x##_r32
+#define LANES 16
+#define PANEL 32
+#define FMA fmaf
+#if FKB_DENSE_AVX512
+#define VEC __m512
+#define MASK __mmask16
+#define FULL_MASK 0xFFFF
+#define V_ZERO _mm512_setzero_ps
+#define V_LOAD _mm512_loadu_ps
+#define V_SET1 _mm512_set1_ps
+#define V_FMADD _mm512_fmadd_ps
+#define V_ADD _mm512_add_ps
+#define V_MUL _mm512_mul_ps
+#define V_MAX _mm512_max_ps
+#define V_MIN _mm512_min_ps
+#define V_MASKZ_LOAD _mm512_maskz_loadu_ps
+#define V_MASK_STORE _mm512_mask_storeu_ps
+#endif
+#include "fkb_dense_kernel.h"
+#undef REAL
+#undef NAME
+#undef LANES
+#undef PANEL
+#undef FMA
+#if FKB_DENSE_AVX512
+#undef VEC
+#undef MASK
+#undef FULL_MASK
+#undef V_ZERO
+#undef V_LOAD
+#undef V_SET1
+#undef V_FMADD
+#undef V_ADD
+#undef V_MUL
+#undef V_MAX
+#undef V_MIN
+#undef V_MASKZ_LOAD
+#undef V_MASK_STORE
+#endif
+
+#define REAL double
+#define NAME(x) x##_r64
+#define LANES 8
+#define PANEL 16
+#define FMA fma
+#if FKB_DENSE_AVX512
+#define VEC __m512d
+#define MASK __mmask8
+#define FULL_MASK 0xFF
+#define V_ZERO _mm512_setzero_pd
+#define V_LOAD _mm512_loadu_pd
+#define V_SET1 _mm512_set1_pd
+#define V_FMADD _mm512_fmadd_pd
+#define V_ADD _mm512_add_pd
+#define V_MUL _mm512_mul_pd
+#define V_MAX _mm512_max_pd
+#define V_MIN _mm512_min_pd
+#define V_MASKZ_LOAD _mm512_maskz_loadu_pd
+#define V_MASK_STORE _mm512_mask_storeu_pd
+#endif
+#include "fkb_dense_kernel.h"

@@ -1,0 +1,79 @@
+module fkb_dense_kernel
+  !! Interfaces to the dense-layer kernels of `fkb_dense_kernel.c`:
+  !! `y(:, j) = act(W x(:, j) + b)` on a copy of W packed once per layer, with
+  !! AVX-512 kernels chosen at run time. Where they are not available (no
+  !! AVX-512, or `FKB_DENSE_KERNEL=blas` in the environment) the layers keep no
+  !! packed copy and call the BLAS. The kind-generic layer sources pick their
+  !! kind's routines by renaming on `use`, as with `fkb_blas`.
+  !!
+  !! Matrices are passed by their first element and a leading dimension, so
+  !! that rows of a larger workspace are used without a copy.
+  use iso_c_binding, only: c_int, c_int64_t, c_float, c_double
+  implicit none
+  private
+  public :: dense_kernel_available
+  public :: dense_packed_size_r32, dense_pack_r32, dense_apply_r32
+  public :: dense_packed_size_r64, dense_pack_r64, dense_apply_r64
+  public :: epilogue_none, epilogue_relu, epilogue_leaky_relu
+
+  integer, parameter :: epilogue_none = 0, epilogue_relu = 1, epilogue_leaky_relu = 2
+    !! the activation the kernel applies after the bias: none, `max(v, 0)`,
+    !! `max(v, 0) + alpha min(v, 0)` (as `fkb_activations`)
+
+  interface
+    integer(c_int) function kernel_available() bind(C, name='fkb_dense_kernel_available')
+      import :: c_int
+    end function kernel_available
+
+    integer(c_int64_t) function dense_packed_size_r32(m, k) bind(C, name='fkb_dense_packed_size_r32')
+      !! number of values in the packed copy of an `m x k` kernel
+      import :: c_int, c_int64_t
+      integer(c_int), value :: m, k
+    end function dense_packed_size_r32
+    integer(c_int64_t) function dense_packed_size_r64(m, k) bind(C, name='fkb_dense_packed_size_r64')
+      import :: c_int, c_int64_t
+      integer(c_int), value :: m, k
+    end function dense_packed_size_r64
+
+    subroutine dense_pack_r32(m, k, w, packed) bind(C, name='fkb_dense_pack_r32')
+      !! pack the column-major `w(m, k)`
+      import :: c_int, c_float
+      integer(c_int), value :: m, k
+      real(c_float), intent(in) :: w(*)
+      real(c_float), intent(out) :: packed(*)
+    end subroutine dense_pack_r32
+    subroutine dense_pack_r64(m, k, w, packed) bind(C, name='fkb_dense_pack_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k
+      real(c_double), intent(in) :: w(*)
+      real(c_double), intent(out) :: packed(*)
+    end subroutine dense_pack_r64
+
+    subroutine dense_apply_r32(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy) &
+        bind(C, name='fkb_dense_apply_r32')
+      !! `y(1:m, j) = act(W x(1:k, j) + bias)` for `j = 1..n` (bias ignored
+      !! when `use_bias` is 0; `act` per `epilogue`)
+      import :: c_int, c_float
+      integer(c_int), value :: m, k, n, ldx, use_bias, epilogue, ldy
+      real(c_float), value :: alpha
+      real(c_float), intent(in) :: packed(*), x(ldx, *), bias(*)
+      real(c_float), intent(inout) :: y(ldy, *)
+    end subroutine dense_apply_r32
+    subroutine dense_apply_r64(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy) &
+        bind(C, name='fkb_dense_apply_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k, n, ldx, use_bias, epilogue, ldy
+      real(c_double), value :: alpha
+      real(c_double), intent(in) :: packed(*), x(ldx, *), bias(*)
+      real(c_double), intent(inout) :: y(ldy, *)
+    end subroutine dense_apply_r64
+  end interface
+
+contains
+
+  logical function dense_kernel_available()
+    !! Whether this machine runs the kernels (and `FKB_DENSE_KERNEL` is not `blas`).
+    dense_kernel_available = kernel_available() /= 0
+  end function dense_kernel_available
+
+end module fkb_dense_kernel

@@ -1,0 +1,177 @@
+/*
+ * The dense-layer kernels of fkb_dense_kernel.c for one real kind: included
+ * once per kind with REAL (float or double), NAME(x) (x_r32 or x_r64),
+ * LANES (values per 512-bit vector), VEC and MASK (its vector and mask
+ * types), FULL_MASK and the V_* vector operations defined. A panel is two
+ * vectors of rows: PANEL = 2 LANES. Packing (plain C) is compiled on every
+ * machine; the kernels only where AVX-512 can be targeted.
+ */
+
+int64_t NAME(fkb_dense_packed_size)(int m, int k)
+{
+    /* REALs in the packed copy of an m x k kernel */
+    return (int64_t)((m + PANEL - 1) / PANEL) * PANEL * (int64_t)k;
+}
+
+void NAME(fkb_dense_pack)(int m, int k, const REAL *w, REAL *packed)
+{
+    int panels = (m + PANEL - 1) / PANEL;
+    for (int p = 0; p < panels; p++)
+        for (int kk = 0; kk < k; kk++) {
+            REAL *dst = packed + ((size_t)p * k + kk) * PANEL;
+            for (int r = 0; r < PANEL; r++) {
+                int i = p * PANEL + r;
+                dst[r] = i < m ? w[i + (size_t)kk * m] : 0;
+            }
+        }
+}
+
+#if FKB_DENSE_AVX512
+
+/* Bias, activation and a masked store of one vector of rows. */
+static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, int epilogue,
+                                       VEC alpha, REAL *dst)
+{
+    const VEC zero = V_ZERO();
+    if (bias != NULL) v = V_ADD(v, V_MASKZ_LOAD(rows, bias));
+    if (epilogue == EPILOGUE_RELU) {
+        v = V_MAX(zero, v);               /* keeps a NaN */
+    } else if (epilogue == EPILOGUE_LEAKY_RELU) { /* max(v, 0) + alpha min(v, 0), as the Fortran */
+        v = V_ADD(V_MAX(zero, v), V_MUL(alpha, V_MIN(zero, v)));
+    }
+    V_MASK_STORE(dst, rows, v);
+}
+
+static inline MASK NAME(row_mask)(int valid)
+{
+    /* the first `valid` of LANES rows (valid may be <= 0 or >= LANES) */
+    if (valid <= 0) return 0;
+    if (valid >= LANES) return FULL_MASK;
+    return (MASK)((1u << valid) - 1u);
+}
+
+/* One PANEL x TILE_COLUMNS tile; columns from nc on repeat column 0 and are
+ * not stored. */
+static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_t ldx, int nc,
+                            REAL *y, ptrdiff_t ldy, int valid_rows, const REAL *bias, int epilogue,
+                            VEC alpha)
+{
+#define COLUMN(j) (x + (ptrdiff_t)((j) < nc ? (j) : 0) * ldx)
+    const REAL *x0 = COLUMN(0), *x1 = COLUMN(1), *x2 = COLUMN(2), *x3 = COLUMN(3);
+    const REAL *x4 = COLUMN(4), *x5 = COLUMN(5), *x6 = COLUMN(6), *x7 = COLUMN(7);
+    const REAL *x8 = COLUMN(8), *x9 = COLUMN(9), *x10 = COLUMN(10), *x11 = COLUMN(11);
+#undef COLUMN
+    VEC c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
+    VEC c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b;
+    c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = V_ZERO();
+    c6a = c6b = c7a = c7b = c8a = c8b = c9a = c9b = c10a = c10b = c11a = c11b = V_ZERO();
+    for (int kk = 0; kk < k; kk++) {
+        const VEC a = V_LOAD(ap + (size_t)kk * PANEL);
+        const VEC b = V_LOAD(ap + (size_t)kk * PANEL + LANES);
+        VEC s;
+#define STEP(ca, cb, xj) s = V_SET1(xj[kk]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
+        STEP(c0a, c0b, x0) STEP(c1a, c1b, x1) STEP(c2a, c2b, x2) STEP(c3a, c3b, x3)
+        STEP(c4a, c4b, x4) STEP(c5a, c5b, x5) STEP(c6a, c6b, x6) STEP(c7a, c7b, x7)
+        STEP(c8a, c8b, x8) STEP(c9a, c9b, x9) STEP(c10a, c10b, x10) STEP(c11a, c11b, x11)
+#undef STEP
+    }
+    const MASK ma = NAME(row_mask)(valid_rows), mb = NAME(row_mask)(valid_rows - LANES);
+    const REAL *ba = bias, *bb = bias == NULL ? NULL : bias + LANES;
+    if (bb != NULL && mb == 0) bb = NULL;  /* never read past the bias */
+#define STORE(j, ca, cb) if ((j) < nc) { \
+        NAME(finish)(ca, ba, ma, epilogue, alpha, y + (ptrdiff_t)(j) * ldy); \
+        if (mb != 0) NAME(finish)(cb, bb, mb, epilogue, alpha, y + (ptrdiff_t)(j) * ldy + LANES); }
+    STORE(0, c0a, c0b) STORE(1, c1a, c1b) STORE(2, c2a, c2b) STORE(3, c3a, c3b)
+    STORE(4, c4a, c4b) STORE(5, c5a, c5b) STORE(6, c6a, c6b) STORE(7, c7a, c7b)
+    STORE(8, c8a, c8b) STORE(9, c9a, c9b) STORE(10, c10a, c10b) STORE(11, c11a, c11b)
+#undef STORE
+}
+
+/* One column through `count` (1 to 4) consecutive panels at once. */
+static inline __attribute__((always_inline)) FKB_AVX512 void NAME(column_panels)(
+    const int count, int k, const REAL *ap, const REAL *x, REAL *y, int m, int row0,
+    const REAL *bias, int epilogue, VEC alpha)
+{
+    VEC acc[8];
+    const REAL *panel[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < count; g++) {
+        acc[2 * g] = acc[2 * g + 1] = V_ZERO();
+        panel[g] = ap + (size_t)g * k * PANEL;
+    }
+    for (int kk = 0; kk < k; kk++) {
+        const VEC s = V_SET1(x[kk]);
+#pragma GCC unroll 4
+        for (int g = 0; g < count; g++) {
+            acc[2 * g] = V_FMADD(V_LOAD(panel[g] + (size_t)kk * PANEL), s, acc[2 * g]);
+            acc[2 * g + 1] = V_FMADD(V_LOAD(panel[g] + (size_t)kk * PANEL + LANES), s,
+                                             acc[2 * g + 1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < count; g++) {
+        int r = row0 + g * PANEL;
+        MASK ma = NAME(row_mask)(m - r), mb = NAME(row_mask)(m - r - LANES);
+        NAME(finish)(acc[2 * g], bias == NULL ? NULL : bias + r, ma, epilogue, alpha, y + r);
+        if (mb != 0) NAME(finish)(acc[2 * g + 1], bias == NULL ? NULL : bias + r + LANES, mb, epilogue, alpha, y + r + LANES);
+    }
+}
+
+static FKB_AVX512 void NAME(column)(int m, int k, const REAL *packed, const REAL *x, const REAL *bias,
+                              int epilogue, VEC alpha, REAL *y)
+{
+    int panels = (m + PANEL - 1) / PANEL, p = 0;
+    for (; p + 4 <= panels; p += 4)
+        NAME(column_panels)(4, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha);
+    if (p + 2 <= panels) {
+        NAME(column_panels)(2, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha);
+        p += 2;
+    }
+    if (p < panels)
+        NAME(column_panels)(1, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha);
+}
+
+static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
+                             const REAL *bias, int epilogue, REAL alpha, REAL *y, int ldy)
+{
+    const VEC va = V_SET1(alpha);
+    const int panels = (m + PANEL - 1) / PANEL;
+    if (n == 1) {
+        NAME(column)(m, k, packed, x, bias, epilogue, va, y);
+        return;
+    }
+    for (int j = 0; j < n; j += TILE_COLUMNS) {
+        int nc = n - j < TILE_COLUMNS ? n - j : TILE_COLUMNS;
+        for (int p = 0; p < panels; p++)
+            NAME(tile)(k, packed + (size_t)p * k * PANEL, x + (ptrdiff_t)j * ldx, ldx, nc,
+                 y + p * PANEL + (ptrdiff_t)j * ldy, ldy, m - p * PANEL,
+                 bias == NULL ? NULL : bias + p * PANEL, epilogue, va);
+    }
+}
+
+void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
+                           const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy)
+{
+    NAME(apply)(m, k, n, packed, x, ldx, use_bias ? bias : NULL, epilogue, alpha, y, ldy);
+}
+
+#else
+
+/* The same arithmetic in plain C, where AVX-512 cannot be targeted (the
+ * library then calls the BLAS instead: fkb_dense_kernel_available is 0). */
+void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
+                           const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            const REAL *a = packed + (size_t)(i / PANEL) * k * PANEL + i % PANEL;
+            REAL v = 0;
+            for (int kk = 0; kk < k; kk++) v = FMA(a[(size_t)kk * PANEL], x[kk + (ptrdiff_t)j * ldx], v);
+            if (use_bias) v = v + bias[i];
+            if (epilogue == EPILOGUE_RELU) v = v > 0 || v != v ? v : 0;
+            else if (epilogue == EPILOGUE_LEAKY_RELU) v = (v > 0 ? v : 0) + alpha * (v < 0 ? v : 0);
+            y[i + (ptrdiff_t)j * ldy] = v;
+        }
+}
+
+#endif
