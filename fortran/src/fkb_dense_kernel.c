@@ -45,6 +45,13 @@ enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2 };
 #define FKB_DENSE_AVX512 0
 #endif
 
+int fkb_dense_tile_columns(void)
+{
+    /* columns a batch is computed in at a time: blocks of a multiple of it
+     * waste nothing */
+    return TILE_COLUMNS;
+}
+
 int fkb_dense_kernel_available(void)
 {
     const char *choice = getenv("FKB_DENSE_KERNEL");

@@ -11,7 +11,7 @@ module fkb_dense_kernel
   use iso_c_binding, only: c_int, c_int64_t, c_float, c_double
   implicit none
   private
-  public :: dense_kernel_available
+  public :: dense_kernel_available, dense_tile_columns
   public :: dense_packed_size_r32, dense_pack_r32, dense_apply_r32
   public :: dense_packed_size_r64, dense_pack_r64, dense_apply_r64
   public :: epilogue_none, epilogue_relu, epilogue_leaky_relu
@@ -24,6 +24,11 @@ module fkb_dense_kernel
     integer(c_int) function kernel_available() bind(C, name='fkb_dense_kernel_available')
       import :: c_int
     end function kernel_available
+
+    integer(c_int) function dense_tile_columns() bind(C, name='fkb_dense_tile_columns')
+      !! the kernels compute a batch this many columns at a time
+      import :: c_int
+    end function dense_tile_columns
 
     integer(c_int64_t) function dense_packed_size_r32(m, k) bind(C, name='fkb_dense_packed_size_r32')
       !! number of values in the packed copy of an `m x k` kernel
