@@ -32,6 +32,8 @@ from emulators.fortran_object import FortranObject
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from emulators import _fkb_runtime as _rt  # noqa: E402
 
+_FLOAT32 = np.dtype(np.float32)
+
 __all__ = ["FKBError", "Network", "Ensemble", "load", "load_ensemble", "set_threads", "threads", "dense_kernel",
            "STATUS_NAMES"]
 
@@ -123,12 +125,16 @@ class Network(FortranObject):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(n, n_outputs)`` for inputs ``x`` of shape ``(n, n_inputs)``
         (or one sample of shape ``(n_inputs,)``), in x's precision."""
-        if (type(x) is np.ndarray and x.dtype == np.float32 and x.size == self.n_inputs
-                and x.shape[-1] == self.n_inputs and x.ndim <= 2 and x.flags.c_contiguous):
+        if type(x) is np.ndarray and x.dtype == _FLOAT32 and x.flags.c_contiguous and (
+                x.shape == (self.n_inputs,) or x.shape == (1, self.n_inputs)):
             # one float32 sample, (n_inputs,) or (1, n_inputs): the leanest call
             # (no batch copies, no message string)
-            y = np.empty(x.shape[:-1] + (self.n_outputs,), np.float32)
-            stat = _rt.predict_column32(self._handle(32), x.reshape(-1), y.reshape(-1))
+            if x.ndim == 1:
+                y = np.empty(self.n_outputs, _FLOAT32)
+                stat = _rt.predict_column32(self._handle(32), x, y)
+            else:
+                y = np.empty((1, self.n_outputs), _FLOAT32)
+                stat = _rt.predict_column32(self._handle(32), x[0], y[0])
             if stat != 0:
                 raise FKBError(f"{self.path}: {_message(_rt.last_message())}", int(stat))
             return y
