@@ -184,6 +184,14 @@ class GCMConfig:
     min_wind_speed: float = _phys("min_wind_speed", "smallest |V| in the bulk formulas [m s-1]")
     pbl_sigma_top: float = _phys("pbl_sigma_top", "boundary-layer diffusion below this sigma")
     pbl_diffusivity: float = _phys("pbl_diffusivity", "eddy diffusivity at the surface [m2 s-1]")
+    pbl_entrain_surface: float = _phys("pbl_entrain_surface", "boundary-layer-top entrainment heat flux per "
+                                                              "unit surface virtual heat flux (A_s)")
+    pbl_entrain_cloud: float = _phys("pbl_entrain_cloud", "entrainment heat flux per unit cloud-top cooling "
+                                                          "(A_r, Lock et al. 2000)")
+    pbl_cloud_top_cooling: float = _phys("pbl_cloud_top_cooling", "longwave cooling of an overcast "
+                                                                  "boundary-layer top [W m-2]")
+    pbl_entrain_min_jump: float = _phys("pbl_entrain_min_jump", "smallest inversion jump of theta_v in the "
+                                                                "entrainment velocity [K]")
     diurnal_cycle: bool = _phys("diurnal_cycle", "diurnal cycle of insolation (false: daily mean)", bool)
     seasons: bool = _phys("seasons", "seasonal cycle (false: perpetual equinox)", bool)
     obliquity_deg: float = _phys("obliquity_deg", "obliquity [degrees]")

@@ -58,6 +58,25 @@ def test_physics_settings_reach_the_fortran_physics_and_bad_ones_are_refused():
         Model(T10, {"sbm_tau": -1.0})
 
 
+def test_boundary_layer_entrainment_is_an_option_that_changes_the_run():
+    # The host boundary layer's top entrainment (on by default) reaches Fortran:
+    # switching it off changes the state; a zero inversion-jump floor is refused.
+    config = load_config(T10)
+    assert config.pbl_entrain_surface > 0 and config.pbl_entrain_cloud > 0
+    assert config.pbl_cloud_top_cooling > 0 and config.pbl_entrain_min_jump > 0
+    base = {"n_subcolumns": 2, "n_substeps": 1}
+    on = Model(T10, base)
+    off = Model(T10, {**base, "pbl_entrain_surface": 0.0, "pbl_entrain_cloud": 0.0})
+    for m in (on, off):
+        assert m.advance(4) is None
+    q_on, q_off = (m.state()["q"].values for m in (on, off))
+    assert np.abs(q_on - q_off).max() > 1e-9
+    with pytest.raises(ValueError, match="pbl_entrain_min_jump"):
+        Model(T10, {"pbl_entrain_min_jump": 0.0})
+    with pytest.raises(ValueError, match="pbl_entrain_cloud"):
+        Model(T10, {"pbl_entrain_cloud": -1.0})
+
+
 def _synthetic_run(nlat: int = 16, nlon: int = 8, nlev: int = 4, ntime: int = 6) -> xr.Dataset:
     """A fake output with known zonal means: precipitation peaking at the
     equator (8 mm/day, 5 at the rows +-5.6 deg) and falling to 0.5 at 25 deg;

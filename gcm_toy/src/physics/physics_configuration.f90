@@ -113,6 +113,16 @@ module physics_configuration
       !! diffusion acts on half levels below this sigma
     real(real64) :: pbl_diffusivity = 50.0_real64
       !! eddy diffusivity at the surface, decreasing linearly to zero at pbl_sigma_top [m2 s-1]
+    real(real64) :: pbl_entrain_surface = 0.2_real64
+      !! A_s: entrainment heat flux at the boundary-layer top per unit surface virtual heat flux
+      !! (0.2 is the classic dry-convective ratio; 0 = no surface-driven entrainment)
+    real(real64) :: pbl_entrain_cloud = 0.5_real64
+      !! A_r: entrainment heat flux per unit cloud-top longwave cooling of a boundary-layer cloud
+      !! (Lock et al. 2000; 0 = no cloud-top entrainment)
+    real(real64) :: pbl_cloud_top_cooling = 60.0_real64
+      !! F_rad: longwave cooling of an overcast boundary-layer top [W m-2]
+    real(real64) :: pbl_entrain_min_jump = 1.0_real64
+      !! lower bound of the inversion's virtual potential temperature jump in w_e [K]
 
     ! --- insolation (host side) ------------------------------------------------
     logical :: diurnal_cycle = .true.
@@ -191,6 +201,11 @@ contains
       msg = 'physics_config: pbl_sigma_top must lie in (0, 1)'
     else if (config%pbl_diffusivity < 0) then
       msg = 'physics_config: pbl_diffusivity must be >= 0'
+    else if (config%pbl_entrain_surface < 0 .or. config%pbl_entrain_cloud < 0 .or. &
+             config%pbl_cloud_top_cooling < 0) then
+      msg = 'physics_config: pbl_entrain_surface, pbl_entrain_cloud and pbl_cloud_top_cooling must be >= 0'
+    else if (config%pbl_entrain_min_jump <= 0) then
+      msg = 'physics_config: pbl_entrain_min_jump must be > 0'
     else if (config%obliquity_deg < 0 .or. config%obliquity_deg > 90) then
       msg = 'physics_config: obliquity_deg must lie in [0, 90]'
     else if (config%year_length_days <= 0 .or. config%day_length <= 0) then

@@ -35,6 +35,7 @@ program test_physics_units
   call test_clouds()
   call test_surface_fluxes()
   call test_boundary_layer()
+  call test_entrainment()
   call test_validation()
   call check_summary('test_physics_units')
 
@@ -379,6 +380,78 @@ contains
     call check(maxval(abs(dqdt)) < 1e-20_real64, 'boundary layer: uniform humidity without flux is left alone')
   end subroutine test_boundary_layer
 
+  subroutine test_entrainment()
+    !! Cloud-top entrainment across the half level above the boundary layer
+    !! (k_e = 17 at sigma 0.85 on 20 levels; the top level is 18).
+    type(physics_config) :: c
+    integer, parameter :: k_e = 17
+    real(real64) :: t(nlev, 1), q(nlev, 1), u(nlev, 1), v(nlev, 1), ps(1), mass(nlev)
+    real(real64) :: dtdt(nlev, 1), dqdt(nlev, 1), dudt(nlev, 1), dvdt(nlev, 1)
+    real(real64) :: dtdt0(nlev, 1), dqdt0(nlev, 1), dudt0(nlev, 1), dvdt0(nlev, 1)
+    real(real64) :: sh(1), ev(1), tx(1), ty(1), m_e(1), m_e2(1), dt, jump, heat_flux
+    c = physics_config()
+    dt = 1800
+    call tropical_column(295.0_real64, 0.8_real64, t(:, 1), q(:, 1), ps(1))
+    mass = column_mass(nlev, ps(1), sigma_half)
+    ! A saturated boundary-layer top under a warm, dry inversion.
+    q(k_e + 1, 1) = saturation_humidity(t(k_e + 1, 1), sigma(k_e + 1) * ps(1))
+    t(1:k_e, 1) = t(1:k_e, 1) + 6
+    q(k_e, 1) = 0.3_real64 * saturation_humidity(t(k_e, 1), sigma(k_e) * ps(1))
+    u = 5
+    v = -2
+    sh = 10
+    ev = 3e-5_real64
+    tx = -0.05_real64
+    ty = 0.02_real64
+    c%pbl_entrain_surface = 0
+    c%pbl_entrain_cloud = 0
+    call compute_boundary_layer(c, 1, nlev, dt, t, q, u, v, ps, sigma, sigma_half, sh, ev, tx, ty, &
+                                dtdt0, dqdt0, dudt0, dvdt0, entrainment=m_e)
+    call check(m_e(1) == 0 .and. dqdt0(k_e, 1) == 0, 'entrainment: off when both efficiencies are 0')
+
+    c%pbl_entrain_cloud = 1
+    call compute_boundary_layer(c, 1, nlev, dt, t, q, u, v, ps, sigma, sigma_half, sh, ev, tx, ty, &
+                                dtdt, dqdt, dudt, dvdt, entrainment=m_e)
+    ! Overcast top (RH 1 = cond_rh_max): the heat flux M_e cp Delta theta_v is A_r F_rad.
+    jump = t(k_e, 1) * (1 + 0.608_real64 * q(k_e, 1)) - t(k_e + 1, 1) * (1 + 0.608_real64 * q(k_e + 1, 1)) + &
+           287.04_real64 * 0.5_real64 * (t(k_e, 1) + t(k_e + 1, 1)) * log(sigma(k_e + 1) / sigma(k_e)) / cp
+    heat_flux = m_e(1) * cp * jump
+    call check(abs(heat_flux - c%pbl_cloud_top_cooling) < 1e-9_real64 * c%pbl_cloud_top_cooling, &
+               'entrainment: saturated top, A_r = 1: M_e cp Delta theta_v = F_rad')
+    call check(jump > 5, 'entrainment: the test sounding has an inversion')
+    call check(abs(sum(cp * dtdt(:, 1) * mass) - sh(1)) < 1e-10_real64 * sh(1), 'entrainment: heat budget closes')
+    call check(abs(sum(dqdt(:, 1) * mass) - ev(1)) < 1e-10_real64 * ev(1), 'entrainment: water budget closes')
+    call check(abs(sum(dudt(:, 1) * mass) - tx(1)) < 1e-10_real64 * abs(tx(1)), 'entrainment: momentum budget closes')
+    call check(dqdt(k_e + 1, 1) < dqdt0(k_e + 1, 1) .and. dtdt(k_e + 1, 1) > dtdt0(k_e + 1, 1), &
+               'entrainment: dries and warms the saturated boundary-layer top')
+    call check(dqdt(k_e, 1) > 0 .and. dtdt(k_e, 1) < 0, 'entrainment: moistens and cools the level above')
+    call check(all(dqdt(1:k_e-1, 1) == 0) .and. all(dtdt(1:k_e-1, 1) == 0), &
+               'entrainment: no mixing above the inversion level')
+    call check(abs(dqdt(k_e, 1) * mass(k_e) - m_e(1) * (q(k_e + 1, 1) + dt * dqdt(k_e + 1, 1) - &
+                                                       q(k_e, 1) - dt * dqdt(k_e, 1))) < 1e-12_real64, &
+               'entrainment: the level above gains M_e times the (implicit) humidity jump')
+    ! Below the cloud onset and without surface-driven entrainment there is none.
+    q(k_e + 1, 1) = (c%cond_rh_max - c%cond_rh_spread - c%cloud_rh_width - 0.01_real64) * &
+                    saturation_humidity(t(k_e + 1, 1), sigma(k_e + 1) * ps(1))
+    call compute_boundary_layer(c, 1, nlev, dt, t, q, u, v, ps, sigma, sigma_half, sh, ev, tx, ty, &
+                                dtdt, dqdt, dudt, dvdt, entrainment=m_e)
+    call check(m_e(1) == 0 .and. dqdt(k_e, 1) == 0, 'entrainment: clear boundary-layer top: no cloud-top entrainment')
+    jump = t(k_e, 1) * (1 + 0.608_real64 * q(k_e, 1)) - t(k_e + 1, 1) * (1 + 0.608_real64 * q(k_e + 1, 1)) + &
+           287.04_real64 * 0.5_real64 * (t(k_e, 1) + t(k_e + 1, 1)) * log(sigma(k_e + 1) / sigma(k_e)) / cp
+    ! Surface-driven part: proportional to A_s and to the surface virtual heat flux.
+    c%pbl_entrain_surface = 0.2_real64
+    call compute_boundary_layer(c, 1, nlev, dt, t, q, u, v, ps, sigma, sigma_half, sh, ev, tx, ty, &
+                                dtdt, dqdt, dudt, dvdt, entrainment=m_e)
+    c%pbl_entrain_surface = 0.4_real64
+    call compute_boundary_layer(c, 1, nlev, dt, t, q, u, v, ps, sigma, sigma_half, sh, ev, tx, ty, &
+                                dtdt, dqdt, dudt, dvdt, entrainment=m_e2)
+    call check(m_e(1) > 0 .and. abs(m_e2(1) - 2 * m_e(1)) < 1e-12_real64 * m_e(1), &
+               'entrainment: surface-driven part proportional to A_s')
+    call check(abs(m_e(1) * cp * jump - 0.2_real64 * (sh(1) + 0.608_real64 * cp * t(nlev, 1) * ev(1))) &
+               < 1e-9_real64 * m_e(1) * cp * jump + 1e-6_real64, &
+               'entrainment: surface-driven heat flux A_s (SH + 0.608 cp T E)')
+  end subroutine test_entrainment
+
   subroutine test_validation()
     type(physics_config) :: c
     integer :: stat
@@ -399,6 +472,16 @@ contains
     call physics_config_validate(c, stat, msg)
     call check(stat == physics_err_config .and. index(msg, 'radiation_interval') > 0, &
                'validation: radiation_interval = 0 refused')
+    c = physics_config()
+    c%pbl_entrain_cloud = -0.1_real64
+    call physics_config_validate(c, stat, msg)
+    call check(stat == physics_err_config .and. index(msg, 'pbl_entrain_cloud') > 0, &
+               'validation: negative pbl_entrain_cloud refused')
+    c = physics_config()
+    c%pbl_entrain_min_jump = 0
+    call physics_config_validate(c, stat, msg)
+    call check(stat == physics_err_config .and. index(msg, 'pbl_entrain_min_jump') > 0, &
+               'validation: pbl_entrain_min_jump = 0 refused')
 
     c = physics_config()
     call random_columns(n, nlev, sigma, 5_int64, t, q, ps, solin, sh, lh, 0.5_real64)
