@@ -23,8 +23,9 @@ in a process of its own (ONNX Runtime's and TensorFlow's thread pools spin
 after their calls and would slow whatever runs next in the same process):
 the Fortran runtime on that many OpenMP threads with one BLAS thread each
 (how it is meant to run), the SGEMM reference on that many OpenBLAS threads.
-The engines run in turn for several rounds (``--rounds``, default 3) and
-every time is the best of its rounds.
+The engines stay loaded in their processes, and each measurement is taken of
+the three in turn, for several rounds (``--rounds``, default 5); every time
+is the best of its rounds.
 """
 from __future__ import annotations
 
@@ -123,35 +124,57 @@ def engine_predictor(engine: str, files: dict[str, Path], threads: int):
     return keras.saving.load_model(files["keras"]).predict_on_batch
 
 
-def time_engine(engine: str, files: dict[str, Path], n_inputs: int, columns: list[int], threads: int) -> dict:
-    """Best times [s] of one engine (run in a process of its own, so that no
-    other engine's thread pool spins beside it): batches of `columns`, and
-    one column per call (a (1, n_inputs) array); and its outputs for a check."""
-    predict = engine_predictor(engine, files, threads)
-    rng = np.random.default_rng(0)
-    out = {"batch": {}, "check": None}
-    for n in columns:
-        x = rng.standard_normal((n, n_inputs)).astype(np.float32)
-        if out["check"] is None:
-            out["check"] = np.asarray(predict(x)).tolist()
-        out["batch"][str(n)] = best_time(lambda: predict(x))
-    x1 = np.random.default_rng(3).standard_normal((1, n_inputs)).astype(np.float32)
-    out["single"] = best_time(lambda: predict(x1))
-    return out
-
-
-def run_engine(engine: str, files: dict[str, Path], n_inputs: int, columns: list[int], threads: int) -> dict:
-    """`time_engine` in a child process (this script with --child)."""
+def serve_engine(engine: str, files: dict[str, Path], n_inputs: int, columns: list[int], threads: int) -> None:
+    """The child process of one engine: load it, print its outputs on the first
+    batch (for the check), then time each request read from stdin ("2048": a
+    batch of that many columns; "single": one column per call, a (1, n_inputs)
+    array) and print the best time [s], one JSON line each."""
     import json
     import sys
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, __file__, "--child", engine, "--threads", str(threads),
-                           "--n-inputs", str(n_inputs), "--columns", ",".join(map(str, columns)),
-                           *[f"--{kind}={path}" for kind, path in files.items()]],
-                          env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"bench_inference: the {engine} process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    predict = engine_predictor(engine, files, threads)
+    rng = np.random.default_rng(0)
+    inputs = {str(n): rng.standard_normal((n, n_inputs)).astype(np.float32) for n in columns}
+    inputs["single"] = np.random.default_rng(3).standard_normal((1, n_inputs)).astype(np.float32)
+    print(json.dumps({"check": np.asarray(predict(inputs[str(columns[0])])).tolist()}), flush=True)
+    for line in sys.stdin:
+        x = inputs[line.strip()]
+        print(json.dumps({"time": best_time(lambda: predict(x), repeat=3, min_seconds=0.1)}), flush=True)
+
+
+class EngineProcess:
+    """One engine in a process of its own (`serve_engine`), timing on request."""
+
+    def __init__(self, engine: str, files: dict[str, Path], n_inputs: int, columns: list[int], threads: int):
+        import json
+        import sys
+        self.engine = engine
+        self.log = files["fkb"].parent / f"{engine}.stderr"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, "--child", engine, "--threads", str(threads),
+                 "--n-inputs", str(n_inputs), "--columns", ",".join(map(str, columns)),
+                 *[f"--{kind}={path}" for kind, path in files.items()]],
+                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.check = json.loads(self._reply())["check"]
+
+    def _reply(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            raise SystemExit(f"bench_inference: the {self.engine} process failed:\n"
+                             f"{self.log.read_text()[-3000:]}")
+        return line
+
+    def time(self, key: str) -> float:
+        import json
+        self.process.stdin.write(key + "\n")
+        self.process.stdin.flush()
+        return json.loads(self._reply())["time"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def sgemm_rate(n_columns: int = 2048, width: int = 256) -> float:
@@ -177,21 +200,28 @@ def sgemm_rate(n_columns: int = 2048, width: int = 256) -> float:
 
 def timed_rounds(files: dict[str, Path], n_inputs: int, columns: list[int], threads: int,
                  rounds: int) -> dict[str, dict]:
-    """Every engine's timings, best of `rounds` rounds that run the engines in
-    turn (each in a process of its own), so that a change in the machine's
-    speed during the run (this VM's varies by up to 2x) reaches every engine."""
-    times: dict[str, dict] = {}
-    for _ in range(rounds):
+    """Every engine's timings, each engine in a process of its own: in every
+    round each measurement (a batch width, then one column per call) is taken
+    of the three engines one after the other, and every time is the best of
+    its rounds, so that a change in the machine's speed (this VM's varies by
+    up to 2x within minutes) reaches all engines alike. A pause after each
+    measurement lets the engine's thread pool stop spinning before the next."""
+    engines = {}
+    try:
         for engine in ("fortran", "onnx", "keras"):
-            new = run_engine(engine, files, n_inputs, columns, threads)
-            if engine not in times:
-                times[engine] = new
-                continue
-            best = times[engine]
-            best["single"] = min(best["single"], new["single"])
-            for n, t in new["batch"].items():
-                best["batch"][n] = min(best["batch"][n], t)
-    return times
+            engines[engine] = EngineProcess(engine, files, n_inputs, columns, threads)
+        keys = [str(n) for n in columns] + ["single"]
+        best = {engine: dict.fromkeys(keys, np.inf) for engine in engines}
+        for _ in range(rounds):
+            for key in keys:
+                for engine, process in engines.items():
+                    best[engine][key] = min(best[engine][key], process.time(key))
+                    time.sleep(0.05)
+    finally:
+        for process in engines.values():
+            process.close()
+    return {engine: {"batch": {str(n): best[engine][str(n)] for n in columns}, "single": best[engine]["single"],
+                     "check": engines[engine].check} for engine in engines}
 
 
 def bench_network(label: str, model, slope: float, tmp: Path, name: str, columns: list[int],
@@ -270,8 +300,8 @@ def bench_load(model, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every engine")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of all engines in turn; every time is the best of its rounds")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of every measurement on all engines in turn; each time is the best of its rounds")
     parser.add_argument("--child", choices=["fortran", "onnx", "keras"], help=argparse.SUPPRESS)
     parser.add_argument("--n-inputs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--columns", help=argparse.SUPPRESS)
@@ -280,10 +310,8 @@ def main() -> None:
     args = parser.parse_args()
     threads = args.threads
     if args.child:
-        import json
         files = {"fkb": args.fkb, "onnx": args.onnx, "keras": args.keras}
-        columns = [int(c) for c in args.columns.split(",")]
-        print(json.dumps(time_engine(args.child, files, args.n_inputs, columns, threads)))
+        serve_engine(args.child, files, args.n_inputs, [int(c) for c in args.columns.split(",")], threads)
         return
     from emulators import blas
     blas.set_threads(threads)
@@ -292,8 +320,8 @@ def main() -> None:
     blas.set_threads(1)
     from emulators.fkb import dense_kernel
     print(f"every engine in a process of its own with {threads} threads (the Fortran runtime: OpenMP, one BLAS "
-          f"thread each), best of {args.rounds} rounds of all engines in turn; runtime dense layers: "
-          f"{'AVX-512 kernels' if dense_kernel() == 'avx512' else 'BLAS'}; runtime BLAS: "
+          f"thread each), best of {args.rounds} rounds of each measurement on all engines in turn; runtime dense "
+          f"layers: {'AVX-512 kernels' if dense_kernel() == 'avx512' else 'BLAS'}; runtime BLAS: "
           f"{blas.info().rsplit(',', 1)[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TILE_COLUMNS = 12, PREFETCH_STEPS = 8 };
+enum { TILE_COLUMNS = 12, PREFETCH_STEPS = 8, CACHE_LINE = 64 };
 
 /* The activation after the bias: the values of fkb_dense_kernel's
  * epilogue_none, epilogue_relu and epilogue_leaky_relu. */

@@ -31,7 +31,7 @@ module fkb_dense_kernel
     end function dense_tile_columns
 
     integer(c_int64_t) function dense_packed_size_r32(m, k) bind(C, name='fkb_dense_packed_size_r32')
-      !! number of values in the packed copy of an `m x k` kernel
+      !! number of values of the buffer for the packed copy of an `m x k` kernel
       import :: c_int, c_int64_t
       integer(c_int), value :: m, k
     end function dense_packed_size_r32
@@ -40,19 +40,20 @@ module fkb_dense_kernel
       integer(c_int), value :: m, k
     end function dense_packed_size_r64
 
-    subroutine dense_pack_r32(m, k, w, packed) bind(C, name='fkb_dense_pack_r32')
-      !! pack the column-major `w(m, k)`
+    integer(c_int) function dense_pack_r32(m, k, w, buffer) bind(C, name='fkb_dense_pack_r32')
+      !! pack the column-major `w(m, k)` into `buffer` (`dense_packed_size` values)
+      !! from its first cache-line boundary; returns that offset (values before it)
       import :: c_int, c_float
       integer(c_int), value :: m, k
       real(c_float), intent(in) :: w(*)
-      real(c_float), intent(out) :: packed(*)
-    end subroutine dense_pack_r32
-    subroutine dense_pack_r64(m, k, w, packed) bind(C, name='fkb_dense_pack_r64')
+      real(c_float), intent(inout) :: buffer(*)
+    end function dense_pack_r32
+    integer(c_int) function dense_pack_r64(m, k, w, buffer) bind(C, name='fkb_dense_pack_r64')
       import :: c_int, c_double
       integer(c_int), value :: m, k
       real(c_double), intent(in) :: w(*)
-      real(c_double), intent(out) :: packed(*)
-    end subroutine dense_pack_r64
+      real(c_double), intent(inout) :: buffer(*)
+    end function dense_pack_r64
 
     subroutine dense_apply_r32(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy) &
         bind(C, name='fkb_dense_apply_r32')
