@@ -33,8 +33,7 @@ _USER_ERROR_TYPES = [
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, (UserError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
-                        PermissionError)):
+    if isinstance(exc, (UserError, ValueError, OSError)):   # OSError: missing, unreadable or corrupt files
         return True
     return any(isinstance(exc, getattr(sys.modules[module], name))
                for module, name in _USER_ERROR_TYPES if module in sys.modules)

@@ -162,3 +162,9 @@ def test_plot_aquaplanet_reports_a_tiny_run(tmp_path, capsys):
     assert printed == pytest.approx(expected, abs=0.006)
     status, _, err = run_cli(["gcm", "plot-aquaplanet", tmp_path / "run", "--spinup-days", "5"], capsys)
     assert status == 1 and "spin-up" in err and len(err.strip().splitlines()) == 1
+    # an unreadable output file (e.g. one a running model holds open, or a truncated copy) is named, one line
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "gcm_day00000.nc").write_bytes(b"CDF\x01 truncated")
+    (tmp_path / "bad" / "gcm_day00001.nc").write_bytes(b"\x89HDF\r\n\x1a\n garbage")
+    status, _, err = run_cli(["gcm", "plot-aquaplanet", tmp_path / "bad", "--spinup-days", "0"], capsys)
+    assert status == 1 and "gcm_day0000" in err and len(err.strip().splitlines()) == 1
