@@ -154,6 +154,10 @@ class GCMConfig:
     sbm_cape_min: float = _phys("sbm_cape_min", "convection triggers above this CAPE [J kg-1]")
     sbm_deep_min_depth: float = _phys("sbm_deep_min_depth", "convection rains only if its cloud (LCL to top) "
                                                             "is this deep, else it only redistributes [Pa]")
+    sbm_deep_rh_min: float = _phys("sbm_deep_rh_min", "deep convection also needs this saturation fraction "
+                                                      "of its cloud layer, LCL to top (0: off)")
+    sbm_deep_entrainment: float = _phys("sbm_deep_entrainment", "deep convection also needs a parcel entraining "
+                                        "at this rate above its LCL to reach sbm_deep_min_depth [m-1] (0: off)")
     cond_rh_max: float = _phys("cond_rh_max", "largest large-scale condensation threshold (RH)")
     cond_rh_spread: float = _phys("cond_rh_spread", "subcolumn thresholds uniform in [max - spread, max]")
     reevap_coef: float = _phys("reevap_coef", "rain re-evaporation k_e [(kg m-2 s-1)^-1/2 s-1]")

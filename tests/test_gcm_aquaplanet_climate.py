@@ -77,6 +77,24 @@ def test_boundary_layer_entrainment_is_an_option_that_changes_the_run():
         Model(T10, {"pbl_entrain_cloud": -1.0})
 
 
+def test_deep_convection_criteria_are_options_off_by_default():
+    # The optional Betts-Miller deep-convection criteria (entraining parcel,
+    # cloud-layer humidity) are off by default, reach Fortran and are validated.
+    config = load_config(T10)
+    assert config.sbm_deep_entrainment == 0.0 and config.sbm_deep_rh_min == 0.0
+    base = {"n_subcolumns": 2, "n_substeps": 1}
+    off = Model(T10, base)
+    on = Model(T10, {**base, "sbm_deep_entrainment": 1e-2})
+    for m in (on, off):
+        assert m.advance(24) is None   # deep convection starts after ~15 steps (1 h) from rest
+    q_on, q_off = (m.state()["q"].values for m in (on, off))
+    assert np.abs(q_on - q_off).max() > 1e-9
+    with pytest.raises(ValueError, match="sbm_deep_entrainment"):
+        Model(T10, {"sbm_deep_entrainment": -1e-4})
+    with pytest.raises(ValueError, match="sbm_deep_rh_min"):
+        Model(T10, {"sbm_deep_rh_min": 1.5})
+
+
 def _synthetic_run(nlat: int = 16, nlon: int = 8, nlev: int = 4, ntime: int = 6) -> xr.Dataset:
     """A fake output with known zonal means: precipitation peaking at the
     equator (8 mm/day, 5 at the rows +-5.6 deg) and falling to 0.5 at 25 deg;

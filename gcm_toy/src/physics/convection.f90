@@ -20,15 +20,24 @@ module convection
   !!   Convection whose cloud (lifting condensation level to top) is thinner
   !!   than sbm_deep_min_depth is shallow too, whatever P_q and P_T (shallow
   !!   cumulus hardly rains; Tiedtke 1989 calls clouds deeper than 200 hPa deep).
+  !! Optional stricter criteria for deep (raining) convection, both off by default:
+  !! * sbm_deep_rh_min > 0: the cloud layer (LCL to top) must hold at least this
+  !!   fraction of its saturation humidity (precipitation rises steeply with the
+  !!   humidity of the column; Bretherton et al. 2004, J. Climate 17);
+  !! * sbm_deep_entrainment > 0 [m-1]: a parcel that entrains environmental air
+  !!   above its LCL at this fractional rate (dilute_cloud_top) must still be
+  !!   buoyant up to sbm_deep_min_depth above the LCL (dilute-CAPE idea of Neale
+  !!   et al. 2008): marginal convection into a dry free troposphere stays shallow.
+  !!   The relaxation reference is still the undiluted parcel.
   !! Finally all tendencies (and precipitation) are scaled by one factor <= 1
   !! so no level dries below zero in one step; both budgets stay exact.
   use iso_fortran_env, only: real64
-  use physics_constants, only: rd, cp, kappa, latent_heat_vap, p_reference
+  use physics_constants, only: rd, cp, kappa, gravity, latent_heat_vap, p_reference
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity, saturation_humidity_and_slope
   implicit none
   private
-  public :: betts_miller_convection, lift_parcel
+  public :: betts_miller_convection, lift_parcel, dilute_cloud_top
 
   integer, parameter :: max_newton = 8
   real(real64), parameter :: log_p_reference = log(p_reference)
@@ -38,9 +47,10 @@ module convection
 
 contains
 
-  pure subroutine lift_parcel(nlev, p, lnp, pk, t, q, t_parcel, k_lcl)
+  pure subroutine lift_parcel(nlev, p, lnp, pk, t, q, t_parcel, k_lcl, log_theta_e_parcel)
     !! Temperature t_parcel(k) [K] of a parcel lifted from level nlev; k_lcl is
-    !! the lowest level at which the parcel is saturated (0 if never).
+    !! the lowest level at which the parcel is saturated (0 if never);
+    !! log_theta_e_parcel its ln theta_e (conserved along the pseudo-adiabat).
     integer, intent(in) :: nlev
     real(real64), intent(in) :: p(nlev)     !! pressure [Pa]
     real(real64), intent(in) :: lnp(nlev)   !! log(p)
@@ -48,8 +58,9 @@ contains
     real(real64), intent(in) :: t(nlev), q(nlev)
     real(real64), intent(out) :: t_parcel(nlev)
     integer, intent(out) :: k_lcl
-    real(real64) :: t0, q0, theta0, qs0, rh0, t_lcl, log_theta_e, t_dry, tp, qs, dqs, f, dfdt, step, inv_t, target
-    integer :: k, it
+    real(real64), intent(out), optional :: log_theta_e_parcel
+    real(real64) :: t0, q0, theta0, qs0, rh0, t_lcl, log_theta_e, t_dry, tp
+    integer :: k
 
     t0 = t(nlev)
     q0 = q(nlev)
@@ -84,19 +95,74 @@ contains
       else
         tp = t_dry
       end if
-      target = log_theta_e + kappa * (lnp(k) - log_p_reference)
-      do it = 1, max_newton
-        call saturation_humidity_and_slope(tp, p(k), qs, dqs)
-        inv_t = 1.0_real64 / tp
-        f = log(tp) + latent_heat_vap / cp * qs * inv_t - target
-        dfdt = inv_t + latent_heat_vap / cp * inv_t * (dqs - qs * inv_t)
-        step = f / dfdt
-        tp = tp - step
-        if (abs(step) < newton_tolerance) exit
-      end do
-      t_parcel(k) = tp
+      t_parcel(k) = saturated_temperature(log_theta_e + kappa * (lnp(k) - log_p_reference), p(k), tp)
     end do
+    if (present(log_theta_e_parcel)) log_theta_e_parcel = log_theta_e
   end subroutine lift_parcel
+
+  pure function saturated_temperature(target, p, first_guess) result(tp)
+    !! Temperature [K] of saturated air at pressure p [Pa] with
+    !! ln T - ln pk + L q_s(T) / (cp T) = ln theta_e, given target = ln theta_e + ln pk,
+    !! by Newton's method from first_guess [K].
+    real(real64), intent(in) :: target, p, first_guess
+    real(real64) :: tp
+    real(real64) :: qs, dqs, f, dfdt, step, inv_t
+    integer :: it
+
+    tp = first_guess
+    do it = 1, max_newton
+      call saturation_humidity_and_slope(tp, p, qs, dqs)
+      inv_t = 1.0_real64 / tp
+      f = log(tp) + latent_heat_vap / cp * qs * inv_t - target
+      dfdt = inv_t + latent_heat_vap / cp * inv_t * (dqs - qs * inv_t)
+      step = f / dfdt
+      tp = tp - step
+      if (abs(step) < newton_tolerance) exit
+    end do
+  end function saturated_temperature
+
+  pure subroutine dilute_cloud_top(nlev, p, lnp, pk, t, q, t_parcel, k_lcl, log_theta_e_parcel, &
+                                   entrainment, k_top)
+    !! Top k_top of the first buoyant layer of a parcel that, above its lifting
+    !! condensation level k_lcl, entrains environmental air at the fractional
+    !! rate `entrainment` [m-1]: d(ln theta_e)/dz = -entrainment (ln theta_e -
+    !! ln theta_e,env), theta_e,env = theta exp(L q / (cp T)) of the (unsaturated)
+    !! environment, exact over each layer for a constant environment value (the
+    !! dilute parcel of Neale et al. 2008, J. Climate 21, in CAM4's Zhang-McFarlane
+    !! scheme). Below the LCL the parcel is t_parcel (undiluted); k_top = 0 if
+    !! it is never buoyant.
+    integer, intent(in) :: nlev
+    real(real64), intent(in) :: p(nlev), lnp(nlev), pk(nlev)   !! [Pa], log(p), (p / p0)**kappa
+    real(real64), intent(in) :: t(nlev), q(nlev)               !! environment [K], [kg kg-1]
+    real(real64), intent(in) :: t_parcel(nlev)                 !! undiluted parcel (lift_parcel) [K]
+    integer, intent(in) :: k_lcl                               !! its lifting condensation level (0: none)
+    real(real64), intent(in) :: log_theta_e_parcel             !! its ln theta_e (lift_parcel)
+    real(real64), intent(in) :: entrainment                    !! [m-1]
+    integer, intent(out) :: k_top
+    real(real64) :: tp(nlev), log_theta_e, log_theta_e_env, dz
+    integer :: k, k_lfc
+
+    tp = t_parcel
+    log_theta_e = log_theta_e_parcel
+    if (k_lcl > 1) then
+      do k = k_lcl - 1, 1, -1
+        dz = rd * 0.5_real64 * (t(k) + t(k+1)) / gravity * (lnp(k+1) - lnp(k))
+        log_theta_e_env = log(t(k) / pk(k)) + latent_heat_vap * q(k) / (cp * t(k))
+        log_theta_e = log_theta_e_env + (log_theta_e - log_theta_e_env) * exp(-entrainment * dz)
+        tp(k) = saturated_temperature(log_theta_e + kappa * (lnp(k) - log_p_reference), p(k), t_parcel(k))
+      end do
+    end if
+    k_lfc = 0
+    k_top = 0
+    do k = nlev - 1, 1, -1
+      if (tp(k) - t(k) > 0) then
+        if (k_lfc == 0) k_lfc = k
+        k_top = k
+      else if (k_lfc /= 0) then
+        exit
+      end if
+    end do
+  end subroutine dilute_cloud_top
 
   pure subroutine betts_miller_convection(config, nlev, dt, rh_ref, p, lnp, pk, mass, t, q, &
                                           dtdt, dqdt, precip, cape, k_top, k_lcl)
@@ -117,8 +183,9 @@ contains
     integer, intent(out) :: k_top            !! highest level of convection (0: none)
     integer, intent(out) :: k_lcl            !! lifting condensation level (0: none)
 
-    real(real64) :: t_parcel(nlev), buoyancy, relax, p_q, p_t, layer_mass, heat, shift, scale
-    integer :: k, k_lfc
+    real(real64) :: t_parcel(nlev), buoyancy, relax, p_q, p_t, layer_mass, heat, shift, scale, log_theta_e
+    real(real64) :: q_sum, qs_sum
+    integer :: k, k_lfc, k_top_dilute
     logical :: deep
 
     dtdt = 0.0_real64
@@ -127,7 +194,7 @@ contains
     cape = 0.0_real64
     k_top = 0
 
-    call lift_parcel(nlev, p, lnp, pk, t, q, t_parcel, k_lcl)
+    call lift_parcel(nlev, p, lnp, pk, t, q, t_parcel, k_lcl, log_theta_e)
 
     ! The first buoyant layer above the lifting level; convection reaches its top.
     k_lfc = 0
@@ -164,6 +231,26 @@ contains
         deep = .false.
       else
         deep = p(k_lcl) - p(k_top) >= config%sbm_deep_min_depth
+      end if
+    end if
+    if (deep .and. config%sbm_deep_rh_min > 0) then
+      ! Deep convection needs a moist cloud layer (LCL to top; Bretherton et al. 2004).
+      q_sum = 0.0_real64
+      qs_sum = 0.0_real64
+      do k = k_top, max(k_lcl, k_top)
+        q_sum = q_sum + q(k) * mass(k)
+        qs_sum = qs_sum + saturation_humidity(t(k), p(k)) * mass(k)
+      end do
+      deep = q_sum >= config%sbm_deep_rh_min * qs_sum
+    end if
+    if (deep .and. config%sbm_deep_entrainment > 0) then
+      ! ... and an entraining parcel that still reaches sbm_deep_min_depth above its LCL.
+      call dilute_cloud_top(nlev, p, lnp, pk, t, q, t_parcel, k_lcl, log_theta_e, &
+                            config%sbm_deep_entrainment, k_top_dilute)
+      if (k_lcl == 0 .or. k_top_dilute == 0 .or. k_top_dilute > k_lcl) then
+        deep = .false.
+      else
+        deep = p(k_lcl) - p(k_top_dilute) >= config%sbm_deep_min_depth
       end if
     end if
     if (deep) then

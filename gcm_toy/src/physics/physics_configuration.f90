@@ -48,6 +48,12 @@ module physics_configuration
     real(real64) :: sbm_deep_min_depth = 2.0e4_real64
       !! convection precipitates (deep) only if its cloud, from the lifting condensation level to its
       !! top, is at least this deep [Pa]; shallower convection only redistributes (Tiedtke 1989: 200 hPa)
+    real(real64) :: sbm_deep_rh_min = 0.0_real64
+      !! deep convection also needs the saturation fraction sum(q dp) / sum(q_s dp) of its cloud layer
+      !! (LCL to top) to reach this (0: off)
+    real(real64) :: sbm_deep_entrainment = 0.0_real64
+      !! deep convection also needs a parcel entraining at this fractional rate [m-1] above its LCL to stay
+      !! buoyant up to sbm_deep_min_depth above the LCL (0: off; CAM4's dilute parcel uses 1e-3)
 
     ! --- large-scale condensation ------------------------------------------
     real(real64) :: cond_rh_max = 1.0_real64
@@ -166,6 +172,10 @@ contains
       msg = 'physics_config: sbm_tau must be > 0'
     else if (config%sbm_deep_min_depth < 0) then
       msg = 'physics_config: sbm_deep_min_depth must be >= 0'
+    else if (config%sbm_deep_rh_min < 0 .or. config%sbm_deep_rh_min > 1) then
+      msg = 'physics_config: sbm_deep_rh_min must lie in [0, 1]'
+    else if (config%sbm_deep_entrainment < 0 .or. config%sbm_deep_entrainment > 0.01_real64) then
+      msg = 'physics_config: sbm_deep_entrainment must lie in [0, 0.01] m-1'
     else if (config%sbm_rh - 0.5_real64 * config%sbm_rh_spread < 0 .or. &
              config%sbm_rh + 0.5_real64 * config%sbm_rh_spread > 1 .or. config%sbm_rh_spread < 0) then
       msg = 'physics_config: sbm_rh +- sbm_rh_spread/2 must lie in [0, 1]'

@@ -12,7 +12,7 @@ program test_physics_units
   use sea_surface, only: sst_qobs
   use insolation, only: toa_insolation
   use radiation, only: gray_radiation
-  use convection, only: betts_miller_convection, lift_parcel
+  use convection, only: betts_miller_convection, lift_parcel, dilute_cloud_top
   use condensation, only: large_scale_condensation
   use clouds, only: diagnose_clouds
   use surface_fluxes, only: compute_surface_fluxes
@@ -31,6 +31,7 @@ program test_physics_units
   call test_insolation()
   call test_radiation()
   call test_convection()
+  call test_deep_criteria()
   call test_condensation()
   call test_clouds()
   call test_surface_fluxes()
@@ -268,6 +269,73 @@ contains
     call check(all(q + 1.0e6_real64 * dqdt >= -1e-18_real64), 'convection: positivity with a huge step')
   end subroutine test_convection
 
+  subroutine test_deep_criteria()
+    !! The optional deep-convection criteria: cloud-layer humidity and an entraining parcel.
+    type(physics_config) :: c
+    real(real64) :: t(nlev), q(nlev), ps, p(nlev), lnp(nlev), pk(nlev), mass(nlev), tp(nlev), tp2(nlev)
+    real(real64) :: dtdt(nlev), dqdt(nlev), dtdt0(nlev), dqdt0(nlev), precip, precip0, cape, dt, lte
+    real(real64) :: q_dry(nlev)
+    integer :: k_top, k_lcl, k_top0, k_d0, k_d1, k_d2, k_d3, k_lcl2
+    c = physics_config()
+    dt = 900
+
+    ! The deep-convection column of test_convection: 1.5 K colder than the pseudo-adiabat, RH 0.85.
+    call tropical_column(301.0_real64, 0.9_real64, t, q, ps)
+    call geometry(ps, p, lnp, pk, mass)
+    q(nlev) = 0.85_real64 * saturation_humidity(t(nlev), p(nlev))
+    call lift_parcel(nlev, p, lnp, pk, t, q, tp, k_lcl)
+    t(1:nlev-1) = max(tp(1:nlev-1) - 1.5_real64, 200.0_real64)
+    q(1:nlev-1) = 0.85_real64 * saturation_humidity(t(1:nlev-1), p(1:nlev-1))
+    call lift_parcel(nlev, p, lnp, pk, t, q, tp, k_lcl, lte)
+    call lift_parcel(nlev, p, lnp, pk, t, q, tp2, k_lcl2)
+    call check(all(tp2 == tp) .and. k_lcl2 == k_lcl, 'parcel: the optional theta_e output changes nothing')
+    call check(abs(lte - log(tp(k_lcl) / pk(k_lcl)) - latent_heat_vap * saturation_humidity(tp(k_lcl), p(k_lcl)) &
+                   / (cp * tp(k_lcl))) < 1e-4_real64, 'parcel: ln theta_e output is that of the saturated parcel')
+    call betts_miller_convection(c, nlev, dt, 0.7_real64, p, lnp, pk, mass, t, q, dtdt0, dqdt0, precip0, cape, &
+                                 k_top0, k_lcl)
+    call check(precip0 > 0, 'deep criteria: the column rains by default')
+
+    ! Entraining parcel: no entrainment gives the undiluted top; entrainment lowers it,
+    ! and more so into a drier free troposphere.
+    call dilute_cloud_top(nlev, p, lnp, pk, t, q, tp, k_lcl, lte, 0.0_real64, k_d0)
+    call check(k_d0 == k_top0, 'dilute parcel: without entrainment it reaches the undiluted top')
+    call dilute_cloud_top(nlev, p, lnp, pk, t, q, tp, k_lcl, lte, 2.0e-4_real64, k_d1)
+    call check(k_d1 > k_d0 .and. k_d1 < k_lcl, 'dilute parcel: entrainment lowers the top (still above the LCL)')
+    q_dry = q
+    q_dry(1:k_lcl-1) = 0.5_real64 * q(1:k_lcl-1)
+    call dilute_cloud_top(nlev, p, lnp, pk, t, q_dry, tp, k_lcl, lte, 2.0e-4_real64, k_d2)
+    call check(k_d2 > k_d1, 'dilute parcel: a drier free troposphere lowers it further')
+    call dilute_cloud_top(nlev, p, lnp, pk, t, q, tp, k_lcl, lte, 1.0e-2_real64, k_d3)
+    call check(k_d3 >= k_d1, 'dilute parcel: the top falls monotonically with the entrainment rate')
+
+    ! sbm_deep_entrainment: strong entrainment turns the deep convection shallow (no rain,
+    ! zero column integrals, same depth of the adjustment); none changes nothing.
+    c%sbm_deep_entrainment = 1.0e-2_real64
+    call betts_miller_convection(c, nlev, dt, 0.7_real64, p, lnp, pk, mass, t, q, dtdt, dqdt, precip, cape, &
+                                 k_top, k_lcl)
+    call check(precip == 0 .and. k_top == k_top0, 'deep criteria: strongly entraining parcel -> shallow, same top')
+    call check(abs(sum(dqdt * mass)) < 1e-12_real64 * sum(abs(dqdt) * mass) .and. &
+               abs(sum(dtdt * mass)) < 1e-12_real64 * sum(abs(dtdt) * mass), &
+               'deep criteria: shallow adjustment integrates to zero')
+    c%sbm_deep_entrainment = 1.0e-6_real64
+    call betts_miller_convection(c, nlev, dt, 0.7_real64, p, lnp, pk, mass, t, q, dtdt, dqdt, precip, cape, &
+                                 k_top, k_lcl)
+    call check(precip == precip0 .and. all(dtdt == dtdt0) .and. all(dqdt == dqdt0), &
+               'deep criteria: a weakly entraining parcel that still reaches 200 hPa changes nothing')
+
+    ! sbm_deep_rh_min: the cloud layer is at RH 0.85.
+    c = physics_config()
+    c%sbm_deep_rh_min = 0.8_real64
+    call betts_miller_convection(c, nlev, dt, 0.7_real64, p, lnp, pk, mass, t, q, dtdt, dqdt, precip, cape, &
+                                 k_top, k_lcl)
+    call check(precip == precip0 .and. all(dqdt == dqdt0), 'deep criteria: cloud layer moister than the threshold rains')
+    c%sbm_deep_rh_min = 0.9_real64
+    call betts_miller_convection(c, nlev, dt, 0.7_real64, p, lnp, pk, mass, t, q, dtdt, dqdt, precip, cape, &
+                                 k_top, k_lcl)
+    call check(precip == 0 .and. k_top == k_top0 .and. abs(sum(dqdt * mass)) < 1e-12_real64 * sum(abs(dqdt) * mass), &
+               'deep criteria: cloud layer drier than the threshold -> shallow')
+  end subroutine test_deep_criteria
+
   subroutine geometry(surface_pressure, p, lnp, pk, mass)
     real(real64), intent(in) :: surface_pressure
     real(real64), intent(out) :: p(nlev), lnp(nlev), pk(nlev), mass(nlev)
@@ -467,6 +535,15 @@ contains
     c%n_subcolumns = 0
     call physics_config_validate(c, stat, msg)
     call check(stat == physics_err_config .and. index(msg, 'n_subcolumns') > 0, 'validation: n_subcolumns = 0 refused')
+    c = physics_config()
+    c%sbm_deep_rh_min = 1.5_real64
+    call physics_config_validate(c, stat, msg)
+    call check(stat == physics_err_config .and. index(msg, 'sbm_deep_rh_min') > 0, 'validation: sbm_deep_rh_min > 1 refused')
+    c = physics_config()
+    c%sbm_deep_entrainment = -1.0e-4_real64
+    call physics_config_validate(c, stat, msg)
+    call check(stat == physics_err_config .and. index(msg, 'sbm_deep_entrainment') > 0, &
+               'validation: sbm_deep_entrainment < 0 refused')
     c = physics_config()
     c%radiation_interval = 0
     call physics_config_validate(c, stat, msg)
