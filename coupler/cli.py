@@ -252,6 +252,26 @@ def cmd_gcm_options(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {shown:<22}  {doc}")
 
 
+def cmd_gcm_twin(args: argparse.Namespace) -> None:
+    from gcm_toy import parse_overrides
+    from gcm_toy.twin import run_twins, twin_table
+    out = Path(args.out)
+    target = out / "twin.nc"
+    if target.exists() and not args.overwrite:
+        raise UserError(f"{target} exists (pass --overwrite to replace it)")
+    if args.restart is None and args.preset is None:
+        raise UserError("give --restart CHECKPOINT (a spun-up state) or --preset NAME (with --spinup-days)")
+    result = run_twins(args.preset, args.restart, overrides=parse_overrides(args.set),
+                       spinup_days=args.spinup_days, days=args.days, amplitude=args.perturb, kind=args.perturbation,
+                       n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    result.curves.to_netcdf(partial)
+    os.replace(partial, target)
+    print(twin_table(result))
+    print(f"wrote {target}")
+
+
 def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
     from experiments.held_suarez import held_suarez_report
     held_suarez_report(args.run, spinup_days=args.spinup_days, out_dir=args.out)
@@ -570,6 +590,32 @@ def add_gcm_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--fail-on-crash", action="store_true", help="exit 1 if the run crashes")
     p.set_defaults(func=cmd_gcm_run)
+
+    p = gcm.add_parser("twin", help="twin experiment: growth of a small temperature perturbation",
+                       description="Run a control and perturbed twins (seeded temperature noise of RMS --perturb "
+                                   "K) from one state and write OUT/twin.nc: every --sample-hours the RMS "
+                                   "difference of T, v and ps, and of T by latitude band and by total-wavenumber "
+                                   "band; prints the growth table and the doubling time fitted to the exponential "
+                                   "phase (docs/gcm-dynamics.md, 'Error growth').")
+    p.add_argument("--preset", default=None,
+                   help="preset name or TOML file (with --restart: default the checkpoint's configuration)")
+    p.add_argument("--restart", default=None, metavar="CHECKPOINT", help="start from this spun-up state")
+    p.add_argument("--spinup-days", type=float, default=0.0,
+                   help="without --restart: run the preset this long before perturbing (default: %(default)s)")
+    p.add_argument("--days", type=float, default=30.0, help="length of the twin runs (default: %(default)s)")
+    p.add_argument("--perturb", type=float, default=0.01, metavar="KELVIN",
+                   help="RMS amplitude of the temperature perturbation (default: %(default)s)")
+    p.add_argument("--perturbation", choices=("grid", "synoptic"), default="grid",
+                   help="noise at every grid point, or in total wavenumbers 6-15 only (default: %(default)s)")
+    p.add_argument("--twins", type=int, default=3, help="number of perturbed twins (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the first twin's noise (default: %(default)s)")
+    p.add_argument("--sample-hours", type=float, default=6.0,
+                   help="interval between measurements (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration option (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/twin.nc")
+    p.set_defaults(func=cmd_gcm_twin)
 
     p = gcm.add_parser("presets", help="list the presets", description="List the toy-GCM presets.")
     p.set_defaults(func=cmd_gcm_presets)

@@ -107,6 +107,25 @@ def test_reference_physics_restarts_bit_for_bit(tmp_path):
         assert np.array_equal(second_half[name].values, second_ds[name].values), name
 
 
+def test_reference_physics_gives_the_same_bits_on_one_and_two_threads(tmp_path):
+    """The reference physics runs its columns on OpenMP threads; each
+    column's random numbers are keyed by its id, so the thread count must not
+    change a bit (checkpoints compared byte for byte)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from gcm_toy import Model; m = Model('aquaplanet-t10'); m.advance(12); "
+              "m.save_checkpoint(sys.argv[1])")
+    paths = []
+    for threads in (1, 2):
+        path = tmp_path / f"threads{threads}.bin"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_DYNAMIC="false")
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
+        paths.append(path)
+    assert filecmp.cmp(paths[0], paths[1], shallow=False)
+
+
 def test_training_data_follow_the_emulator_interface(tiny_data):
     from emulators.data import open_dataset
 
