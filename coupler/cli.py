@@ -263,7 +263,8 @@ def cmd_gcm_twin(args: argparse.Namespace) -> None:
         raise UserError("give --restart CHECKPOINT (a spun-up state) or --preset NAME (with --spinup-days)")
     result = run_twins(args.preset, args.restart, overrides=parse_overrides(args.set),
                        spinup_days=args.spinup_days, days=args.days, amplitude=args.perturb, kind=args.perturbation,
-                       n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours)
+                       n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours,
+                       reseed_physics=args.reseed_physics)
     out.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     result.curves.to_netcdf(partial)
@@ -611,6 +612,9 @@ def add_gcm_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the first twin's noise (default: %(default)s)")
     p.add_argument("--sample-hours", type=float, default=6.0,
                    help="interval between measurements (default: %(default)s)")
+    p.add_argument("--reseed-physics", action="store_true",
+                   help="twin k also draws the reference physics' subgrid random numbers with seed + k (a "
+                        "different realization of the unresolved convection)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration option (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")

@@ -112,7 +112,8 @@ class GCMConfig:
     dt: float = _core("dt", "time step [s]")
     t_ref: float = _core("t_ref", "reference temperature of the semi-implicit scheme [K]")
     diffusion_order: int = _core("diffusion_order", "hyperdiffusion del^order (even, 2..16)")
-    diffusion_time: float = _core("diffusion_time", "e-folding time of the hyperdiffusion at n = M [s]")
+    diffusion_time: float = _core("diffusion_time", "e-folding time of the hyperdiffusion at n = M [s]; 0 = automatic, "
+                                   "pi a / (M x 15 m/s) (T21: 0.74 day)")
     diffuse_humidity: bool = _core("diffuse_humidity", "apply the hyperdiffusion to humidity too")
     robert_coefficient: float = _core("robert_coefficient", "Robert-Asselin filter strength nu")
     williams_alpha: float = _core("williams_alpha", "Williams (2009) filter alpha (0.5 = plain Robert-Asselin)")

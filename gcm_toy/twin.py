@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import sph_harm_y
 
-from gcm_toy.config import ConfigLike, Overrides, steps_for_days
+from gcm_toy.config import ConfigLike, Overrides, parse_overrides, steps_for_days
 from gcm_toy.model import Model
 from gcm_toy.output import Grid
 
@@ -203,11 +203,16 @@ class TwinResult:
 
 def run_twins(config: ConfigLike, restart: str | Path | None = None, *, overrides: Overrides = None,
               spinup_days: float = 0.0, days: float = 30.0, amplitude: float = 0.01, kind: str = "grid",
-              n_twins: int = 3, seed: int = 1, sample_hours: float = 6.0, progress=None) -> TwinResult:
+              n_twins: int = 3, seed: int = 1, sample_hours: float = 6.0, reseed_physics: bool = False,
+              progress=None) -> TwinResult:
     """Run a control and `n_twins` perturbed twins from the state of
     `restart` (a checkpoint; else the configuration's initial state after
     `spinup_days`) for `days`, and measure their differences every
-    `sample_hours`. `progress(day)` is called after every sample."""
+    `sample_hours`. With `reseed_physics` twin k also draws the random
+    numbers of the reference physics (the toy superparameterization's
+    subgrid noise) with seed (the control's + k): a different realization of
+    the unresolved convection, as in a stochastic-physics ensemble.
+    `progress(day)` is called after every sample."""
     if days <= 0:
         raise ValueError(f"twin experiment: days must be positive, got {days:g}")
     if amplitude <= 0:
@@ -219,10 +224,12 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     if restart is None and config is None:
         raise ValueError("twin experiment: give a configuration or a checkpoint to start from")
 
-    def start_model() -> Model:
+    def start_model(extra: dict | None = None) -> Model:
+        options = parse_overrides(overrides)
+        options.update(extra or {})
         if restart is not None:
-            return Model.from_checkpoint(restart, overrides, config=config)
-        return Model(config, overrides)
+            return Model.from_checkpoint(restart, options, config=config)
+        return Model(config, options)
 
     control = start_model()
     if restart is None and spinup_days > 0:
@@ -238,7 +245,7 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     control.set_state(state)
     twins = []
     for k in range(n_twins):
-        twin = start_model()
+        twin = start_model({"seed": control.config.seed + k + 1} if reseed_physics else None)
         if restart is None:
             twin.advance(control.step_count - twin.step_count)
         perturbed = dict(state)
@@ -286,7 +293,8 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     c = control.config
     curves.attrs = {"title": f"twin experiment, toy GCM {c.short_name()}, physics '{c.physics}'",
                     "start_day": start_day, "perturbation": kind, "amplitude_K": amplitude, "n_twins": n_twins,
-                    "seed": seed, "restart": str(restart) if restart is not None else "",
+                    "seed": seed, "reseed_physics": int(reseed_physics),
+                    "restart": str(restart) if restart is not None else "",
                     "truncation": c.truncation, "dt": c.dt, "diffusion_order": c.diffusion_order,
                     "diffusion_time": c.diffusion_time, "robert_coefficient": c.robert_coefficient,
                     "williams_alpha": c.williams_alpha}

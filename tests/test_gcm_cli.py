@@ -75,6 +75,8 @@ def test_crashed_run_exits_0_with_the_reason_unless_asked_to_fail(tmp_path, caps
 @pytest.mark.parametrize("extra, named", [
     (["--set", "bogus=1"], "bogus"),
     (["--set", "dt=abc"], "dt"),
+    (["--set", "dt=21600"], "too long for T10"),                 # an unstable host is refused
+    (["--days", "-3"], "days"),
     (["--preset", "no-such-preset"], "no-such-preset"),
     (["--physics", "magic"], "physics"),
     (["--output-interval-hours", "0.5"], "output_interval_hours"),

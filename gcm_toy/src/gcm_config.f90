@@ -5,11 +5,18 @@ module gcm_config
   !! Every component has a documented default; `gcm_config_resolve` fills the
   !! values that follow from others (grid size from the truncation, equally
   !! spaced sigma levels) and checks the result.
-  use gcm_constants, only: wp, seconds_per_day
+  use gcm_constants, only: wp, pi, earth_radius
   use gcm_status, only: gcm_ok, gcm_err_config
   implicit none
   private
-  public :: model_config, gcm_config_resolve, default_grid_size
+  public :: model_config, gcm_config_resolve, default_grid_size, longest_time_step, diffusion_time_for
+
+  real(wp), parameter :: diffusion_wind = 15.0_wp
+    !! [m s-1]: the automatic hyperdiffusion damps the smallest resolved scale
+    !! on the time an eddy wind of this speed takes to cross it
+  real(wp), parameter :: fastest_wind = 100.0_wp
+    !! [m s-1]: a time step must let advection at this speed cross no more than
+    !! the smallest resolved length a/M in one step (longest_time_step)
 
   type :: model_config
     integer :: truncation = 21
@@ -30,8 +37,10 @@ module gcm_config
       !! must be warmer than most of the atmosphere for stability
     integer :: diffusion_order = 8
       !! hyperdiffusion operator del^order (2, 4, 6 or 8)
-    real(wp) :: diffusion_time = 0.1_wp * seconds_per_day
-      !! e-folding time of the hyperdiffusion at total wavenumber M [s]
+    real(wp) :: diffusion_time = 0.0_wp
+      !! e-folding time of the hyperdiffusion at total wavenumber M [s];
+      !! 0 = automatic: the advective time of the smallest resolved scale,
+      !! pi a / (M U) with U = 15 m/s (diffusion_time_for; T21: 0.74 day)
     logical :: diffuse_humidity = .true.
       !! apply the hyperdiffusion to specific humidity too
     real(wp) :: robert_coefficient = 0.05_wp
@@ -64,6 +73,27 @@ contains
     nlat = nlon / 2
   end subroutine default_grid_size
 
+  pure real(wp) function diffusion_time_for(truncation)
+    !! The automatic e-folding time of the hyperdiffusion at n = M [s]: the
+    !! time a 15 m/s eddy wind takes to cross half a wavelength of the
+    !! truncation wavenumber, pi a / (M U). The rule that ECHAM5's empirically
+    !! tuned damping times follow from T31 to T159 (Roeckner et al. 2003,
+    !! MPI report 349, table 4.1: 12 h at T31, 9 h at T42, 5 h at T85);
+    !! T21: 0.74 day, T15: 1.03 day, T10: 1.54 day (docs/gcm-dynamics.md,
+    !! "Error growth").
+    integer, intent(in) :: truncation
+    diffusion_time_for = pi * earth_radius / (real(truncation, wp) * diffusion_wind)
+  end function diffusion_time_for
+
+  pure real(wp) function longest_time_step(truncation)
+    !! The longest time step accepted at truncation T_M [s]: a / (M U) with
+    !! U = 100 m/s, the explicit advection's CFL limit at the smallest
+    !! resolved scale for the fastest jets a host meets (T21: 3034 s,
+    !! T10: 6371 s, T42: 1517 s).
+    integer, intent(in) :: truncation
+    longest_time_step = earth_radius / (real(truncation, wp) * fastest_wind)
+  end function longest_time_step
+
   subroutine gcm_config_resolve(config, status, message)
     !! Fill derived defaults in place and check every value.
     type(model_config), intent(inout) :: config
@@ -71,6 +101,7 @@ contains
     character(len=*), intent(out) :: message
     integer :: nlon, nlat, k
     character(len=64) :: buf
+    character(len=256) :: line
 
     status = gcm_err_config
     message = ''
@@ -118,6 +149,13 @@ contains
       message = 'config: dt must be positive'
       return
     end if
+    if (config%dt > longest_time_step(config%truncation)) then
+      write (line, '(a,i0,a,i0,a,i0,a)') 'config: dt = ', nint(config%dt), ' s is too long for T', &
+        config%truncation, ' (at most ', int(longest_time_step(config%truncation)), &
+        ' s: advection at 100 m/s must not cross the smallest resolved scale a/M within a step)'
+      message = trim(line)
+      return
+    end if
     if (.not. (config%t_ref > 0.0_wp)) then
       message = 'config: t_ref must be positive'
       return
@@ -127,10 +165,11 @@ contains
       message = 'config: diffusion_order must be even, between 2 and 16'
       return
     end if
-    if (.not. (config%diffusion_time > 0.0_wp)) then
-      message = 'config: diffusion_time must be positive'
+    if (.not. (config%diffusion_time >= 0.0_wp)) then
+      message = 'config: diffusion_time must be positive (or 0: automatic)'
       return
     end if
+    if (config%diffusion_time == 0.0_wp) config%diffusion_time = diffusion_time_for(config%truncation)
     if (.not. (config%robert_coefficient >= 0.0_wp .and. config%robert_coefficient < 0.5_wp)) then
       message = 'config: robert_coefficient must be in [0, 0.5)'
       return
