@@ -307,7 +307,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from coupler.scoring import noise_floor, score_run
     from gcm_toy import open_output
-    for path in [args.run, args.reference] + ([args.perturbed] if args.perturbed else []):
+    for path in [args.run, args.reference] + list(args.perturbed or []):
         if not Path(path).is_file():
             raise UserError(f"{path}: no such run file")
     run, reference = open_output(args.run), open_output(args.reference)
@@ -319,9 +319,11 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(f"online error   T {float(score['online_error_t']):.4g} K, q {float(score['online_error_q']):.4g} g/kg, "
           f"normalised {float(score['online_error_normalized']):.4g}")
     if args.perturbed:
-        floor = noise_floor(reference, open_output(args.perturbed), args.window_days)
+        floor = noise_floor(reference, [open_output(path) for path in args.perturbed], args.window_days)
         print(f"noise floor    T {float(floor['online_error_t']):.4g} K, q {float(floor['online_error_q']):.4g} g/kg, "
-              f"normalised {float(floor['online_error_normalized']):.4g}")
+              f"normalised {float(floor['online_error_normalized']):.4g} (mean of {len(args.perturbed)} twin(s); "
+              f"range {float(floor['online_error_normalized_min']):.4g}-"
+              f"{float(floor['online_error_normalized_max']):.4g})")
     if args.output:
         score.to_netcdf(args.output)
         print(f"wrote {args.output}")
@@ -432,7 +434,9 @@ def add_casestudy_parsers(sub) -> None:
                                    "RMSE of zonal-mean T [K] and q [g/kg] against the reference per window.")
     p.add_argument("run", help="netCDF file of the run")
     p.add_argument("--reference", required=True, help="netCDF file of the reference run")
-    p.add_argument("--perturbed", help="netCDF file of the perturbed-start reference (prints the noise floor)")
+    p.add_argument("--perturbed", nargs="+", metavar="TWIN.nc",
+                   help="netCDF file(s) of the reference's perturbed twins (prints the noise floor: their mean and "
+                        "range)")
     p.add_argument("--window-days", type=float, default=30.0, help="scoring window [days] (default: %(default)s)")
     p.add_argument("--days", type=float, default=None, help="planned run length [days] (caps days survived)")
     p.add_argument("-o", "--output", metavar="SCORE.nc", help="write the scores as netCDF")
@@ -450,7 +454,7 @@ def add_casestudy_parsers(sub) -> None:
                    help="model file(s) (.fkb, original FKB .txt) or Keras file(s) (.keras, .h5); several = ensemble")
     p.add_argument("--reference", metavar="DIR",
                    help="reference folder: a case-study or sweep output folder (its reference/) or the reference "
-                        "folder itself (reference.nc, coupled.json, perturbed.nc)")
+                        "folder itself (reference.nc, coupled.json, perturbed_K.nc)")
     p.add_argument("--preset", metavar="NAME|FILE.toml",
                    help="without --reference: make (or reuse) this case study's reference in OUT/casestudy "
                         "(default: quick)")

@@ -12,8 +12,8 @@ What ``fkb couple`` does with a trained network, step by step:
    ``config.days`` (:func:`coupler.sweep.coupled_run`), scored like every
    emulator of a sweep (:func:`coupler.scoring.score_run`: days survived,
    crash reason, RMSE of zonal-mean T and q per window) and, if the
-   reference folder holds the perturbed-start reference, its noise floor in
-   the same windows. Written to ``OUT/coupled.nc``, ``OUT/score.nc`` and
+   reference folder holds the perturbed twins, the noise floor (their mean
+   and range) in the same windows. Written to ``OUT/coupled.nc``, ``OUT/score.nc`` and
    ``OUT/score.json``, each through a temporary file and ``os.replace``.
 
 The reference (initial state, reference run, coupled-run configuration) is
@@ -146,7 +146,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     their ensemble) from the initial state of `config` for ``config.days``
     and score the run against ``reference["reference"]`` in windows of
     ``config.window_days`` (and the noise floor from
-    ``reference["perturbed"]`` if given). Writes ``out_dir/coupled.nc``,
+    the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result."""
     from coupler.scoring import _start_day, noise_floor, score_run
     from gcm_toy import open_output
@@ -161,9 +161,13 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
             floor = None
-            if reference.get("perturbed") is not None:
-                with open_output(reference["perturbed"]) as perturbed:
-                    floor = noise_floor(ref, perturbed, config.window_days).load()
+            if reference.get("perturbed"):
+                twins = [open_output(path) for path in reference["perturbed"]]
+                try:
+                    floor = noise_floor(ref, twins, config.window_days).load()
+                finally:
+                    for twin in twins:
+                        twin.close()
             ref_days = float(ref.attrs.get("end_time_days", math.nan)) - float(ref.attrs.get("start_time_days",
                                                                                                math.nan))
         start_day = _start_day(coupled.run)
@@ -175,7 +179,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     for name, units in (("t", "K"), ("q", "g kg-1"), ("normalized", "1")):
         value = float(floor[f"online_error_{name}"]) if floor is not None else math.nan
         score[f"noise_floor_{name}"] = xr.DataArray(value, attrs={
-            "units": units, "long_name": f"online_error_{name} of the perturbed-start reference (noise floor)"})
+            "units": units, "long_name": f"online_error_{name} of the perturbed twins, their mean (noise floor)"})
     score.attrs.update({
         "title": "stability and online error of a coupled emulator run",
         "emulators": "\n".join(os.fspath(f) for f in files),

@@ -14,8 +14,11 @@
   ``online_error_normalized`` [1] (see :mod:`coupler.scoring`);
 - ``run_path``: the coupled run's netCDF file (for the bias maps).
 
-The noise floor (``OUT/reference/noise_floor.nc``) goes into the attributes
-``noise_floor_t``, ``noise_floor_q``, ``noise_floor_normalized``.
+The noise floor (``OUT/reference/noise_floor.nc``: the twins' mean and
+range) goes into the attributes ``noise_floor_t``, ``noise_floor_q``,
+``noise_floor_normalized`` (with ``_min`` / ``_max``, and
+``noise_floor_twins``), and each emulator's normalized online error as a
+multiple of it into ``online_error_over_noise_floor``.
 :func:`write_results` writes ``results.nc`` and ``results.csv``.
 """
 from __future__ import annotations
@@ -58,9 +61,14 @@ COLUMNS: dict[str, dict[str, str]] = {
     "online_error_t": {"long_name": "online RMSE of zonal-mean temperature", "units": "K"},
     "online_error_q": {"long_name": "online RMSE of zonal-mean specific humidity", "units": "g kg-1"},
     "online_error_normalized": {"long_name": "online error of T and q over the reference's spread", "units": "1"},
+    "online_error_over_noise_floor": {"long_name": "online_error_normalized as a multiple of the noise floor "
+                                                   "(the twins' mean)", "units": "1"},
     "run_path": {"long_name": "netCDF file of the coupled run"},
 }
 """Variables of the results dataset and their attributes."""
+
+_DERIVED = ("online_error_over_noise_floor",)
+"""Columns computed from the others and the noise floor, not read from a record."""
 
 _STRINGS = ("optimizer", "status", "error", "crash_reason", "run_path")
 
@@ -100,10 +108,15 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
     records = sorted(records, key=lambda r: int(r["index"]))
     rows = [_row(r) for r in records]
     index = np.array([int(r["index"]) for r in records], dtype=np.int64)
-    data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(COLUMNS[name])) for name in COLUMNS}
+    data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(COLUMNS[name]))
+            for name in COLUMNS if name not in _DERIVED}
     ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
     ds.attrs = {"title": "offline and online scores of the emulators of a sweep",
                 "missing_values": "NaN for numbers, -1 for integers and flags, empty text", **dict(attrs or {})}
+    floor = ds.attrs.get("noise_floor_normalized", math.nan)
+    ds["online_error_over_noise_floor"] = (ds["online_error_normalized"] / floor if floor and floor > 0
+                                           else ds["online_error_normalized"] * math.nan)
+    ds["online_error_over_noise_floor"].attrs = dict(COLUMNS["online_error_over_noise_floor"])
     return ds
 
 
@@ -120,7 +133,10 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
     if floor_path.is_file():
         with xr.open_dataset(floor_path) as floor:
             for name in ("t", "q", "normalized"):
-                attrs[f"noise_floor_{name}"] = float(floor[f"online_error_{name}"])
+                for stat in ("", "_min", "_max"):
+                    if f"online_error_{name}{stat}" in floor:
+                        attrs[f"noise_floor_{name}{stat}"] = float(floor[f"online_error_{name}{stat}"])
+            attrs["noise_floor_twins"] = int(floor.attrs.get("n_twins", 1))
     return results_dataset(records, attrs)
 
 

@@ -25,13 +25,14 @@ Online error (after Lin et al., ClimScale; see docs/case-study.md):
    reference's own spatial variability of its zonal-mean field (same
    weights), so 1 means an error as large as the climate's structure.
 
-The noise floor is the same error between the reference and a reference
-started from a slightly perturbed state (:func:`noise_floor`).
+The noise floor is the same error between the reference and references
+started from slightly perturbed states, its twins (:func:`noise_floor`:
+their mean and range).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
@@ -175,13 +176,36 @@ def online_error(run: xr.Dataset, reference: xr.Dataset,
     return ds
 
 
-def noise_floor(reference: xr.Dataset, perturbed: xr.Dataset,
+def noise_floor(reference: xr.Dataset, perturbed: xr.Dataset | Sequence[xr.Dataset],
                 window_days: float = DEFAULT_WINDOW_DAYS) -> xr.Dataset:
-    """The online error of a reference restarted from a slightly perturbed
-    state against the reference: the smallest error an emulator can be
-    told apart from (the chaos of the flow alone)."""
-    ds = online_error(perturbed, reference, window_days)
-    ds.attrs["meaning"] = "noise floor: perturbed-initial-state reference against the reference"
+    """The online error of references restarted from slightly perturbed
+    states (twins) against the reference: what the chaos of the flow alone
+    makes of the score, the floor below which an emulator's error is weather.
+
+    Per twin and window ``rmse_*`` (dims twin, window); per window their
+    mean, smallest and largest (``floor_*_mean`` / ``_min`` / ``_max``);
+    ``online_error_*`` is the mean over the twins of their online errors, with
+    ``online_error_*_min`` / ``_max`` the range."""
+    twins = [perturbed] if isinstance(perturbed, xr.Dataset) else list(perturbed)
+    if not twins:
+        raise ValueError("noise floor: at least one perturbed run is needed")
+    errors = [online_error(twin, reference, window_days) for twin in twins]
+    per_twin = xr.concat([e.drop_vars([n for n in e if n.startswith("online_error")]) for e in errors],
+                         dim="twin", coords="minimal", compat="override")
+    per_twin = per_twin.assign_coords(twin=np.arange(1, len(twins) + 1))
+    ds = per_twin.copy()
+    for name, units in (("t", "K"), ("q", "g kg-1"), ("normalized", "1")):
+        rmse = per_twin[f"rmse_{name}"]
+        for stat in ("mean", "min", "max"):
+            ds[f"floor_{name}_{stat}"] = getattr(rmse, stat)("twin").assign_attrs(
+                units=units, long_name=f"{stat} over the twins of rmse_{name} in the window")
+        values = np.array([float(e[f"online_error_{name}"]) for e in errors])
+        for stat, value in (("", values.mean()), ("_min", values.min()), ("_max", values.max())):
+            ds[f"online_error_{name}{stat}"] = xr.DataArray(value, attrs={
+                "units": units, "long_name": f"{stat.strip('_') or 'mean'} over the twins of their online error"})
+    ds.attrs = dict(errors[0].attrs)
+    ds.attrs["meaning"] = "noise floor: perturbed-initial-state references (twins) against the reference"
+    ds.attrs["n_twins"] = len(twins)
     return ds
 
 

@@ -10,7 +10,7 @@ it to the GCM, score the run. Here:
 - :func:`coupled_run` runs the toy GCM with an emulator (or, without one,
   the reference physics) from the configured initial state and returns the
   run and its stability record; :func:`prepare_reference` makes the
-  reference run, the perturbed-start reference and the noise floor once.
+  reference run, its perturbed twins and the noise floor once.
 - :func:`offline_task` (train + offline metrics) and :func:`default_task`
   (that, then couple and score) are task functions; any function taking an
   :class:`EmulatorTask` and returning a JSON-able dict can be used.
@@ -149,7 +149,11 @@ class CoupledRunConfig:
     ``initial_relative_humidity``: if set, the start is moistened to
     ``q = RH * sigma^2 * q_sat(T, sigma ps)`` (for a model whose own initial
     state is dry). ``perturbation_kelvin``: standard deviation of the seeded
-    white noise added to the initial temperature of the noise-floor run.
+    white noise added to the initial temperature of the noise-floor runs
+    (twins); ``n_perturbed`` of them, twin k with noise seed
+    ``perturbation_seed + k``; with ``reseed_physics`` twin k also draws the
+    reference physics' subgrid random numbers with that seed (another
+    realization of the unresolved convection).
     ``days``: run length [days]; ``window_days``: scoring window [days];
     ``output_interval_hours``: record interval [h] (a divisor of the window).
     """
@@ -163,6 +167,8 @@ class CoupledRunConfig:
     initial_relative_humidity: float | None = None
     perturbation_kelvin: float = 0.01
     perturbation_seed: int = 12345
+    n_perturbed: int = 5
+    reseed_physics: bool = False
     days: float = 30.0
     window_days: float = 30.0
     output_interval_hours: float = 24.0
@@ -175,6 +181,8 @@ class CoupledRunConfig:
         if self.window_days > self.days:
             raise ValueError(f"coupled run: window_days ({self.window_days:g}) is longer than the run "
                              f"({self.days:g} days): nothing would be scored")
+        if self.n_perturbed < 1:
+            raise ValueError(f"coupled run: n_perturbed must be at least 1, got {self.n_perturbed}")
         if self.initial_relative_humidity is not None and not 0 <= self.initial_relative_humidity <= 1:
             raise ValueError(f"coupled run: initial_relative_humidity must be in [0, 1], "
                              f"got {self.initial_relative_humidity}")
@@ -238,7 +246,8 @@ def _saturation_specific_humidity(t: np.ndarray, p: np.ndarray) -> np.ndarray:
     return _EPSILON * es / np.maximum(p - 0.378 * es, 0.5 * p)
 
 
-def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin: float) -> None:
+def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin: float,
+                           perturbation_seed: int) -> None:
     if config.initial_relative_humidity is None and perturbation_kelvin == 0:
         return
     fields = model.fields()
@@ -249,61 +258,96 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
         p = sigma * fields["ps"][None]
         fields["q"] = config.initial_relative_humidity * sigma ** 2 * _saturation_specific_humidity(fields["t"], p)
     if perturbation_kelvin:
-        rng = np.random.default_rng(config.perturbation_seed)
+        rng = np.random.default_rng(perturbation_seed)
         fields["t"] = fields["t"] + perturbation_kelvin * rng.standard_normal(fields["t"].shape)
     model.set_state(fields)
 
 
 def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
-                out: str | os.PathLike | None = None, *, perturbation_kelvin: float = 0.0) -> CoupledRun:
+                out: str | os.PathLike | None = None, *, twin: int = 0) -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
     (None: the reference physics; a list of several: their ensemble) from
-    the configured initial state, plus
-    `perturbation_kelvin` [K] of seeded noise on T. With `out` the run is
-    written there (replacing a file of an earlier attempt). A run that
-    crashes is a result: its stability record says when and why."""
+    the configured initial state; `twin` k > 0: the reference's k-th
+    perturbed twin (``config.perturbation_kelvin`` of seeded noise on T, seed
+    ``perturbation_seed + k``, and that physics seed with
+    ``config.reseed_physics``). With `out` the run is written there
+    (replacing a file of an earlier attempt). A run that crashes is a
+    result: its stability record says when and why."""
     from coupler.scoring import stability_record
     from gcm_toy import Model
 
-    with Model(config.preset, config.gcm_overrides(emulator_path)) as model:
+    overrides = config.gcm_overrides(emulator_path)
+    seed = config.perturbation_seed + twin
+    if twin and config.reseed_physics:
+        overrides["seed"] = seed
+    with Model(config.preset, overrides) as model:
         if config.initial_checkpoint is not None:
             model.load_checkpoint(config.initial_checkpoint)
-        _prepare_initial_state(model, config, perturbation_kelvin)
+        _prepare_initial_state(model, config, config.perturbation_kelvin if twin else 0.0, seed)
         run = model.run(config.days, out, overwrite=True, progress=False)
     return CoupledRun(run, stability_record(run, config.days))
 
 
-def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """The reference run, the perturbed-start reference and their noise floor
-    in ``out_dir`` (``reference.nc``, ``perturbed.nc``, ``noise_floor.nc``),
-    and the configuration they were run with (``coupled.json``, read by
-    :func:`load_reference`); files of an earlier complete call with the same
-    configuration are kept, a folder of another configuration is refused
-    (ValueError). Returns their paths."""
+def perturbed_paths(folder: Path, n: int) -> list[Path]:
+    """The twins' files of a reference folder: perturbed_1.nc ... perturbed_n.nc."""
+    return [folder / f"perturbed_{k}.nc" for k in range(1, n + 1)]
+
+
+def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The reference run, its ``config.n_perturbed`` perturbed twins and
+    their noise floor in ``out_dir`` (``reference.nc``, ``perturbed_K.nc``,
+    ``noise_floor.nc``), and the configuration they were run with
+    (``coupled.json``, read by :func:`load_reference`); runs of an earlier
+    call with the same configuration are kept (an interrupted call continues
+    with the missing ones), a folder of another configuration is refused
+    (ValueError). Returns the paths: ``reference``, ``perturbed`` (a list),
+    ``noise_floor``."""
     from coupler.scoring import noise_floor
+    from gcm_toy import open_output
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"reference": out / "reference.nc", "perturbed": out / "perturbed.nc",
-             "noise_floor": out / "noise_floor.nc"}
+    paths: dict[str, Any] = {"reference": out / "reference.nc",
+                             "perturbed": perturbed_paths(out, config.n_perturbed),
+                             "noise_floor": out / "noise_floor.nc"}
     described = json.loads(json.dumps(config.to_dict()))
     config_path = out / REFERENCE_CONFIG
     if config_path.is_file() and json.loads(config_path.read_text()) != described:
         raise ValueError(f"{out} holds reference runs of another coupled-run configuration ({config_path}); "
                          "choose another folder")
     _write_json(config_path, described)
-    if all(p.is_file() for p in paths.values()):
+    if paths["noise_floor"].is_file():
         return paths
-    runs = {}
-    for name, perturbation in (("reference", 0.0), ("perturbed", config.perturbation_kelvin)):
-        runs[name] = coupled_run(None, config, paths[name], perturbation_kelvin=perturbation).run
-        if runs[name].attrs.get("run_status") != "completed":
-            raise RuntimeError(f"the {name} run did not complete: {runs[name].attrs.get('crash_reason', '')}")
-    floor = noise_floor(runs["reference"], runs["perturbed"], config.window_days)
+    for twin, path in enumerate([paths["reference"]] + paths["perturbed"]):
+        if _completed_run(path):
+            continue
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.nc")
+        try:
+            run = coupled_run(None, config, tmp, twin=twin).run
+            status, reason = run.attrs.get("run_status"), run.attrs.get("crash_reason", "")
+            run.close()
+            if status != "completed":
+                raise RuntimeError(f"the reference run {path.name} did not complete: {reason}")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    with open_output(paths["reference"]) as reference:
+        twins = [open_output(p) for p in paths["perturbed"]]
+        try:
+            floor = noise_floor(reference, twins, config.window_days).load()
+        finally:
+            for twin_run in twins:
+                twin_run.close()
     tmp = paths["noise_floor"].with_name(paths["noise_floor"].name + ".tmp")
     floor.to_netcdf(tmp)
     os.replace(tmp, paths["noise_floor"])
     return paths
+
+
+def _completed_run(path: Path) -> bool:
+    """Whether `path` is a finished run (a complete file: runs are written
+    under another name and moved into place when done)."""
+    return path.is_file()
 
 
 REFERENCE_CONFIG = "coupled.json"
@@ -316,10 +360,10 @@ def _write_json(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_reference(folder: str | os.PathLike) -> tuple[CoupledRunConfig, dict[str, Path]]:
+def load_reference(folder: str | os.PathLike) -> tuple[CoupledRunConfig, dict[str, Any]]:
     """The coupled-run configuration and the reference files of a folder made
     by :func:`prepare_reference` (``reference.nc``, ``coupled.json``, and
-    ``perturbed.nc`` / ``noise_floor.nc`` when present). `folder` may also be
+    the twins ``perturbed_K.nc`` (a list) / ``noise_floor.nc`` when present). `folder` may also be
     a sweep or case-study output folder holding it as ``reference/``.
     FileNotFoundError names what is missing."""
     folder = Path(folder)
@@ -338,8 +382,13 @@ def load_reference(folder: str | os.PathLike) -> tuple[CoupledRunConfig, dict[st
         config = CoupledRunConfig.from_dict(json.loads(config_path.read_text()))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
-    paths = {name: folder / f"{name}.nc" for name in ("reference", "perturbed", "noise_floor")
-             if (folder / f"{name}.nc").is_file()}
+    paths: dict[str, Any] = {name: folder / f"{name}.nc" for name in ("reference", "noise_floor")
+                             if (folder / f"{name}.nc").is_file()}
+    twins = [p for p in perturbed_paths(folder, config.n_perturbed) if p.is_file()]
+    if not twins and (folder / "perturbed.nc").is_file():      # a folder of one twin (before the twins)
+        twins = [folder / "perturbed.nc"]
+    if twins:
+        paths["perturbed"] = twins
     return config, paths
 
 

@@ -9,8 +9,8 @@ Composes the existing pieces, in order:
    at its end, ``OUT/data/checkpoint_dayNNNNN.bin``: the initial state of
    every coupled run;
 2. **reference runs** (:func:`coupler.sweep.prepare_reference`): the reference
-   physics from that checkpoint for the coupled period, the same from a
-   perturbed state, and their noise floor, in ``OUT/reference/``;
+   physics from that checkpoint for the coupled period, the same from
+   perturbed states (the twins), and their noise floor, in ``OUT/reference/``;
 3. **the sweep** (:func:`coupler.sweep.run_sweep`, task
    :func:`coupler.sweep.default_task`): N emulators drawn from the seeded
    space, each one Dask task (train on the training data split by time,
@@ -305,8 +305,8 @@ def prepare_casestudy_reference(config: CaseStudyConfig, out_dir: str | os.PathL
     coupled = sweep.coupled
 
     reused = (out / "reference" / "noise_floor.nc").is_file()
-    log(f"reference runs: {coupled.days:g} days from day {data['coupled_start_day']:g}, and from a state perturbed "
-        f"by {coupled.perturbation_kelvin:g} K (noise floor) in {out / 'reference'}")
+    log(f"reference runs: {coupled.days:g} days from day {data['coupled_start_day']:g}, and {coupled.n_perturbed} "
+        f"twins from states perturbed by {coupled.perturbation_kelvin:g} K (noise floor) in {out / 'reference'}")
     paths = prepare_reference(coupled, out / "reference")
     _timed(seconds, "reference_runs", clock)
     if reused:
@@ -431,7 +431,8 @@ def setup_section(result: CaseStudyResult) -> list[str]:
              "training, validation and test blocks (70/15/15 %);",
              f"- coupled runs: {k.days:g} days from day {d['coupled_start_day']:g} (the end of the data), "
              f"scored in windows of {k.window_days:g} days, output every {k.output_interval_hours:g} h; noise floor "
-             f"from a start perturbed by {k.perturbation_kelvin:g} K;",
+             f"from {k.n_perturbed} twins of the reference, started perturbed by {k.perturbation_kelvin:g} K"
+             + (" and with their own subgrid random numbers" if k.reseed_physics else "") + ";",
              f"- {sweep.n_emulators} emulators drawn with seed {sweep.seed}; fixed training settings: "
              + (", ".join(f"{key} = {v}" for key, v in sweep.training.items()) or "the defaults") + ".", "",
              "Wall time [s] of this invocation (0: reused from an earlier one):", "",
@@ -465,8 +466,12 @@ def summary_lines(result: CaseStudyResult) -> list[str]:
     survivors = ok & (res["crashed"].values == 0)
     errors = res["online_error_normalized"].values[survivors]
     if errors.size:
+        floor_range = (f" [{_fmt(st['noise_floor'].get('normalized_min'))}-"
+                       f"{_fmt(st['noise_floor'].get('normalized_max'))}]")
         lines.append(f"  online error of survivors (normalised): min {errors.min():.3g}, max {errors.max():.3g}; "
-                     f"noise floor {_fmt(floor)}")
+                     f"noise floor {_fmt(floor)}{floor_range}" + (f", the survivors at {errors.min() / floor:.3g}-"
+                                                                  f"{errors.max() / floor:.3g} times it"
+                                                                  if floor else ""))
     by = st["by_optimizer"]
     if by:
         lines.append("  survived by optimizer: " + ", ".join(

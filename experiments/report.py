@@ -79,7 +79,15 @@ def headline_statistics(results: xr.Dataset) -> dict[str, Any]:
             stats[label]["emulator"] = int(results["emulator"].values[i])
         else:
             stats[label] = None
-    stats["noise_floor"] = {name: results.attrs.get(f"noise_floor_{name}") for name in ("t", "q", "normalized")}
+    stats["noise_floor"] = {f"{name}{stat}": results.attrs.get(f"noise_floor_{name}{stat}")
+                            for name in ("t", "q", "normalized") for stat in ("", "_min", "_max")}
+    stats["noise_floor"]["twins"] = results.attrs.get("noise_floor_twins")
+    if "online_error_over_noise_floor" in results:
+        multiples = results["online_error_over_noise_floor"].values[survivors]
+        multiples = multiples[np.isfinite(multiples)]
+        stats["survivors_error_over_noise_floor"] = (
+            {"min": float(multiples.min()), "median": float(np.median(multiples)), "max": float(multiples.max())}
+            if multiples.size else None)
     return stats
 
 
@@ -95,6 +103,20 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, (float, np.floating)):
         return "–" if not math.isfinite(value) else f"{value:.{digits}g}"
     return str(value)
+
+
+def _noise_floor_line(floor: dict[str, Any], multiples: dict[str, float] | None) -> str:
+    """The noise floor (the twins' mean and range) and the survivors' online
+    errors as multiples of it."""
+    twins = floor.get("twins")
+    text = (f"Noise floor ({_fmt(twins)} perturbed twin(s) of the reference against the reference; mean, range in "
+            f"brackets): T {_fmt(floor['t'])} K [{_fmt(floor.get('t_min'))}-{_fmt(floor.get('t_max'))}], "
+            f"q {_fmt(floor['q'])} g/kg [{_fmt(floor.get('q_min'))}-{_fmt(floor.get('q_max'))}], normalised "
+            f"{_fmt(floor['normalized'])} [{_fmt(floor.get('normalized_min'))}-{_fmt(floor.get('normalized_max'))}].")
+    if multiples:
+        text += (f" The survivors' normalised online errors are {_fmt(multiples['min'])} to {_fmt(multiples['max'])} "
+                 f"times it (median {_fmt(multiples['median'])}).")
+    return text
 
 
 def _correlation_row(label: str, s: dict[str, float]) -> str:
@@ -154,8 +176,7 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         _correlation_row("online error of T [K] (survivors)", stats["spearman_offline_vs_online_error_t"]),
         _correlation_row("online error of q [g/kg] (survivors)", stats["spearman_offline_vs_online_error_q"]),
         _correlation_row("days survived (all finished)", stats["spearman_offline_vs_days_survived"]), "",
-        f"Noise floor (perturbed-start reference against the reference): T {_fmt(floor['t'])} K, "
-        f"q {_fmt(floor['q'])} g/kg, normalised {_fmt(floor['normalized'])}.", "",
+        _noise_floor_line(floor, stats.get("survivors_error_over_noise_floor")), "",
         "## Stability and error by optimizer", "",
         "| optimizer | runs | crashed | fraction survived | median days survived | median offline MSE "
         "| median online error (survivors) |", "|---|---|---|---|---|---|---|",

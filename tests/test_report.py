@@ -1,5 +1,7 @@
 """The case-study report on a results dataset with known rank correlations,
 and bias maps from real toy-GCM runs."""
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -50,7 +52,7 @@ def runs(tmp_path_factory):
     paths = {}
     for name, kelvin in (("reference", 0.0), ("good", 0.05), ("bad", 2.0)):
         paths[name] = folder / f"{name}.nc"
-        coupled_run(None, config, paths[name], perturbation_kelvin=kelvin)
+        coupled_run(None, dataclasses.replace(config, perturbation_kelvin=kelvin), paths[name], twin=int(kelvin > 0))
     return paths
 
 

@@ -15,7 +15,7 @@ DAYS, WINDOW = 6.0, 3.0
 def config(**overrides):
     gcm = {"humidity": True, **overrides}
     return CoupledRunConfig(preset="held-suarez-t10", overrides=gcm, initial_relative_humidity=0.7, days=DAYS,
-                            window_days=WINDOW, output_interval_hours=24.0, perturbation_kelvin=0.01)
+                            window_days=WINDOW, output_interval_hours=24.0, perturbation_kelvin=0.01, n_perturbed=3)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def runs(tmp_path_factory):
     from gcm_toy import open_output
     # t_max = 300 K: the tropics warm past it on day 4.67, after the first 3-day window
     crashed = coupled_run(None, config(t_max=300.0), folder / "crashed.nc")
-    return {"reference": open_output(paths["reference"]).load(), "perturbed": open_output(paths["perturbed"]).load(),
+    return {"reference": open_output(paths["reference"]).load(), "paths": paths,
+            "perturbed": [open_output(p).load() for p in paths["perturbed"]],
             "noise_floor": xr.load_dataset(paths["noise_floor"]), "crashed": crashed}
 
 
@@ -68,7 +69,7 @@ def test_uniform_offsets_give_their_size_as_rmse(runs):
 
 
 def test_rmse_matches_a_direct_weighted_sum(runs):
-    ref, pert = runs["reference"], runs["perturbed"]
+    ref, pert = runs["reference"], runs["perturbed"][0]
     error = online_error(pert, ref, WINDOW)
     # window 1 = records for days 4, 5, 6 (all one day long)
     def mean(ds, name):
@@ -87,6 +88,25 @@ def test_noise_floor_is_small_and_positive(runs):
     assert 0.0 < float(floor["online_error_q"]) < 0.01  # g/kg
     again = noise_floor(runs["reference"], runs["perturbed"], WINDOW)
     assert float(again["online_error_t"]) == pytest.approx(float(floor["online_error_t"]))
+
+
+def test_noise_floor_is_the_mean_and_range_of_the_twins(runs):
+    paths, floor = runs["paths"], runs["noise_floor"]
+    assert [p.name for p in paths["perturbed"]] == ["perturbed_1.nc", "perturbed_2.nc", "perturbed_3.nc"]
+    assert floor.attrs["n_twins"] == 3 and floor.sizes["twin"] == 3
+    each = [float(online_error(twin, runs["reference"], WINDOW)["online_error_t"]) for twin in runs["perturbed"]]
+    assert len(set(each)) == 3                               # each twin its own seed
+    assert float(floor["online_error_t"]) == pytest.approx(np.mean(each), rel=1e-12)
+    assert float(floor["online_error_t_min"]) == min(each) and float(floor["online_error_t_max"]) == max(each)
+    window = floor["floor_t_mean"].isel(window=0)
+    assert float(floor["floor_t_min"].isel(window=0)) <= float(window) <= float(floor["floor_t_max"].isel(window=0))
+    # a second call reuses every run; another configuration in the folder is refused
+    stamp = [p.stat().st_mtime_ns for p in paths["perturbed"]]
+    folder = paths["reference"].parent
+    assert prepare_reference(config(), folder)["noise_floor"] == paths["noise_floor"]
+    assert [p.stat().st_mtime_ns for p in paths["perturbed"]] == stamp
+    with pytest.raises(ValueError, match="another coupled-run configuration"):
+        prepare_reference(config(t_max=320.0), folder)
 
 
 def test_completed_run_survives_its_whole_length(runs):
