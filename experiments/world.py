@@ -143,7 +143,7 @@ def world_metrics(ds: xr.Dataset, start: float, end: float,
         metrics.precip_halves_change = (second - first) / first
         metrics.evap_minus_precip = (global_mean("QFLX") - precip) / precip
         zonal = sel["PRECT"].astype(np.float64).weighted(length).mean("time").mean("lon")
-        metrics.rain_max_lat = float(zonal["lat"][int(zonal.argmax())])
+        metrics.rain_max_lat = float(zonal["lat"][int(np.argmax(zonal.values))])
     if twins:
         day = float(sel["time"][-1])
         metrics.twin_rms_t = [twin_rms_t(ds, twin, day) for twin in twins]
