@@ -273,6 +273,15 @@ def cmd_gcm_twin(args: argparse.Namespace) -> None:
     print(f"wrote {target}")
 
 
+def cmd_gcm_spin_up(args: argparse.Namespace) -> None:
+    from experiments.states import recipes, regenerate
+    if args.list or not args.name:
+        for name, recipe in recipes().items():
+            print(f"{name:<18} {recipe.description}")
+        return
+    regenerate(args.name, days=args.days, out_dir=args.out, progress=True)
+
+
 def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
     from experiments.held_suarez import held_suarez_report
     held_suarez_report(args.run, spinup_days=args.spinup_days, out_dir=args.out)
@@ -624,6 +633,18 @@ def add_gcm_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/twin.nc")
     p.set_defaults(func=cmd_gcm_twin)
+
+    p = gcm.add_parser("spin-up", help="make a shipped spun-up state from its recipe",
+                       description="Run the recipe of a spun-up state (experiments/states/states.toml: a preset, "
+                                   "its options and a number of days) and write experiments/states/NAME.bin and "
+                                   "NAME.bin.toml, the state case studies start from (docs/gcm.md, 'Shipped "
+                                   "spun-up states'). Without NAME: list the recipes.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the state to make")
+    p.add_argument("--days", type=float, default=None, help="run this long instead of the recipe's days (tests)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write the state here instead of experiments/states/")
+    p.add_argument("--list", action="store_true", help="list the recipes")
+    p.set_defaults(func=cmd_gcm_spin_up)
 
     p = gcm.add_parser("presets", help="list the presets", description="List the toy-GCM presets.")
     p.set_defaults(func=cmd_gcm_presets)

@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from coupler.sweep import SweepConfig
+from experiments.states import check_state
+from experiments.world import WorldMetrics, format_world, world_metrics
 
 __all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "ReferenceStage", "list_presets",
            "load_casestudy", "make_reference_data", "prepare_casestudy_reference", "run_casestudy", "summary_lines"]
@@ -60,13 +62,16 @@ _OWN_OPTIONS = {"sweep": ("data", "task"), "coupled": ("initial_checkpoint",)}
 @dataclass(frozen=True)
 class ReferenceDataConfig:
     """The reference run that makes the training data: ``preset`` (a toy-GCM
-    preset with the moist reference physics) with ``overrides``, run
-    ``spinup_days`` [days] unsampled, then ``data_days`` [days] sampling every
-    column every ``interval_hours`` [h] (float32 or float64 ``precision``).
-    The coupled period starts where the data end."""
+    preset with the moist reference physics) with ``overrides``, started from
+    the shipped spun-up state ``initial_state`` (experiments/states.py; None:
+    the preset's own start), run ``spinup_days`` [days] unsampled, then
+    ``data_days`` [days] sampling every column every ``interval_hours`` [h]
+    (float32 or float64 ``precision``). The coupled period starts where the
+    data end."""
 
     preset: str = "aquaplanet-t10"
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    initial_state: str | None = None
     spinup_days: float = 10.0
     data_days: float = 20.0
     interval_hours: float = 6.0
@@ -181,6 +186,8 @@ def load_casestudy(preset: str | os.PathLike | Mapping[str, Any]) -> CaseStudyCo
                              sweep_tables={k: dict(data[k]) for k in _SWEEP_TABLES if k in data},
                              workers=workers, source=source)
     config.sweep("training.nc", "checkpoint.bin")  # checks the sweep tables now, before any run
+    if config.reference.initial_state:             # and that the shipped start fits the run
+        check_state(config.reference.initial_state, config.reference.preset, config.reference.overrides)
     return config
 
 
@@ -248,7 +255,10 @@ def make_reference_data(config: ReferenceDataConfig, out_dir: str | os.PathLike,
     for stale in out.glob("checkpoint_day*.bin*"):
         stale.unlink()
     clock = time.perf_counter()
+    start = check_state(config.initial_state, config.preset, config.overrides) if config.initial_state else None
     with Model(config.preset, dict(config.overrides), keep_training_batch=True) as model:
+        if start is not None:
+            model.load_checkpoint(start)
         training = write_training_data(model, config.data_days, out / "training.nc",
                                        interval_hours=config.interval_hours, spinup_days=config.spinup_days,
                                        overwrite=True, dtype=config.precision, progress=progress)
@@ -279,6 +289,7 @@ class ReferenceStage:
     sweep: SweepConfig
     paths: dict[str, Path]
     seconds: dict[str, float]
+    world: WorldMetrics | None = None
 
 
 def prepare_casestudy_reference(config: CaseStudyConfig, out_dir: str | os.PathLike, *,
@@ -311,7 +322,31 @@ def prepare_casestudy_reference(config: CaseStudyConfig, out_dir: str | os.PathL
     _timed(seconds, "reference_runs", clock)
     if reused:
         seconds["reference_runs"] = 0.0
-    return ReferenceStage(data, sweep, paths, seconds)
+    world = reference_world(paths)
+    log(format_world(world))
+    return ReferenceStage(data, sweep, paths, seconds, world)
+
+
+def reference_world(paths: Mapping[str, Any]) -> WorldMetrics:
+    """How credible the reference's world is over the coupled period
+    (experiments/world.py: eddies, equilibrium, ITCZ, and how far its twins
+    drift apart), also written to ``reference/world.json``."""
+    from gcm_toy import open_output
+
+    with open_output(paths["reference"]) as reference:
+        twins = [open_output(p) for p in paths.get("perturbed", [])]
+        try:
+            start = float(reference["time_bnds"].values[0, 0])
+            end = float(reference["time_bnds"].values[-1, 1])
+            world = world_metrics(reference, start, end, twins)
+        finally:
+            for twin in twins:
+                twin.close()
+    target = Path(paths["reference"]).parent / "world.json"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps({**world.as_dict(), "passes": world.passes()}, indent=2) + "\n")
+    os.replace(tmp, target)
+    return world
 
 
 # -------------------------------------------------------------------- run
@@ -329,6 +364,7 @@ class CaseStudyResult:
     data: dict[str, Any]
     config: CaseStudyConfig
     seconds: dict[str, float]
+    world: WorldMetrics | None = None
 
 
 def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
@@ -369,7 +405,7 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     stats = headline_statistics(results)
     clock = _timed(seconds, "report", clock)
     seconds["total"] = clock - start
-    result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds)
+    result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds, stage.world)
     _write_timings(result)
     with open(report, "a") as fh:
         fh.write("\n" + "\n".join(setup_section(result)) + "\n")
@@ -425,7 +461,9 @@ def setup_section(result: CaseStudyResult) -> list[str]:
     task = [r["task_seconds"] for r in rows if math.isfinite(r["task_seconds"])]
     lines = ["## Setup", "",
              f"Case study `{c.name}` ({c.source}): {c.description}", "",
-             f"- reference data: `{c.reference.preset}`, {c.reference.spinup_days:g}-day spin-up, then "
+             f"- reference data: `{c.reference.preset}`"
+             + (f" from the shipped spun-up state `{c.reference.initial_state}`" if c.reference.initial_state else "")
+             + f", {c.reference.spinup_days:g}-day spin-up, then "
              f"{c.reference.data_days:g} days sampled every {c.reference.interval_hours:g} h: {d['samples']} samples "
              f"of {d['columns']} columns (days {d['first_day']:g}-{d['last_day']:g}), split by time into "
              "training, validation and test blocks (70/15/15 %);",
@@ -442,6 +480,9 @@ def setup_section(result: CaseStudyResult) -> list[str]:
     if task:
         lines.append(f"One emulator's task (train, export, couple, score): median {sorted(task)[len(task) // 2]:.0f} s, "
                      f"max {max(task):.0f} s; per-emulator times in `timings.json`.")
+    if result.world is not None:
+        lines += ["", "The reference's world over the coupled period (`reference/world.json`, experiments/world.py):",
+                  "", "```", format_world(result.world), "```"]
     return lines
 
 

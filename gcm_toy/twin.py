@@ -18,10 +18,12 @@ control is measured:
   Gaussian grid.
 
 :func:`fit_doubling_time` fits the exponential phase: ln(RMS T) against
-time by least squares, from the smallest value after the first day (the
-adjustment of the initial noise) until the difference reaches a quarter of
-its saturation level, sqrt(2) times the control's own RMS deviation from its
-time mean over the run (two independent states differ by that much).
+time by least squares, from the first time the difference reaches three
+times its level after the adjustment of the initial noise (its median over
+days 1-3) until it reaches a tenth of its saturation level, sqrt(2) times
+the control's own RMS deviation from its time mean over the run (two
+independent states differ by that much); the rule the SPEEDY anchor was
+fitted with (docs/gcm-dynamics.md, "Error growth").
 """
 from __future__ import annotations
 
@@ -50,9 +52,11 @@ LATITUDE_BANDS = {"tropics": (0.0, 30.0), "midlatitudes": (30.0, 60.0), "polar":
 WAVENUMBER_BANDS = {"planetary": (0, 5), "synoptic": (6, 15), "short": (16, 10_000)}
 """Total-wavenumber ranges of the temperature difference by scale (clipped
 to the truncation)."""
-SATURATION_FRACTION = 0.25
-"""The fit of the exponential phase ends where the difference reaches this
-fraction of its saturation level."""
+START_FACTOR = 3.0
+"""The fit of the exponential phase starts where the difference reaches this
+multiple of its post-adjustment level (its median over days 1-3)..."""
+SATURATION_FRACTION = 0.1
+"""...and ends where it reaches this fraction of its saturation level."""
 
 
 def harmonic_basis(grid: Grid, n_min: int, n_max: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,19 +171,27 @@ class DoublingFit:
     """sqrt(2) x the control's RMS deviation from its time mean [same units]."""
 
 
-def fit_doubling_time(days: np.ndarray, rms: np.ndarray, saturation: float,
-                      fraction: float = SATURATION_FRACTION) -> DoublingFit:
+def fit_doubling_time(days: np.ndarray, rms: np.ndarray, saturation: float) -> DoublingFit:
     """Least-squares fit of ln(rms) against time over the exponential phase:
-    from the smallest value after day 1 until rms first reaches
-    `fraction` x `saturation` (or the end). Needs three samples."""
+    from the first time (day 1 or later) that rms reaches three times its
+    post-adjustment level (its median over days 1-3) until the last time
+    before it first exceeds a tenth of `saturation`. Doubling time inf if
+    that window holds fewer than three samples (no exponential phase seen)."""
     days = np.asarray(days, dtype=float)
     rms = np.asarray(rms, dtype=float)
-    after = np.flatnonzero(days >= min(1.0, days[-1]))
-    start = int(after[np.argmin(rms[after])])
-    reached = np.flatnonzero((rms >= fraction * saturation) & (np.arange(rms.size) > start))
-    end = int(reached[0]) if reached.size else rms.size - 1
-    if end - start < 2 or np.any(rms[start:end + 1] <= 0):
-        return DoublingFit(math.inf, 0.0, float(days[start]), float(days[end]), saturation)
+    adjusted = (days >= 1.0) & (days <= 3.0)
+    if not adjusted.any():
+        adjusted = days >= min(1.0, days[-1])
+    level = float(np.median(rms[adjusted]))
+    candidates = np.flatnonzero((days >= 1.0) & (rms >= START_FACTOR * level))
+    if candidates.size == 0:
+        return DoublingFit(math.inf, 0.0, math.nan, math.nan, saturation)
+    start = int(candidates[0])
+    beyond = np.flatnonzero(rms > SATURATION_FRACTION * saturation)
+    beyond = beyond[beyond > start]
+    end = int(beyond[0]) - 1 if beyond.size else rms.size - 1
+    if end - start < 2:
+        return DoublingFit(math.inf, 0.0, float(days[start]), float(days[max(end, start)]), saturation)
     rate = float(np.polyfit(days[start:end + 1], np.log(rms[start:end + 1]), 1)[0])
     doubling = math.log(2.0) / rate if rate > 1e-6 else math.inf   # flat to rounding: no growth
     return DoublingFit(doubling, rate, float(days[start]), float(days[end]), saturation)

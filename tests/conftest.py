@@ -88,6 +88,8 @@ patience = 1
 days = 2.0
 window_days = 1.0
 output_interval_hours = 24.0
+n_perturbed = 2
+reseed_physics = true
 """
 
 

@@ -104,10 +104,13 @@ def test_shipped_presets():
     assert {"quick", "paper"} <= set(presets)
     quick, paper = load_casestudy("quick"), load_casestudy("paper")
     q = quick.sweep("training.nc", "checkpoint.bin")
-    assert quick.reference.preset == "aquaplanet-t10" and q.n_emulators >= 12
-    assert q.coupled.preset == "aquaplanet-t10" and q.coupled.reference_physics == "reference"
+    assert quick.reference.preset == "aquaplanet-t15" and q.n_emulators >= 12
+    assert quick.reference.initial_state == "aquaplanet-t15" and quick.reference.spinup_days == 0
+    assert q.coupled.preset == "aquaplanet-t15" and q.coupled.reference_physics == "reference"
+    assert q.coupled.n_perturbed >= 5 and q.coupled.reseed_physics
     p = paper.sweep("training.nc", "checkpoint.bin")
     assert p.n_emulators >= 100 and p.coupled.days == 360 and paper.reference.preset == "aquaplanet"
+    assert paper.reference.initial_state == "aquaplanet-t21" and p.coupled.n_perturbed >= 5
     assert p.space.depth == (4, 8) and p.space.learning_rate == (1e-5, 1e-1)     # the paper's space
 
 

@@ -49,8 +49,12 @@ def test_the_fit_finds_the_doubling_time_of_an_exponential_phase():
     adjusting = saturated + 0.004 * np.exp(-days / 0.5)   # initial adjustment, then exponential
     fit = fit_doubling_time(days, adjusting, saturation=3.0)
     assert fit.doubling_days == pytest.approx(2.5, rel=0.03)
-    assert fit.start_day >= 1.0 and fit.end_day < 30.0   # stops at a quarter of the saturation
+    level = float(np.median(adjusting[(days >= 1) & (days <= 3)]))
+    assert adjusting[days == fit.start_day][0] >= 3 * level                  # from 3x the adjusted level
+    assert adjusting[days == fit.end_day][0] <= 0.3 < adjusting[days == fit.end_day + 0.25][0]  # to S/10
     assert fit_doubling_time(days, np.full_like(days, 0.01), 3.0).doubling_days == math.inf
+    slow = 0.01 * 2.0 ** (days / 40.0)                     # never triples: no exponential phase seen
+    assert fit_doubling_time(days, slow, 3.0).doubling_days == math.inf
 
 
 def test_twins_of_held_suarez_are_deterministic_and_start_at_the_perturbation(tmp_path):

@@ -76,10 +76,10 @@ contains
   pure real(wp) function diffusion_time_for(truncation)
     !! The automatic e-folding time of the hyperdiffusion at n = M [s]: the
     !! time a 15 m/s eddy wind takes to cross half a wavelength of the
-    !! truncation wavenumber, pi a / (M U). The rule that ECHAM5's empirically
-    !! tuned damping times follow from T31 to T159 (Roeckner et al. 2003,
-    !! MPI report 349, table 4.1: 12 h at T31, 9 h at T42, 5 h at T85);
-    !! T21: 0.74 day, T15: 1.03 day, T10: 1.54 day (docs/gcm-dynamics.md,
+    !! truncation wavenumber, pi a / (M U); ECHAM5's tuned damping times are
+    !! reported to follow it from T31 to T159 (Roeckner et al. 2003, MPI
+    !! report 349). T21: 0.74 day, T15: 1.03 day, T10: 1.54 day; with 0.1 day
+    !! at T21 errors grew half as fast as in SPEEDY (docs/gcm-dynamics.md,
     !! "Error growth").
     integer, intent(in) :: truncation
     diffusion_time_for = pi * earth_radius / (real(truncation, wp) * diffusion_wind)
