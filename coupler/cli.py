@@ -314,7 +314,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from coupler.scoring import noise_floor, score_run
+    from coupler.scoring import noise_floor_of_files, score_run
     from gcm_toy import open_output
     for path in [args.run, args.reference] + list(args.perturbed or []):
         if not Path(path).is_file():
@@ -328,7 +328,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(f"online error   T {float(score['online_error_t']):.4g} K, q {float(score['online_error_q']):.4g} g/kg, "
           f"normalised {float(score['online_error_normalized']):.4g}")
     if args.perturbed:
-        floor = noise_floor(reference, [open_output(path) for path in args.perturbed], args.window_days)
+        floor = noise_floor_of_files(reference, args.perturbed, args.window_days)
         print(f"noise floor    T {float(floor['online_error_t']):.4g} K, q {float(floor['online_error_q']):.4g} g/kg, "
               f"normalised {float(floor['online_error_normalized']):.4g} (mean of {len(args.perturbed)} twin(s); "
               f"range {float(floor['online_error_normalized_min']):.4g}-"

@@ -148,7 +148,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     ``config.window_days`` (and the noise floor from
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result."""
-    from coupler.scoring import _start_day, noise_floor, score_run
+    from coupler.scoring import _start_day, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -162,12 +162,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
             floor = None
             if reference.get("perturbed"):
-                twins = [open_output(path) for path in reference["perturbed"]]
-                try:
-                    floor = noise_floor(ref, twins, config.window_days).load()
-                finally:
-                    for twin in twins:
-                        twin.close()
+                floor = noise_floor_of_files(ref, reference["perturbed"], config.window_days)
             ref_days = float(ref.attrs.get("end_time_days", math.nan)) - float(ref.attrs.get("start_time_days",
                                                                                                math.nan))
         start_day = _start_day(coupled.run)

@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["DEFAULT_WINDOW_DAYS", "window_means", "pressure_area_weights", "online_error", "noise_floor",
+           "noise_floor_of_files",
            "stability_record", "score_run"]
 
 DEFAULT_WINDOW_DAYS = 30.0
@@ -207,6 +208,19 @@ def noise_floor(reference: xr.Dataset, perturbed: xr.Dataset | Sequence[xr.Datas
     ds.attrs["meaning"] = "noise floor: perturbed-initial-state references (twins) against the reference"
     ds.attrs["n_twins"] = len(twins)
     return ds
+
+
+def noise_floor_of_files(reference: xr.Dataset, twin_paths, window_days: float = DEFAULT_WINDOW_DAYS) -> xr.Dataset:
+    """:func:`noise_floor` of the twin runs in the netCDF files `twin_paths`
+    (opened, scored and closed again), loaded into memory."""
+    from gcm_toy import open_output
+
+    twins = [open_output(path) for path in twin_paths]
+    try:
+        return noise_floor(reference, twins, window_days).load()
+    finally:
+        for twin in twins:
+            twin.close()
 
 
 def stability_record(run: xr.Dataset, run_days: float | None = None) -> xr.Dataset:

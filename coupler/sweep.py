@@ -302,7 +302,7 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     with the missing ones), a folder of another configuration is refused
     (ValueError). Returns the paths: ``reference``, ``perturbed`` (a list),
     ``noise_floor``."""
-    from coupler.scoring import noise_floor
+    from coupler.scoring import noise_floor_of_files
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -332,12 +332,7 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
         finally:
             tmp.unlink(missing_ok=True)
     with open_output(paths["reference"]) as reference:
-        twins = [open_output(p) for p in paths["perturbed"]]
-        try:
-            floor = noise_floor(reference, twins, config.window_days).load()
-        finally:
-            for twin_run in twins:
-                twin_run.close()
+        floor = noise_floor_of_files(reference, paths["perturbed"], config.window_days)
     tmp = paths["noise_floor"].with_name(paths["noise_floor"].name + ".tmp")
     floor.to_netcdf(tmp)
     os.replace(tmp, paths["noise_floor"])

@@ -55,6 +55,14 @@ def test_casestudy_runs_every_stage_and_writes_the_results(tiny_study):
     assert np.isfinite(results["online_error_t"].values[survivors]).all()
     assert (results["online_error_t"].values[survivors] >= 0).all()
     assert results.attrs["noise_floor_t"] >= 0 and np.isfinite(results.attrs["noise_floor_normalized"])
+    assert results.attrs["noise_floor_twins"] == 2                  # the tiny preset's twins
+    assert results.attrs["noise_floor_t_min"] <= results.attrs["noise_floor_t"] <= results.attrs["noise_floor_t_max"]
+    ratio = results["online_error_over_noise_floor"].values[survivors]
+    np.testing.assert_allclose(ratio, results["online_error_normalized"].values[survivors]
+                               / results.attrs["noise_floor_normalized"])
+    world = json.loads((out / "reference" / "world.json").read_text())
+    assert world["start_day"] == pytest.approx(3.0) and len(world["twin_rms_t"]) == 2
+    assert "credible world, days 3-5" in (out / "report.md").read_text()
     csv = (out / "results.csv").read_text().splitlines()
     assert len(csv) == 4 and csv[0].startswith("emulator,")
 
