@@ -107,7 +107,8 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
     extrapolated = {
         "reference_seconds_per_day": reference_cpu / (spinup_days + data_days),
         "reference_data_seconds": reference_cpu / (spinup_days + data_days) * (full.spinup_days + full.data_days),
-        "reference_runs_seconds": 2 * reference_cpu / (spinup_days + data_days) * sweep.coupled.days,
+        "reference_runs_seconds": (1 + sweep.coupled.n_perturbed) * reference_cpu / (spinup_days + data_days)
+        * sweep.coupled.days,
         "train_seconds": full_fit + (train_total - fit_seconds) * sample_ratio,
         "train_seconds_all_epochs": fit_seconds / epochs * hp.epochs * sample_ratio
         + (train_total - fit_seconds) * sample_ratio,
@@ -124,6 +125,7 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
             "reduced": {"spinup_days": spinup_days, "data_days": data_days, "coupled_days": coupled_days},
             "full": {"spinup_days": full.spinup_days, "data_days": full.data_days,
                      "coupled_days": sweep.coupled.days, "n_emulators": sweep.n_emulators,
+                     "n_perturbed": sweep.coupled.n_perturbed,
                      "sample_ratio": sample_ratio},
             "measured": measured, "extrapolated": extrapolated}
     (out / "cost.json").write_text(json.dumps(info, indent=2, default=float) + "\n")
@@ -161,7 +163,8 @@ def table_lines(info: dict[str, Any]) -> list[str]:
     lines = ["| part | measured here (CPU s) | extrapolated to the preset |", "|---|---|---|",
              f"| reference physics | {m['reference_seconds']:.0f} s for {m['reference_days']:g} days "
              f"({e['reference_seconds_per_day']:.1f} s/day) | data {e['reference_data_seconds'] / 3600:.2f} h + "
-             f"2 reference runs {e['reference_runs_seconds'] / 3600:.2f} h (once) |",
+             f"the reference and its {info['full']['n_perturbed']} twins {e['reference_runs_seconds'] / 3600:.2f} h "
+             "(once) |",
              f"| training | {m['fit_seconds']:.0f} s, {m['epochs']} epochs of {m['n_train_samples']} samples | "
              f"x{f['sample_ratio']:g} samples: {e['train_seconds'] / 60:.1f} min ({e['train_seconds_all_epochs'] / 60:.1f} "
              "min if all epochs run) |",
