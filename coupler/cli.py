@@ -370,11 +370,12 @@ def cmd_couple(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from coupler.results import collect_results, read_results, write_results
     from experiments.report import make_report
+    from experiments.survival import with_survival
     folder = Path(args.sweep)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such sweep folder")
     if (folder / "results").is_dir():
-        results = collect_results(folder)
+        results = with_survival(collect_results(folder))
         write_results(results, folder)
     else:
         results = read_results(folder)

@@ -151,7 +151,8 @@ def write_results(results: xr.Dataset, out_dir: str | os.PathLike, stem: str = "
     results.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
     os.replace(tmp, nc_path)
     tmp = csv_path.with_name(csv_path.name + ".tmp")
-    results.to_dataframe().to_csv(tmp)
+    per_emulator = [name for name in results.data_vars if results[name].dims == ("emulator",)]
+    results[per_emulator].to_dataframe().to_csv(tmp)     # one row per emulator (not the tables on other dims)
     os.replace(tmp, csv_path)
     return nc_path, csv_path
 

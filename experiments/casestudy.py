@@ -46,6 +46,7 @@ from typing import Any, Mapping
 
 from coupler.sweep import SweepConfig
 from experiments.states import check_state
+from experiments.survival import with_survival
 from experiments.world import WorldMetrics, format_world, world_metrics
 
 __all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "ReferenceStage", "list_presets",
@@ -399,7 +400,7 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     clock = _timed(seconds, "sweep", clock)
     log(f"  {summary}")
 
-    results = collect_results(out)
+    results = with_survival(collect_results(out))
     write_results(results, out)
     report = make_report(results, out, reference=paths["reference"])
     stats = headline_statistics(results)

@@ -135,33 +135,25 @@ def plot_days_survived(results: xr.Dataset, path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
-def survival_fraction(days_survived: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Fraction of runs alive at each of `days` [days]: survived at least that long."""
-    d = np.asarray(days_survived, dtype=float)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return np.full(np.shape(days), np.nan)
-    return (d[None, :] >= np.asarray(days, dtype=float)[:, None]).mean(axis=1)
-
-
 def plot_survival_curve(results: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Fraction of coupled runs alive against model days, all and by optimizer."""
+    """Kaplan-Meier survival curves of the coupled runs (runs alive at the end
+    censored there) with 95 % confidence bands, all and by optimizer."""
+    from experiments.survival import kaplan_meier
+
     plt = _pyplot()
-    r = _finished(results)
     fig, ax = plt.subplots(figsize=(6.0, 4.5))
-    survived = r["days_survived"].values
-    known = np.concatenate([r["run_days"].values, survived])
-    horizon = float(np.nanmax(known)) if np.isfinite(known).any() else 1.0
-    days = np.linspace(0.0, horizon, 200)
-    ax.step(days, survival_fraction(survived, days), where="post", color="k", lw=2, label="all")
-    for name, color in optimizer_colors(results).items():
-        pick = r["optimizer"].values == name
-        ax.step(days, survival_fraction(survived[pick], days), where="post", color=color, label=name)
+    colors = {"all": "k", **optimizer_colors(results)}
+    for name, fit in kaplan_meier(results).items():
+        color = colors.get(name, "0.5")
+        curve, band = fit.survival_function_.iloc[:, 0], fit.confidence_interval_
+        ax.step(curve.index, curve.values, where="post", color=color, lw=2 if name == "all" else 1.2,
+                label=f"{name} ({int(fit.event_observed.sum())}/{len(fit.durations)} crashed)")
+        ax.fill_between(band.index, band.iloc[:, 0], band.iloc[:, 1], step="post", color=color, alpha=0.12, lw=0)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("model time (days)")
     ax.set_ylabel("fraction of runs alive (1)")
-    ax.set_title("survival of the coupled runs")
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title("survival of the coupled runs (Kaplan-Meier, 95 % bands)")
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
 
 

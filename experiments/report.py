@@ -75,7 +75,8 @@ def headline_statistics(results: xr.Dataset) -> dict[str, Any]:
     for label, pick in (("best", np.nanargmin), ("worst", np.nanargmax)):
         if np.isfinite(error).any():
             i = int(pick(error))
-            stats[label] = {key: _scalar(results[key].values[i]) for key in results.data_vars}
+            stats[label] = {key: _scalar(results[key].values[i]) for key in results.data_vars
+                            if results[key].dims == ("emulator",)}
             stats[label]["emulator"] = int(results["emulator"].values[i])
         else:
             stats[label] = None
@@ -143,6 +144,7 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
     the best and the worst survivor need `reference` (Dataset or path) and
     the runs' files (``run_path`` in the results)."""
     from experiments import plots
+    from experiments.survival import survival_lines
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +179,7 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         _correlation_row("online error of q [g/kg] (survivors)", stats["spearman_offline_vs_online_error_q"]),
         _correlation_row("days survived (all finished)", stats["spearman_offline_vs_days_survived"]), "",
         _noise_floor_line(floor, stats.get("survivors_error_over_noise_floor")), "",
+        *survival_lines(results),
         "## Stability and error by optimizer", "",
         "| optimizer | runs | crashed | fraction survived | median days survived | median offline MSE "
         "| median online error (survivors) |", "|---|---|---|---|---|---|---|",

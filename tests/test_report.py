@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from coupler.results import read_results, results_dataset, write_results
 from coupler.sweep import CoupledRunConfig, coupled_run
-from experiments.plots import survival_fraction
+from experiments.survival import cox_hazards, kaplan_meier, logrank_by_optimizer, survival_frame, with_survival
 from experiments.report import headline_statistics, make_report
 
 RUN_DAYS = 30.0
@@ -114,9 +114,25 @@ def test_results_round_trip_through_netcdf_and_csv(results, tmp_path):
     assert len(lines) == 14 and lines[0].startswith("emulator,depth,width")
 
 
-def test_survival_fraction_counts_runs_alive():
-    np.testing.assert_allclose(survival_fraction(np.array([1.0, 5.0, 30.0, 30.0]), np.array([0.0, 2.0, 10.0, 30.0])),
-                               [1.0, 0.75, 0.5, 0.5])
+def test_survival_censors_the_runs_alive_at_the_end_and_tests_the_optimizers(results):
+    frame = survival_frame(results)
+    assert len(frame) == 12                                        # the failed task has no life
+    alive = frame["duration"] == RUN_DAYS
+    assert (frame["event"][alive] == 0).all() and (frame["event"][~alive] == 1).all()
+    fits = kaplan_meier(results)
+    assert set(fits) == {"all"} | set(OPTIMIZERS)
+    # Kaplan-Meier with censoring: 12 runs, crashes at 1.5, 12 and 25 days, 9 alive at 30
+    curve = fits["all"].survival_function_.iloc[:, 0]
+    assert curve.loc[12.0] == pytest.approx(11 / 12 * 10 / 11)
+    assert curve.iloc[-1] == pytest.approx(9 / 12) and curve.index.max() == RUN_DAYS
+    test = logrank_by_optimizer(results)
+    assert test["df"] == 4 and 0 <= test["p_value"] <= 1 and test["events"] == 3
+    table, info = cox_hazards(results)
+    assert "log10_offline_mse" in table.index and info["events"] == 3 and info["n"] == 12
+    assert ((table["lower_95"] <= table["hazard_ratio"]) & (table["hazard_ratio"] <= table["upper_95"])).all()
+    merged = with_survival(results)
+    assert merged["cox_hazard_ratio"].dims == ("covariate",) and merged.sizes["emulator"] == 13
+    assert "logrank_optimizer_p_value" in merged.attrs and "noise_floor_t" in merged.attrs
 
 
 def test_report_has_the_numbers_and_the_figures(results, runs, tmp_path):
@@ -126,6 +142,8 @@ def test_report_has_the_numbers_and_the_figures(results, runs, tmp_path):
     assert f"| {expected.statistic:.3g} | {expected.pvalue:.3g} | 9 |" in text
     assert "| sgd | 4 | 2 | 0.5 |" in text
     assert "| best | 1 | rmsprop |" in text and "| worst | 8 | sgd_momentum |" in text
+    assert "Log-rank test of equal survival across the optimizers: chi2" in text
+    assert "| log10_offline_mse |" in text and "## Survival analysis (lifelines)" in text
     for name in ("offline_vs_online", "days_survived", "survival", "by_optimizer", "bias_best", "bias_worst"):
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
