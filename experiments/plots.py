@@ -145,10 +145,11 @@ def plot_survival_curve(results: xr.Dataset, path: str | os.PathLike) -> Path:
     colors = {"all": "k", **optimizer_colors(results)}
     for name, fit in kaplan_meier(results).items():
         color = colors.get(name, "0.5")
-        curve, band = fit.survival_function_.iloc[:, 0], fit.confidence_interval_
-        ax.step(curve.index, curve.values, where="post", color=color, lw=2 if name == "all" else 1.2,
-                label=f"{name} ({int(fit.event_observed.sum())}/{len(fit.durations)} crashed)")
-        ax.fill_between(band.index, band.iloc[:, 0], band.iloc[:, 1], step="post", color=color, alpha=0.12, lw=0)
+        times = np.r_[fit.times, max(fit.end, fit.times[-1])]          # carry the last value to the end
+        curve, lower, upper = (np.r_[values, values[-1]] for values in (fit.survival, fit.lower, fit.upper))
+        ax.step(times, curve, where="post", color=color, lw=2 if name == "all" else 1.2,
+                label=f"{name} ({fit.events}/{fit.n} crashed)")
+        ax.fill_between(times, lower, upper, step="post", color=color, alpha=0.12, lw=0)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("model time (days)")
     ax.set_ylabel("fraction of runs alive (1)")

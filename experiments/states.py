@@ -18,7 +18,6 @@ equilibrium would not be the run's.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field, fields

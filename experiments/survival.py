@@ -1,22 +1,24 @@
-"""Survival analysis of the coupled runs, with lifelines.
+"""Survival analysis of the coupled runs, with statsmodels.
 
 A coupled run's life is ``days_survived``; a run that crashed is an event, a
 run still alive at the end of its planned length is right-censored there
 (it would have lived longer; it did not "survive the maximum"). Over the
 finished emulators of a sweep:
 
-- :func:`kaplan_meier`: Kaplan-Meier survival curves with 95 % confidence
-  bands (Greenwood), all runs and by optimizer;
+- :func:`kaplan_meier`: Kaplan-Meier survival curves (statsmodels
+  ``SurvfuncRight``) with pointwise 95 % bands (Greenwood's variance on the
+  log(-log) scale), all runs and by optimizer;
 - :func:`logrank_by_optimizer`: the log-rank test of equal survival across
-  the optimizers;
-- :func:`cox_hazards`: a Cox proportional-hazards model of the crash hazard on
-  log10 offline validation error, the optimizer (against the most common
-  one), log10 learning rate, depth, width, dropout and batch normalization:
-  hazard ratios with 95 % intervals and p-values, and the Schoenfeld-residual
-  test of proportional hazards per covariate. With a few dozen runs and about
-  ten coefficients the fit uses a small ridge penalty (``PENALIZER``) so that
-  it exists when a group never crashes; the intervals are the penalized
-  model's.
+  the optimizers (statsmodels ``survdiff``);
+- :func:`cox_hazards`: a Cox proportional-hazards model of the crash hazard
+  (statsmodels ``PHReg``, Breslow ties) on log10 offline validation error,
+  the optimizer (against the most common one), log10 learning rate, depth,
+  width, dropout and batch normalization: hazard ratios with 95 % intervals
+  and p-values, and a test of proportional hazards per covariate (the
+  correlation of its Schoenfeld residuals with the rank of the crash time,
+  after Grambsch & Therneau 1994). A covariate that does not vary is left
+  out; a fit that does not converge (a group that never crashes makes its
+  ratio infinite) is reported as missing, not shown.
 
 :func:`survival_dataset` gathers the test and the hazard ratios as a Dataset
 on the dimension ``covariate``, which the case study writes into results.nc.
@@ -25,17 +27,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["PENALIZER", "survival_frame", "kaplan_meier", "logrank_by_optimizer", "cox_hazards",
+__all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_by_optimizer", "cox_hazards",
            "survival_dataset", "with_survival", "survival_lines"]
-
-PENALIZER = 0.1
-"""Ridge penalty of the Cox model (lifelines' ``penalizer``)."""
 
 _NUMERIC = ("log10_offline_mse", "log10_learning_rate", "depth", "width", "dropout", "batch_normalization")
 
@@ -64,77 +64,108 @@ def survival_frame(results: xr.Dataset) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def kaplan_meier(results: xr.Dataset) -> dict[str, Any]:
-    """Kaplan-Meier fits (lifelines ``KaplanMeierFitter``, 95 % bands) of
-    all finished runs ("all") and of each optimizer's."""
-    from lifelines import KaplanMeierFitter
+@dataclass
+class KaplanMeier:
+    """A Kaplan-Meier curve: survival after each crash time, with its band."""
 
+    times: np.ndarray       #: crash times [days], preceded by 0
+    survival: np.ndarray
+    lower: np.ndarray       #: pointwise 95 % band
+    upper: np.ndarray
+    n: int                  #: runs
+    events: int             #: crashes
+    end: float              #: the longest duration (crash or censoring) [days]
+
+
+def _kaplan_meier(duration: pd.Series, event: pd.Series) -> KaplanMeier:
+    from statsmodels.api import SurvfuncRight
+
+    fit = SurvfuncRight(duration.to_numpy(float), event.to_numpy(int))
+    times = np.r_[0.0, fit.surv_times]
+    survival = np.r_[1.0, fit.surv_prob]
+    se = np.r_[0.0, fit.surv_prob_se]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # log(-log S) has standard error se / (S |log S|); back-transform a 95 % interval
+        spread = 1.96 * se / (survival * np.abs(np.log(survival)))
+        lower = survival ** np.exp(spread)
+        upper = survival ** np.exp(-spread)
+    lower = np.where(np.isfinite(lower), lower, np.where(survival >= 1, 1.0, 0.0))
+    upper = np.where(np.isfinite(upper), upper, np.where(survival >= 1, 1.0, 0.0))
+    return KaplanMeier(times, survival, lower, upper, len(duration), int(event.sum()), float(duration.max()))
+
+
+def kaplan_meier(results: xr.Dataset) -> dict[str, KaplanMeier]:
+    """Kaplan-Meier curves of all finished runs ("all") and of each optimizer's."""
     frame = survival_frame(results)
-    fits = {}
-    for name, part in [("all", frame)] + sorted(frame.groupby("optimizer")):
-        if len(part):
-            fits[name] = KaplanMeierFitter(label=name).fit(part["duration"], part["event"])
-    return fits
+    return {name: _kaplan_meier(part["duration"], part["event"])
+            for name, part in [("all", frame)] + sorted(frame.groupby("optimizer")) if len(part)}
 
 
 def logrank_by_optimizer(results: xr.Dataset) -> dict[str, float]:
-    """The log-rank test (lifelines ``multivariate_logrank_test``) of equal
-    survival across the optimizers: statistic, degrees of freedom, p-value,
-    runs, crashes; NaN with fewer than two optimizers or no crash."""
-    from lifelines.statistics import multivariate_logrank_test
+    """The log-rank test (statsmodels ``survdiff``) of equal survival across
+    the optimizers: statistic, degrees of freedom, p-value, runs, crashes;
+    NaN with fewer than two optimizers or no crash."""
+    from statsmodels.duration.survfunc import survdiff
 
     frame = survival_frame(results)
     groups = frame["optimizer"].nunique()
     out = {"statistic": math.nan, "df": max(groups - 1, 0), "p_value": math.nan, "n": len(frame),
            "events": int(frame["event"].sum())}
     if groups >= 2 and out["events"] > 0:
-        test = multivariate_logrank_test(frame["duration"], frame["optimizer"], frame["event"])
-        out.update(statistic=float(test.test_statistic), p_value=float(test.p_value))
+        statistic, p_value = survdiff(frame["duration"].to_numpy(float), frame["event"].to_numpy(int),
+                                      frame["optimizer"].to_numpy(str))
+        out.update(statistic=float(statistic), p_value=float(p_value))
     return out
 
 
 def _design(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The Cox model's columns: numeric covariates with any spread, optimizer
+    """The Cox model's covariates: numeric ones with any spread, optimizer
     indicators against the most common optimizer (the reference level)."""
     reference = frame["optimizer"].value_counts().sort_index().idxmax()
     columns = {name: frame[name] for name in _NUMERIC if frame[name].notna().all() and frame[name].std() > 0}
     for name in sorted(set(frame["optimizer"]) - {reference}):
         columns[f"optimizer_{name}"] = (frame["optimizer"] == name).astype(float)
-    design = pd.DataFrame(columns)
-    design["duration"], design["event"] = frame["duration"], frame["event"]
-    return design, reference
+    return pd.DataFrame(columns), reference
 
 
-def cox_hazards(results: xr.Dataset, penalizer: float = PENALIZER) -> tuple[pd.DataFrame, dict[str, Any]]:
+def cox_hazards(results: xr.Dataset) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The Cox model of the crash hazard: a table indexed by covariate with
     ``hazard_ratio``, ``lower_95``, ``upper_95``, ``p_value`` and
-    ``ph_test_p`` (Schoenfeld residuals, lifelines
-    ``proportional_hazard_test``; small p: the hazard ratio changes over
-    time), and facts about the fit (runs, crashes, reference optimizer,
-    penalizer, concordance). An empty table when there is no crash or too few
-    runs."""
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import proportional_hazard_test
+    ``ph_test_p`` (small: the hazard ratio changes with time), and facts
+    about the fit (runs, crashes, reference optimizer, whether it converged).
+    An empty table with no crash, too few runs, or no convergence."""
+    from scipy.stats import pearsonr, rankdata
+    from statsmodels.duration.hazard_regression import PHReg
 
     frame = survival_frame(results).dropna()
-    info: dict[str, Any] = {"n": len(frame), "events": int(frame["event"].sum()), "penalizer": penalizer,
-                            "reference_optimizer": "", "concordance": math.nan}
+    info: dict[str, Any] = {"n": len(frame), "events": int(frame["event"].sum()), "reference_optimizer": "",
+                            "converged": False}
     empty = pd.DataFrame(columns=["hazard_ratio", "lower_95", "upper_95", "p_value", "ph_test_p"])
-    if info["events"] == 0 or len(frame) < 5:
+    if info["events"] < 2 or len(frame) < 5:
         return empty, info
     design, info["reference_optimizer"] = _design(frame)
-    fitter = CoxPHFitter(penalizer=penalizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter.fit(design, duration_col="duration", event_col="event")
-        ph = proportional_hazard_test(fitter, design, time_transform="rank").summary["p"]
-    summary = fitter.summary
-    table = pd.DataFrame({
-        "hazard_ratio": summary["exp(coef)"], "lower_95": summary["exp(coef) lower 95%"],
-        "upper_95": summary["exp(coef) upper 95%"], "p_value": summary["p"],
-        "ph_test_p": ph.reindex(summary.index)})
-    table.index.name = "covariate"
-    info["concordance"] = float(fitter.concordance_index_)
+        try:
+            fit = PHReg(frame["duration"].to_numpy(float), design.to_numpy(float),
+                        status=frame["event"].to_numpy(int), ties="breslow").fit()
+        except (np.linalg.LinAlgError, ValueError):
+            return empty, info
+        interval = np.asarray(fit.conf_int())
+        residuals = np.asarray(fit.schoenfeld_residuals)
+    coefficients, p_values = np.asarray(fit.params), np.asarray(fit.pvalues)
+    if not (np.all(np.isfinite(coefficients)) and np.all(np.isfinite(interval)) and np.all(np.abs(coefficients) < 20)):
+        return empty, info                                   # diverged: some ratio is effectively infinite
+    crashed = frame["event"].to_numpy(int) == 1
+    crash_rank = rankdata(frame["duration"].to_numpy(float)[crashed])
+    ph = []
+    for j in range(design.shape[1]):
+        r = residuals[crashed, j]
+        ph.append(float(pearsonr(r, crash_rank).pvalue) if np.std(r) > 0 and len(r) > 2 else math.nan)
+    table = pd.DataFrame({"hazard_ratio": np.exp(coefficients), "lower_95": np.exp(interval[:, 0]),
+                          "upper_95": np.exp(interval[:, 1]), "p_value": p_values, "ph_test_p": ph},
+                         index=pd.Index(design.columns, name="covariate"))
+    info["converged"] = True
     return table, info
 
 
@@ -158,8 +189,7 @@ def survival_dataset(results: xr.Dataset) -> xr.Dataset:
         coords={"covariate": ("covariate", names)})
     ds.attrs = {"logrank_optimizer_statistic": test["statistic"], "logrank_optimizer_df": test["df"],
                 "logrank_optimizer_p_value": test["p_value"], "cox_runs": info["n"], "cox_crashes": info["events"],
-                "cox_reference_optimizer": info["reference_optimizer"], "cox_penalizer": info["penalizer"],
-                "cox_concordance": info["concordance"]}
+                "cox_reference_optimizer": info["reference_optimizer"], "cox_converged": int(info["converged"])}
     return ds
 
 
@@ -180,19 +210,20 @@ def survival_lines(results: xr.Dataset) -> list[str]:
     """The report's section on survival: the log-rank test and the Cox table."""
     test = logrank_by_optimizer(results)
     table, info = cox_hazards(results)
-    lines = ["## Survival analysis (lifelines)", "",
+    lines = ["## Survival analysis (statsmodels)", "",
              f"{test['n']} finished coupled runs, {test['events']} crashed; a run alive at the end is censored at "
              "its length. Kaplan-Meier curves with 95 % bands by optimizer in `survival.png`.", "",
              f"Log-rank test of equal survival across the optimizers: chi2 {_number(test['statistic'])} with "
              f"{test['df']} degrees of freedom, p = {_number(test['p_value'])}.", ""]
     if table.empty:
-        lines += ["No Cox model: too few runs or no crash.", ""]
+        lines += ["No Cox model: too few runs or crashes, or the fit did not converge (a group that never "
+                  "crashes, or always first, makes its hazard ratio infinite).", ""]
         return lines
-    lines += [f"Cox proportional-hazards model of the crash hazard (ridge penalty {info['penalizer']:g}; optimizers "
-              f"against {info['reference_optimizer']}; concordance {_number(info['concordance'])}). A hazard ratio "
-              "above 1 means earlier crashes, per unit of the covariate (a factor of 10 for the log10 ones); "
-              "the last column tests proportional hazards (Schoenfeld residuals; small p: the ratio changes "
-              "with time).", "",
+    lines += [f"Cox proportional-hazards model of the crash hazard ({info['n']} runs, {info['events']} crashes; "
+              f"optimizers against {info['reference_optimizer']}). A hazard ratio above 1 means earlier crashes, "
+              "per unit of the covariate (a factor of 10 for the log10 ones); the last column tests proportional "
+              "hazards (correlation of the Schoenfeld residuals with the rank of the crash time; small p: the "
+              "ratio changes with time).", "",
               "| covariate | hazard ratio | 95 % interval | p | PH test p |", "|---|---|---|---|---|"]
     for name, row in table.iterrows():
         lines.append(f"| {name} | {_number(row['hazard_ratio'])} | {_number(row['lower_95'])}-"

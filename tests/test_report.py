@@ -122,14 +122,17 @@ def test_survival_censors_the_runs_alive_at_the_end_and_tests_the_optimizers(res
     fits = kaplan_meier(results)
     assert set(fits) == {"all"} | set(OPTIMIZERS)
     # Kaplan-Meier with censoring: 12 runs, crashes at 1.5, 12 and 25 days, 9 alive at 30
-    curve = fits["all"].survival_function_.iloc[:, 0]
-    assert curve.loc[12.0] == pytest.approx(11 / 12 * 10 / 11)
-    assert curve.iloc[-1] == pytest.approx(9 / 12) and curve.index.max() == RUN_DAYS
+    km = fits["all"]
+    np.testing.assert_allclose(km.times, [0.0, 1.5, 12.0, 25.0])
+    np.testing.assert_allclose(km.survival, [1.0, 11 / 12, 10 / 12, 9 / 12])
+    assert (km.lower <= km.survival).all() and (km.survival <= km.upper).all()
+    assert km.n == 12 and km.events == 3 and km.end == RUN_DAYS
     test = logrank_by_optimizer(results)
     assert test["df"] == 4 and 0 <= test["p_value"] <= 1 and test["events"] == 3
-    table, info = cox_hazards(results)
-    assert "log10_offline_mse" in table.index and info["events"] == 3 and info["n"] == 12
-    assert ((table["lower_95"] <= table["hazard_ratio"]) & (table["hazard_ratio"] <= table["upper_95"])).all()
+    table, info = cox_hazards(results)                   # 3 crashes for 10 coefficients: no usable fit
+    assert info["events"] == 3 and info["n"] == 12
+    assert table.empty or ((table["lower_95"] <= table["hazard_ratio"])
+                           & (table["hazard_ratio"] <= table["upper_95"])).all()
     merged = with_survival(results)
     assert merged["cox_hazard_ratio"].dims == ("covariate",) and merged.sizes["emulator"] == 13
     assert "logrank_optimizer_p_value" in merged.attrs and "noise_floor_t" in merged.attrs
@@ -143,7 +146,7 @@ def test_report_has_the_numbers_and_the_figures(results, runs, tmp_path):
     assert "| sgd | 4 | 2 | 0.5 |" in text
     assert "| best | 1 | rmsprop |" in text and "| worst | 8 | sgd_momentum |" in text
     assert "Log-rank test of equal survival across the optimizers: chi2" in text
-    assert "| log10_offline_mse |" in text and "## Survival analysis (lifelines)" in text
+    assert "## Survival analysis (statsmodels)" in text
     for name in ("offline_vs_online", "days_survived", "survival", "by_optimizer", "bias_best", "bias_worst"):
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
