@@ -241,7 +241,8 @@ _EPSILON = 0.622  # gas constant of dry air over that of water vapour
 
 
 def _saturation_specific_humidity(t: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """kg kg-1 from T [K] and p [Pa] (Clausius-Clapeyron, GCM-NOTES.md)."""
+    """kg kg-1 from T [K] and p [Pa] (Clausius-Clapeyron with constant L_v, as the toy GCM:
+    docs/gcm-dynamics.md, "Physical constants")."""
     es = 610.78 * np.exp(2.5e6 / 461.5 * (1.0 / 273.16 - 1.0 / t))
     return _EPSILON * es / np.maximum(p - 0.378 * es, 0.5 * p)
 

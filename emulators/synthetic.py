@@ -31,7 +31,7 @@ TIME_UNITS = "days since 2000-01-01 00:00:00"
 CALENDAR = "proleptic_gregorian"
 TIME_STEP_DAYS = 0.25  # one sample every 6 hours, as a GCM's output interval
 
-# Physical constants (SI), see /work/shared/GCM-NOTES.md.
+# Physical constants (SI), the toy GCM's (docs/gcm-dynamics.md, "Physical constants").
 GRAVITY = 9.80616       # m s-2
 CP = 1004.64            # J kg-1 K-1
 LV = 2.5e6              # J kg-1

@@ -1,7 +1,8 @@
 module gcm_constants
   !! Kind parameter and physical constants of the toy GCM (SI units).
   !!
-  !! Values follow shared/GCM-NOTES.md. They are named constants, not
+  !! Standard textbook values (docs/gcm-dynamics.md, "Physical constants";
+  !! e.g. Wallace & Hobbs 2006). They are named constants, not
   !! configuration: a run that needs another planet changes this module.
   use iso_fortran_env, only: real64
   implicit none

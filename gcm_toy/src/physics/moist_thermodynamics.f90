@@ -3,7 +3,7 @@ module moist_thermodynamics
   !! clouds and the surface fluxes.
   !!
   !! Clausius-Clapeyron with constant L_v over liquid at all temperatures
-  !! (GCM-NOTES): e_s(T) = 610.78 exp(L_v/R_v (1/273.16 - 1/T)), and specific
+  !! (docs/gcm-dynamics.md, "Physical constants"): e_s(T) = 610.78 exp(L_v/R_v (1/273.16 - 1/T)), and specific
   !! humidity q_s = eps e_s / (p - (1 - eps) e_s). A constant L_v keeps the
   !! energy budget of the physics exact (cp T + L_v q is conserved).
   use iso_fortran_env, only: real64

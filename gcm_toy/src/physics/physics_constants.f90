@@ -1,9 +1,9 @@
 module physics_constants
   !! Physical constants of the toy GCM's column physics (SI units).
   !!
-  !! Values follow shared/GCM-NOTES.md and use the same names as the dynamical
-  !! core's `gcm_constants`, so the two modules can be merged by the lead
-  !! without renaming anything in the physics.
+  !! Values as in docs/gcm-dynamics.md, "Physical constants", with the same
+  !! names as the dynamical core's `gcm_constants`, so the two modules can be
+  !! merged without renaming anything in the physics.
   use iso_fortran_env, only: real64
   implicit none
   private
