@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-__all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results"]
+__all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results", "per_emulator_variables"]
 
 _HYPERPARAMETERS = ("depth", "width", "leaky_relu_slope", "dropout", "batch_normalization", "optimizer",
                     "learning_rate", "batch_size", "epochs", "seed")
@@ -140,6 +140,12 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
     return results_dataset(records, attrs)
 
 
+def per_emulator_variables(results: xr.Dataset) -> list[str]:
+    """The variables with one value per emulator (not the tables on other
+    dimensions, such as the survival analysis's on ``covariate``)."""
+    return [name for name in results.data_vars if results[name].dims == ("emulator",)]
+
+
 def write_results(results: xr.Dataset, out_dir: str | os.PathLike, stem: str = "results") -> tuple[Path, Path]:
     """Write ``OUT/results.nc`` and ``OUT/results.csv`` (one row per
     emulator); each via a temporary file and os.replace."""
@@ -151,8 +157,7 @@ def write_results(results: xr.Dataset, out_dir: str | os.PathLike, stem: str = "
     results.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
     os.replace(tmp, nc_path)
     tmp = csv_path.with_name(csv_path.name + ".tmp")
-    per_emulator = [name for name in results.data_vars if results[name].dims == ("emulator",)]
-    results[per_emulator].to_dataframe().to_csv(tmp)     # one row per emulator (not the tables on other dims)
+    results[per_emulator_variables(results)].to_dataframe().to_csv(tmp)   # one row per emulator
     os.replace(tmp, csv_path)
     return nc_path, csv_path
 

@@ -213,14 +213,10 @@ def noise_floor(reference: xr.Dataset, perturbed: xr.Dataset | Sequence[xr.Datas
 def noise_floor_of_files(reference: xr.Dataset, twin_paths, window_days: float = DEFAULT_WINDOW_DAYS) -> xr.Dataset:
     """:func:`noise_floor` of the twin runs in the netCDF files `twin_paths`
     (opened, scored and closed again), loaded into memory."""
-    from gcm_toy import open_output
+    from gcm_toy.output import open_outputs
 
-    twins = [open_output(path) for path in twin_paths]
-    try:
+    with open_outputs(twin_paths) as twins:
         return noise_floor(reference, twins, window_days).load()
-    finally:
-        for twin in twins:
-            twin.close()
 
 
 def stability_record(run: xr.Dataset, run_days: float | None = None) -> xr.Dataset:

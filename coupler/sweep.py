@@ -320,7 +320,7 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     if paths["noise_floor"].is_file():
         return paths
     for twin, path in enumerate([paths["reference"]] + paths["perturbed"]):
-        if _completed_run(path):
+        if path.is_file():          # finished: runs are written under another name and moved in when done
             continue
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.nc")
         try:
@@ -338,12 +338,6 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     floor.to_netcdf(tmp)
     os.replace(tmp, paths["noise_floor"])
     return paths
-
-
-def _completed_run(path: Path) -> bool:
-    """Whether `path` is a finished run (a complete file: runs are written
-    under another name and moved into place when done)."""
-    return path.is_file()
 
 
 REFERENCE_CONFIG = "coupled.json"

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from coupler.sweep import SweepConfig
+from experiments.report import format_number
 from experiments.states import check_state
 from experiments.survival import with_survival
 from experiments.world import WorldMetrics, format_world, world_metrics
@@ -333,16 +334,12 @@ def reference_world(paths: Mapping[str, Any]) -> WorldMetrics:
     (experiments/world.py: eddies, equilibrium, ITCZ, and how far its twins
     drift apart), also written to ``reference/world.json``."""
     from gcm_toy import open_output
+    from gcm_toy.output import open_outputs
 
-    with open_output(paths["reference"]) as reference:
-        twins = [open_output(p) for p in paths.get("perturbed", [])]
-        try:
-            start = float(reference["time_bnds"].values[0, 0])
-            end = float(reference["time_bnds"].values[-1, 1])
-            world = world_metrics(reference, start, end, twins)
-        finally:
-            for twin in twins:
-                twin.close()
+    with open_output(paths["reference"]) as reference, open_outputs(paths.get("perturbed", [])) as twins:
+        start = float(reference["time_bnds"].values[0, 0])
+        end = float(reference["time_bnds"].values[-1, 1])
+        world = world_metrics(reference, start, end, twins)
     target = Path(paths["reference"]).parent / "world.json"
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps({**world.as_dict(), "passes": world.passes()}, indent=2) + "\n")
@@ -446,12 +443,6 @@ def _write_timings(result: CaseStudyResult) -> None:
     os.replace(tmp, path)
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
 def setup_section(result: CaseStudyResult) -> list[str]:
     """The report's section on the setup and the wall time of the stages."""
     c, d = result.config, result.data
@@ -502,18 +493,18 @@ def summary_lines(result: CaseStudyResult) -> list[str]:
     for label, key in (("online error (survivors)", "spearman_offline_vs_online_error_normalized"),
                        ("days survived (all)", "spearman_offline_vs_days_survived")):
         sp = st[key]
-        lines.append(f"  offline validation MSE vs {label}: Spearman rho {_fmt(sp['rho'])} "
-                     f"(p {_fmt(sp['p_value'])}, n {sp['n']})")
-    floor = st["noise_floor"]["normalized"]
+        lines.append(f"  offline validation MSE vs {label}: Spearman rho {format_number(sp['rho'])} "
+                     f"(p {format_number(sp['p_value'])}, n {sp['n']})")
+    floor = st["noise_floor"]
     survivors = ok & (res["crashed"].values == 0)
     errors = res["online_error_normalized"].values[survivors]
     if errors.size:
-        floor_range = (f" [{_fmt(st['noise_floor'].get('normalized_min'))}-"
-                       f"{_fmt(st['noise_floor'].get('normalized_max'))}]")
+        multiples = st.get("survivors_error_over_noise_floor")
         lines.append(f"  online error of survivors (normalised): min {errors.min():.3g}, max {errors.max():.3g}; "
-                     f"noise floor {_fmt(floor)}{floor_range}" + (f", the survivors at {errors.min() / floor:.3g}-"
-                                                                  f"{errors.max() / floor:.3g} times it"
-                                                                  if floor else ""))
+                     f"noise floor {format_number(floor['normalized'])} [{format_number(floor.get('normalized_min'))}-"
+                     f"{format_number(floor.get('normalized_max'))}]"
+                     + (f", the survivors at {multiples['min']:.3g}-{multiples['max']:.3g} times it"
+                        if multiples else ""))
     by = st["by_optimizer"]
     if by:
         lines.append("  survived by optimizer: " + ", ".join(

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from coupler.results import per_emulator_variables
+
 __all__ = ["headline_statistics", "make_report", "ONLINE_ERRORS"]
 
 ONLINE_ERRORS = ("online_error_normalized", "online_error_t", "online_error_q")
@@ -75,8 +77,7 @@ def headline_statistics(results: xr.Dataset) -> dict[str, Any]:
     for label, pick in (("best", np.nanargmin), ("worst", np.nanargmax)):
         if np.isfinite(error).any():
             i = int(pick(error))
-            stats[label] = {key: _scalar(results[key].values[i]) for key in results.data_vars
-                            if results[key].dims == ("emulator",)}
+            stats[label] = {key: _scalar(results[key].values[i]) for key in per_emulator_variables(results)}
             stats[label]["emulator"] = int(results["emulator"].values[i])
         else:
             stats[label] = None
@@ -98,7 +99,8 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def format_number(value: Any, digits: int = 3) -> str:
+    """A number for the report: `digits` significant digits, '–' for none or NaN."""
     if value is None:
         return "–"
     if isinstance(value, (float, np.floating)):
@@ -106,30 +108,61 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def survival_lines(results: xr.Dataset) -> list[str]:
+    """The report's section on survival: the log-rank test and the Cox table."""
+    from experiments.survival import cox_hazards, logrank_by_optimizer
+
+    test = logrank_by_optimizer(results)
+    table, info = cox_hazards(results)
+    lines = ["## Survival analysis (statsmodels)", "",
+             f"{test['n']} finished coupled runs, {test['events']} crashed; a run alive at the end is censored at "
+             "its length. Kaplan-Meier curves with 95 % bands by optimizer in `survival.png`.", "",
+             f"Log-rank test of equal survival across the optimizers: chi2 {format_number(test['statistic'])} with "
+             f"{test['df']} degrees of freedom, p = {format_number(test['p_value'])}.", ""]
+    if table.empty:
+        lines += ["No Cox model: too few runs or crashes, or the fit did not converge (a group that never "
+                  "crashes, or always first, makes its hazard ratio infinite).", ""]
+        return lines
+    lines += [f"Cox proportional-hazards model of the crash hazard ({info['n']} runs, {info['events']} crashes; "
+              f"optimizers against {info['reference_optimizer']}). A hazard ratio above 1 means earlier crashes, "
+              "per unit of the covariate (a factor of 10 for the log10 ones); the last column tests proportional "
+              "hazards (correlation of the Schoenfeld residuals with the rank of the crash time; small p: the "
+              "ratio changes with time).", "",
+              "| covariate | hazard ratio | 95 % interval | p | PH test p |", "|---|---|---|---|---|"]
+    for name, row in table.iterrows():
+        lines.append(f"| {name} | {format_number(row['hazard_ratio'])} | {format_number(row['lower_95'])}-"
+                     f"{format_number(row['upper_95'])} | {format_number(row['p_value'])} "
+                     f"| {format_number(row['ph_test_p'])} |")
+    lines.append("")
+    return lines
+
+
 def _noise_floor_line(floor: dict[str, Any], multiples: dict[str, float] | None) -> str:
     """The noise floor (the twins' mean and range) and the survivors' online
     errors as multiples of it."""
     twins = floor.get("twins")
-    text = (f"Noise floor ({_fmt(twins)} perturbed twin(s) of the reference against the reference; mean, range in "
-            f"brackets): T {_fmt(floor['t'])} K [{_fmt(floor.get('t_min'))}-{_fmt(floor.get('t_max'))}], "
-            f"q {_fmt(floor['q'])} g/kg [{_fmt(floor.get('q_min'))}-{_fmt(floor.get('q_max'))}], normalised "
-            f"{_fmt(floor['normalized'])} [{_fmt(floor.get('normalized_min'))}-{_fmt(floor.get('normalized_max'))}].")
+    def value(name: str, units: str) -> str:
+        return (f"{format_number(floor[name])}{units} [{format_number(floor.get(name + '_min'))}-"
+                f"{format_number(floor.get(name + '_max'))}]")
+
+    text = (f"Noise floor ({format_number(twins)} perturbed twin(s) of the reference against the reference; mean, "
+            f"range in brackets): T {value('t', ' K')}, q {value('q', ' g/kg')}, normalised {value('normalized', '')}.")
     if multiples:
-        text += (f" The survivors' normalised online errors are {_fmt(multiples['min'])} to {_fmt(multiples['max'])} "
-                 f"times it (median {_fmt(multiples['median'])}).")
+        text += (f" The survivors' normalised online errors are {format_number(multiples['min'])} to "
+                 f"{format_number(multiples['max'])} times it (median {format_number(multiples['median'])}).")
     return text
 
 
 def _correlation_row(label: str, s: dict[str, float]) -> str:
-    return f"| {label} | {_fmt(s['rho'])} | {_fmt(s['p_value'])} | {s['n']} |"
+    return f"| {label} | {format_number(s['rho'])} | {format_number(s['p_value'])} | {s['n']} |"
 
 
 def _emulator_row(label: str, e: dict[str, Any] | None) -> str:
     if e is None:
         return f"| {label} | – | – | – | – | – | – | – | – |"
-    return (f"| {label} | {e['emulator']} | {e['optimizer']} | {e['depth']}x{e['width']} | {_fmt(e['learning_rate'])} "
-            f"| {_fmt(e['offline_mse'])} | {_fmt(e['online_error_t'])} | {_fmt(e['online_error_q'])} "
-            f"| {_fmt(e['online_error_normalized'])} |")
+    numbers = " | ".join(format_number(e[key]) for key in ("learning_rate", "offline_mse", "online_error_t",
+                                                           "online_error_q", "online_error_normalized"))
+    return f"| {label} | {e['emulator']} | {e['optimizer']} | {e['depth']}x{e['width']} | {numbers} |"
 
 
 def _open_run(path: str):
@@ -144,7 +177,6 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
     the best and the worst survivor need `reference` (Dataset or path) and
     the runs' files (``run_path`` in the results)."""
     from experiments import plots
-    from experiments.survival import survival_lines
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,9 +217,9 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         "| median online error (survivors) |", "|---|---|---|---|---|---|---|",
     ]
     for name, s in stats["by_optimizer"].items():
-        lines.append(f"| {name} | {s['n']} | {s['n_crashed']} | {_fmt(s['fraction_survived'])} "
-                     f"| {_fmt(s['median_days_survived'])} | {_fmt(s['median_offline_mse'])} "
-                     f"| {_fmt(s['median_online_error'])} |")
+        lines.append(f"| {name} | {s['n']} | {s['n_crashed']} | {format_number(s['fraction_survived'])} "
+                     f"| {format_number(s['median_days_survived'])} | {format_number(s['median_offline_mse'])} "
+                     f"| {format_number(s['median_online_error'])} |")
     lines += ["", "## Best and worst survivors (by normalised online error)", "",
               "| | emulator | optimizer | depth x width | learning rate | offline MSE | online T [K] "
               "| online q [g/kg] | online normalised |", "|---|---|---|---|---|---|---|---|---|",

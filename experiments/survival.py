@@ -35,7 +35,7 @@ import pandas as pd
 import xarray as xr
 
 __all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_by_optimizer", "cox_hazards",
-           "survival_dataset", "with_survival", "survival_lines"]
+           "survival_dataset", "with_survival"]
 
 _NUMERIC = ("log10_offline_mse", "log10_learning_rate", "depth", "width", "dropout", "batch_normalization")
 
@@ -200,33 +200,3 @@ def with_survival(results: xr.Dataset) -> xr.Dataset:
     merged = merged.assign(survival.data_vars)
     merged.attrs = {**results.attrs, **survival.attrs}
     return merged
-
-
-def _number(value: float, digits: int = 3) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
-
-
-def survival_lines(results: xr.Dataset) -> list[str]:
-    """The report's section on survival: the log-rank test and the Cox table."""
-    test = logrank_by_optimizer(results)
-    table, info = cox_hazards(results)
-    lines = ["## Survival analysis (statsmodels)", "",
-             f"{test['n']} finished coupled runs, {test['events']} crashed; a run alive at the end is censored at "
-             "its length. Kaplan-Meier curves with 95 % bands by optimizer in `survival.png`.", "",
-             f"Log-rank test of equal survival across the optimizers: chi2 {_number(test['statistic'])} with "
-             f"{test['df']} degrees of freedom, p = {_number(test['p_value'])}.", ""]
-    if table.empty:
-        lines += ["No Cox model: too few runs or crashes, or the fit did not converge (a group that never "
-                  "crashes, or always first, makes its hazard ratio infinite).", ""]
-        return lines
-    lines += [f"Cox proportional-hazards model of the crash hazard ({info['n']} runs, {info['events']} crashes; "
-              f"optimizers against {info['reference_optimizer']}). A hazard ratio above 1 means earlier crashes, "
-              "per unit of the covariate (a factor of 10 for the log10 ones); the last column tests proportional "
-              "hazards (correlation of the Schoenfeld residuals with the rank of the crash time; small p: the "
-              "ratio changes with time).", "",
-              "| covariate | hazard ratio | 95 % interval | p | PH test p |", "|---|---|---|---|---|"]
-    for name, row in table.iterrows():
-        lines.append(f"| {name} | {_number(row['hazard_ratio'])} | {_number(row['lower_95'])}-"
-                     f"{_number(row['upper_95'])} | {_number(row['p_value'])} | {_number(row['ph_test_p'])} |")
-    lines.append("")
-    return lines

@@ -21,16 +21,17 @@ to disk when written, so a run that dies keeps what it wrote.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import xarray as xr
 
 __all__ = ["FIELDS", "DIAGNOSTICS", "DIAGNOSTIC_ORDER", "TIME_UNITS", "CALENDAR", "Grid", "Record", "NetCDFWriter", "MemoryWriter",
-           "open_output", "state_dataset"]
+           "open_output", "open_outputs", "state_dataset"]
 
 TIME_UNITS = "days since 0001-01-01 00:00:00"
 CALENDAR = "360_day"
@@ -296,6 +297,14 @@ def open_output(path: str | os.PathLike | list, chunks: Mapping[str, int] | None
                                  combine="nested", concat_dim="time", data_vars="minimal", coords="minimal",
                                  compat="override", join="override")
     return xr.open_dataset(path, decode_times=False, chunks=chunks)
+
+
+@contextlib.contextmanager
+def open_outputs(paths: Iterable[str | os.PathLike]) -> Iterator[list[xr.Dataset]]:
+    """Several output files, each opened as by :func:`open_output`, as a list
+    that is closed again when the ``with`` block ends."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(open_output(path)) for path in paths]
 
 
 def state_dataset(grid: Grid, fields: Mapping[str, np.ndarray], time_days: float,

@@ -28,6 +28,7 @@ fitted with (docs/gcm-dynamics.md, "Error growth").
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -236,18 +237,26 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     if restart is None and config is None:
         raise ValueError("twin experiment: give a configuration or a checkpoint to start from")
 
+    if restart is None:         # spin up once; every run starts from that state
+        with tempfile.TemporaryDirectory() as folder:
+            spun_up = Model(config, overrides)
+            failure = spun_up.advance(steps_for_days(spinup_days, spun_up.config.dt, "spinup_days"))
+            if failure is not None:
+                raise ValueError(f"twin experiment: the spin-up crashed: {failure.reason}")
+            checkpoint = spun_up.save_checkpoint(Path(folder) / "start.bin")
+            spun_up.close()
+            result = run_twins(config, checkpoint, overrides=overrides, days=days, amplitude=amplitude, kind=kind,
+                               n_twins=n_twins, seed=seed, sample_hours=sample_hours,
+                               reseed_physics=reseed_physics, progress=progress)
+        result.curves.attrs["restart"] = ""                       # the spin-up's checkpoint is gone
+        return result
+
     def start_model(extra: dict | None = None) -> Model:
         options = parse_overrides(overrides)
         options.update(extra or {})
-        if restart is not None:
-            return Model.from_checkpoint(restart, options, config=config)
-        return Model(config, options)
+        return Model.from_checkpoint(restart, options, config=config)
 
     control = start_model()
-    if restart is None and spinup_days > 0:
-        failure = control.advance(steps_for_days(spinup_days, control.config.dt, "spinup_days"))
-        if failure is not None:
-            raise ValueError(f"twin experiment: the spin-up crashed: {failure.reason}")
     state = control.fields()
     start_day = control.time_days
     steps_per_sample = steps_for_days(sample_hours / 24.0, control.config.dt, "sample_hours")
@@ -258,8 +267,6 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     twins = []
     for k in range(n_twins):
         twin = start_model({"seed": control.config.seed + k + 1} if reseed_physics else None)
-        if restart is None:
-            twin.advance(control.step_count - twin.step_count)
         perturbed = dict(state)
         perturbed["t"] = state["t"] + perturbation(control.grid, kind, amplitude, seed + k,
                                                       control.config.truncation)
@@ -305,8 +312,7 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     c = control.config
     curves.attrs = {"title": f"twin experiment, toy GCM {c.short_name()}, physics '{c.physics}'",
                     "start_day": start_day, "perturbation": kind, "amplitude_K": amplitude, "n_twins": n_twins,
-                    "seed": seed, "reseed_physics": int(reseed_physics),
-                    "restart": str(restart) if restart is not None else "",
+                    "seed": seed, "reseed_physics": int(reseed_physics), "restart": str(restart),
                     "truncation": c.truncation, "dt": c.dt, "diffusion_order": c.diffusion_order,
                     "diffusion_time": c.diffusion_time, "robert_coefficient": c.robert_coefficient,
                     "williams_alpha": c.williams_alpha}
