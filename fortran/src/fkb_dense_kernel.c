@@ -15,7 +15,14 @@
  * (no packing of x). One column (a GEMV, bound by the speed of reading W)
  * interleaves up to four panels to hide the latency of the multiply-add.
  * The activation after the bias (none, relu or leaky relu) is applied in
- * registers before the store.
+ * registers before the store; or the result is added to what y holds
+ * (training's dx += W^T dy, on a packed copy of W^T).
+ *
+ * Training's weight gradient dW = dy x^T (and the bias gradient, the row sums
+ * of dy) runs in tiles of PANEL rows of dW by TILE_COLUMNS of its columns
+ * that stream the batch's columns j: each element is one chain of fused
+ * multiply-adds over j in order, so the result does not depend on how the
+ * tiles are shared among threads.
  *
  * Every output element is one chain of fused multiply-adds over kk = 1..k in
  * order, then + b, then the activation. So a column's result has the same
@@ -31,11 +38,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TILE_COLUMNS = 12, PREFETCH_STEPS = 8, CACHE_LINE = 64 };
+enum { TILE_COLUMNS = 12, PREFETCH_STEPS = 8, GRAD_PREFETCH_COLUMNS = 8, CACHE_LINE = 64 };
 
 /* The activation after the bias: the values of fkb_dense_kernel's
  * epilogue_none, epilogue_relu and epilogue_leaky_relu. */
-enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2 };
+enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2, EPILOGUE_ACCUMULATE = 3 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FKB_DENSE_AVX512 1

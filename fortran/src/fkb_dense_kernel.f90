@@ -12,13 +12,17 @@ module fkb_dense_kernel
   implicit none
   private
   public :: dense_kernel_available, dense_tile_columns
-  public :: dense_packed_size_r32, dense_pack_r32, dense_apply_r32
-  public :: dense_packed_size_r64, dense_pack_r64, dense_apply_r64
-  public :: epilogue_none, epilogue_relu, epilogue_leaky_relu
+  public :: dense_packed_size_r32, dense_pack_r32, dense_pack_transposed_r32, dense_apply_r32, &
+            dense_weight_grad_r32
+  public :: dense_packed_size_r64, dense_pack_r64, dense_pack_transposed_r64, dense_apply_r64, &
+            dense_weight_grad_r64
+  public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
 
-  integer, parameter :: epilogue_none = 0, epilogue_relu = 1, epilogue_leaky_relu = 2
-    !! the activation the kernel applies after the bias: none, `max(v, 0)`,
-    !! `max(v, 0) + alpha min(v, 0)` (as `fkb_activations`)
+  integer, parameter :: epilogue_none = 0, epilogue_relu = 1, epilogue_leaky_relu = 2, &
+                        epilogue_accumulate = 3
+    !! what the kernel does after the bias: nothing, `max(v, 0)`,
+    !! `max(v, 0) + alpha min(v, 0)` (as `fkb_activations`), or add the
+    !! result to what `y` holds (training's `dx += W^T dy`)
 
   interface
     integer(c_int) function kernel_available() bind(C, name='fkb_dense_kernel_available')
@@ -54,6 +58,41 @@ module fkb_dense_kernel
       real(c_double), intent(in) :: w(*)
       real(c_double), intent(inout) :: buffer(*)
     end function dense_pack_r64
+
+    integer(c_int) function dense_pack_transposed_r32(m, k, w, buffer) &
+        bind(C, name='fkb_dense_pack_transposed_r32')
+      !! as `dense_pack` for the `m x k` transpose of the column-major `w(k, m)`
+      import :: c_int, c_float
+      integer(c_int), value :: m, k
+      real(c_float), intent(in) :: w(*)
+      real(c_float), intent(inout) :: buffer(*)
+    end function dense_pack_transposed_r32
+    integer(c_int) function dense_pack_transposed_r64(m, k, w, buffer) &
+        bind(C, name='fkb_dense_pack_transposed_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k
+      real(c_double), intent(in) :: w(*)
+      real(c_double), intent(inout) :: buffer(*)
+    end function dense_pack_transposed_r64
+
+    subroutine dense_weight_grad_r32(m, k, n, dy, lddy, x, ldx, dw, lddw, db, use_db, row0, col0, col1) &
+        bind(C, name='fkb_dense_weight_grad_r32')
+      !! Rows `row0 + 1 .. row0 + dense_tile_rows` (at most `m`) and columns
+      !! `col0 + 1 .. col1` of `dw = dy x^T` (`dy(m, n)`, `x(k, n)`), and, with
+      !! `use_db` and `col0 = 0`, the same rows of `db = sum_j dy(:, j)`: each
+      !! element one chain over the columns `j` in order
+      import :: c_int, c_float
+      integer(c_int), value :: m, k, n, lddy, ldx, lddw, use_db, row0, col0, col1
+      real(c_float), intent(in) :: dy(lddy, *), x(ldx, *)
+      real(c_float), intent(inout) :: dw(lddw, *), db(*)
+    end subroutine dense_weight_grad_r32
+    subroutine dense_weight_grad_r64(m, k, n, dy, lddy, x, ldx, dw, lddw, db, use_db, row0, col0, col1) &
+        bind(C, name='fkb_dense_weight_grad_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k, n, lddy, ldx, lddw, use_db, row0, col0, col1
+      real(c_double), intent(in) :: dy(lddy, *), x(ldx, *)
+      real(c_double), intent(inout) :: dw(lddw, *), db(*)
+    end subroutine dense_weight_grad_r64
 
     subroutine dense_apply_r32(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy) &
         bind(C, name='fkb_dense_apply_r32')

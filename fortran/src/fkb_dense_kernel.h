@@ -14,13 +14,15 @@ int64_t NAME(fkb_dense_packed_size)(int m, int k)
     return (int64_t)((m + PANEL - 1) / PANEL) * PANEL * (int64_t)k + CACHE_LINE / (int64_t)sizeof(REAL);
 }
 
-int NAME(fkb_dense_pack)(int m, int k, const REAL *w, REAL *buffer)
+static int NAME(pack_strided)(int m, int k, const REAL *w, ptrdiff_t row_stride, ptrdiff_t column_stride,
+                             REAL *buffer)
 {
-    /* Pack into `buffer` (fkb_dense_packed_size values) from its first cache
-     * line boundary; returns that offset in values. Aligned panels matter for
-     * one column: a vector load that straddles two cache lines made the
-     * memory-bound GEMV about 25 % slower (14.1 against 10.5 us through the
-     * FKB-paper network). */
+    /* Pack A(i, kk) = w[i row_stride + kk column_stride], m x k, into `buffer`
+     * (fkb_dense_packed_size values) from its first cache line boundary;
+     * returns that offset in values. Aligned panels matter for one column: a
+     * vector load that straddles two cache lines made the memory-bound GEMV
+     * about 25 % slower (14.1 against 10.5 us through the FKB-paper
+     * network). */
     int offset = (int)((CACHE_LINE - (uintptr_t)buffer % CACHE_LINE) % CACHE_LINE / sizeof(REAL));
     REAL *packed = buffer + offset;
     int panels = (m + PANEL - 1) / PANEL;
@@ -29,10 +31,22 @@ int NAME(fkb_dense_pack)(int m, int k, const REAL *w, REAL *buffer)
             REAL *dst = packed + ((size_t)p * k + kk) * PANEL;
             for (int r = 0; r < PANEL; r++) {
                 int i = p * PANEL + r;
-                dst[r] = i < m ? w[i + (size_t)kk * m] : 0;
+                dst[r] = i < m ? w[i * row_stride + kk * column_stride] : 0;
             }
         }
     return offset;
+}
+
+int NAME(fkb_dense_pack)(int m, int k, const REAL *w, REAL *buffer)
+{
+    /* the column-major w(m, k) */
+    return NAME(pack_strided)(m, k, w, 1, m, buffer);
+}
+
+int NAME(fkb_dense_pack_transposed)(int m, int k, const REAL *w, REAL *buffer)
+{
+    /* the transpose of the column-major w(k, m): training's W^T dy */
+    return NAME(pack_strided)(m, k, w, k, 1, buffer);
 }
 
 #if FKB_DENSE_AVX512
@@ -43,7 +57,9 @@ static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, i
 {
     const VEC zero = V_ZERO();
     if (bias != NULL) v = V_ADD(v, V_MASKZ_LOAD(rows, bias));
-    if (epilogue == EPILOGUE_RELU) {
+    if (epilogue == EPILOGUE_ACCUMULATE) {
+        v = V_ADD(V_MASKZ_LOAD(rows, dst), v);
+    } else if (epilogue == EPILOGUE_RELU) {
         v = V_MAX(zero, v);               /* keeps a NaN */
     } else if (epilogue == EPILOGUE_LEAKY_RELU) { /* max(v, 0) + alpha min(v, 0), as the Fortran */
         v = V_ADD(V_MAX(zero, v), V_MUL(alpha, V_MIN(zero, v)));
@@ -166,6 +182,64 @@ static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, cons
     }
 }
 
+/* Training's weight gradient, one PANEL x TILE_COLUMNS tile of
+ * dw(i, c) = sum_j dy(i, j) x(c, j): the rows of dy are loaded, the x values
+ * broadcast; columns from nc on repeat column 0 and are not stored. With
+ * `db`, also db(i) = sum_j dy(i, j). */
+static FKB_AVX512 void NAME(grad_tile)(int n, const REAL *dy, ptrdiff_t lddy, MASK ma, MASK mb,
+                                 const REAL *x, ptrdiff_t ldx, int nc, REAL *dw, ptrdiff_t lddw,
+                                 REAL *db)
+{
+    const int c1 = 1 < nc ? 1 : 0, c2 = 2 < nc ? 2 : 0, c3 = 3 < nc ? 3 : 0, c4 = 4 < nc ? 4 : 0;
+    const int c5 = 5 < nc ? 5 : 0, c6 = 6 < nc ? 6 : 0, c7 = 7 < nc ? 7 : 0, c8 = 8 < nc ? 8 : 0;
+    const int c9 = 9 < nc ? 9 : 0, c10 = 10 < nc ? 10 : 0, c11 = 11 < nc ? 11 : 0;
+    VEC c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
+    VEC c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b, da, dbv;
+    c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = V_ZERO();
+    c6a = c6b = c7a = c7b = c8a = c8b = c9a = c9b = c10a = c10b = c11a = c11b = V_ZERO();
+    da = dbv = V_ZERO();
+    for (int j = 0; j < n; j++) {
+        const REAL *dyj = dy + (ptrdiff_t)j * lddy, *xj = x + (ptrdiff_t)j * ldx;
+        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy), _MM_HINT_T0);
+        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy + LANES), _MM_HINT_T0);
+        _mm_prefetch((const char *)(xj + GRAD_PREFETCH_COLUMNS * ldx), _MM_HINT_T0);
+        const VEC a = V_MASKZ_LOAD(ma, dyj);
+        const VEC b = V_MASKZ_LOAD(mb, dyj + LANES);
+        VEC s;
+#define STEP(ca, cb, c) s = V_SET1(xj[c]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
+        STEP(c0a, c0b, 0) STEP(c1a, c1b, c1) STEP(c2a, c2b, c2) STEP(c3a, c3b, c3)
+        STEP(c4a, c4b, c4) STEP(c5a, c5b, c5) STEP(c6a, c6b, c6) STEP(c7a, c7b, c7)
+        STEP(c8a, c8b, c8) STEP(c9a, c9b, c9) STEP(c10a, c10b, c10) STEP(c11a, c11b, c11)
+#undef STEP
+        if (db != NULL) {
+            da = V_ADD(da, a);
+            dbv = V_ADD(dbv, b);
+        }
+    }
+#define STORE(c, ca, cb) if ((c) < nc) { V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw, ma, ca); \
+        if (mb != 0) V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw + LANES, mb, cb); }
+    STORE(0, c0a, c0b) STORE(1, c1a, c1b) STORE(2, c2a, c2b) STORE(3, c3a, c3b)
+    STORE(4, c4a, c4b) STORE(5, c5a, c5b) STORE(6, c6a, c6b) STORE(7, c7a, c7b)
+    STORE(8, c8a, c8b) STORE(9, c9a, c9b) STORE(10, c10a, c10b) STORE(11, c11a, c11b)
+#undef STORE
+    if (db != NULL) {
+        V_MASK_STORE(db, ma, da);
+        if (mb != 0) V_MASK_STORE(db + LANES, mb, dbv);
+    }
+}
+
+void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, const REAL *x, int ldx,
+                                 REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0, int col1)
+{
+    const MASK ma = NAME(row_mask)(m - row0), mb = NAME(row_mask)(m - row0 - LANES);
+    (void)k;
+    for (int c = col0; c < col1; c += TILE_COLUMNS) {
+        int nc = col1 - c < TILE_COLUMNS ? col1 - c : TILE_COLUMNS;
+        NAME(grad_tile)(n, dy + row0, lddy, ma, mb, x + c, ldx, nc, dw + row0 + (ptrdiff_t)c * lddw, lddw,
+                        use_db && c == col0 ? db + row0 : NULL);
+    }
+}
+
 void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
                            const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy)
 {
@@ -185,10 +259,31 @@ void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *
             REAL v = 0;
             for (int kk = 0; kk < k; kk++) v = FMA(a[(size_t)kk * PANEL], x[kk + (ptrdiff_t)j * ldx], v);
             if (use_bias) v = v + bias[i];
-            if (epilogue == EPILOGUE_RELU) v = v > 0 || v != v ? v : 0;
+            if (epilogue == EPILOGUE_ACCUMULATE) v = y[i + (ptrdiff_t)j * ldy] + v;
+            else if (epilogue == EPILOGUE_RELU) v = v > 0 || v != v ? v : 0;
             else if (epilogue == EPILOGUE_LEAKY_RELU) v = (v > 0 ? v : 0) + alpha * (v < 0 ? v : 0);
             y[i + (ptrdiff_t)j * ldy] = v;
         }
+}
+
+
+void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, const REAL *x, int ldx,
+                                 REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0, int col1)
+{
+    int rows = m - row0 < PANEL ? m - row0 : PANEL;
+    (void)k;
+    for (int i = row0; i < row0 + rows; i++) {
+        for (int c = col0; c < col1; c++) {
+            REAL v = 0;
+            for (int j = 0; j < n; j++) v = FMA(dy[i + (ptrdiff_t)j * lddy], x[c + (ptrdiff_t)j * ldx], v);
+            dw[i + (ptrdiff_t)c * lddw] = v;
+        }
+        if (use_db && col0 == 0) {
+            REAL v = 0;
+            for (int j = 0; j < n; j++) v = v + dy[i + (ptrdiff_t)j * lddy];
+            db[i] = v;
+        }
+    }
 }
 
 #endif

@@ -4,7 +4,9 @@ module fkb_layers_r32
   use fkb_blas, only: gemm => sgemm, gemv => sgemv
   use fkb_dense_kernel, only: dense_kernel_available, kernel_packed_size => dense_packed_size_r32, &
                               kernel_pack => dense_pack_r32, kernel_apply => dense_apply_r32, &
-                              epilogue_none, epilogue_relu, epilogue_leaky_relu
+                              kernel_pack_transposed => dense_pack_transposed_r32, &
+                              kernel_weight_grad => dense_weight_grad_r32, dense_tile_columns, &
+                              epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
   use fkb_activations_r32, only: apply_activation, activation_backward
   include 'fkb_layers.inc'
 end module fkb_layers_r32
