@@ -6,10 +6,43 @@ module fkb_batch_blocks
   !! every column is computed from that column alone, and sums over the
   !! batch run over its columns in order whatever the blocks
   !! (docs/fortran-api.md, "Threads").
-  !$ use omp_lib, only: omp_get_max_threads, omp_in_parallel
+  use iso_fortran_env, only: int64, real64
+  !$ use omp_lib, only: omp_get_max_threads, omp_in_parallel, omp_set_num_threads
   implicit none
   private
-  public :: column_block, training_threads
+  public :: column_block, training_threads, elementwise_threads, step_threads
+
+  integer, parameter :: probe_every = 50
+    !! steps between two probes of the thread count
+  real(real64), parameter :: one_thread_margin = 0.95_real64
+    !! one thread is chosen when it takes less than this fraction of the
+    !! time per column of all threads
+
+  type :: step_threads
+    !! The thread count of each optimizer step of a `fit`, chosen by
+    !! measurement: every 50 steps one step runs on all the library's
+    !! threads and the next on one, and the steps until the next probe run
+    !! on one thread if it was at least 5 % faster per column, else on all.
+    !! On a quiet machine that is all threads; when another process keeps a
+    !! core busy, a thread that shares its core waits for its turn at every
+    !! pass over a layer, and one thread alone goes faster. The thread count
+    !! never changes a result (the blocks of a batch do not), so the choice
+    !! costs nothing but the probes.
+    integer :: most = 1
+      !! the library's threads
+    integer :: chosen = 1
+      !! the threads of the steps between probes
+    integer :: step = 0
+    real(real64) :: all_rate = 0.0_real64, one_rate = 0.0_real64
+      !! seconds per column of the last probes
+    integer :: now = 1
+      !! the threads of the step under way
+    integer(int64) :: started = 0
+  contains
+    procedure :: start => step_threads_start
+    procedure :: finish => step_threads_finish
+    procedure :: restore => step_threads_restore
+  end type step_threads
 
   integer, parameter :: tile_columns = 12
     !! the dense kernels' tile (`dense_tile_columns`): blocks are multiples
@@ -36,5 +69,62 @@ contains
     training_threads = 1
     !$ if (.not. omp_in_parallel() .and. n >= 2 * min_columns) training_threads = omp_get_max_threads()
   end function training_threads
+
+  integer function elementwise_threads(count)
+    !! Threads for an elementwise pass over `count` values (an optimizer
+    !! step, a check of the gradient): the library's OpenMP threads from
+    !! 65,536 values on, outside a parallel region of the caller's.
+    integer, intent(in) :: count
+    elementwise_threads = 1
+    !$ if (.not. omp_in_parallel() .and. count >= 65536) elementwise_threads = omp_get_max_threads()
+  end function elementwise_threads
+
+  subroutine step_threads_start(self)
+    !! Before a step: set the threads it runs on and start its clock.
+    class(step_threads), intent(inout) :: self
+    integer :: phase
+    if (self%step == 0) then
+      self%most = 1
+      !$ if (.not. omp_in_parallel()) self%most = omp_get_max_threads()
+      self%chosen = self%most
+    end if
+    self%step = self%step + 1
+    self%now = self%chosen
+    if (self%most > 1) then
+      ! the first step grows the workspaces: probe from the second on
+      phase = modulo(self%step - 2, probe_every)
+      if (phase == 0) self%now = self%most
+      if (phase == 1) self%now = 1
+      !$ call omp_set_num_threads(self%now)
+    end if
+    call system_clock(self%started)
+  end subroutine step_threads_start
+
+  subroutine step_threads_finish(self, columns)
+    !! After a step over `columns` columns: record its time if it probed.
+    class(step_threads), intent(inout) :: self
+    integer, intent(in) :: columns
+    integer(int64) :: finished, rate
+    integer :: phase
+    real(real64) :: seconds
+    if (self%most <= 1) return
+    call system_clock(finished, rate)
+    seconds = real(finished - self%started, real64) / real(max(rate, 1_int64), real64) / &
+              real(max(columns, 1), real64)
+    phase = modulo(self%step - 2, probe_every)
+    if (phase == 0) self%all_rate = seconds
+    if (phase == 1) then
+      self%one_rate = seconds
+      self%chosen = self%most
+      if (self%one_rate < one_thread_margin * self%all_rate) self%chosen = 1
+    end if
+  end subroutine step_threads_finish
+
+  subroutine step_threads_restore(self)
+    !! After the last step: the library's threads as they were.
+    class(step_threads), intent(inout) :: self
+    !$ if (self%most > 1) call omp_set_num_threads(self%most)
+    self%step = 0
+  end subroutine step_threads_restore
 
 end module fkb_batch_blocks
