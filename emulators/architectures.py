@@ -32,6 +32,8 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "sgd_momentum", "nesterov")
 SCHEDULES = ("constant", "exponential", "step")
 LOSSES = ("mse", "mae", "huber")
+TRAINERS = ("keras", "fortran")
+"""Who runs the training: Keras ``model.fit`` or the Fortran runtime (emulators.train_fortran)."""
 ALLOWED_LAYERS = ("InputLayer", "Dense", "LeakyReLU", "Activation", "BatchNormalization", "Dropout")
 """Keras layer classes an emulator built here may contain (all run in the Fortran runtime)."""
 
@@ -47,7 +49,9 @@ class Hyperparameters:
     ``leaky_relu_slope`` by ``leaky_relu`` only, ``huber_delta`` by ``huber``
     only (in units of the normalized outputs). Training stops early after
     ``patience`` epochs without a lower validation loss and keeps the best
-    weights.
+    weights. ``trainer``: ``keras`` (``model.fit``) or ``fortran`` (the
+    runtime's ``fit`` on the same network, initial weights, batches and
+    rules; :mod:`emulators.train_fortran`).
     """
 
     depth: int = 5
@@ -68,6 +72,7 @@ class Hyperparameters:
     loss: str = "mse"
     huber_delta: float = 1.0
     seed: int = 0
+    trainer: str = "keras"
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -90,6 +95,7 @@ class Hyperparameters:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
         _choice("loss", self.loss, LOSSES)
+        _choice("trainer", self.trainer, TRAINERS)
         _at_least("depth", self.depth, 0)
         _at_least("width", self.width, 1)
         _at_least("batch_size", self.batch_size, 1)

@@ -4,7 +4,10 @@
 lazily, split it by time, compute the normalization in one streaming pass,
 stream shuffled batches from disk into Keras (seeded and deterministic),
 stop early on the validation loss keeping the best weights, then save the
-model with its loss curve, offline metrics, R² plot and model file:
+model with its loss curve, offline metrics, R² plot and model file. With
+the hyperparameter ``trainer = "fortran"`` the Fortran runtime trains the
+same Keras-built network instead, on the splits held in memory
+(:mod:`emulators.train_fortran`), and the rest is the same:
 
     out_dir/
       model.keras            the trained Keras model (normalized inputs/outputs)
@@ -254,11 +257,18 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     all_callbacks.extend(callbacks)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
-    fit = model.fit(keras_batches(train_stream, endless=True), steps_per_epoch=len(train_stream),
-                    validation_data=keras_batches(val_stream), epochs=hp.epochs, callbacks=all_callbacks,
-                    verbose=verbose, shuffle=False)
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
-    history["seconds"] = list(timer.seconds)
+    if hp.trainer == "fortran":
+        from emulators.train_fortran import fit_in_fortran
+        model, history = fit_in_fortran(model, hp, train_stream, val_stream)
+        if out is not None:
+            files["history_csv"].write_text("epoch,loss,val_loss\n" + "".join(
+                f"{i},{loss!r},{val!r}\n" for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))))
+    else:
+        fit = model.fit(keras_batches(train_stream, endless=True), steps_per_epoch=len(train_stream),
+                        validation_data=keras_batches(val_stream), epochs=hp.epochs, callbacks=all_callbacks,
+                        verbose=verbose, shuffle=False)
+        history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+        history["seconds"] = list(timer.seconds)
     best_epoch = int(min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)) + 1
 
     result = TrainingResult(model, hp, layout, normalization, history, best_epoch, out_dir=out, files=files)
@@ -333,6 +343,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="memory for buffered samples per stream, MiB (default: %(default)g)")
     parser.add_argument("--output-scaling", choices=("variable", "element"), default="variable",
                         help="output normalization scale per variable or per element (default: %(default)s)")
+    parser.add_argument("--trainer", choices=("keras", "fortran"), default=None,
+                        help="who trains: Keras model.fit or the Fortran runtime (default: the hyperparameters', "
+                             "keras)")
     parser.add_argument("--no-export", action="store_true", help="do not write the model file")
     return parser
 
@@ -342,6 +355,8 @@ def run_train(args: argparse.Namespace) -> TrainingResult:
     or FileNotFoundError with a one-line message."""
     hp = Hyperparameters.from_toml(args.hyperparameters) if args.hyperparameters else Hyperparameters()
     hp = hp.with_settings(args.settings)
+    if args.trainer is not None:
+        hp = dataclasses.replace(hp, trainer=args.trainer)
     split = SplitFractions.parse(args.split)
     if args.time_block < 1:
         raise ValueError(f"--time-block must be at least 1, got {args.time_block}")
