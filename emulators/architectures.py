@@ -30,7 +30,7 @@ __all__ = ["Hyperparameters", "build_emulator", "build_learning_rate", "build_op
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "softplus", "silu", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "sgd_momentum", "nesterov")
-SCHEDULES = ("constant", "exponential", "step")
+SCHEDULES = ("constant", "exponential", "step", "plateau")
 LOSSES = ("mse", "mae", "huber")
 TRAINERS = ("keras", "fortran")
 """Who runs the training: Keras ``model.fit`` or the Fortran runtime (emulators.train_fortran)."""
@@ -44,7 +44,9 @@ class Hyperparameters:
 
     Learning-rate schedules count in epochs: ``exponential`` multiplies the
     rate by ``lr_decay_rate`` every ``lr_decay_epochs`` epochs smoothly (per
-    step), ``step`` does so in steps at whole multiples of ``lr_decay_epochs``.
+    step), ``step`` does so in steps at whole multiples of ``lr_decay_epochs``,
+    ``plateau`` after ``lr_decay_epochs`` epochs without a validation loss
+    lower than the best by 1e-4 (Keras's ``ReduceLROnPlateau``).
     ``momentum`` is used by ``sgd_momentum`` and ``nesterov`` only,
     ``leaky_relu_slope`` by ``leaky_relu`` only, ``huber_delta`` by ``huber``
     only (in units of the normalized outputs). Training stops early after
@@ -246,11 +248,26 @@ def build_learning_rate(hp: Hyperparameters, steps_per_epoch: int):
 
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
-    if hp.lr_schedule == "constant":
+    if hp.lr_schedule in ("constant", "plateau"):   # plateau: a callback lowers it (plateau_callback)
         return hp.learning_rate
     return keras.optimizers.schedules.ExponentialDecay(
         hp.learning_rate, decay_steps=hp.lr_decay_epochs * steps_per_epoch,
         decay_rate=hp.lr_decay_rate, staircase=hp.lr_schedule == "step")
+
+
+PLATEAU_MIN_DELTA = 1e-4
+"""Keras's ``ReduceLROnPlateau`` default: an epoch improves when its
+validation loss is lower than the best by more than this."""
+
+
+def plateau_callback(hp: Hyperparameters):
+    """The Keras callback of the ``plateau`` schedule, or None for another."""
+    if hp.lr_schedule != "plateau":
+        return None
+    import keras
+
+    return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=hp.lr_decay_rate,
+                                             patience=hp.lr_decay_epochs, min_delta=PLATEAU_MIN_DELTA)
 
 
 def build_optimizer(hp: Hyperparameters, steps_per_epoch: int):

@@ -298,6 +298,26 @@ class Network(FortranObject):
             return 0
         return int(_rt.training_info(self._handle(precision))[1])
 
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next optimizer step (0 before ``compile``).
+        Assign to it to change the rate of the following steps, as with
+        Keras's ``optimizer.learning_rate`` (``ReduceLROnPlateau``); refused
+        for an optimizer with a schedule."""
+        precision = getattr(self, "_training_precision", None)
+        if precision is None:
+            return 0.0
+        return float(_rt.learning_rate(self._handle(precision))[0])
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        precision = getattr(self, "_training_precision", None)
+        if precision is None:
+            raise FKBError(f"{self.path}: call compile first", 8)
+        stat, msg = _rt.set_learning_rate(self._handle(precision), float(value))
+        if stat != 0:
+            raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the network to a model file ``path``: the current weights
         (float32) with the names, units and normalization of the file it came

@@ -231,7 +231,7 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
 
     import keras
 
-    from emulators.architectures import build_emulator, build_loss, build_optimizer
+    from emulators.architectures import build_emulator, build_loss, build_optimizer, plateau_callback
 
     _seed_everything(hp.seed)
     if model is None:
@@ -251,6 +251,8 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     timer = _epoch_timer()
     all_callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.patience,
                                                    restore_best_weights=True), timer]
+    if plateau_callback(hp) is not None:
+        all_callbacks.insert(0, plateau_callback(hp))
     if out is not None:
         files["history_csv"] = out / "history.csv"
         all_callbacks.append(keras.callbacks.CSVLogger(str(files["history_csv"])))

@@ -16,7 +16,9 @@ What a sweep needs from ``fit``, with Keras's semantics:
   once ``patience`` epochs in a row have not improved (never after the first
   epoch), and the weights of the best epoch are restored at the end;
 * the learning-rate schedule of the hyperparameters (counted in epochs of
-  minibatches, as :func:`emulators.architectures.build_learning_rate`);
+  minibatches, as :func:`emulators.architectures.build_learning_rate`), and
+  the ``plateau`` schedule as ``keras.callbacks.ReduceLROnPlateau(monitor=
+  "val_loss", factor, patience, min_delta=1e-4)``;
 * the loss curve per epoch (``loss``: the epoch's mean minibatch loss;
   ``val_loss``: the loss on the whole validation split) and seconds per epoch;
 * seeded shuffling (the hyperparameters' seed).
@@ -34,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from emulators.architectures import Hyperparameters
+from emulators.architectures import PLATEAU_MIN_DELTA, Hyperparameters
 from emulators.data import ColumnStream
 
-__all__ = ["EarlyStopping", "fit_in_fortran", "stream_arrays", "loss_value"]
+__all__ = ["EarlyStopping", "ReduceOnPlateau", "fit_in_fortran", "stream_arrays", "loss_value"]
 
 
 def stream_arrays(stream: ColumnStream) -> tuple[np.ndarray, np.ndarray]:
@@ -96,12 +98,34 @@ class EarlyStopping:
         return keep, self.wait >= self.patience and epoch > 0
 
 
+class ReduceOnPlateau:
+    """``keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor,
+    patience, min_delta)`` (no cooldown, no floor) as a state machine:
+    :meth:`update` takes each epoch's validation loss and the current rate
+    and returns the rate of the next epoch."""
+
+    def __init__(self, factor: float, patience: int, min_delta: float = PLATEAU_MIN_DELTA):
+        self.factor, self.patience, self.min_delta = factor, patience, min_delta
+        self.best: float | None = None
+        self.wait = 0
+
+    def update(self, val_loss: float, rate: float) -> float:
+        if self.best is None or val_loss + self.min_delta < self.best:
+            self.best, self.wait = val_loss, 0
+            return rate
+        self.wait += 1
+        if self.wait >= self.patience and rate > 0.0:
+            self.wait = 0
+            return rate * self.factor
+        return rate
+
+
 def _optimizer_settings(hp: Hyperparameters, steps_per_epoch: int) -> tuple[str, dict[str, Any], dict | None]:
     """``Network.compile``'s optimizer name, settings and schedule for ``hp``
     (those of :func:`emulators.architectures.build_optimizer`)."""
     settings: dict[str, Any] = {}
     schedule = None
-    if hp.lr_schedule == "constant":
+    if hp.lr_schedule in ("constant", "plateau"):
         settings["learning_rate"] = hp.learning_rate
     else:
         schedule = {"kind": "exponential", "initial_learning_rate": hp.learning_rate,
@@ -138,6 +162,8 @@ def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
             net.compile(name, hp.loss, huber_delta=hp.huber_delta, schedule=schedule, seed=hp.seed + 1,
                         **settings)
             stopping = EarlyStopping(hp.patience)
+            plateau = ReduceOnPlateau(hp.lr_decay_rate, hp.lr_decay_epochs) \
+                if hp.lr_schedule == "plateau" else None
             for epoch in range(hp.epochs):
                 t0 = time.perf_counter()
                 try:
@@ -149,6 +175,11 @@ def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
                 history["loss"].append(loss)
                 history["val_loss"].append(val_loss)
                 history["seconds"].append(time.perf_counter() - t0)
+                if plateau is not None:
+                    rate = net.learning_rate
+                    lowered = plateau.update(val_loss, rate)
+                    if lowered != rate:
+                        net.learning_rate = lowered
                 keep, stop = stopping.update(epoch, val_loss)
                 if keep:
                     net.save(best_file)

@@ -352,3 +352,31 @@ def test_noise_layers_train_like_keras_in_expectation(layer, tmp_path):
     keras_losses = [float(np.asarray(model.train_on_batch(x, y))) for _ in range(200)]
     spread = np.hypot(np.std(keras_losses), np.std(runs[0])) / np.sqrt(200)
     assert abs(np.mean(runs[0]) - np.mean(keras_losses)) < 5 * spread
+
+
+def test_fit_refuses_bad_input_and_keeps_the_last_good_weights(tmp_path):
+    keras.backend.clear_session()
+    model = dense_model(seed=53)
+    data = batches(59, n=8)
+    x = np.concatenate([d[0] for d in data])
+    y = np.concatenate([d[1] for d in data])
+    with fortran_copy(model, tmp_path, "bad") as net:
+        net.compile("sgd", "mse", learning_rate=0.01)
+        w0 = net.weights()
+        bad = x.copy()
+        bad[37, 2] = np.nan
+        with pytest.raises(FKBError, match="NaN"):
+            net.fit(bad, y, epochs=1, batch_size=16, shuffle=False)
+        # the minibatches before the bad one trained; none with the NaN did
+        assert np.all(np.isfinite(net.weights()))
+        with pytest.raises(FKBError, match="expected"):
+            net.fit(x[:-1], y, epochs=1, batch_size=16)
+        with pytest.raises(FKBError, match="batch_size"):
+            net.fit(x, y, epochs=1, batch_size=0)
+        # a batch larger than the data is the whole data, as in Keras
+        assert net.fit(x, y, epochs=1, batch_size=10 * len(x)).shape == (1,)
+        net.compile("sgd", "mse", learning_rate=1e8)
+        with pytest.raises(FKBError, match=r"epoch \d+, minibatch at sample \d+: .*(NaN|Inf)"):
+            net.fit(x, y, epochs=50, batch_size=16)
+        last = net.weights()
+        assert np.all(np.isfinite(last)) and np.any(last != w0)

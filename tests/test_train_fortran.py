@@ -14,7 +14,7 @@ import pytest
 
 from emulators.synthetic import write_synthetic_dataset
 from emulators.train import LoaderOptions, add_train_arguments, run_train, train_emulator
-from emulators.train_fortran import EarlyStopping
+from emulators.train_fortran import EarlyStopping, ReduceOnPlateau
 
 LOADER = LoaderOptions(time_block=4, memory_budget=4 * 2 ** 20)
 BASE = dict(depth=2, width=32, learning_rate=3e-3, patience=3, dropout=0.0)
@@ -33,7 +33,7 @@ def both_trainers(data_file, **settings):
 
 
 @pytest.mark.parametrize("optimizer, schedule", [("adam", "constant"), ("nesterov", "step"),
-                                                 ("rmsprop", "exponential")])
+                                                 ("rmsprop", "exponential"), ("sgd", "plateau")])
 def test_full_batch_training_matches_keras_step_for_step(data_file, optimizer, schedule):
     """One minibatch of the whole training split per epoch, with batch
     normalization: the two trainers take the same steps."""
@@ -85,6 +85,53 @@ def test_early_stopping_is_keras_early_stopping(patience):
                 break
         assert ours_epochs == keras_epochs, values
         assert kept == callback.best_epoch == ours.best_epoch, values
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_plateau_schedule_is_keras_reduce_lr_on_plateau(patience):
+    values = [1.0, 0.99995, 0.9, 0.95, 0.97, 0.93, 0.89995, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    callback = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=patience,
+                                                 min_delta=1e-4)
+    callback.set_model(model)
+    callback.on_train_begin()
+    ours, rate, keras_rates, our_rates = ReduceOnPlateau(0.5, patience), 0.1, [], []
+    for epoch, value in enumerate(values):
+        callback.on_epoch_end(epoch, {"val_loss": value})
+        keras_rates.append(float(np.asarray(model.optimizer.learning_rate)))
+        rate = ours.update(value, rate)
+        our_rates.append(rate)
+    assert our_rates == pytest.approx(keras_rates, rel=1e-6)
+    assert min(our_rates) < 0.1
+
+
+def test_the_runtime_learning_rate_can_be_set(data_file, tmp_path):
+    from emulators.convert import keras_to_spec
+    from emulators.fkb import FKBError, load
+    from emulators.modelfile import write_model_file
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    write_model_file(keras_to_spec(model), tmp_path / "m.fkb")
+    with load(tmp_path / "m.fkb") as net:
+        with pytest.raises(FKBError, match="compile"):
+            net.learning_rate = 0.1
+        net.compile("sgd", "mse", learning_rate=0.1)
+        assert net.learning_rate == pytest.approx(0.1)
+        net.learning_rate = 0.025
+        x = np.ones((4, 3), np.float32)
+        w0 = net.weights()
+        _, grad = net.gradient(x, np.zeros((4, 2), np.float32))
+        net.train_step(x, np.zeros((4, 2), np.float32))
+        np.testing.assert_allclose(net.weights(), w0 - 0.025 * grad, rtol=1e-5, atol=1e-7)
+        net.save(tmp_path / "state.fkb")
+        with pytest.raises(FKBError, match="positive"):
+            net.learning_rate = -1.0
+        net.compile("sgd", "mse", schedule={"kind": "exponential", "initial_learning_rate": 0.1,
+                                            "decay_steps": 10, "decay_rate": 0.5})
+        with pytest.raises(FKBError, match="schedule"):
+            net.learning_rate = 0.01
+    with load(tmp_path / "state.fkb") as net:
+        assert net.learning_rate == pytest.approx(0.025)
 
 
 def test_a_diverging_loss_stops_with_the_epoch_named(data_file):

@@ -325,3 +325,49 @@ subroutine training_info(handle, n_train, iterations, stat)
     iterations = slots(handle)%net64%n_iterations()
   end if
 end subroutine training_info
+
+
+subroutine learning_rate(handle, rate, stat)
+  !! The learning rate of the next optimizer step.
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_ok, fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle
+  double precision, intent(out) :: rate
+  integer, intent(out) :: stat
+  rate = 0.0d0
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument
+    return
+  end if
+  stat = fkb_ok
+  if (slots(handle)%precision == 32) then
+    rate = slots(handle)%net32%learning_rate()
+  else
+    rate = slots(handle)%net64%learning_rate()
+  end if
+end subroutine learning_rate
+
+
+subroutine set_learning_rate(handle, rate, stat, msg)
+  !! Set the learning rate of the following steps.
+  use fkb_python_handles, only: slots, valid_handle
+  use fkb, only: fkb_err_argument
+  implicit none
+  integer, intent(in) :: handle
+  double precision, intent(in) :: rate
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  msg = ''
+  if (.not. valid_handle(handle)) then
+    stat = fkb_err_argument; msg = 'invalid network handle'
+    return
+  end if
+  if (slots(handle)%precision == 32) then
+    call slots(handle)%net32%set_learning_rate(rate, stat, message)
+  else
+    call slots(handle)%net64%set_learning_rate(rate, stat, message)
+  end if
+  if (allocated(message)) msg = message
+end subroutine set_learning_rate
