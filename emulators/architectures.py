@@ -74,7 +74,7 @@ class Hyperparameters:
     loss: str = "mse"
     huber_delta: float = 1.0
     seed: int = 0
-    trainer: str = "keras"
+    trainer: str = "fortran"
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

@@ -238,6 +238,8 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
         model = build_emulator(hp, layout.n_inputs, layout.n_outputs)   # its own seeds: hp.seed
     if compile_model:
         model.compile(optimizer=build_optimizer(hp, len(train_stream)), loss=build_loss(hp))
+        if hp.trainer == "fortran":   # Keras's optimizer stays fresh: model.keras saves it built
+            model.optimizer.build(model.trainable_variables)
     elif getattr(model, "optimizer", None) is None:
         raise ValueError(f"model {model.name!r} is not compiled; compile it or pass compile_model=True")
 
@@ -260,6 +262,8 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
     if hp.trainer == "fortran":
+        if callbacks:
+            raise ValueError("Keras callbacks need the Keras trainer (hyperparameter trainer = \"keras\")")
         from emulators.train_fortran import fit_in_fortran
         model, history = fit_in_fortran(model, hp, train_stream, val_stream)
         if out is not None:
@@ -347,7 +351,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="output normalization scale per variable or per element (default: %(default)s)")
     parser.add_argument("--trainer", choices=("keras", "fortran"), default=None,
                         help="who trains: Keras model.fit or the Fortran runtime (default: the hyperparameters', "
-                             "keras)")
+                             "fortran)")
     parser.add_argument("--no-export", action="store_true", help="do not write the model file")
     return parser
 

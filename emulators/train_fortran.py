@@ -3,10 +3,10 @@
 The network is the one Keras builds and initializes (the same architecture,
 the same initial weights); the runtime trains it (``emulators.fkb.Network.fit``,
 one call per epoch: shuffling, forward, backward and the optimizer step all in
-Fortran, docs/fortran-api.md "Training"), and the trained weights come back as
-a Keras model (``emulators.convert.spec_to_keras``), so that everything after
-training (metrics, ``model.keras``, the model file) is the same for either
-trainer.
+Fortran, docs/fortran-api.md "Training"), and the trained weights come back
+into the Keras model (through ``emulators.convert.spec_to_keras``), so that
+everything after training (metrics, ``model.keras``, the model file) is the
+same for either trainer.
 
 What a sweep needs from ``fit``, with Keras's semantics:
 
@@ -141,8 +141,9 @@ def _optimizer_settings(hp: Hyperparameters, steps_per_epoch: int) -> tuple[str,
 def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
                    val_stream: ColumnStream) -> tuple[Any, dict[str, list[float]]]:
     """Train the Keras ``model`` (built, initialized, normalized units) in the
-    Fortran runtime on the two streams' samples; returns the trained model as
-    a new Keras model and the history (``loss``, ``val_loss``, ``seconds``).
+    Fortran runtime on the two streams' samples; returns ``model`` with the
+    trained weights (the best epoch's) and the history (``loss``,
+    ``val_loss``, ``seconds``).
 
     A loss that becomes NaN or infinite stops training with a ValueError
     naming the epoch (the runtime keeps the last good weights)."""
@@ -185,5 +186,18 @@ def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
                     net.save(best_file)
                 if stop:
                     break
-        trained = spec_to_keras(load_spec(best_file))
-    return trained, history
+        _take_weights(model, spec_to_keras(load_spec(best_file)))
+    return model, history
+
+
+def _take_weights(model, trained) -> None:
+    """Set ``model``'s weights (batch normalization's moving statistics
+    included) to those of ``trained``, the same network rebuilt from the
+    runtime's model file, weight by weight in Keras's order."""
+    ours, theirs = model.weights, trained.weights
+    shapes = [tuple(w.shape) for w in ours], [tuple(w.shape) for w in theirs]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"the network trained in Fortran came back with weights of shapes {shapes[1]}, "
+                         f"not the model's {shapes[0]}")
+    for variable, value in zip(ours, theirs):
+        variable.assign(np.asarray(value))

@@ -150,8 +150,8 @@ def test_early_stopping_restores_the_best_weights(data_file):
             if self.epoch >= 1 and batch == self.params["steps"] - 1:
                 self.model.set_weights([w + 0.5 for w in self.model.get_weights()])
 
-    result = train_emulator(None, data_file, hyperparameters=dict(TINY, epochs=6, patience=2), loader=LOADER,
-                            evaluate=False, callbacks=[SpoilFromSecondEpoch()])
+    result = train_emulator(None, data_file, hyperparameters=dict(TINY, epochs=6, patience=2, trainer="keras"),
+                            loader=LOADER, evaluate=False, callbacks=[SpoilFromSecondEpoch()])
     val = result.history["val_loss"]
     assert len(val) == 3 and result.best_epoch == 1 and val[1] > val[0]
     splits = split_by_time(xr.open_dataset(data_file))
