@@ -392,12 +392,36 @@ def cmd_casestudy(args: argparse.Namespace) -> None:
     from experiments.casestudy import run_casestudy, summary_lines
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
-    result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                           progress=False if args.no_progress else None, retry_failed=args.retry_failed)
+    only = _indices(args.only) if args.only is not None else None
+    try:
+        result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
+                               progress=False if args.no_progress else None, retry_failed=args.retry_failed,
+                               only=only)
+    except ValueError as error:
+        if str(error).startswith("--only"):
+            raise UserError(str(error)) from None
+        raise
     print("\n".join(summary_lines(result)))
     if result.sweep.lost:
         raise UserError(f"{result.sweep.lost} emulators were lost with their workers; re-run the command to "
                         "retry them")
+
+
+def _indices(text: str) -> list[int]:
+    """``--only 3,7,12`` (ranges too: ``0-9,20``) as a list of indices."""
+    indices: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            if "-" in part[1:]:
+                first, last = (int(v) for v in part.split("-", 1))
+                indices.extend(range(first, last + 1))
+            else:
+                indices.append(int(part))
+        except ValueError:
+            raise UserError(f"--only: {part!r} is not an emulator index or range (e.g. 3,7,10-12)") from None
+    if not indices or min(indices) < 0:
+        raise UserError(f"--only: no emulator indices in {text!r}")
+    return indices
 
 
 def add_casestudy_parsers(sub) -> None:
@@ -410,13 +434,15 @@ def add_casestudy_parsers(sub) -> None:
                                    "prints a summary. Re-running the same command continues where it stopped. "
                                    "See docs/case-study.md.")
     p.add_argument("--preset", default="quick", metavar="NAME|FILE.toml",
-                   help="quick (minutes, 2 cores), paper (>= 100 emulators, a simulated year each) or a TOML file "
-                        "(default: %(default)s)")
+                   help="quick (minutes, 2 cores), standard (96 emulators, 90-day runs, ~2 h on 2 cores), paper "
+                        "(>= 100 emulators, a simulated year each) or a TOML file (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="workers of the local cluster (default: the preset's, else one per core)")
     p.add_argument("--retry-failed", action="store_true", help="also re-run emulators whose task failed")
+    p.add_argument("--only", metavar="I,J,...", help="run only these emulators' tasks (e.g. 3,7,10-12); the "
+                   "results and report cover every emulator with a result")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_casestudy)
 

@@ -42,7 +42,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from coupler.sweep import SweepConfig
 from experiments.report import format_number
@@ -373,11 +373,14 @@ def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
 
 def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfig, out_dir: str | os.PathLike, *,
                   scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
-                  retry_failed: bool = False, log=print) -> CaseStudyResult:
+                  retry_failed: bool = False, only: Sequence[int] | None = None,
+                  log=print) -> CaseStudyResult:
     """Run (or continue) the case study `preset` in `out_dir`: reference
     data, reference runs, the sweep on Dask (a local cluster of `n_workers`
     processes, default the preset's ``workers`` or one per core, or the
-    cluster at `scheduler`), results, report. `log` gets one line per stage."""
+    cluster at `scheduler`), results, report. `only`: run the tasks of these
+    emulators only (indices of the sweep; the results and the report cover
+    every emulator with a result). `log` gets one line per stage."""
     from coupler.results import collect_results, write_results
     from coupler.sweep import run_sweep
     from experiments.report import headline_statistics, make_report
@@ -392,7 +395,13 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     workers = n_workers if n_workers is not None else config.workers
     log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}), one Dask task each "
         f"({'scheduler ' + scheduler if scheduler else 'local cluster'}) in {out / 'emulators'}")
-    summary = run_sweep(sweep.tasks(out, paths["reference"]), out, sweep.task, scheduler=scheduler,
+    tasks = sweep.tasks(out, paths["reference"])
+    if only is not None:
+        unknown = sorted(set(only) - {task.index for task in tasks})
+        if unknown:
+            raise ValueError(f"--only: no emulator {unknown[0]} in this sweep (0-{sweep.n_emulators - 1})")
+        tasks = [task for task in tasks if task.index in set(only)]
+    summary = run_sweep(tasks, out, sweep.task, scheduler=scheduler,
                         n_workers=None if scheduler else workers, progress=progress, retry_failed=retry_failed)
     clock = _timed(seconds, "sweep", clock)
     log(f"  {summary}")

@@ -99,6 +99,22 @@ def test_casestudy_rerun_continues_and_reuses_everything(tiny_study, capsys):
     assert 0 <= after["days_survived"].values[1] <= 2.0
 
 
+def test_casestudy_only_runs_the_named_emulators(tiny_study, capsys):
+    out = tiny_study["out"]
+    (out / "results" / "emulator_0002.json").unlink()
+    status, stdout, err = run_cli(["casestudy", "--preset", tiny_study["preset"], "--out", out, "--no-progress",
+                                   "--only", "2"], capsys)
+    assert status == 0, err
+    assert "1 emulators: 0 finished before, 1 done, 0 failed" in stdout
+    assert xr.open_dataset(out / "results.nc").sizes["emulator"] == 3
+    status, stdout, err = run_cli(["casestudy", "--preset", tiny_study["preset"], "--out", out, "--no-progress",
+                                   "--only", "1,7"], capsys)
+    assert status == 1 and err.strip() == "error: --only: no emulator 7 in this sweep (0-2)"
+    status, stdout, err = run_cli(["casestudy", "--preset", tiny_study["preset"], "--out", out, "--only", "x"],
+                                  capsys)
+    assert status == 1 and "--only: 'x' is not an emulator index" in err
+
+
 def test_casestudy_refuses_a_folder_of_another_configuration(tiny_study, tmp_path, capsys):
     other = tmp_path / "other.toml"
     other.write_text(TINY.replace("n_emulators = 3", "n_emulators = 4"))
@@ -120,6 +136,11 @@ def test_shipped_presets():
     assert p.n_emulators >= 100 and p.coupled.days == 360 and paper.reference.preset == "aquaplanet"
     assert paper.reference.initial_state == "aquaplanet-t21" and p.coupled.n_perturbed >= 5
     assert p.space.depth == (4, 8) and p.space.learning_rate == (1e-5, 1e-1)     # the paper's space
+    standard = load_casestudy("standard")
+    s = standard.sweep("training.nc", "checkpoint.bin")
+    assert s.n_emulators >= 96 and s.coupled.days >= 90 and standard.reference.preset == "aquaplanet"
+    assert standard.reference.initial_state == "aquaplanet-t21" and s.space == p.space
+    assert s.training["trainer"] == "fortran"
 
 
 @pytest.mark.parametrize("tables, message", [
