@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from coupler.sweep import SweepConfig
-from experiments.report import format_number
+from experiments.report import format_interval, format_number
 from experiments.states import check_state
 from experiments.survival import with_survival
 from experiments.world import WorldMetrics, format_world, world_metrics
@@ -503,7 +503,7 @@ def summary_lines(result: CaseStudyResult) -> list[str]:
                        ("days survived (all)", "spearman_offline_vs_days_survived")):
         sp = st[key]
         lines.append(f"  offline validation MSE vs {label}: Spearman rho {format_number(sp['rho'])} "
-                     f"(p {format_number(sp['p_value'])}, n {sp['n']})")
+                     f"{format_interval(sp)} (p {format_number(sp['p_value'])}, n {sp['n']})")
     floor = st["noise_floor"]
     survivors = ok & (res["crashed"].values == 0)
     errors = res["online_error_normalized"].values[survivors]

@@ -3,7 +3,8 @@
 :func:`headline_statistics` computes from the results Dataset
 (:mod:`coupler.results`):
 
-- Spearman's rank correlation (``scipy.stats.spearmanr``, with its p-value)
+- Spearman's rank correlation (``scipy.stats.spearmanr``, with its p-value
+  and a 95 % bootstrap interval from ``scipy.stats.bootstrap``)
   between offline validation MSE and online error among *survivors* (runs
   that completed; for the combined normalised error and for T and q), and
   between offline validation MSE and days survived among all finished runs;
@@ -26,20 +27,47 @@ import xarray as xr
 
 from coupler.results import per_emulator_variables
 
-__all__ = ["headline_statistics", "make_report", "ONLINE_ERRORS"]
+__all__ = ["headline_statistics", "make_report", "format_interval", "ONLINE_ERRORS"]
 
 ONLINE_ERRORS = ("online_error_normalized", "online_error_t", "online_error_q")
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of the bootstrap intervals on the Spearman correlations."""
+
+
+def _rho(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho, NaN where one side is constant (a degenerate resample)."""
     from scipy.stats import spearmanr
+
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(spearmanr(x, y).statistic)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """rho, its p-value, and a 95 % bootstrap interval (pairs resampled with
+    ``scipy.stats.bootstrap``, seeded; percentiles of the resamples' rho
+    without the degenerate resamples, whose rho is undefined; from 5 pairs)."""
+    from scipy.stats import bootstrap, spearmanr
 
     keep = np.isfinite(x) & np.isfinite(y)
     n = int(keep.sum())
+    empty = {"rho": math.nan, "p_value": math.nan, "n": n, "ci_low": math.nan, "ci_high": math.nan}
     if n < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
-        return {"rho": math.nan, "p_value": math.nan, "n": n}
+        return empty
     result = spearmanr(x[keep], y[keep])
-    return {"rho": float(result.statistic), "p_value": float(result.pvalue), "n": n}
+    out = dict(empty, rho=float(result.statistic), p_value=float(result.pvalue))
+    if n >= 5:
+        import warnings
+
+        with warnings.catch_warnings():   # degenerate resamples: left out below
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            resampled = bootstrap((x[keep], y[keep]), _rho, paired=True, vectorized=False, method="percentile",
+                                  n_resamples=BOOTSTRAP_RESAMPLES,
+                                  rng=np.random.default_rng(0)).bootstrap_distribution
+        out["ci_low"], out["ci_high"] = (float(v) for v in np.nanpercentile(resampled, [2.5, 97.5]))
+    return out
 
 
 def _median(values: np.ndarray) -> float:
@@ -153,8 +181,16 @@ def _noise_floor_line(floor: dict[str, Any], multiples: dict[str, float] | None)
     return text
 
 
+def format_interval(s: dict[str, float]) -> str:
+    """A Spearman result's 95 % interval as ``[low, high]`` (– without one)."""
+    if not (math.isfinite(s.get("ci_low", math.nan)) and math.isfinite(s.get("ci_high", math.nan))):
+        return "–"
+    return f"[{format_number(s['ci_low'])}, {format_number(s['ci_high'])}]"
+
+
 def _correlation_row(label: str, s: dict[str, float]) -> str:
-    return f"| {label} | {format_number(s['rho'])} | {format_number(s['p_value'])} | {s['n']} |"
+    return (f"| {label} | {format_number(s['rho'])} | {format_interval(s)} | {format_number(s['p_value'])} | "
+            f"{s['n']} |")
 
 
 def _emulator_row(label: str, e: dict[str, Any] | None) -> str:
@@ -204,8 +240,9 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         f"training or coupling; of the finished, {stats['n_crashed']} coupled runs crashed and "
         f"{stats['n_survivors']} survived the whole run.", "",
         "## Headline: does offline skill predict online behaviour?", "",
-        "Spearman rank correlation (scipy.stats.spearmanr) of the offline validation MSE with:", "",
-        "| online quantity | rho | p-value | n |", "|---|---|---|---|",
+        "Spearman rank correlation (scipy.stats.spearmanr) of the offline validation MSE with, and its 95 % "
+        f"bootstrap interval ({BOOTSTRAP_RESAMPLES} resamples of the emulators, scipy.stats.bootstrap):", "",
+        "| online quantity | rho | 95 % interval | p-value | n |", "|---|---|---|---|---|",
         _correlation_row("online error, normalised (survivors)", stats["spearman_offline_vs_online_error_normalized"]),
         _correlation_row("online error of T [K] (survivors)", stats["spearman_offline_vs_online_error_t"]),
         _correlation_row("online error of q [g/kg] (survivors)", stats["spearman_offline_vs_online_error_q"]),

@@ -45,6 +45,12 @@ def batches(seed: int, n: int = N_STEPS) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def dataset(seed: int, n_batches: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``n_batches`` minibatches of :func:`batches` as one dataset."""
+    data = batches(seed, n=n_batches)
+    return np.concatenate([d[0] for d in data]), np.concatenate([d[1] for d in data])
+
+
 def fortran_copy(model: keras.Model, tmp_path, name: str):
     path = tmp_path / f"{name}.fkb"
     write_model_file(keras_to_spec(model), path)
@@ -285,9 +291,7 @@ def test_dropout_trains_with_seeded_masks(tmp_path):
 def test_fit_is_reproducible_and_learns(tmp_path):
     keras.backend.clear_session()
     model = dense_model(seed=37)
-    data = batches(41, n=8)
-    x = np.concatenate([d[0] for d in data])
-    y = np.concatenate([d[1] for d in data])
+    x, y = dataset(41)
     runs = []
     for seed in (1, 1, 2):
         with fortran_copy(model, tmp_path, f"fit{seed}") as net:
@@ -357,9 +361,7 @@ def test_noise_layers_train_like_keras_in_expectation(layer, tmp_path):
 def test_fit_refuses_bad_input_and_keeps_the_last_good_weights(tmp_path):
     keras.backend.clear_session()
     model = dense_model(seed=53)
-    data = batches(59, n=8)
-    x = np.concatenate([d[0] for d in data])
-    y = np.concatenate([d[1] for d in data])
+    x, y = dataset(59)
     with fortran_copy(model, tmp_path, "bad") as net:
         net.compile("sgd", "mse", learning_rate=0.01)
         w0 = net.weights()

@@ -80,6 +80,20 @@ def test_rank_correlation_among_survivors_is_scipys(results):
     assert s["rho"] == pytest.approx(29.0 / 30.0, abs=1e-12)
     assert s["rho"] == pytest.approx(expected.statistic) and s["p_value"] == pytest.approx(expected.pvalue)
     assert stats["spearman_offline_vs_online_error_t"]["rho"] == pytest.approx(29.0 / 30.0)
+    # the 95 % bootstrap interval: around rho, at most 1, and wide for 9 emulators
+    assert s["ci_low"] < s["rho"] <= s["ci_high"] <= 1.0
+    assert 0.3 < s["ci_low"] < 0.95
+
+
+def test_bootstrap_interval_needs_five_pairs_and_tells_no_correlation_from_one():
+    from experiments.report import _spearman
+    rng = np.random.default_rng(3)
+    assert np.isnan(_spearman(np.arange(4.0), np.arange(4.0))["ci_low"])
+    x = rng.normal(size=60)
+    strong, none = _spearman(x, x + 0.3 * rng.normal(size=60)), _spearman(x, rng.normal(size=60))
+    assert strong["ci_low"] > 0.7 and none["ci_low"] < 0 < none["ci_high"]
+    same = _spearman(x, 2.0 * x)
+    assert same["ci_low"] == pytest.approx(1.0) and same["ci_high"] == pytest.approx(1.0)
 
 
 def test_rank_correlation_with_days_survived_is_scipys(results):
@@ -142,7 +156,9 @@ def test_report_has_the_numbers_and_the_figures(results, runs, tmp_path):
     path = make_report(results, tmp_path, reference=runs["reference"])
     text = path.read_text()
     expected = spearmanr(*survivor_values())
-    assert f"| {expected.statistic:.3g} | {expected.pvalue:.3g} | 9 |" in text
+    s = headline_statistics(results)["spearman_offline_vs_online_error_normalized"]
+    assert (f"| {expected.statistic:.3g} | [{s['ci_low']:.3g}, {s['ci_high']:.3g}] | {expected.pvalue:.3g} | 9 |"
+            in text)
     assert "| sgd | 4 | 2 | 0.5 |" in text
     assert "| best | 1 | rmsprop |" in text and "| worst | 8 | sgd_momentum |" in text
     assert "Log-rank test of equal survival across the optimizers: chi2" in text
