@@ -393,10 +393,12 @@ def cmd_casestudy(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     only = _indices(args.only) if args.only is not None else None
+    if args.replicates < 1:
+        raise UserError(f"--replicates must be at least 1, got {args.replicates}")
     try:
         result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
                                progress=False if args.no_progress else None, retry_failed=args.retry_failed,
-                               only=only)
+                               only=only, replicates=args.replicates)
     except ValueError as error:
         if str(error).startswith("--only"):
             raise UserError(str(error)) from None
@@ -443,6 +445,9 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="also re-run emulators whose task failed")
     p.add_argument("--only", metavar="I,J,...", help="run only these emulators' tasks (e.g. 3,7,10-12); the "
                    "results and report cover every emulator with a result")
+    p.add_argument("--replicates", type=int, default=1, metavar="N",
+                   help="run the sweep N times (sweep seeds seed .. seed + N - 1) on one reference stage and write "
+                        "OUT/replicates.md, the verdict on the paper's claims (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_casestudy)
 

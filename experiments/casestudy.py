@@ -352,7 +352,9 @@ def reference_world(paths: Mapping[str, Any]) -> WorldMetrics:
 class CaseStudyResult:
     """What :func:`run_casestudy` made: the folder, the report, the results
     Dataset, the report's headline statistics, the sweep summary, the data
-    description and the wall time of each stage [s] (0 for a stage reused)."""
+    description, the wall time of each stage [s] (0 for a stage reused), the
+    reference's world and, with replicates, ``OUT/replicates.md``. (Results,
+    report and statistics are those of the first replicate, the study itself.)"""
 
     out_dir: Path
     report: Path
@@ -363,6 +365,7 @@ class CaseStudyResult:
     config: CaseStudyConfig
     seconds: dict[str, float]
     world: WorldMetrics | None = None
+    replicates: Path | None = None
 
 
 def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
@@ -373,18 +376,21 @@ def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
 
 def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfig, out_dir: str | os.PathLike, *,
                   scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
-                  retry_failed: bool = False, only: Sequence[int] | None = None,
+                  retry_failed: bool = False, only: Sequence[int] | None = None, replicates: int = 1,
                   log=print) -> CaseStudyResult:
     """Run (or continue) the case study `preset` in `out_dir`: reference
     data, reference runs, the sweep on Dask (a local cluster of `n_workers`
     processes, default the preset's ``workers`` or one per core, or the
     cluster at `scheduler`), results, report. `only`: run the tasks of these
     emulators only (indices of the sweep; the results and the report cover
-    every emulator with a result). `log` gets one line per stage."""
-    from coupler.results import collect_results, write_results
-    from coupler.sweep import run_sweep
-    from experiments.report import headline_statistics, make_report
+    every emulator with a result). `replicates`: run the sweep that many
+    times on the same reference stage, with sweep seeds ``seed, seed + 1,
+    ...`` (experiments/replicates.py), and write ``OUT/replicates.md``, the
+    verdict on the paper's claims. `log` gets one line per stage."""
+    from experiments.replicates import replicate_folder, write_replicates_report
 
+    if replicates < 1:
+        raise ValueError(f"--replicates must be at least 1, got {replicates}")
     config = preset if isinstance(preset, CaseStudyConfig) else load_casestudy(preset)
     out = Path(out_dir)
     start = time.perf_counter()
@@ -393,6 +399,39 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     clock = time.perf_counter()
 
     workers = n_workers if n_workers is not None else config.workers
+    seeds = [sweep.seed + r for r in range(replicates)]
+    runs = []
+    for r, seed in enumerate(seeds, start=1):
+        folder = replicate_folder(out, r, seed)
+        runs.append(_run_sweep_stage(dataclasses.replace(sweep, seed=seed), folder, paths, scheduler,
+                                     None if scheduler else workers, progress, retry_failed, only, log))
+        clock = _timed(seconds, "sweep" if r == 1 else f"replicate_{r}", clock)
+    summary, results, report, stats = runs[0]
+    replicates_report = None
+    if replicates > 1:
+        from experiments.survival import logrank_by_optimizer
+        replicates_report = write_replicates_report(
+            out, seeds, [{**st, "logrank": logrank_by_optimizer(res)} for _, res, _, st in runs])
+        log(f"replicates: {replicates_report}")
+    clock = _timed(seconds, "report", clock)
+    seconds["total"] = clock - start
+    result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds, stage.world,
+                             replicates_report)
+    _write_timings(result)
+    with open(report, "a") as fh:
+        fh.write("\n" + "\n".join(setup_section(result)) + "\n")
+    return result
+
+
+def _run_sweep_stage(sweep: SweepConfig, out: Path, paths: Mapping[str, Any], scheduler, workers, progress,
+                     retry_failed: bool, only: Sequence[int] | None, log) -> tuple[Any, Any, Path, dict]:
+    """One sweep of the study in `out` (its emulators, results and report),
+    scored against the reference runs `paths`: (summary, results, report,
+    headline statistics)."""
+    from coupler.results import collect_results, write_results
+    from coupler.sweep import run_sweep
+    from experiments.report import headline_statistics, make_report
+
     log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}), one Dask task each "
         f"({'scheduler ' + scheduler if scheduler else 'local cluster'}) in {out / 'emulators'}")
     tasks = sweep.tasks(out, paths["reference"])
@@ -401,22 +440,13 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
         if unknown:
             raise ValueError(f"--only: no emulator {unknown[0]} in this sweep (0-{sweep.n_emulators - 1})")
         tasks = [task for task in tasks if task.index in set(only)]
-    summary = run_sweep(tasks, out, sweep.task, scheduler=scheduler,
-                        n_workers=None if scheduler else workers, progress=progress, retry_failed=retry_failed)
-    clock = _timed(seconds, "sweep", clock)
+    summary = run_sweep(tasks, out, sweep.task, scheduler=scheduler, n_workers=workers, progress=progress,
+                        retry_failed=retry_failed)
     log(f"  {summary}")
-
     results = with_survival(collect_results(out))
     write_results(results, out)
     report = make_report(results, out, reference=paths["reference"])
-    stats = headline_statistics(results)
-    clock = _timed(seconds, "report", clock)
-    seconds["total"] = clock - start
-    result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds, stage.world)
-    _write_timings(result)
-    with open(report, "a") as fh:
-        fh.write("\n" + "\n".join(setup_section(result)) + "\n")
-    return result
+    return summary, results, report, headline_statistics(results)
 
 
 def _emulator_timings(result: CaseStudyResult) -> list[dict[str, float]]:
@@ -521,5 +551,7 @@ def summary_lines(result: CaseStudyResult) -> list[str]:
     s = result.seconds
     lines.append(f"  wall time: reference data {s['reference_data']:.0f} s, reference runs {s['reference_runs']:.0f} s, "
                  f"sweep {s['sweep']:.0f} s, report {s['report']:.0f} s; total {s['total']:.0f} s")
+    if result.replicates is not None:
+        lines.append(f"replicates: {result.replicates}")
     lines.append(f"report: {result.report}")
     return lines
