@@ -473,9 +473,26 @@ def _emulator_timings(result: CaseStudyResult) -> list[dict[str, float]]:
     return rows
 
 
+def code_version() -> dict[str, Any]:
+    """The commit of the code running (``git rev-parse HEAD`` of this
+    checkout) and whether it has changes not committed; empty outside a git
+    checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=30).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
 def _write_timings(result: CaseStudyResult) -> None:
     rows = _emulator_timings(result)
-    info = {"stages_seconds": result.seconds, "emulators": rows, "data": result.data}
+    info = {"stages_seconds": result.seconds, "emulators": rows, "data": result.data, "code": code_version()}
     path = Path(result.out_dir) / "timings.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(info, indent=2, default=float) + "\n")

@@ -162,3 +162,19 @@ def test_bad_presets_are_refused_naming_the_problem(tables, message):
 def test_unknown_preset_name_is_one_line(tmp_path, capsys):
     status, out, err = run_cli(["casestudy", "--preset", "huge", "--out", tmp_path / "x"], capsys)
     assert status == 1 and "unknown case-study preset 'huge' (known: " in err and "quick" in err
+
+
+def test_a_finished_study_is_published_with_its_provenance(tiny_study, tmp_path):
+    from experiments.publish import main as publish_main
+    out = tiny_study["out"]
+    timings = json.loads((out / "timings.json").read_text())
+    assert len(timings["code"]["commit"]) == 40 and isinstance(timings["code"]["dirty"], bool)
+    dest = tmp_path / "results" / "tiny"
+    assert publish_main([str(out), str(dest), "--command", "fkb casestudy --preset tiny.toml --out OUT"]) == 0
+    for name in ("results.nc", "results.csv", "report.md", "timings.json", "casestudy.toml", "world.json",
+                 "survival.png", "PROVENANCE.md"):
+        assert (dest / name).is_file(), name
+    assert not (dest / "emulators").exists()
+    provenance = (dest / "PROVENANCE.md").read_text()
+    assert timings["code"]["commit"] in provenance and "fkb casestudy --preset tiny.toml" in provenance
+    assert publish_main([str(tmp_path), str(dest), "--command", "x"]) == 1      # not a case study
