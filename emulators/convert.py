@@ -49,6 +49,7 @@ from emulators.modelfile import (
     ModelSpec,
     Normalization,
     activation_alpha,
+    check_readable_file,
     read_model_file,
     register_layer_kind,
     validate_spec,
@@ -821,6 +822,10 @@ def keras_to_spec(model_or_path: Any) -> ModelSpec:
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
         source = str(path)
+        try:
+            check_readable_file(path)
+        except ModelFileError as exc:
+            raise ConversionError(str(exc)) from None
         config, metadata = _read_saved_config(path)
         _check_config(config, source)
         try:
@@ -1080,8 +1085,6 @@ def convert(src: PathLike, dst: PathLike) -> ModelSpec:
     src, dst = Path(src), Path(dst)
     s, d = src.suffix.lower(), dst.suffix.lower()
     if s in _KERAS_SUFFIXES and d == ".fkb":
-        if not src.exists():
-            raise ConversionError(f"{src}: no such file")
         spec = keras_to_spec(src)
         write_model_file(spec, dst)
         return spec
@@ -1105,8 +1108,9 @@ def load_spec(path: PathLike) -> ModelSpec:
     (``.fkb``), an original FKB text file, or a Keras ``.keras``/``.h5`` file
     (converted in memory, with the same refusals as ``convert``)."""
     path = Path(path)
-    if not path.exists():
-        raise ConversionError(f"{path}: no such file")
     if path.suffix.lower() in _KERAS_SUFFIXES:
         return keras_to_spec(path)
-    return read_model_file(path)
+    try:
+        return read_model_file(path)
+    except ModelFileError as exc:
+        raise ConversionError(str(exc)) from None

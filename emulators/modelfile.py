@@ -734,6 +734,38 @@ def write_model_file(spec: ModelSpec, path: PathLike) -> str:
 # Reading
 
 
+MAX_MODEL_FILE_BYTES = 2 ** 31
+"""The largest model file the readers read (2 GiB, as the Fortran reader's
+``max_model_file_bytes``): a larger one is refused before it is read."""
+
+
+def check_readable_file(path: PathLike, limit: int = MAX_MODEL_FILE_BYTES) -> None:
+    """Refuse, with a ModelFileError of one line, a path that is not a regular
+    file (a FIFO would block a reader, a device never end) or is larger than
+    `limit` bytes: the messages of the Fortran reader (fkb_files.f90)."""
+    import stat as stat_module
+
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat_module.S_ISDIR(info.st_mode):
+        raise ModelFileError(f"{path}: is a directory")
+    if not stat_module.S_ISREG(info.st_mode):
+        raise ModelFileError(f"{path}: is not a regular file (a FIFO, device or socket)")
+    if info.st_size > limit:
+        raise ModelFileError(f"{path}: {info.st_size // 2 ** 20} MiB, more than the {limit // 2 ** 20} MiB a model "
+                             "file may have")
+
+
+def _read_regular_file(path: Path) -> bytes:
+    check_readable_file(path)
+    return path.read_bytes()
+
+
 def read_model_file(path: PathLike) -> ModelSpec:
     """Read a version-1 model file or an original FKB text file.
 
@@ -744,7 +776,7 @@ def read_model_file(path: PathLike) -> ModelSpec:
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = _read_regular_file(path)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:

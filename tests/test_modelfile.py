@@ -232,7 +232,7 @@ def test_reader_accepts_repeated_spaces_and_units_with_spaces(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ModelFileError, match=r"nothing\.fkb: cannot read"):
+    with pytest.raises(ModelFileError, match=r"nothing\.fkb: no such file"):
         read_model_file(tmp_path / "nothing.fkb")
 
 

@@ -20,6 +20,7 @@ module fkb_model_file
   use fkb_sha256, only: sha256_hex
   use fkb_spec_build, only: open_model_file, attribute, first_nonfinite, int_to_str
   use fkb_legacy, only: read_legacy_file
+  use fkb_files, only: max_model_file_bytes
   implicit none
   private
   public :: read_model_file, write_model_file, fkb_format_version
@@ -134,7 +135,20 @@ contains
       close(unit)
       return
     end if
-    allocate(character(len=file_size) :: buffer)
+    if (file_size > max_model_file_bytes) then
+      stat = fkb_err_format
+      msg = path // ': ' // int_to_str(int(file_size / 2_int64**20)) // ' MiB, more than the ' // &
+            int_to_str(int(max_model_file_bytes / 2_int64**20)) // ' MiB a model file may have'
+      close(unit)
+      return
+    end if
+    allocate(character(len=file_size) :: buffer, stat=ios, errmsg=iomsg)
+    if (ios /= 0) then
+      stat = fkb_err_io
+      msg = path // ': cannot hold its ' // int_to_str(int(file_size / 2_int64**20)) // ' MiB in memory'
+      close(unit)
+      return
+    end if
     if (file_size > 0) then
       read(unit, iostat=ios, iomsg=iomsg) buffer
       if (ios /= 0) then

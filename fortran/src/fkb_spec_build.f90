@@ -9,6 +9,7 @@ module fkb_spec_build
   use iso_fortran_env, only: real32, real64, int32, int64
   use fkb_spec, only: attribute_spec
   use fkb_status, only: fkb_ok, fkb_err_io
+  use fkb_files, only: regular_file_problem
   implicit none
   private
   public :: open_model_file, attribute, finite32, first_nonfinite, int_to_str, real32_repr, &
@@ -26,7 +27,8 @@ module fkb_spec_build
 contains
 
   subroutine open_model_file(path, access, form, unit, stat, msg)
-    !! Opens an existing file for reading.
+    !! Opens an existing regular file for reading (a directory, FIFO or
+    !! device is refused with one line, see `fkb_files`).
     character(len=*), intent(in) :: path
       !! file to open
     character(len=*), intent(in) :: access, form
@@ -37,16 +39,16 @@ contains
       !! `fkb_ok` or `fkb_err_io`
     character(len=:), allocatable, intent(inout) :: msg
       !! on failure one line starting with `path`; untouched on success
-    logical :: exists
     integer :: ios
     character(len=512) :: iomsg
+    character(len=:), allocatable :: problem
 
     stat = fkb_ok
     unit = -1
-    inquire(file=path, exist=exists)
-    if (.not. exists) then
+    problem = regular_file_problem(path)
+    if (len(problem) > 0) then
       stat = fkb_err_io
-      msg = path // ': no such file'
+      msg = path // ': ' // problem
       return
     end if
     open(newunit=unit, file=path, status='old', action='read', access=access, form=form, &
