@@ -169,10 +169,10 @@ def _load_array(path: str):
 
 def _save_array(path: str, y) -> None:
     import numpy as np
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp.npy")
-    np.save(tmp, y)
-    os.replace(tmp, out)
+
+    from emulators.atomic_files import replacing
+    with replacing(path) as tmp:
+        np.save(tmp, y)
 
 
 # -------------------------------------------------------------------- demo
@@ -266,9 +266,9 @@ def cmd_gcm_twin(args: argparse.Namespace) -> None:
                        n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours,
                        reseed_physics=args.reseed_physics)
     out.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    result.curves.to_netcdf(partial)
-    os.replace(partial, target)
+    from emulators.atomic_files import replacing
+    with replacing(target) as tmp:
+        result.curves.to_netcdf(tmp)
     print(twin_table(result))
     print(f"wrote {target}")
 

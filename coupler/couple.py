@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 import xarray as xr
 
 from coupler.sweep import CoupledRunConfig, _json_safe, coupled_run
+from emulators.atomic_files import replacing, write_text_replacing
 
 __all__ = ["KERAS_SUFFIXES", "CoupleResult", "prepare_model_files", "check_interface", "couple_config",
            "couple_and_score", "summary_lines"]
@@ -83,12 +84,8 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         stems = [Path(p).stem for p in emulators]
         name = path.stem if stems.count(path.stem) == 1 else f"{i:02d}_{path.stem}"
         target = folder / f"{name}.fkb"
-        tmp = folder / f".{name}.{os.getpid()}.tmp.fkb"
-        try:
+        with replacing(target) as tmp:
             convert(path, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         files.append(target)
         converted[os.fspath(path)] = target
     return files, converted
@@ -129,16 +126,6 @@ def couple_config(config: CoupledRunConfig, *, days: float | None = None, window
         raise ValueError(f"{exc}{hint}") from None
 
 
-def _replace_atomically(write, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRunConfig,
                      reference: Mapping[str, str | os.PathLike], out_dir: str | os.PathLike, *,
                      converted: Mapping[str, Path] | None = None) -> CoupleResult:
@@ -155,8 +142,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     out.mkdir(parents=True, exist_ok=True)
     files = [Path(f) for f in model_files]
     run_path, score_path, json_path = out / "coupled.nc", out / "score.nc", out / "score.json"
-    tmp_run = out / f".coupled.{os.getpid()}.tmp.nc"
-    try:
+    with replacing(run_path) as tmp_run:
         coupled = coupled_run(files, config, tmp_run)
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
@@ -167,9 +153,6 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
                                                                                                math.nan))
         start_day = _start_day(coupled.run)
         coupled.run.close()
-        os.replace(tmp_run, run_path)
-    finally:
-        tmp_run.unlink(missing_ok=True)
 
     for name, units in (("t", "K"), ("q", "g kg-1"), ("normalized", "1")):
         value = float(floor[f"online_error_{name}"]) if floor is not None else math.nan
@@ -182,7 +165,8 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "reference": os.fspath(reference["reference"]), "run": os.fspath(run_path),
         "run_days_requested": float(config.days)})
     score.attrs["crash_time_days"] = float(score.attrs.get("crash_time_days", math.nan))
-    _replace_atomically(lambda p: score.to_netcdf(p, engine="netcdf4"), score_path)
+    with replacing(score_path) as tmp:
+        score.to_netcdf(tmp, engine="netcdf4")
 
     summary = {
         "emulators": [os.fspath(f) for f in files],
@@ -201,7 +185,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
             name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
-    _replace_atomically(lambda p: p.write_text(json.dumps(_json_safe(summary), indent=2) + "\n"), json_path)
+    write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
     return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
 
 

@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from emulators.atomic_files import replacing
+
 __all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results", "per_emulator_variables"]
 
 _HYPERPARAMETERS = ("depth", "width", "leaky_relu_slope", "dropout", "batch_normalization", "optimizer",
@@ -148,17 +150,15 @@ def per_emulator_variables(results: xr.Dataset) -> list[str]:
 
 def write_results(results: xr.Dataset, out_dir: str | os.PathLike, stem: str = "results") -> tuple[Path, Path]:
     """Write ``OUT/results.nc`` and ``OUT/results.csv`` (one row per
-    emulator); each via a temporary file and os.replace."""
+    emulator); each written whole (emulators.atomic_files)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nc_path, csv_path = out / f"{stem}.nc", out / f"{stem}.csv"
     encoding = {name: {"dtype": str} for name in _STRINGS if name in results}
-    tmp = nc_path.with_name(nc_path.name + ".tmp")
-    results.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-    os.replace(tmp, nc_path)
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    results[per_emulator_variables(results)].to_dataframe().to_csv(tmp)   # one row per emulator
-    os.replace(tmp, csv_path)
+    with replacing(nc_path) as tmp:
+        results.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    with replacing(csv_path) as tmp:
+        results[per_emulator_variables(results)].to_dataframe().to_csv(tmp)   # one row per emulator
     return nc_path, csv_path
 
 

@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from emulators.architectures import OPTIMIZERS, Hyperparameters  # noqa: E402
+from emulators.atomic_files import replacing, write_text_replacing  # noqa: E402
 
 __all__ = ["SearchSpace", "CoupledRunConfig", "CoupledRun", "EmulatorTask", "SweepConfig", "SweepSummary", "TaskFailed",
            "coupled_run", "prepare_reference", "load_reference", "REFERENCE_CONFIG", "offline_task", "default_task", "execute_task", "run_sweep",
@@ -322,21 +323,16 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     for twin, path in enumerate([paths["reference"]] + paths["perturbed"]):
         if path.is_file():          # finished: runs are written under another name and moved in when done
             continue
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.nc")
-        try:
+        with replacing(path) as tmp:
             run = coupled_run(None, config, tmp, twin=twin).run
             status, reason = run.attrs.get("run_status"), run.attrs.get("crash_reason", "")
             run.close()
             if status != "completed":
                 raise RuntimeError(f"the reference run {path.name} did not complete: {reason}")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
     with open_output(paths["reference"]) as reference:
         floor = noise_floor_of_files(reference, paths["perturbed"], config.window_days)
-    tmp = paths["noise_floor"].with_name(paths["noise_floor"].name + ".tmp")
-    floor.to_netcdf(tmp)
-    os.replace(tmp, paths["noise_floor"])
+    with replacing(paths["noise_floor"]) as tmp:
+        floor.to_netcdf(tmp)
     return paths
 
 
@@ -345,9 +341,7 @@ REFERENCE_CONFIG = "coupled.json"
 
 
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_replacing(path, json.dumps(value, indent=2) + "\n")
 
 
 def load_reference(folder: str | os.PathLike) -> tuple[CoupledRunConfig, dict[str, Any]]:
@@ -592,13 +586,8 @@ def write_result(results_dir: str | os.PathLike, record: Mapping[str, Any]) -> P
     """Write a result record atomically (temporary file + os.replace)."""
     path = result_path(results_dir, int(record["index"]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(_json_safe(dict(record)), fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with replacing(path, fsync=True) as tmp:
+        tmp.write_text(json.dumps(_json_safe(dict(record)), indent=2) + "\n")
     return path
 
 

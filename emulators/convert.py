@@ -33,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any, Callable, Union
 import keras
 import numpy as np
 
+from emulators.atomic_files import NotAFileError, replacing
 from emulators.modelfile import (
     ACTIVATIONS,
     LayerSpec,
@@ -1052,18 +1052,13 @@ def write_keras(spec: ModelSpec, path: PathLike) -> None:
     if path.suffix != ".keras":
         raise ConversionError(f"{path}: a Keras model file must end in .keras")
     model = spec_to_keras(spec)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=directory)
-    os.close(fd)
     try:
-        model.save(tmp_name)
-        with zipfile.ZipFile(tmp_name, "a") as archive:
-            archive.writestr(METADATA_ENTRY, model._fkb_metadata_json)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+        with replacing(path) as tmp:
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(METADATA_ENTRY, model._fkb_metadata_json)
+    except NotAFileError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Union
@@ -710,22 +709,11 @@ def write_model_file(spec: ModelSpec, path: PathLike) -> str:
     except ValueError as exc:
         raise ModelFileError(f"{path}: cannot write model: {exc}") from None
     digest = data.split(b"\n", 2)[1].split(b" ")[1].decode("ascii")
-    directory = path.parent if str(path.parent) else Path(".")
+    from emulators.atomic_files import replacing
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        with replacing(path, fsync=True) as tmp:
+            tmp.write_bytes(data)
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
         raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return digest
 

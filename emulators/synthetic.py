@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from emulators.atomic_files import replacing
 from emulators.interface import COORDINATE_ATTRS, INPUT_VARIABLES, LEVEL_DIM, OUTPUT_VARIABLES, VARIABLES, variable_attrs
 
 __all__ = ["synthetic_dataset", "write_synthetic_dataset", "TIME_UNITS", "TIME_STEP_DAYS"]
@@ -184,21 +185,20 @@ def write_synthetic_dataset(path: str | os.PathLike, n_time: int = 32, nlev: int
         raise ValueError(f"time_block must be at least 1, got {time_block}")
     path = Path(path)
     grid = _grid(nlev, nlat, nlon)
-    tmp = path.with_name(path.name + ".part")
     first = np.arange(min(time_block, n_time))
     ds = _dataset(_block(first, grid, seed, noise), first, grid, seed, noise)
     encoding = {name: {"dtype": "float32", "chunksizes": (1, *ds[name].shape[1:])}
                 for name in INPUT_VARIABLES + OUTPUT_VARIABLES}
     encoding["time"] = {"dtype": "float64"}
-    ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", unlimited_dims=["time"], encoding=encoding)
-    with netCDF4.Dataset(tmp, "a") as nc:
-        for start in range(first.size, n_time, time_block):
-            index = np.arange(start, min(start + time_block, n_time))
-            block = _block(index, grid, seed, noise)
-            nc["time"][start:index[-1] + 1] = index * TIME_STEP_DAYS
-            for name in INPUT_VARIABLES + OUTPUT_VARIABLES:
-                nc[name][start:index[-1] + 1] = block[name]
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", unlimited_dims=["time"], encoding=encoding)
+        with netCDF4.Dataset(tmp, "a") as nc:
+            for start in range(first.size, n_time, time_block):
+                index = np.arange(start, min(start + time_block, n_time))
+                block = _block(index, grid, seed, noise)
+                nc["time"][start:index[-1] + 1] = index * TIME_STEP_DAYS
+                for name in INPUT_VARIABLES + OUTPUT_VARIABLES:
+                    nc[name][start:index[-1] + 1] = block[name]
     return path
 
 

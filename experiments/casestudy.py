@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from coupler.sweep import SweepConfig
+from emulators.atomic_files import write_text_replacing
 from experiments.report import format_interval, format_number
 from experiments.states import check_state
 from experiments.survival import with_survival
@@ -226,9 +227,7 @@ def _claim_folder(config: CaseStudyConfig, out: Path) -> None:
             raise ValueError(f"{out} holds a case study of another configuration ({path}); choose another --out")
         return
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"# case study {config.name!r} from {config.source}\n" + text)
-    os.replace(tmp, path)
+    write_text_replacing(path, f"# case study {config.name!r} from {config.source}\n" + text)
 
 
 # ----------------------------------------------------------- reference data
@@ -272,9 +271,7 @@ def make_reference_data(config: ReferenceDataConfig, out_dir: str | os.PathLike,
                 "first_day": float(ds.time[0]), "last_day": float(ds.time[-1]), "coupled_start_day": start_day,
                 "simulated_days": config.spinup_days + config.data_days,
                 "seconds": time.perf_counter() - clock}
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, manifest)
+    write_text_replacing(manifest, json.dumps(info, indent=2) + "\n")
     info["reused"] = False
     return info
 
@@ -341,9 +338,7 @@ def reference_world(paths: Mapping[str, Any]) -> WorldMetrics:
         end = float(reference["time_bnds"].values[-1, 1])
         world = world_metrics(reference, start, end, twins)
     target = Path(paths["reference"]).parent / "world.json"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps({**world.as_dict(), "passes": world.passes()}, indent=2) + "\n")
-    os.replace(tmp, target)
+    write_text_replacing(target, json.dumps({**world.as_dict(), "passes": world.passes()}, indent=2) + "\n")
     return world
 
 
@@ -494,9 +489,7 @@ def _write_timings(result: CaseStudyResult) -> None:
     rows = _emulator_timings(result)
     info = {"stages_seconds": result.seconds, "emulators": rows, "data": result.data, "code": code_version()}
     path = Path(result.out_dir) / "timings.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    write_text_replacing(path, json.dumps(info, indent=2, default=float) + "\n")
 
 
 def setup_section(result: CaseStudyResult) -> list[str]:

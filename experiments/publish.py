@@ -24,6 +24,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from emulators.atomic_files import write_text_replacing
+
 __all__ = ["publish", "main"]
 
 FILES = ("results.nc", "results.csv", "report.md", "timings.json", "casestudy.toml", "replicates.md")
@@ -72,7 +74,7 @@ def publish(out_dir: str | os.PathLike, dest: str | os.PathLike, command: str,
              "- files: " + ", ".join(f"`{name}`" for name in copied), "",
              "Nothing here is edited by hand. The wall times in `timings.json` and the report are those of the "
              "machine that ran it (docs/case-study.md says which)."]
-    (dest / "PROVENANCE.md").write_text("\n".join(lines) + "\n")
+    write_text_replacing(dest / "PROVENANCE.md", "\n".join(lines) + "\n")
     return dest
 
 

@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from emulators.atomic_files import write_text_replacing
 from experiments.report import format_interval, format_number
 
 __all__ = ["CLAIMS", "claim_verdicts", "replicate_folder", "write_replicates_report"]
@@ -111,7 +112,5 @@ def write_replicates_report(out_dir: str | os.PathLike, seeds: Sequence[int],
     for s, r in zip(seeds, replicates):
         lines.append(f"| {s} | {r['n_emulators']} | {r['n_finished']} | {r['n_crashed']} | {r['n_survivors']} |")
     path = out / "replicates.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_replacing(path, "\n".join(lines) + "\n")
     return path
