@@ -802,6 +802,41 @@ class SweepConfig:
                 for i, hp in enumerate(self.hyperparameters())]
 
 
+SWEEP_IDENTITY = "sweep.json"
+"""File in a sweep's folder holding the configuration it was made with."""
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike) -> None:
+    """Write ``OUT/sweep.json`` (the configuration but the number of
+    emulators, which a re-run may raise to extend the sweep), or check that
+    the folder holds a sweep of this configuration: results made with
+    another space, training or coupled run are never mixed in. Refusal:
+    ValueError naming the first differences."""
+    out = Path(out_dir)
+    mine = _json_safe({**dataclasses.asdict(config), "n_emulators": None})
+    path = out / SWEEP_IDENTITY
+    if path.is_file():
+        theirs, ours = _flat(json.loads(path.read_text())), _flat(json.loads(json.dumps(mine)))
+        differences = [f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here"
+                       for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+        if differences:
+            raise ValueError(f"{out} holds a sweep of another configuration ({'; '.join(differences[:3])}"
+                             + (f"; {len(differences) - 3} more" if len(differences) > 3 else "")
+                             + "); choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(path, mine)
+
+
 def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, scheduler: str | None = None,
                           n_workers: int | None = None, progress: bool | None = None,
                           retry_failed: bool = False) -> SweepSummary:
@@ -810,6 +845,7 @@ def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, sc
     from coupler.results import collect_results, write_results
 
     out = Path(out_dir)
+    claim_sweep_folder(config, out)
     reference = None
     if resolve_task(config.task) is default_task:
         reference = prepare_reference(config.coupled, out / "reference")["reference"]

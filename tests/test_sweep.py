@@ -291,3 +291,20 @@ def test_local_cluster_whose_workers_die_at_start_up_stops_the_sweep(tmp_path, m
     with pytest.raises(sweep.ClusterError, match="no live worker for 5 s"):
         run_sweep([task], tmp_path / "out", _kill_the_worker_for_good, progress=False, worker_timeout=5)
     assert time.monotonic() - started < 90
+
+
+def test_a_sweep_folder_refuses_another_configuration(training_data, tmp_path):
+    """Results of another space, training or coupled run are never mixed in;
+    more emulators extend the sweep."""
+    import dataclasses
+
+    from coupler.sweep import claim_sweep_folder
+    config = tiny_sweep(training_data, 2)
+    claim_sweep_folder(config, tmp_path)
+    claim_sweep_folder(config, tmp_path)
+    claim_sweep_folder(dataclasses.replace(config, n_emulators=5), tmp_path)
+    other = dataclasses.replace(config, training={**config.training, "epochs": 3})
+    with pytest.raises(ValueError, match=r"holds a sweep of another configuration \(training\.epochs: 1 there, 3 here\)"):
+        claim_sweep_folder(other, tmp_path)
+    with pytest.raises(ValueError, match=r"space\.width"):
+        claim_sweep_folder(dataclasses.replace(config, space=SearchSpace(width=(4, 9))), tmp_path)
