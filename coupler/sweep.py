@@ -94,6 +94,13 @@ class SearchSpace:
         unknown = [o for o in self.optimizer if o not in OPTIMIZERS]
         if unknown:
             raise ValueError(f"search space optimizer: unknown {unknown[0]!r} (known: {', '.join(OPTIMIZERS)})")
+        # every value the space can draw is a valid hyperparameter: its ends and choices
+        for name in ("depth", "width", "leaky_relu_slope", "dropout", "learning_rate", "batch_size"):
+            for value in getattr(self, name):
+                try:
+                    Hyperparameters(**{name: value})
+                except ValueError as exc:
+                    raise ValueError(f"search space {name}: {exc}") from None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SearchSpace":
@@ -760,6 +767,12 @@ class SweepConfig:
     space: SearchSpace = SearchSpace()
     training: Mapping[str, Any] = field(default_factory=dict)
     coupled: CoupledRunConfig = CoupledRunConfig()
+
+    def __post_init__(self) -> None:
+        for name, least in (("n_emulators", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"[sweep] {name} must be an integer >= {least}, got {value!r}")
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "SweepConfig":

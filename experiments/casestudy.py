@@ -112,6 +112,10 @@ class CaseStudyConfig:
     workers: int | None = None
     source: str = ""
 
+    def __post_init__(self) -> None:
+        # the sweep's tables are checked now, before hours of reference runs
+        self.sweep("training.nc", "checkpoint.bin")
+
     def sweep(self, data: str | os.PathLike, checkpoint: str | os.PathLike) -> SweepConfig:
         """The sweep of this case study on the training data `data`, coupled
         from `checkpoint`: the coupled runs use the reference run's preset,

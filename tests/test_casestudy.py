@@ -178,3 +178,18 @@ def test_a_finished_study_is_published_with_its_provenance(tiny_study, tmp_path)
     provenance = (dest / "PROVENANCE.md").read_text()
     assert timings["code"]["commit"] in provenance and "fkb casestudy --preset tiny.toml" in provenance
     assert publish_main([str(tmp_path), str(dest), "--command", "x"]) == 1      # not a case study
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("n_emulators = 3", "n_emulators = 0", r"\[sweep\] n_emulators must be an integer >= 1, got 0"),
+    ("n_emulators = 3", 'n_emulators = "four"', r"n_emulators must be an integer >= 1, got 'four'"),
+    ("width = [8, 16]", "width = [0, 16]", "search space width: hyperparameter width=0 must be at least 1"),
+    ("batch_size = [256]", "batch_size = [0]", "search space batch_size: hyperparameter batch_size=0"),
+    ("seed = 4", "seed = -1", r"\[sweep\] seed must be an integer >= 0"),
+])
+def test_bad_sweep_values_are_refused_before_any_work(old, new, message, tmp_path):
+    preset = tmp_path / "bad.toml"
+    preset.write_text(TINY.replace(old, new, 1))
+    with pytest.raises(ValueError, match=message):
+        load_casestudy(preset)
+    assert not (tmp_path / "out").exists()
