@@ -241,6 +241,9 @@ class GCMConfig:
                     raise ValueError(f"option 'emulator': path longer than 4095 characters: {path[:60]}...")
                 if not Path(path).is_file():
                     raise FileNotFoundError(f"option 'emulator': {path}: no such model file")
+        if self.emulator and self.physics not in EMULATOR_PHYSICS:
+            raise ValueError(f"option 'emulator': physics {self.physics!r} runs no network; set physics = "
+                             "'emulator' (or 'ensemble') to run it, or leave the model file out")
         if self.emulator_precision not in ("float32", "float64"):
             raise ValueError(f"option 'emulator_precision': must be 'float32' or 'float64', "
                              f"got {self.emulator_precision!r}")
@@ -437,11 +440,20 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not _is_integral(value):
             raise ValueError(f"option {name!r}: expected an integer, got {value!r}")
+        if not -2 ** 31 <= int(value) < 2 ** 31:
+            raise ValueError(f"option {name!r}: {int(value)} is out of range (the model's integers hold "
+                             f"{-2 ** 31} to {2 ** 31 - 1})")
         return int(value)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_number(value):
             raise ValueError(f"option {name!r}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"option {name!r}: expected a finite number, got {value!r}")
+        return number
     if kind == "str":
         if not isinstance(value, str):
             raise ValueError(f"option {name!r}: expected a string, got {value!r}")

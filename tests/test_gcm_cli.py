@@ -126,3 +126,29 @@ def test_jet_maxima_and_tropical_surface_wind_of_a_known_field(tmp_path):
     assert float(surface.min()) == pytest.approx(-5.0 * np.exp(-(2.5 / 15.0) ** 2), rel=1e-6)
     paths = plot_climate(clim, tmp_path)
     assert [p.name for p in paths] == ["held_suarez_u.png", "held_suarez_t.png"]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("sbm_tau=nan", "option 'sbm_tau': expected a finite number, got nan"),
+    ("wind_max=inf", "option 'wind_max': expected a finite number, got inf"),
+    ("nlon=2147483648", "option 'nlon': 2147483648 is out of range"),
+    ("seed=123456789012345678901", "option 'seed': 123456789012345678901 is out of range"),
+])
+def test_options_out_of_range_are_refused_in_one_line(setting, message, tmp_path, capsys):
+    assert main(["gcm", "run", "--preset", "held-suarez", "--days", "0.1", "--out", str(tmp_path / "run"),
+                "--set", setting]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_file_the_physics_would_ignore_is_refused(tmp_path, capsys):
+    import keras
+
+    from emulators.convert import keras_to_spec
+    from emulators.modelfile import write_model_file
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    write_model_file(keras_to_spec(model), tmp_path / "m.fkb")
+    assert main(["gcm", "run", "--preset", "aquaplanet-t10", "--days", "0.1", "--out", str(tmp_path / "run"),
+                "--emulator", str(tmp_path / "m.fkb")]) == 1
+    assert "physics 'reference' runs no network" in capsys.readouterr().err
