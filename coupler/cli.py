@@ -7,6 +7,7 @@ Every command prints ``--help``, exits 0 on success, and on a user mistake
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -319,6 +320,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     for path in [args.run, args.reference] + list(args.perturbed or []):
         if not Path(path).is_file():
             raise UserError(f"{path}: no such run file")
+    for name in ("days", "window_days"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number of days, got {value:g}")
     run, reference = open_output(args.run), open_output(args.reference)
     score = score_run(run, reference, args.days, args.window_days)
     print(f"run status     {score.attrs['run_status']}" + (f": {score.attrs['crash_reason']}"
@@ -334,7 +339,9 @@ def cmd_score(args: argparse.Namespace) -> None:
               f"range {float(floor['online_error_normalized_min']):.4g}-"
               f"{float(floor['online_error_normalized_max']):.4g})")
     if args.output:
-        score.to_netcdf(args.output)
+        from emulators.atomic_files import replacing
+        with replacing(args.output) as tmp:
+            score.to_netcdf(tmp)
         print(f"wrote {args.output}")
 
 

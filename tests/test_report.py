@@ -177,6 +177,9 @@ def test_cli_score_and_report(results, runs, tmp_path, capsys):
                  "--window-days", "2", "--days", "4", "-o", str(tmp_path / "score.nc")]) == 0
     out = capsys.readouterr().out
     assert "days survived  4" in out and "windows scored 2" in out and "noise floor" in out
+    for option, value in (("--days", "-3"), ("--window-days", "0"), ("--days", "nan")):
+        assert main(["score", str(runs["bad"]), "--reference", str(runs["reference"]), option, value]) == 1
+        assert f"{option} must be a positive number of days" in capsys.readouterr().err
     write_results(results, tmp_path / "sweep")
     assert main(["report", str(tmp_path / "sweep"), "--reference", str(runs["reference"])]) == 0
     assert (tmp_path / "sweep" / "report.md").is_file()
