@@ -739,7 +739,9 @@ def _apply_metadata(units: list[_Unit], n_inputs: int, metadata: dict, source: s
         if name is None:
             continue
         unit = by_name.get(name)
-        if unit is None or unit.kind != "normalization" or unit.attributes.get("invert") != invert:
+        rescaled = unit is not None and invert and unit.kind == "rescaling"   # outputs of scales below 1e-7
+        if unit is None or not rescaled and (unit.kind != "normalization"
+                                             or unit.attributes.get("invert") != invert):
             raise fail(f"{key} layer {name} is not a Normalization layer with invert={bool(invert)}")
         if key == _INPUT_NORMALIZATION:
             if unit.sources != [""] or any("" in u.sources for u in units if u is not unit):
@@ -747,7 +749,8 @@ def _apply_metadata(units: list[_Unit], n_inputs: int, metadata: dict, source: s
             alias[name] = ""
         elif unit is not units[-1]:
             raise fail("the output normalization is not the last layer")
-        norms[key] = Normalization(unit.params["mean"], _sqrt_scale(unit.params["variance"]))
+        norms[key] = (Normalization(unit.params["offset"], unit.params["scale"]) if rescaled else
+                      Normalization(unit.params["mean"], _sqrt_scale(unit.params["variance"])))
 
     layers: list[LayerSpec] = []
     ids = {"": 0}
@@ -959,11 +962,20 @@ def _keras_weights(layer: LayerSpec) -> list[np.ndarray]:
 
 
 def _normalization_layer(norm: Normalization, invert: bool, name: str) -> Any:
+    """Keras's Normalization layer of `norm`, where it reproduces it exactly
+    (a scale of at least 1e-7, Keras's floor, whose float32 square has the
+    scale as its square root); else, for the outputs, a Rescaling layer with
+    the vectors, which computes ``y * scale + offset`` as the runtime does
+    (physical tendencies in kg/kg/s have scales of 1e-8)."""
     scale = np.asarray(norm.scale, dtype=np.float32)
     variance = (scale * scale).astype(np.float32)
     exact = np.all(np.isfinite(variance)) and np.all(scale >= 1e-7) and np.array_equal(np.sqrt(variance), scale)
+    if not exact and invert:
+        return keras.layers.Rescaling(scale=scale, offset=np.asarray(norm.offset, dtype=np.float32), name=name)
     if not exact:
-        raise ConversionError(f"{name} scale must be >= 1e-7 with a float32 square for Keras's Normalization layer to reproduce it exactly")
+        small = int(np.argmin(scale))
+        raise ConversionError(f"{name} scale of input {small + 1} is {scale[small]:.3g}: Keras's Normalization layer "
+                              "cannot divide by less than 1e-7 (or by a value whose float32 square differs)")
     return keras.layers.Normalization(
         mean=np.asarray(norm.offset, dtype=np.float32).tolist(),
         variance=variance.tolist(),
@@ -1085,7 +1097,10 @@ def convert(src: PathLike, dst: PathLike) -> ModelSpec:
         return spec
     if s in (".fkb", ".txt") and d == ".keras":
         spec = read_model_file(src)
-        write_keras(spec, dst)
+        try:
+            write_keras(spec, dst)
+        except ConversionError as exc:
+            raise type(exc)(f"{src}: {exc}") from None
         return spec
     if s == ".txt" and d == ".fkb":
         spec = read_model_file(src)
