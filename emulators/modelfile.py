@@ -937,6 +937,9 @@ def _parse_v1(data: bytes) -> ModelSpec:
     for keyword, params in norm_params.items():
         if set(params) != {"offset", "scale"}:
             raise ValueError(f"{keyword} needs exactly the params offset and scale")
+        zero = np.flatnonzero(params["scale"] == 0)
+        if zero.size:   # as the Fortran reader: a division by zero
+            raise ValueError(f"{keyword} scale is zero for feature {int(zero[0]) + 1}")
         normalizations[keyword] = Normalization(params["offset"], params["scale"])
 
     n_inputs = int(spec_fields["n_inputs"])  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ larger than the 2 GiB limit (sparse here: nothing is written), each with
 one line naming the path, and the same line from both readers."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -70,3 +71,43 @@ def test_the_command_line_refuses_them_in_one_line(tmp_path, capsys, no_hang):
         keras_to_spec(fifo_keras)
     assert main(["convert", str(fifo_keras), str(tmp_path / "out.fkb")]) == 1
     assert "fifo.keras: is not a regular file" in capsys.readouterr().err
+
+
+def _rehashed(data: bytes) -> bytes:
+    """A model file's bytes with its hash line made valid again."""
+    import hashlib
+    first, _, body = data.split(b"\n", 2)
+    return first + b"\nsha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def test_both_readers_agree_on_non_ascii_units_and_zero_scales(tmp_path):
+    import numpy as np
+
+    from emulators.modelfile import LayerSpec, ModelSpec, Normalization, write_model_file
+    spec = ModelSpec(2, 2, [LayerSpec(1, "softmax", 2, [0])], inputs=[("a", "K"), ("b", "kg")],
+                     input_normalization=Normalization(np.zeros(2, np.float32), np.ones(2, np.float32)))
+    write_model_file(spec, tmp_path / "good.fkb")
+    data = (tmp_path / "good.fkb").read_bytes()
+    degrees = tmp_path / "degrees.fkb"
+    degrees.write_bytes(_rehashed(data.replace(b"input 1 a K", b"input 1 a \xc2\xb0C")))
+    for reader, error in ((read_model_file, ModelFileError), (load, FKBError)):
+        with pytest.raises(error, match=r"degrees\.fkb: line \d+: header line is not ASCII"):
+            reader(degrees)
+    spec = dataclasses.replace(spec, input_normalization=Normalization(np.zeros(2, np.float32),
+                                                                       np.array([1, 0], np.float32)))
+    zero = tmp_path / "zero.fkb"
+    zero.write_bytes(_rehashed(_encode_unchecked(spec)))
+    for reader, error in ((read_model_file, ModelFileError), (load, FKBError)):
+        with pytest.raises(error, match="input_normalization scale is zero for feature 2"):
+            reader(zero)
+
+
+def _encode_unchecked(spec) -> bytes:
+    """The bytes of `spec` without the writer's checks (it refuses a zero scale)."""
+    from emulators import modelfile
+    original = modelfile.validate_spec
+    modelfile.validate_spec = lambda spec: None
+    try:
+        return modelfile.encode_model_file(spec)
+    finally:
+        modelfile.validate_spec = original

@@ -239,6 +239,15 @@ contains
       call fail(fkb_err_format, 'no end_header line')
       return
     end if
+    ! the header is ASCII (docs/model-file.md), as the Python reader requires
+    do i = 1, n_lines
+      do pos = line_first(i), line_last(i)
+        if (iachar(buffer(pos:pos)) > 127) then
+          call fail(fkb_err_format, 'line ' // int_to_str(i + 2) // ': header line is not ASCII')
+          return
+        end if
+      end do
+    end do
 
     ! count layers and params, so that the spec is allocated once
     n_layers = 0
