@@ -353,6 +353,8 @@ def cmd_couple(args: argparse.Namespace) -> None:
     if args.days is not None and not args.days > 0:
         raise UserError(f"--days must be positive, got {args.days:g}")
     out = Path(args.out)
+    if (out / "score.json").exists() and not args.overwrite:
+        raise UserError(f"{out} holds a coupled run already (score.json); give another --out, or --overwrite")
     options = dict(days=args.days, window_days=args.window_days, limit_humidity=args.limit_humidity,
                    limit_precipitation=args.limit_precipitation, precision=args.emulator_precision)
     if args.reference:
@@ -507,6 +509,7 @@ def add_casestudy_parsers(sub) -> None:
                    help="without --reference: make (or reuse) this case study's reference in OUT/casestudy "
                         "(default: quick)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the coupled run a folder holds already")
     p.add_argument("--days", type=float, default=None, help="run length [days] (default: the reference's)")
     p.add_argument("--window-days", type=float, default=None,
                    help="scoring window [days], a multiple of the output interval (default: the reference's)")
@@ -528,9 +531,18 @@ def add_casestudy_parsers(sub) -> None:
 
 
 # ------------------------------------------------------------------ parser
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("fkb")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fkb", description="Fortran-Keras Bridge: run Keras networks in Fortran, and test them online in a toy GCM.")
+    parser.add_argument("--version", action="version", version=f"fkb {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -724,6 +736,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fkb {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `fkb info x.fkb | head`: the reader has gone, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if _is_user_error(exc):
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -120,3 +120,32 @@ def test_command_line_entry_point_exit_codes(tmp_path):
     result = subprocess.run(cmd + ["info", str(tmp_path / "nothing.fkb")], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "nothing.fkb" in result.stderr
+
+
+def test_version_and_a_closed_pipe(capsys, tmp_path):
+    import subprocess
+    import sys
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("fkb ")
+    import keras
+
+    from emulators.convert import keras_to_spec
+    from emulators.modelfile import write_model_file
+    model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(2)])
+    write_model_file(keras_to_spec(model), tmp_path / "m.fkb")
+    # `fkb info m.fkb | head -1`: the reader leaves early; no traceback, no "Broken pipe"
+    info = subprocess.Popen([sys.executable, "-m", "coupler.cli", "info", str(tmp_path / "m.fkb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    info.stdout.close()
+    assert info.wait(timeout=120) == 0 and info.stderr.read() == b""
+
+
+def test_couple_refuses_to_overwrite_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "score.json").write_text("{}")
+    assert main(["couple", "--emulator", str(tmp_path / "none.fkb"), "--reference", str(tmp_path), "--out",
+                 str(out)]) == 1
+    assert "holds a coupled run already (score.json); give another --out, or --overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["score.json"]
