@@ -7,6 +7,7 @@ Every command prints ``--help``, exits 0 on success, and on a user mistake
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -324,8 +325,16 @@ def cmd_score(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"--{name.replace('_', '-')} must be a positive number of days, got {value:g}")
+    planned = _planned_scoring(args.reference, args.run)
+    if args.window_days is None:
+        args.window_days = planned.get("window_days", 30.0)
+    if args.days is None:
+        args.days = planned.get("days")
     run, reference = open_output(args.run), open_output(args.reference)
     score = score_run(run, reference, args.days, args.window_days)
+    if int(score["n_windows"]) == 0 and score.attrs.get("run_status") == "completed":
+        raise UserError(f"{args.run}: a completed run of {float(score['days_survived']):g} days holds no window of "
+                        f"{args.window_days:g} days; pass a shorter --window-days")
     print(f"run status     {score.attrs['run_status']}" + (f": {score.attrs['crash_reason']}"
                                                           if score.attrs["crash_reason"] else ""))
     print(f"days survived  {float(score['days_survived']):g}")
@@ -343,6 +352,21 @@ def cmd_score(args: argparse.Namespace) -> None:
         with replacing(args.output) as tmp:
             score.to_netcdf(tmp)
         print(f"wrote {args.output}")
+
+
+def _planned_scoring(*run_files: str) -> dict[str, float]:
+    """``days`` and ``window_days`` of the coupled.json (a sweep's or ``fkb
+    couple``'s run configuration) beside the first of `run_files` that has
+    one; empty without."""
+    for path in run_files:
+        config = Path(path).parent / "coupled.json"
+        if config.is_file():
+            try:
+                values = json.loads(config.read_text())
+            except (OSError, ValueError):
+                continue
+            return {key: float(values[key]) for key in ("days", "window_days") if values.get(key) is not None}
+    return {}
 
 
 def cmd_couple(args: argparse.Namespace) -> None:
@@ -487,8 +511,11 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--perturbed", nargs="+", metavar="TWIN.nc",
                    help="netCDF file(s) of the reference's perturbed twins (prints the noise floor: their mean and "
                         "range)")
-    p.add_argument("--window-days", type=float, default=30.0, help="scoring window [days] (default: %(default)s)")
-    p.add_argument("--days", type=float, default=None, help="planned run length [days] (caps days survived)")
+    p.add_argument("--window-days", type=float, default=None,
+                   help="scoring window [days] (default: the one in coupled.json beside the reference or the run, "
+                        "as a sweep or fkb couple writes it; else 30)")
+    p.add_argument("--days", type=float, default=None,
+                   help="planned run length [days] (caps days survived; default: coupled.json's, if any)")
     p.add_argument("-o", "--output", metavar="SCORE.nc", help="write the scores as netCDF")
     p.set_defaults(func=cmd_score)
 

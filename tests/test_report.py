@@ -180,6 +180,16 @@ def test_cli_score_and_report(results, runs, tmp_path, capsys):
     for option, value in (("--days", "-3"), ("--window-days", "0"), ("--days", "nan")):
         assert main(["score", str(runs["bad"]), "--reference", str(runs["reference"]), option, value]) == 1
         assert f"{option} must be a positive number of days" in capsys.readouterr().err
+    # a window longer than the completed run: an error, not a NaN
+    assert main(["score", str(runs["bad"]), "--reference", str(runs["reference"]), "--window-days", "30"]) == 1
+    assert "a completed run of 4 days holds no window of 30 days" in capsys.readouterr().err
+    # the window of the runs' coupled.json, as a sweep or fkb couple writes it
+    (runs["reference"].parent / "coupled.json").write_text('{"days": 4.0, "window_days": 1.0}')
+    try:
+        assert main(["score", str(runs["bad"]), "--reference", str(runs["reference"])]) == 0
+        assert "windows scored 4 of 1 days" in capsys.readouterr().out
+    finally:
+        (runs["reference"].parent / "coupled.json").unlink()
     write_results(results, tmp_path / "sweep")
     assert main(["report", str(tmp_path / "sweep"), "--reference", str(runs["reference"])]) == 0
     assert (tmp_path / "sweep" / "report.md").is_file()
