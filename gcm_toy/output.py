@@ -292,11 +292,31 @@ def open_output(path: str | os.PathLike | list, chunks: Mapping[str, int] | None
     """Open one output file (or several, concatenated in time) lazily, with
     ``time`` kept in days."""
     chunks = {"time": 1} if chunks is None else chunks
-    if isinstance(path, (list, tuple)):
-        return xr.open_mfdataset([os.fspath(p) for p in path], decode_times=False, chunks=chunks,
-                                 combine="nested", concat_dim="time", data_vars="minimal", coords="minimal",
-                                 compat="override", join="override")
-    return xr.open_dataset(path, decode_times=False, chunks=chunks)
+    paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
+    for one in paths:   # a clear line naming the file, before xarray's list of backends or an HDF error
+        _check_netcdf(one)
+    try:
+        if isinstance(path, (list, tuple)):
+            return xr.open_mfdataset(paths, decode_times=False, chunks=chunks,
+                                     combine="nested", concat_dim="time", data_vars="minimal", coords="minimal",
+                                     compat="override", join="override")
+        return xr.open_dataset(path, decode_times=False, chunks=chunks)
+    except OSError as exc:   # the header was netCDF, the rest is not readable
+        where = paths[0] if len(paths) == 1 else ", ".join(paths)
+        raise ValueError(f"{where}: a corrupt or truncated netCDF file ({exc.strerror or exc})") from None
+
+
+def _check_netcdf(path: str) -> None:
+    """Refuse, with a ValueError of one line naming the file, what is not a
+    netCDF file (by its first bytes: netCDF-3 'CDF', netCDF-4/HDF5) or not a
+    readable regular file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file" if not os.path.exists(path) else
+                                f"{path}: not a regular file")
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if not (magic.startswith(b"CDF") or magic.startswith(b"\x89HDF\r\n\x1a\n")):
+        raise ValueError(f"{path}: not a netCDF file" + (" (empty)" if not magic else ""))
 
 
 @contextlib.contextmanager

@@ -152,3 +152,14 @@ def test_a_model_file_the_physics_would_ignore_is_refused(tmp_path, capsys):
     assert main(["gcm", "run", "--preset", "aquaplanet-t10", "--days", "0.1", "--out", str(tmp_path / "run"),
                 "--emulator", str(tmp_path / "m.fkb")]) == 1
     assert "physics 'reference' runs no network" in capsys.readouterr().err
+
+
+def test_files_that_are_not_netcdf_are_named_in_one_line(tmp_path):
+    from gcm_toy.output import open_output
+    (tmp_path / "text.nc").write_text("hello")
+    (tmp_path / "empty.nc").write_bytes(b"")
+    (tmp_path / "truncated.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
+    for name, message in (("text.nc", "not a netCDF file"), ("empty.nc", r"not a netCDF file \(empty\)"),
+                          ("truncated.nc", "a corrupt or truncated netCDF file"), ("none.nc", "no such file")):
+        with pytest.raises((ValueError, FileNotFoundError), match=f"{name}: {message}"):
+            open_output(tmp_path / name)
