@@ -52,8 +52,14 @@ def _load_plugins(names: list[str]) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> None:
     _load_plugins(args.plugin)
-    from emulators.convert import convert
-    convert(args.src, args.dst)
+    if args.normalization is not None and args.interface is None:
+        raise UserError("--normalization goes with --interface gcm")
+    if args.interface == "gcm":
+        from emulators.export import convert_for_gcm
+        convert_for_gcm(args.src, args.dst, args.normalization)
+    else:
+        from emulators.convert import convert
+        convert(args.src, args.dst)
     print(f"wrote {args.dst}")
 
 
@@ -389,7 +395,10 @@ def cmd_couple(args: argparse.Namespace) -> None:
         stage = load_casestudy(args.preset or "quick")
         config, reference = stage.sweep("training.nc", "checkpoint.bin").coupled, {}
     config = couple_config(config, **options)
-    files, converted = prepare_model_files(args.emulator, out)
+    if args.normalization is not None and args.interface is None:
+        raise UserError("--normalization goes with --interface gcm")
+    files, converted = prepare_model_files(args.emulator, out, gcm_interface=args.interface == "gcm",
+                                           normalization=args.normalization)
     check_interface(config, files)
     if stage is not None:
         from experiments.casestudy import prepare_casestudy_reference
@@ -529,6 +538,7 @@ def add_casestudy_parsers(sub) -> None:
                                    "from the GCM's is refused. Writes OUT/coupled.nc, OUT/score.nc, OUT/score.json.")
     p.add_argument("--emulator", required=True, nargs="+", metavar="PATH",
                    help="model file(s) (.fkb, original FKB .txt) or Keras file(s) (.keras, .h5); several = ensemble")
+    _add_interface_arguments(p)
     p.add_argument("--reference", metavar="DIR",
                    help="reference folder: a case-study or sweep output folder (its reference/) or the reference "
                         "folder itself (reference.nc, coupled.json, perturbed_K.nc)")
@@ -566,6 +576,15 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _add_interface_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--interface", choices=("gcm",), default=None,
+                   help="attach the toy GCM's input and output names and units to a model of your own "
+                        "(docs/emulators.md, 'Bring your own model')")
+    p.add_argument("--normalization", metavar="NORMALIZATION.nc", default=None,
+                   help="with --interface gcm: the model works in the normalized units of this training set's "
+                        "statistics (emulators' normalization.nc); without it, in physical units")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fkb", description="Fortran-Keras Bridge: run Keras networks in Fortran, and test them online in a toy GCM.")
@@ -578,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".fkb or an original FKB .txt file -> .keras.")
     p.add_argument("src", help="source model file")
     p.add_argument("dst", help="destination model file")
+    _add_interface_arguments(p)
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (a dotted module name or a .py file), so that the custom layers "
                         "it registers convert (docs/custom-layers.md); repeatable")

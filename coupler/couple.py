@@ -59,13 +59,16 @@ class CoupleResult:
     converted: dict[str, Path]
 
 
-def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | os.PathLike
+def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                        gcm_interface: bool = False, normalization: str | os.PathLike | None = None
                         ) -> tuple[list[Path], dict[str, Path]]:
     """The model files to couple: paths of model files unchanged, Keras files
     converted to ``out_dir/emulators/STEM.fkb`` (numbered if two have the
-    same name). Returns the model files and ``{keras file: model file}``.
-    FileNotFoundError for a missing file; the converter's errors (one line)
-    for a Keras model it cannot convert."""
+    same name); with `gcm_interface`, every file converted there with the
+    GCM's interface attached (and `normalization`, see
+    :func:`emulators.export.with_gcm_interface`). Returns the model files and
+    ``{source file: model file}``. FileNotFoundError for a missing file; the
+    converter's errors (one line) for a model it cannot convert."""
     if not emulators:
         raise ValueError("no emulator given")
     files: list[Path] = []
@@ -74,10 +77,11 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such emulator file")
     for i, path in enumerate(Path(p) for p in emulators):
-        if path.suffix.lower() not in KERAS_SUFFIXES:
+        if path.suffix.lower() not in KERAS_SUFFIXES and not gcm_interface:
             files.append(path)
             continue
         from emulators.convert import convert
+        from emulators.export import convert_for_gcm
 
         folder = Path(out_dir) / "emulators"
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +89,10 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         name = path.stem if stems.count(path.stem) == 1 else f"{i:02d}_{path.stem}"
         target = folder / f"{name}.fkb"
         with replacing(target) as tmp:
-            convert(path, tmp)
+            if gcm_interface:
+                convert_for_gcm(path, tmp, normalization)
+            else:
+                convert(path, tmp)
         files.append(target)
         converted[os.fspath(path)] = target
     return files, converted

@@ -12,6 +12,7 @@ same Keras-built network instead, on the splits held in memory
     out_dir/
       model.keras            the trained Keras model (normalized inputs/outputs)
       emulator.fkb           the model file: network + normalization + names/units
+      emulator.keras         the same as a Keras model (physical units, GCM names): coupleable as it is
       normalization.nc       offsets and scales of inputs and outputs
       hyperparameters.toml   the settings it was trained with
       history.csv            loss curve, one row per epoch (Keras CSVLogger)
@@ -262,6 +263,9 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
     if hp.trainer == "fortran":
+        if not compile_model:
+            raise ValueError("compile_model=False keeps your Keras optimizer, which only the Keras trainer uses "
+                             "(hyperparameter trainer = \"keras\")")
         if callbacks:
             raise ValueError("Keras callbacks need the Keras trainer (hyperparameter trainer = \"keras\")")
         from emulators.train_fortran import fit_in_fortran
@@ -325,8 +329,16 @@ def _save(result: TrainingResult, out: Path, source, split: SplitFractions, n_tr
         files["r2_plot"] = plot_r2_by_level(result.metrics, out / "r2_by_level.png",
                                             title=f"{result.model.name}: R² by level")
     if export:
-        from emulators.export import export_emulator
-        files["model_file"] = export_emulator(result.model, result.normalization, out / "emulator.fkb")
+        from emulators.convert import write_keras
+        from emulators.export import emulator_spec
+        from emulators.modelfile import write_model_file
+
+        spec = emulator_spec(result.model, result.normalization)
+        files["model_file"] = out / "emulator.fkb"
+        write_model_file(spec, files["model_file"])
+        # the same network as a Keras model in physical units, with the GCM's names: coupleable as it is
+        files["keras_emulator"] = out / "emulator.keras"
+        write_keras(spec, files["keras_emulator"])
 
 
 # ------------------------------------------------------------ command line
