@@ -780,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's last flush
     except KeyboardInterrupt:
         print(f"fkb {args.command}: interrupted", file=sys.stderr)
         return 130
