@@ -405,7 +405,8 @@ def cmd_couple(args: argparse.Namespace) -> None:
         made = prepare_casestudy_reference(stage, out / "casestudy", progress=False if args.no_progress else None)
         config, reference = couple_config(made.sweep.coupled, **options), made.paths
         print(f"reference: {out / 'casestudy'} (reuse it with --reference {out / 'casestudy'})")
-    result = couple_and_score(files, config, reference, out, converted=converted)
+    result = couple_and_score(files, config, reference, out, converted=converted,
+                              progress=False if args.no_progress else None)
     print("\n".join(summary_lines(result)))
 
 

@@ -135,13 +135,14 @@ def couple_config(config: CoupledRunConfig, *, days: float | None = None, window
 
 def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRunConfig,
                      reference: Mapping[str, str | os.PathLike], out_dir: str | os.PathLike, *,
-                     converted: Mapping[str, Path] | None = None) -> CoupleResult:
+                     converted: Mapping[str, Path] | None = None, progress: bool | None = None) -> CoupleResult:
     """Run the GCM with the networks (one: ``physics = emulator``; several:
     their ensemble) from the initial state of `config` for ``config.days``
     and score the run against ``reference["reference"]`` in windows of
     ``config.window_days`` (and the noise floor from
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
-    ``score.nc`` and ``score.json``; a crashed run is a result."""
+    ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
+    coupled run's progress bar (None: when stderr is a terminal)."""
     from coupler.scoring import _start_day, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
@@ -150,7 +151,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     files = [Path(f) for f in model_files]
     run_path, score_path, json_path = out / "coupled.nc", out / "score.nc", out / "score.json"
     with replacing(run_path) as tmp_run:
-        coupled = coupled_run(files, config, tmp_run)
+        coupled = coupled_run(files, config, tmp_run, progress=progress)
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
             floor = None

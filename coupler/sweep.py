@@ -273,7 +273,8 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
 
 
 def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
-                out: str | os.PathLike | None = None, *, twin: int = 0) -> CoupledRun:
+                out: str | os.PathLike | None = None, *, twin: int = 0,
+                progress: bool | None = False) -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
     (None: the reference physics; a list of several: their ensemble) from
     the configured initial state; `twin` k > 0: the reference's k-th
@@ -281,7 +282,8 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
     ``perturbation_seed + k``, and that physics seed with
     ``config.reseed_physics``). With `out` the run is written there
     (replacing a file of an earlier attempt). A run that crashes is a
-    result: its stability record says when and why."""
+    result: its stability record says when and why. `progress`: a progress
+    bar (None: when stderr is a terminal; a sweep's tasks show none)."""
     from coupler.scoring import stability_record
     from gcm_toy import Model
 
@@ -293,7 +295,7 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
         if config.initial_checkpoint is not None:
             model.load_checkpoint(config.initial_checkpoint)
         _prepare_initial_state(model, config, config.perturbation_kelvin if twin else 0.0, seed)
-        run = model.run(config.days, out, overwrite=True, progress=False)
+        run = model.run(config.days, out, overwrite=True, progress=progress)
     return CoupledRun(run, stability_record(run, config.days))
 
 
