@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators.atomic_files import NotAFileError, replacing, write_text_replacing
 
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators.fkb import load
 from emulators.interface import input_names, output_units
 from emulators.modelfile import read_model_file

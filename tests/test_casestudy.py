@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 from experiments.casestudy import list_presets, load_casestudy
 
 from conftest import TINY_CASESTUDY as TINY

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators.modelfile import read_model_file
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "fkb-compat" / "simple_model_with_weights.txt"
@@ -115,7 +115,7 @@ def test_unsupported_layer_is_refused_by_name(tmp_path, capsys):
 
 def test_command_line_entry_point_exit_codes(tmp_path):
     """As a user runs it: a separate process, --help exits 0, a mistake exits non-zero with one line."""
-    cmd = [sys.executable, "-m", "coupler.cli"]
+    cmd = [sys.executable, "-m", "fkb_cli"]
     assert subprocess.run(cmd + ["predict", "--help"], capture_output=True).returncode == 0
     result = subprocess.run(cmd + ["info", str(tmp_path / "nothing.fkb")], capture_output=True, text=True)
     assert result.returncode == 1
@@ -135,7 +135,7 @@ def test_version_and_a_closed_pipe(capsys, tmp_path):
     model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(2)])
     write_model_file(keras_to_spec(model), tmp_path / "m.fkb")
     # `fkb info m.fkb | head -1`: the reader leaves early; no traceback, no "Broken pipe"
-    info = subprocess.Popen([sys.executable, "-m", "coupler.cli", "info", str(tmp_path / "m.fkb")],
+    info = subprocess.Popen([sys.executable, "-m", "fkb_cli", "info", str(tmp_path / "m.fkb")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     info.stdout.close()
     assert info.wait(timeout=120) == 0 and info.stderr.read() == b""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 
 
 def run_cli(argv, capsys):

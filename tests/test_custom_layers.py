@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators.conservation import GRAVITY, KIND, ColumnWaterConservation, column_water_residual
 from emulators.convert import UnsupportedModelError, convert, keras_to_spec, load_plugin
 from emulators.data import NormalizationStats
@@ -72,7 +72,7 @@ def converted(tmp_path_factory) -> Path:
     in a fresh process, which learns the layer from the plugin only."""
     folder = tmp_path_factory.mktemp("custom")
     emulator(seed=5).save(folder / "emulator.keras")
-    result = subprocess.run([sys.executable, "-m", "coupler.cli", "convert", str(folder / "emulator.keras"),
+    result = subprocess.run([sys.executable, "-m", "fkb_cli", "convert", str(folder / "emulator.keras"),
                              str(folder / "emulator.fkb"), "--plugin", "emulators.conservation"],
                             capture_output=True, text=True, cwd=folder)
     assert result.returncode == 0, result.stderr

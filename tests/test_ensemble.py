@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators.fkb import FKBError, load, load_ensemble
 from emulators.modelfile import LayerSpec, ModelSpec, Normalization, write_model_file
 

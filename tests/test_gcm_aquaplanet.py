@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators import interface
 from emulators.modelfile import read_model_file, write_model_file
 from gcm_toy import Model, load_config

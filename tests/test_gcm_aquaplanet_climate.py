@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 from experiments.aquaplanet_climate import aquaplanet_climate, headline_numbers
 from gcm_toy import Model, load_config
 from gcm_toy.config import PHYSICS_KEYS

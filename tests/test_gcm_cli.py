@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 from experiments.held_suarez import jet_maxima, plot_climate, tropical_surface_wind
 from gcm_toy.output import open_output
 

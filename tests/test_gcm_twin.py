@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 from gcm_toy.model import Model
 from gcm_toy.twin import (_Analysis, fit_doubling_time, harmonic_basis, perturbation, run_twins)
 

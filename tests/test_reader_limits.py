@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from emulators.convert import ConversionError, keras_to_spec
 from emulators.fkb import FKBError, load
 from emulators.modelfile import MAX_MODEL_FILE_BYTES, ModelFileError, read_model_file

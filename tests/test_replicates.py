@@ -7,7 +7,7 @@ import math
 
 import xarray as xr
 
-from coupler.cli import main
+from fkb_cli import main
 from experiments.replicates import claim_verdicts
 
 

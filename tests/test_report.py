@@ -172,7 +172,7 @@ def test_report_has_the_numbers_and_the_figures(results, runs, tmp_path):
 
 
 def test_cli_score_and_report(results, runs, tmp_path, capsys):
-    from coupler.cli import main
+    from fkb_cli import main
     assert main(["score", str(runs["bad"]), "--reference", str(runs["reference"]), "--perturbed", str(runs["good"]),
                  "--window-days", "2", "--days", "4", "-o", str(tmp_path / "score.nc")]) == 0
     out = capsys.readouterr().out

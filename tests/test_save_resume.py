@@ -162,7 +162,7 @@ def test_training_section_is_documented_and_round_trips_in_python(model_file, tm
     original = demo_spec()
     assert (spec.name, spec.inputs, spec.outputs) == (original.name, original.inputs, original.outputs)
     np.testing.assert_array_equal(spec.input_normalization.scale, original.input_normalization.scale)
-    from coupler.cli import describe_spec  # fkb info
+    from fkb_cli import describe_spec  # fkb info
     assert "training state: adam (learning_rate=0.01 " in describe_spec(spec, saved)
     assert "7 steps, 64-bit arrays momentum, velocity, velocity_hat, weights" in describe_spec(spec, saved)
     # Python reads and rewrites the file byte for byte; the hash covers the section
@@ -180,7 +180,7 @@ def test_training_section_is_documented_and_round_trips_in_python(model_file, tm
 def test_trained_file_converts_to_keras_with_the_fortran_predictions(precision, model_file, tmp_path):
     import keras
 
-    from coupler.cli import main
+    from fkb_cli import main
     from emulators.convert import convert
 
     dtype = np.float32 if precision == 32 else np.float64

@@ -8,7 +8,7 @@ import filecmp
 
 import pytest
 
-from coupler.cli import main
+from fkb_cli import main
 from experiments.casestudy import load_casestudy
 from experiments.states import STATE_DIR, check_state, recipes, regenerate, state_path
 from gcm_toy import Model

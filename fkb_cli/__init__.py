@@ -1,4 +1,6 @@
-"""The ``fkb`` command line: a thin layer over the Python API.
+"""The ``fkb`` command line: a thin layer over the Python API, at the top of
+the layers (docs/architecture.md): it may import every package, and none
+imports it.
 
 Every command prints ``--help``, exits 0 on success, and on a user mistake
 (missing file, corrupt model, wrong shape, bad option) prints one line
@@ -796,7 +798,3 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
