@@ -490,7 +490,7 @@ def resolve_task(name: str | Callable) -> Callable[[EmulatorTask], dict]:
     return function
 
 
-def _limit_threads() -> dict[str, Any]:
+def limit_threads() -> dict[str, Any]:
     """One thread per TensorFlow op pool: a Dask worker thread is one
     emulator. Returns the settings in force (recorded with each result), as
     TensorFlow keeps the first ones if it was initialised before."""
@@ -540,7 +540,7 @@ def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTa
     hyperparameters, status "ok" (and what the task returned) or "failed"
     (and the exception's message), worker, start and end times. Each attempt
     is logged to ``work_dir/attempts.log`` (one line per start)."""
-    threads = _limit_threads()
+    threads = limit_threads()
     work_dir = Path(task.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     worker = _worker_address()

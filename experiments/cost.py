@@ -51,12 +51,12 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
     Returns (and writes to ``out_dir/cost.json``) the measured seconds, the
     scale factors and the extrapolated seconds of the full task."""
     from coupler.scoring import online_error
-    from coupler.sweep import _limit_threads, coupled_run
+    from coupler.sweep import limit_threads, coupled_run
     from emulators.train import train_emulator
     from experiments.casestudy import load_casestudy, make_reference_data
     from gcm_toy import open_output
 
-    threads = _limit_threads()  # as in a sweep's task: one thread per TensorFlow pool
+    threads = limit_threads()  # as in a sweep's task: one thread per TensorFlow pool
     config = load_casestudy(preset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
