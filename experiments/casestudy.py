@@ -52,7 +52,8 @@ from experiments.survival import with_survival
 from experiments.world import WorldMetrics, format_world, world_metrics
 
 __all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "ReferenceStage", "list_presets",
-           "load_casestudy", "make_reference_data", "prepare_casestudy_reference", "run_casestudy", "summary_lines"]
+           "load_casestudy", "make_reference_data", "prepare_casestudy_reference", "rewrite_report", "run_casestudy",
+           "summary_lines"]
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """Where ``--preset NAME`` looks for ``casestudy-NAME.toml``."""
@@ -416,10 +417,45 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     seconds["total"] = clock - start
     result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds, stage.world,
                              replicates_report)
-    _write_timings(result)
+    code = code_version()
+    _write_timings(result, code)
     with open(report, "a") as fh:
-        fh.write("\n" + "\n".join(setup_section(result)) + "\n")
+        fh.write("\n" + "\n".join(setup_section(result, code)) + "\n")
     return result
+
+
+def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | None = None) -> Path:
+    """Write a finished case study's report again with the code running now
+    (``fkb report OUT`` on a case-study folder): results and report from the
+    emulators' records, the setup section from the folder's own
+    ``casestudy.toml``, ``timings.json`` and ``reference/world.json``, and a
+    line naming both the commit that ran the study and the one that wrote
+    the report. Nothing is re-run; ``timings.json`` is left as it was."""
+    from coupler.results import collect_results, write_results
+    from experiments.report import headline_statistics, make_report
+
+    out = Path(out_dir)
+    for name in ("casestudy.toml", "timings.json", "results"):
+        if not (out / name).exists():
+            raise FileNotFoundError(f"{out}: not a finished case study (no {name})")
+    config = load_casestudy(out / "casestudy.toml")
+    timings = json.loads((out / "timings.json").read_text())
+    world = None
+    if (out / "reference" / "world.json").is_file():
+        values = json.loads((out / "reference" / "world.json").read_text())
+        names = {f.name for f in dataclasses.fields(WorldMetrics)}
+        world = WorldMetrics(**{k: v for k, v in values.items() if k in names})
+    results = with_survival(collect_results(out))
+    write_results(results, out)
+    reference = out / "reference" / "reference.nc"
+    report = make_report(results, Path(report_dir) if report_dir else out,
+                         reference=reference if reference.is_file() else None)
+    result = CaseStudyResult(out, report, results, headline_statistics(results), None, timings["data"], config,
+                             timings["stages_seconds"], world)
+    lines = setup_section(result, timings.get("code", {}), rewritten_by=code_version())
+    with open(report, "a") as fh:
+        fh.write("\n" + "\n".join(lines) + "\n")
+    return report
 
 
 def _run_sweep_stage(sweep: SweepConfig, out: Path, paths: Mapping[str, Any], scheduler, workers, progress,
@@ -489,15 +525,25 @@ def code_version() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
-def _write_timings(result: CaseStudyResult) -> None:
+def _write_timings(result: CaseStudyResult, code: Mapping[str, Any]) -> None:
     rows = _emulator_timings(result)
-    info = {"stages_seconds": result.seconds, "emulators": rows, "data": result.data, "code": code_version()}
+    info = {"stages_seconds": result.seconds, "emulators": rows, "data": result.data, "code": dict(code)}
     path = Path(result.out_dir) / "timings.json"
     write_text_replacing(path, json.dumps(info, indent=2, default=float) + "\n")
 
 
-def setup_section(result: CaseStudyResult) -> list[str]:
-    """The report's section on the setup and the wall time of the stages."""
+def _commit_text(code: Mapping[str, Any]) -> str:
+    commit = code.get("commit")
+    if not commit:
+        return "a commit not recorded"
+    return f"commit `{commit}`" + (" with changes not committed" if code.get("dirty") else "")
+
+
+def setup_section(result: CaseStudyResult, code: Mapping[str, Any],
+                  rewritten_by: Mapping[str, Any] | None = None) -> list[str]:
+    """The report's section on the setup, the wall time of the stages and
+    the code (`code`: :func:`code_version` of the run; `rewritten_by`: of
+    the code writing the report again, if it does)."""
     c, d = result.config, result.data
     sweep = c.sweep(d["training"], d["checkpoint"])
     k = sweep.coupled
@@ -528,6 +574,9 @@ def setup_section(result: CaseStudyResult) -> list[str]:
     if result.world is not None:
         lines += ["", "The reference's world over the coupled period (`reference/world.json`, experiments/world.py):",
                   "", "```", format_world(result.world), "```"]
+    lines += ["", f"Code: the study ran at {_commit_text(code)}"
+              + (f"; this report was written again at {_commit_text(rewritten_by)} (`fkb report`)."
+                 if rewritten_by is not None else ".")]
     return lines
 
 

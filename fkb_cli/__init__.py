@@ -419,6 +419,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     folder = Path(args.sweep)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such sweep folder")
+    if (folder / "casestudy.toml").is_file() and (folder / "timings.json").is_file():
+        from experiments.casestudy import rewrite_report
+        print(f"wrote {rewrite_report(folder, args.out)}")
+        return
     if (folder / "results").is_dir():
         results = with_survival(collect_results(folder))
         write_results(results, folder)
@@ -563,7 +567,9 @@ def add_casestudy_parsers(sub) -> None:
 
     p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
                        description="Collect a sweep's results into results.nc/.csv and write report.md with the "
-                                   "rank correlations, the optimizer table and the figures.")
+                                   "rank correlations, the optimizer table and the figures. On a case study's folder "
+                                   "(fkb casestudy --out DIR) the report is written again with the current code, "
+                                   "setup, stage times and world from the folder's own records; nothing re-runs.")
     p.add_argument("sweep", metavar="DIR", help="sweep output folder")
     p.add_argument("--reference", help="reference run for the bias maps (default: DIR/reference/reference.nc)")
     p.add_argument("--out", help="report folder (default: DIR)")

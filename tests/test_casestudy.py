@@ -180,6 +180,18 @@ def test_a_finished_study_is_published_with_its_provenance(tiny_study, tmp_path)
     assert publish_main([str(tmp_path), str(dest), "--command", "x"]) == 1      # not a case study
 
 
+def test_report_of_a_study_is_written_again_with_its_setup(tiny_study, tmp_path, capsys):
+    out = tiny_study["out"]
+    timings = (out / "timings.json").read_text()
+    status, printed, _ = run_cli(["report", str(out), "--out", str(tmp_path)], capsys)
+    assert status == 0 and str(tmp_path / "report.md") in printed
+    report = (tmp_path / "report.md").read_text()
+    assert "## Headline" in report and "## Setup" in report and "credible world" in report
+    commit = json.loads(timings)["code"]["commit"]
+    assert f"the study ran at commit `{commit}`" in report and "written again at commit" in report
+    assert (out / "timings.json").read_text() == timings          # the measured times stay
+
+
 @pytest.mark.parametrize("old, new, message", [
     ("n_emulators = 3", "n_emulators = 0", r"\[sweep\] n_emulators must be an integer >= 1, got 0"),
     ("n_emulators = 3", 'n_emulators = "four"', r"n_emulators must be an integer >= 1, got 'four'"),
