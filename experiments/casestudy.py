@@ -46,6 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from coupler.sweep import SweepConfig
 from emulators.atomic_files import write_text_replacing
+from experiments.invocations import InvocationLog, read_invocations, total_seconds
 from experiments.report import format_interval, format_number
 from experiments.states import check_state
 from experiments.survival import with_survival
@@ -353,7 +354,8 @@ class CaseStudyResult:
     """What :func:`run_casestudy` made: the folder, the report, the results
     Dataset, the report's headline statistics, the sweep summary, the data
     description, the wall time of each stage [s] (0 for a stage reused), the
-    reference's world and, with replicates, ``OUT/replicates.md``. (Results,
+    reference's world, with replicates ``OUT/replicates.md``, and the records
+    of every invocation on the folder (``OUT/invocations.json``). (Results,
     report and statistics are those of the first replicate, the study itself.)"""
 
     out_dir: Path
@@ -366,6 +368,7 @@ class CaseStudyResult:
     seconds: dict[str, float]
     world: WorldMetrics | None = None
     replicates: Path | None = None
+    invocations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
@@ -386,16 +389,37 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     every emulator with a result). `replicates`: run the sweep that many
     times on the same reference stage, with sweep seeds ``seed, seed + 1,
     ...`` (experiments/replicates.py), and write ``OUT/replicates.md``, the
-    verdict on the paper's claims. `log` gets one line per stage."""
-    from experiments.replicates import replicate_folder, write_replicates_report
-
+    verdict on the paper's claims. `log` gets one line per stage; every
+    invocation's wall time is kept in ``OUT/invocations.json``
+    (experiments/invocations.py), so a study continued over several
+    invocations can tell its whole cost."""
     if replicates < 1:
         raise ValueError(f"--replicates must be at least 1, got {replicates}")
     config = preset if isinstance(preset, CaseStudyConfig) else load_casestudy(preset)
     out = Path(out_dir)
+    _claim_folder(config, out)
+    code = code_version()
+    with InvocationLog(out, code) as invocation:
+        result = _run_stages(config, out, scheduler, n_workers, progress, retry_failed, only, replicates, log,
+                             invocation)
+        result.invocations = invocation.invocations
+        result.invocations[-1]["finished"] = True       # this one, by the time the report is read
+        _write_timings(result, code)
+        with open(result.report, "a") as fh:
+            fh.write("\n" + "\n".join(setup_section(result, code)) + "\n")
+    return result
+
+
+def _run_stages(config: CaseStudyConfig, out: Path, scheduler, n_workers, progress, retry_failed: bool,
+                only: Sequence[int] | None, replicates: int, log, invocation: InvocationLog) -> CaseStudyResult:
+    """The stages of :func:`run_casestudy`, each recorded in `invocation` when done."""
+    from experiments.replicates import replicate_folder, write_replicates_report
+
     start = time.perf_counter()
     stage = prepare_casestudy_reference(config, out, progress=progress, log=log)
     data, sweep, paths, seconds = stage.data, stage.sweep, stage.paths, dict(stage.seconds)
+    for name, value in seconds.items():
+        invocation.stage(name, value)
     clock = time.perf_counter()
 
     workers = n_workers if n_workers is not None else config.workers
@@ -406,6 +430,7 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
         runs.append(_run_sweep_stage(dataclasses.replace(sweep, seed=seed), folder, paths, scheduler,
                                      None if scheduler else workers, progress, retry_failed, only, log))
         clock = _timed(seconds, "sweep" if r == 1 else f"replicate_{r}", clock)
+        invocation.stage("sweep" if r == 1 else f"replicate_{r}", seconds["sweep" if r == 1 else f"replicate_{r}"])
     summary, results, report, stats = runs[0]
     replicates_report = None
     if replicates > 1:
@@ -414,14 +439,10 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
             out, seeds, [{**st, "logrank": logrank_by_optimizer(res)} for _, res, _, st in runs])
         log(f"replicates: {replicates_report}")
     clock = _timed(seconds, "report", clock)
+    invocation.stage("report", seconds["report"])
     seconds["total"] = clock - start
-    result = CaseStudyResult(out, report, results, stats, summary, data, config, seconds, stage.world,
-                             replicates_report)
-    code = code_version()
-    _write_timings(result, code)
-    with open(report, "a") as fh:
-        fh.write("\n" + "\n".join(setup_section(result, code)) + "\n")
-    return result
+    return CaseStudyResult(out, report, results, stats, summary, data, config, seconds, stage.world,
+                           replicates_report)
 
 
 def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | None = None) -> Path:
@@ -451,7 +472,7 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
     report = make_report(results, Path(report_dir) if report_dir else out,
                          reference=reference if reference.is_file() else None)
     result = CaseStudyResult(out, report, results, headline_statistics(results), None, timings["data"], config,
-                             timings["stages_seconds"], world)
+                             timings["stages_seconds"], world, invocations=read_invocations(out))
     lines = setup_section(result, timings.get("code", {}), rewritten_by=code_version())
     with open(report, "a") as fh:
         fh.write("\n" + "\n".join(lines) + "\n")
@@ -568,6 +589,14 @@ def setup_section(result: CaseStudyResult, code: Mapping[str, Any],
              "| reference data | reference runs | sweep | results + report | total |", "|---|---|---|---|---|",
              f"| {s['reference_data']:.0f} | {s['reference_runs']:.0f} | {s['sweep']:.0f} | {s['report']:.0f} "
              f"| {s['total']:.0f} |", ""]
+    if len(result.invocations) > 1:
+        lines += [f"The study took {len(result.invocations)} invocations on this folder, "
+                  f"{total_seconds(result.invocations):.0f} s of wall time in all (`invocations.json`):", "",
+                  "| started (UTC) | wall time [s] | stages completed | ended |", "|---|---|---|---|"]
+        lines += [f"| {r['started']} | {r['elapsed_seconds']:.0f} | "
+                  + (", ".join(f"{k} {v:.0f} s" for k, v in r["stages_seconds"].items()) or "none")
+                  + f" | {'finished' if r['finished'] else 'interrupted'} |" for r in result.invocations]
+        lines.append("")
     if task:
         lines.append(f"One emulator's task (train, export, couple, score): median {sorted(task)[len(task) // 2]:.0f} s, "
                      f"max {max(task):.0f} s; per-emulator times in `timings.json`.")

@@ -3,7 +3,7 @@
 Published results are produced by the code at a named commit with a named
 command, never edited by hand: this copies what a reader needs from a case
 study's folder (``results.nc``/``.csv``, ``report.md`` and its figures,
-``timings.json``, the configuration ``casestudy.toml``, the reference's
+``timings.json`` and ``invocations.json``, the configuration ``casestudy.toml``, the reference's
 ``world.json``, ``replicates.md`` and the replicates' reports when there are
 some) and writes ``PROVENANCE.md``: the command that ran the study, the
 commit of the code it ran (recorded by the study in ``timings.json``), the
@@ -28,7 +28,8 @@ from emulators.atomic_files import write_text_replacing
 
 __all__ = ["publish", "main"]
 
-FILES = ("results.nc", "results.csv", "report.md", "timings.json", "casestudy.toml", "replicates.md")
+FILES = ("results.nc", "results.csv", "report.md", "timings.json", "invocations.json", "casestudy.toml",
+         "replicates.md")
 
 
 def publish(out_dir: str | os.PathLike, dest: str | os.PathLike, command: str,

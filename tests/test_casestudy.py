@@ -97,6 +97,12 @@ def test_casestudy_rerun_continues_and_reuses_everything(tiny_study, capsys):
         assert after[name].values[1] == before[name].values[1]
     assert after["status"].values[1] == "ok" and np.isfinite(after["offline_mse"].values[1])
     assert 0 <= after["days_survived"].values[1] <= 2.0
+    # both invocations' wall times are kept, and the report adds them up
+    invocations = json.loads((out / "invocations.json").read_text())["invocations"]
+    assert len(invocations) >= 2 and all(r["finished"] for r in invocations[-2:])
+    assert invocations[-2]["stages_seconds"]["sweep"] > 0 and invocations[-1]["stages_seconds"]["reference_runs"] == 0
+    report = (out / "report.md").read_text()
+    assert f"The study took {len(invocations)} invocations on this folder" in report
 
 
 def test_casestudy_only_runs_the_named_emulators(tiny_study, capsys):
