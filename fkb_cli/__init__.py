@@ -101,9 +101,23 @@ def describe_spec(spec, path) -> str:
         n = sum(int(p.size) for p in layer.params.values())
         inputs = ",".join(str(i) for i in layer.inputs)
         lines.append(f"  {layer.id:>3}  {layer.kind:<20} {layer.n_out:>6}  {inputs:<8} {n:>8}  {attrs}")
-    if spec.inputs:
-        lines.append("input variables")
-        lines.extend(f"  {i + 1:>4}  {name}  [{units}]" for i, (name, units) in enumerate(spec.inputs))
+    stats = getattr(spec, "input_statistics", None)
+    if stats is None:
+        lines.append("input statistics: none (the runtime's guard needs them: a model exported with its "
+                     "training data, e.g. by fkb train)")
+    else:
+        lines.append(f"input statistics: {stats.samples} training samples, {stats.rank} principal directions "
+                     f"(residual variance {stats.residual_variance:.3g}), 99.9 % distance "
+                     f"{stats.distance_q999:.3g}")
+    if spec.inputs or stats is not None:
+        names, units = spec.input_names, spec.input_units
+        lines.append("input variables" + ("  (training minimum, mean, maximum, std)" if stats is not None else ""))
+        for i in range(spec.n_inputs):
+            row = f"  {i + 1:>4}  {names[i]}  [{units[i]}]"
+            if stats is not None:
+                row += (f"  {stats.minimum[i]:.5g}  {stats.mean[i]:.5g}  {stats.maximum[i]:.5g}  "
+                        f"{stats.std[i]:.4g}")
+            lines.append(row)
     if spec.outputs:
         lines.append("output variables")
         lines.extend(f"  {i + 1:>4}  {name}  [{units}]" for i, (name, units) in enumerate(spec.outputs))
@@ -128,11 +142,33 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if len(args.models) == 1 and not Path(args.models[0]).is_dir() \
             and all(option is None for option in ensemble_options):
         from emulators.fkb import load
-        y = load(args.models[0]).predict(x)
+        net = load(args.models[0])
+        scores = net.guard(x, margin=args.guard_margin, distance_factor=args.guard_factor) \
+            if args.guard is not None else None          # before any file is written
+        y = net.predict(x)
         _save_array(args.output, y)
         print(f"wrote {args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({y.dtype})")
+        if scores is not None:
+            _save_guard(args.guard, scores)
         return
+    if args.guard is not None:
+        raise UserError("--guard takes one model file, not an ensemble")
     _predict_ensemble(args, x)
+
+
+def _save_guard(path: str, scores) -> None:
+    """The guard's scores as a .npz file: max_abs_z, distance, n_outside, flagged."""
+    import numpy as np
+
+    from emulators.atomic_files import replacing
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, max_abs_z=scores.max_abs_z, distance=scores.distance, n_outside=scores.n_outside,
+                     flagged=scores.flagged)
+    n, flagged = scores.flagged.size, int(scores.flagged.sum())
+    print(f"wrote {path}: {flagged} of {n} samples flagged out of distribution ({100 * flagged / max(n, 1):.3g} %), "
+          f"largest |z| {float(scores.max_abs_z.max(initial=0)):.3g}, largest distance "
+          f"{float(scores.distance.max(initial=0)):.3g}")
 
 
 def _predict_ensemble(args: argparse.Namespace, x) -> None:
@@ -638,6 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ensemble: perturb each member's input with Gaussian noise of standard deviation S in "
                         "normalized input units (S times the model file's input scale); default 0")
     p.add_argument("--seed", type=int, metavar="N", help="ensemble: seed of the input noise (default 0)")
+    p.add_argument("--guard", metavar="GUARD.npz",
+                   help="also score every sample against the training inputs' statistics of the model file "
+                        "(docs/model-file.md): largest |z|, distance, inputs outside the widened training range, "
+                        "flag, as arrays of a .npz file")
+    p.add_argument("--guard-margin", type=float, metavar="M",
+                   help="widen each input's training range by M times its width (default 0.1)")
+    p.add_argument("--guard-factor", type=float, metavar="F",
+                   help="flag beyond F times the training's 99.9th-percentile distance (default 2)")
     p.set_defaults(func=cmd_predict)
 
     from emulators.train import add_train_arguments
