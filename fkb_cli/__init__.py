@@ -58,11 +58,14 @@ def cmd_convert(args: argparse.Namespace) -> None:
         raise UserError("--normalization goes with --interface gcm")
     if args.interface == "gcm":
         from emulators.export import convert_for_gcm
-        convert_for_gcm(args.src, args.dst, args.normalization)
+        spec = convert_for_gcm(args.src, args.dst, args.normalization)
     else:
         from emulators.convert import convert
-        convert(args.src, args.dst)
+        spec = convert(args.src, args.dst)
     print(f"wrote {args.dst}")
+    if Path(args.dst).suffix.lower() == ".fkb" and getattr(spec, "input_statistics", None) is None:
+        print(f"note: {args.src} carries no statistics of its training inputs, so {args.dst} has none: "
+              "the runtime's out-of-distribution guard needs them (docs/model-file.md, 'Input statistics')")
 
 
 # -------------------------------------------------------------------- info

@@ -193,3 +193,15 @@ def test_cli_info_and_predict_guard(model_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no input statistics" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "y2.npy").exists() and not (tmp_path / "g2.npz").exists()
+
+
+def test_converting_without_statistics_says_so(model_file, tmp_path, capsys):
+    from fkb_cli import main
+
+    write_model_file(_spec(), tmp_path / "plain.fkb")
+    assert main(["convert", str(tmp_path / "plain.fkb"), str(tmp_path / "plain.keras")]) == 0
+    assert main(["convert", str(tmp_path / "plain.keras"), str(tmp_path / "back.fkb")]) == 0
+    assert "carries no statistics of its training inputs" in capsys.readouterr().out
+    assert main(["convert", str(model_file), str(tmp_path / "m.keras")]) == 0
+    assert main(["convert", str(tmp_path / "m.keras"), str(tmp_path / "m.fkb")]) == 0
+    assert "no statistics" not in capsys.readouterr().out
