@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -111,10 +112,16 @@ def check_interface(config: CoupledRunConfig, model_files: Sequence[str | os.Pat
 
 def couple_config(config: CoupledRunConfig, *, days: float | None = None, window_days: float | None = None,
                   limit_humidity: bool = False, limit_precipitation: bool = False,
-                  precision: str | None = None) -> CoupledRunConfig:
+                  precision: str | None = None, guard: str | None = None, guard_margin: float | None = None,
+                  guard_factor: float | None = None) -> CoupledRunConfig:
     """`config` (the reference's) with another run length [days], scoring
-    window [days], the emulator limiters and the networks' precision."""
+    window [days], the emulator limiters, the networks' precision and the
+    out-of-distribution guard (policy ``off``, ``clip`` or ``fallback``,
+    its margin and distance factor: gcm_toy's options of those names)."""
     overrides = dict(config.overrides)
+    for key, value in (("guard", guard), ("guard_margin", guard_margin), ("guard_factor", guard_factor)):
+        if value is not None:
+            overrides[key] = value
     if limit_humidity:
         overrides["limit_humidity"] = True
     if limit_precipitation:
@@ -151,7 +158,10 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     files = [Path(f) for f in model_files]
     run_path, score_path, json_path = out / "coupled.nc", out / "score.nc", out / "score.json"
     with replacing(run_path) as tmp_run:
+        clock = time.perf_counter()
         coupled = coupled_run(files, config, tmp_run, progress=progress)
+        wall_seconds = time.perf_counter() - clock
+        guard = guard_summary(coupled.run)
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
             floor = None
@@ -191,10 +201,35 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "online_error_normalized": float(score["online_error_normalized"]),
         "noise_floor": None if floor is None else {
             name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
+        "guard": guard,
+        "wall_seconds": wall_seconds,
+        "seconds_per_simulated_day": wall_seconds / max(float(score["days_survived"]), 1e-9),
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
     write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
     return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
+
+
+def guard_summary(run: xr.Dataset) -> dict[str, Any] | None:
+    """The emulator guard of a coupled run (None without one): its policy
+    and, over the run, the mean fractions of the columns and steps it
+    flagged out of distribution and sent to the reference physics."""
+    policy = _run_option(run, "guard")
+    if policy in (None, "off") or "GUARD_FLAGGED_GLOBAL" not in run:
+        return None
+    flagged, fallback = run["GUARD_FLAGGED_GLOBAL"].values, run["PHYS_FALLBACK_GLOBAL"].values
+    return {"policy": policy,
+            "mean_flagged_fraction": float(flagged.mean()) if flagged.size else math.nan,
+            "mean_fallback_fraction": float(fallback.mean()) if fallback.size else math.nan}
+
+
+def _run_option(run: xr.Dataset, key: str) -> Any:
+    """An option of the configuration a run records (its ``configuration`` attribute, TOML)."""
+    import tomllib
+    try:
+        return tomllib.loads(run.attrs.get("configuration", "")).get(key)
+    except tomllib.TOMLDecodeError:
+        return None
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -223,5 +258,11 @@ def summary_lines(result: CoupleResult) -> list[str]:
     if floor is not None:
         lines.append(f"noise floor    T {_number(floor['t'])} K, q {_number(floor['q'])} g/kg, "
                      f"normalised {_number(floor['normalized'])}")
+    guard = s.get("guard")
+    if guard is not None:
+        lines.append(f"guard          {guard['policy']}: {100 * guard['mean_flagged_fraction']:.3g} % of the columns "
+                     f"flagged, {100 * guard['mean_fallback_fraction']:.3g} % on the reference physics (mean over "
+                     "the run)")
+    lines.append(f"cost           {s['seconds_per_simulated_day']:.3g} s per simulated day")
     lines.append(f"wrote {result.run_path}, {result.score_path} and {result.json_path}")
     return lines

@@ -427,7 +427,8 @@ def cmd_couple(args: argparse.Namespace) -> None:
     if (out / "score.json").exists() and not args.overwrite:
         raise UserError(f"{out} holds a coupled run already (score.json); give another --out, or --overwrite")
     options = dict(days=args.days, window_days=args.window_days, limit_humidity=args.limit_humidity,
-                   limit_precipitation=args.limit_precipitation, precision=args.emulator_precision)
+                   limit_precipitation=args.limit_precipitation, precision=args.emulator_precision,
+                   guard=args.guard, guard_margin=args.guard_margin, guard_factor=args.guard_factor)
     if args.reference:
         config, reference = load_reference(args.reference)
         stage = None
@@ -601,6 +602,14 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--limit-humidity", action="store_true",
                    help="emulator limiter: clip dq/dt at -q/dt (then fill negative humidity)")
     p.add_argument("--limit-precipitation", action="store_true", help="emulator limiter: clip precipitation at 0")
+    p.add_argument("--guard", choices=("off", "clip", "fallback"), default=None,
+                   help="out-of-distribution guard (needs the model file's input statistics): clip the inputs "
+                        "into the widened training range, or run the reference physics on the flagged columns "
+                        "(default off)")
+    p.add_argument("--guard-margin", type=float, default=None, metavar="M",
+                   help="guard: widen each input's training range by M times its width (default 0.1)")
+    p.add_argument("--guard-factor", type=float, default=None, metavar="F",
+                   help="guard: flag beyond F times the training's 99.9th-percentile distance (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_couple)
 

@@ -51,6 +51,8 @@ MOIST_PHYSICS = ("reference", "emulator", "ensemble")
 superparameterization ('reference'), one network ('emulator') or the mean of
 several ('ensemble')."""
 EMULATOR_PHYSICS = ("emulator", "ensemble")
+GUARD_POLICIES = ("off", "clip", "fallback")
+"""Policies of the emulator guard: the numbers the Fortran side knows them by are their positions."""
 
 _CORE_KEYS = ("truncation", "nlon", "nlat", "nlev", "dt", "t_ref", "diffusion_order", "diffusion_time",
               "diffuse_humidity", "robert_coefficient", "williams_alpha", "humidity", "mass_fixer",
@@ -138,6 +140,11 @@ class GCMConfig:
     emulator_precision: str = _opt("float32", "arithmetic of the networks: float32 or float64")
     limit_humidity: bool = _opt(False, "emulator limiter: clip dq/dt at -q/dt (then fill negative q)")
     limit_precipitation: bool = _opt(False, "emulator limiter: clip precipitation at 0")
+    guard: str = _opt("off", "emulator out-of-distribution guard: off, clip (inputs into the widened training "
+                             "range) or fallback (the reference physics on the flagged columns); needs the "
+                             "model file's input statistics")
+    guard_margin: float = _opt(0.1, "guard: widening of each input's training range, a fraction of its width")
+    guard_factor: float = _opt(2.0, "guard: flag beyond this multiple of the training's 99.9 % distance")
     # ---- moist column physics (reference, emulator, ensemble): physics_config ----
     n_subcolumns: int = _phys("n_subcolumns", "subcolumns per GCM column of the toy superparameterization", int)
     n_substeps: int = _phys("n_substeps", "sub-steps of each subcolumn per physics step", int)
@@ -244,6 +251,15 @@ class GCMConfig:
         if self.emulator and self.physics not in EMULATOR_PHYSICS:
             raise ValueError(f"option 'emulator': physics {self.physics!r} runs no network; set physics = "
                              "'emulator' (or 'ensemble') to run it, or leave the model file out")
+        if self.guard not in GUARD_POLICIES:
+            raise ValueError(f"option 'guard': must be one of {', '.join(GUARD_POLICIES)}, got {self.guard!r}")
+        if self.guard != "off" and self.physics not in EMULATOR_PHYSICS:
+            raise ValueError(f"option 'guard': physics {self.physics!r} runs no network to guard; set physics = "
+                             "'emulator' or 'ensemble'")
+        if not (math.isfinite(self.guard_margin) and self.guard_margin >= 0):
+            raise ValueError(f"option 'guard_margin': must be finite and >= 0, got {self.guard_margin}")
+        if not (math.isfinite(self.guard_factor) and self.guard_factor > 0):
+            raise ValueError(f"option 'guard_factor': must be finite and > 0, got {self.guard_factor}")
         if self.emulator_precision not in ("float32", "float64"):
             raise ValueError(f"option 'emulator_precision': must be 'float32' or 'float64', "
                              f"got {self.emulator_precision!r}")

@@ -22,8 +22,8 @@ import xarray as xr
 
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
-from gcm_toy.config import EMULATOR_PHYSICS, ConfigLike, GCMConfig, Overrides, load_config
-from gcm_toy.output import DIAGNOSTIC_ORDER, Grid, state_dataset
+from gcm_toy.config import EMULATOR_PHYSICS, GUARD_POLICIES, ConfigLike, GCMConfig, Overrides, load_config
+from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
 GRAVITY = 9.80616
 """g [m s-2], as in the core's gcm_constants."""
@@ -124,6 +124,7 @@ class Model(FortranObject):
             ps_min=c.ps_min, ps_max=c.ps_max, physics=c.physics, physics_seed=c.seed,
             emulator_paths=emulator_paths or " ", use_real64=int(c.emulator_precision == "float64"),
             limit_humidity=int(c.limit_humidity), limit_precipitation=int(c.limit_precipitation),
+            guard=GUARD_POLICIES.index(c.guard), guard_margin=c.guard_margin, guard_factor=c.guard_factor,
             keep_training_batch=int(keep_training_batch), physics_settings=c.physics_settings())
         _check(stat, msg)
         self._handle = int(handle)
@@ -265,12 +266,18 @@ class Model(FortranObject):
         QFLX [kg m-2 s-1], SHFLX, LHFLX, SOLIN, FSNT, FSNS, FLNT, FLNS
         [W m-2], SST [K]) plus CLOUD (lev, lat, lon) [1] and PRECC, the
         convective part of PRECT [kg m-2 s-1], with the reference
-        physics; and the number of steps summed (0: none, fields zero)."""
-        n = len(DIAGNOSTIC_ORDER)
+        physics; GUARD_FLAGGED and PHYS_FALLBACK, the fractions of steps the
+        emulator guard flagged a column and sent it to the reference
+        physics, with a guard; and the number of steps summed (0: none,
+        fields zero)."""
+        n = len(DIAGNOSTIC_ORDER) + len(GUARD_DIAGNOSTICS)
         diag, cloud, precc, count, cloud_count, stat, msg = _core.gcm_get_diag_mean(self._handle, self.nlon, self.nlat,
                                                                              self.nlev, n)
         _check(stat, msg)
         out = {name: np.ascontiguousarray(diag[:, :, k].T) for k, name in enumerate(DIAGNOSTIC_ORDER)}
+        if self.config.guard != "off":
+            for k, name in enumerate(GUARD_DIAGNOSTICS, start=len(DIAGNOSTIC_ORDER)):
+                out[name] = np.ascontiguousarray(diag[:, :, k].T)
         if int(cloud_count) > 0:
             out["CLOUD"] = np.ascontiguousarray(np.transpose(cloud, (0, 2, 1)))
             out["PRECC"] = np.ascontiguousarray(precc.T)
