@@ -150,7 +150,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
     coupled run's progress bar (None: when stderr is a terminal)."""
-    from coupler.scoring import _start_day, noise_floor_of_files, score_run
+    from coupler.scoring import _start_day, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -208,28 +208,6 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     }
     write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
     return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
-
-
-def guard_summary(run: xr.Dataset) -> dict[str, Any] | None:
-    """The emulator guard of a coupled run (None without one): its policy
-    and, over the run, the mean fractions of the columns and steps it
-    flagged out of distribution and sent to the reference physics."""
-    policy = _run_option(run, "guard")
-    if policy in (None, "off") or "GUARD_FLAGGED_GLOBAL" not in run:
-        return None
-    flagged, fallback = run["GUARD_FLAGGED_GLOBAL"].values, run["PHYS_FALLBACK_GLOBAL"].values
-    return {"policy": policy,
-            "mean_flagged_fraction": float(flagged.mean()) if flagged.size else math.nan,
-            "mean_fallback_fraction": float(fallback.mean()) if fallback.size else math.nan}
-
-
-def _run_option(run: xr.Dataset, key: str) -> Any:
-    """An option of the configuration a run records (its ``configuration`` attribute, TOML)."""
-    import tomllib
-    try:
-        return tomllib.loads(run.attrs.get("configuration", "")).get(key)
-    except tomllib.TOMLDecodeError:
-        return None
 
 
 def _number(value: float, digits: int = 4) -> str:
