@@ -214,6 +214,29 @@ def _number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if value is not None and math.isfinite(value) else "nan"
 
 
+def with_partial_coupling(config: CoupledRunConfig, start_day: float, *, network_weight: float | None = None,
+                          weight_ramp: str | None = None, ramp_days: float | None = None,
+                          spinup_days: float | None = None,
+                          reference_outputs: Sequence[str] | None = None) -> CoupledRunConfig:
+    """`config` with partial coupling (docs/gcm.md): the reference physics
+    alone for `spinup_days` after `start_day` (the run's first day), then
+    ``a * network + (1 - a) * reference`` with ``a`` = `network_weight`
+    reached by `weight_ramp` over `ramp_days` from the end of the spin-up,
+    and the output groups `reference_outputs` from the reference physics.
+    The GCM takes the days as model days, so that a restart keeps them."""
+    overrides = dict(config.overrides)
+    begin = float(start_day) + float(spinup_days or 0.0)
+    if spinup_days:
+        overrides["network_start_day"] = begin
+    if network_weight is not None:
+        overrides["network_weight"] = float(network_weight)
+    if weight_ramp is not None:
+        overrides.update(weight_ramp=weight_ramp, ramp_start_day=begin, ramp_days=float(ramp_days or 0.0))
+    if reference_outputs:
+        overrides["reference_outputs"] = list(reference_outputs)
+    return dataclasses.replace(config, overrides=overrides)
+
+
 def summary_lines(result: CoupleResult) -> list[str]:
     """What ``fkb couple`` prints."""
     s = result.summary

@@ -447,6 +447,17 @@ def cmd_couple(args: argparse.Namespace) -> None:
         made = prepare_casestudy_reference(stage, out / "casestudy", progress=False if args.no_progress else None)
         config, reference = couple_config(made.sweep.coupled, **options), made.paths
         print(f"reference: {out / 'casestudy'} (reuse it with --reference {out / 'casestudy'})")
+    if any(v is not None for v in (args.network_weight, args.weight_ramp, args.spinup_days, args.reference_outputs)):
+        from coupler.couple import with_partial_coupling
+        from gcm_toy import open_output
+        with open_output(reference["reference"]) as ref:
+            start_day = float(ref.attrs["start_time_days"])
+        config = with_partial_coupling(config, start_day, network_weight=args.network_weight,
+                                       weight_ramp=args.weight_ramp, ramp_days=args.ramp_days,
+                                       spinup_days=args.spinup_days,
+                                       reference_outputs=args.reference_outputs.split(",")
+                                       if args.reference_outputs else None)
+        check_interface(config, files)         # and the partial-coupling options, before the run
     result = couple_and_score(files, config, reference, out, converted=converted,
                               progress=False if args.no_progress else None)
     print("\n".join(summary_lines(result)))
@@ -610,6 +621,16 @@ def add_casestudy_parsers(sub) -> None:
                    help="guard: widen each input's training range by M times its width (default 0.1)")
     p.add_argument("--guard-factor", type=float, default=None, metavar="F",
                    help="guard: flag beyond F times the training's 99.9th-percentile distance (default 2)")
+    p.add_argument("--network-weight", type=float, default=None, metavar="A",
+                   help="partial coupling: outputs A * network + (1 - A) * reference physics (0 <= A <= 1)")
+    p.add_argument("--weight-ramp", choices=("constant", "linear", "step"), default=None,
+                   help="partial coupling: how the weight reaches A after the spin-up (with --ramp-days)")
+    p.add_argument("--ramp-days", type=float, default=None, metavar="D", help="partial coupling: ramp length")
+    p.add_argument("--spinup-days", type=float, default=None, metavar="N",
+                   help="the reference physics alone for the first N days, then the network")
+    p.add_argument("--reference-outputs", default=None, metavar="GROUPS",
+                   help="partial coupling: comma-separated output groups taken from the reference physics "
+                        "(TPHYSTND, PHQ, FSNT, FSNS, FLNT, FLNS, PRECT)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_couple)
 

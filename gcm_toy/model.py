@@ -22,7 +22,8 @@ import xarray as xr
 
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
-from gcm_toy.config import EMULATOR_PHYSICS, GUARD_POLICIES, ConfigLike, GCMConfig, Overrides, load_config
+from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEIGHT_RAMPS, ConfigLike, GCMConfig,
+                             Overrides, load_config)
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
 GRAVITY = 9.80616
@@ -98,6 +99,10 @@ def checkpoint_config_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".toml")
 
 
+def _step_of_day(day: float, dt: float) -> int:
+    """The model step at `day` days (rounded to the nearest step)."""
+    return int(round(day * 86400.0 / dt))
+
 class Model(FortranObject):
     """A toy-GCM model in the Fortran core.
 
@@ -125,6 +130,11 @@ class Model(FortranObject):
             emulator_paths=emulator_paths or " ", use_real64=int(c.emulator_precision == "float64"),
             limit_humidity=int(c.limit_humidity), limit_precipitation=int(c.limit_precipitation),
             guard=GUARD_POLICIES.index(c.guard), guard_margin=c.guard_margin, guard_factor=c.guard_factor,
+            network_weight=c.network_weight, ramp=WEIGHT_RAMPS.index(c.weight_ramp),
+            ramp_start_step=_step_of_day(c.ramp_start_day, c.dt), ramp_steps=_step_of_day(c.ramp_days, c.dt),
+            network_start_step=(_step_of_day(c.network_start_day, c.dt) if c.network_start_day is not None
+                                else -2 ** 62),
+            reference_outputs=[int(group in (c.reference_outputs or [])) for group in OUTPUT_GROUPS],
             keep_training_batch=int(keep_training_batch), physics_settings=c.physics_settings())
         _check(stat, msg)
         self._handle = int(handle)

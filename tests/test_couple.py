@@ -213,3 +213,15 @@ def test_the_guard_falls_back_on_the_reference_physics(tiny_casestudy_reference,
     assert status == 0 and sorted(unguarded.data_vars) == sorted(plain.data_vars)
     for name in plain.data_vars:
         np.testing.assert_array_equal(plain[name].values, unguarded[name].values)
+
+
+def test_a_spinup_as_long_as_the_run_is_the_reference_run(tiny_casestudy_reference, emulator, tmp_path, capsys):
+    reference = tiny_casestudy_reference["out"]
+    status, out, err = run_cli(["couple", "--emulator", emulator["fkb"], "--reference", reference, "--out",
+                                tmp_path / "spin", "--spinup-days", "5", "--no-progress"], capsys)
+    assert status == 0, err
+    summary = json.loads((tmp_path / "spin" / "score.json").read_text())
+    assert summary["online_error_t"] == 0.0 and summary["run_status"] == "completed"
+    status, out, err = run_cli(["couple", "--emulator", emulator["fkb"], "--reference", reference, "--out",
+                                tmp_path / "bad", "--reference-outputs", "PRECT,RAIN", "--no-progress"], capsys)
+    assert status == 1 and "unknown output group 'RAIN'" in err and len(err.strip().splitlines()) == 1

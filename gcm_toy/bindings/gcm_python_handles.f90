@@ -49,6 +49,11 @@ module gcm_python_handles
     integer :: guard = 0
       !! the emulator's out-of-distribution policy (gcm_emulator: guard_off, guard_clip, guard_fallback)
     real(wp) :: guard_margin = 0.1_wp, guard_factor = 2.0_wp
+    real(wp) :: network_weight = 1.0_wp
+      !! partial coupling (gcm_emulator): the network's weight, its ramp, the spin-up
+    integer :: ramp = 0
+    integer(int64) :: ramp_start_step = 0, ramp_steps = 0, network_start_step = -huge(1_int64)
+    logical :: reference_outputs(7) = .false.
   end type physics_options
 
   type :: model_slot
@@ -200,6 +205,12 @@ contains
       emulator%guard = options%guard
       emulator%guard_margin = options%guard_margin
       emulator%guard_factor = options%guard_factor
+      emulator%network_weight = options%network_weight
+      emulator%ramp = options%ramp
+      emulator%ramp_start_step = options%ramp_start_step
+      emulator%ramp_steps = options%ramp_steps
+      emulator%network_start_step = options%network_start_step
+      emulator%reference_outputs = options%reference_outputs
       allocate (aquaplanet_physics :: physics)
       select type (physics)
       type is (aquaplanet_physics)

@@ -33,6 +33,15 @@ module gcm_emulator
   !! call, and also on any column whose outputs are not finite. `flagged`
   !! and `on_fallback` keep the last call's columns (1 or 0) for the
   !! host's diagnostics.
+  !!
+  !! Partial coupling (as in ClimSim-Online): before `network_start_step`
+  !! the reference physics alone runs (a spin-up; the network is not
+  !! called); after it the outputs are `a * network + (1 - a) * reference`
+  !! with the weight `a` of `network_weight` and its ramp in time (constant;
+  !! linear from 0 over `ramp_steps` steps from `ramp_start_step`; or a step
+  !! from 0 to it there), and the output groups of `reference_outputs`
+  !! (dT/dt, dq/dt, FSNT, FSNS, FLNT, FLNS, PRECT) come from the reference
+  !! physics. Mixing runs the reference physics on every column.
   use iso_fortran_env, only: real32, real64, int64
   use fkb, only: network, network_r64, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite
   use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
@@ -40,6 +49,7 @@ module gcm_emulator
   use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
   use gcm_emulator_interface, only: emulator_n_inputs, emulator_n_outputs, emulator_output_name, &
                                     emulator_output_units, pack_emulator_inputs, unpack_emulator_outputs, &
+                                    pack_emulator_outputs, &
                                     compare_interface, element_label, int_text
   implicit none
   private
@@ -47,6 +57,10 @@ module gcm_emulator
 
   integer, parameter :: guard_off = 0, guard_clip = 1, guard_fallback = 2
     !! policies of the out-of-distribution guard
+  integer, parameter, public :: ramp_constant = 0, ramp_linear = 1, ramp_step = 2
+    !! how the network's weight reaches `network_weight`
+  integer, parameter, public :: n_output_groups = 7
+    !! dT/dt, dq/dt, FSNT, FSNS, FLNT, FLNS, PRECT
 
   type :: emulator_options
     !! How the networks run and what may be corrected (configuration as data).
@@ -63,6 +77,14 @@ module gcm_emulator
       !! widening of each input's training range, a fraction of its width
     real(real64) :: guard_factor = 2.0_real64
       !! flag beyond this multiple of the training's 99.9th-percentile distance
+    real(real64) :: network_weight = 1.0_real64
+      !! `a` of `a * network + (1 - a) * reference` once ramped
+    integer :: ramp = ramp_constant
+    integer(int64) :: ramp_start_step = 0, ramp_steps = 0
+    integer(int64) :: network_start_step = -huge(1_int64)
+      !! the reference physics alone before this model step
+    logical :: reference_outputs(n_output_groups) = .false.
+      !! output groups taken from the reference physics
   end type emulator_options
 
   type, extends(emulated_physics_scheme) :: emulator_physics
@@ -92,6 +114,8 @@ module gcm_emulator
     real(real64), allocatable :: max_abs_z(:), distance(:)
     integer, allocatable :: n_outside(:)
     logical, allocatable :: guard_flags(:)
+    real(real64), allocatable :: y_reference(:, :)
+      !! the reference physics' outputs of every column (partial coupling)
     real(real64), allocatable :: flagged(:), on_fallback(:)
       !! the last call's columns: flagged out of distribution, computed by
       !! the reference physics (1 or 0)
@@ -231,6 +255,8 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     integer :: n_in, n_out
+    real(real64) :: weight
+    logical :: mixing
 
     self%failed_column = 0
     self%failed_output = 0
@@ -252,6 +278,23 @@ contains
     n_in = emulator_n_inputs(nlev)
     n_out = emulator_n_outputs(nlev)
     call reserve(self, n_in, n_out, ncol)
+    weight = network_weight(self%options, step)
+    mixing = weight < 1.0_real64 .or. any(self%options%reference_outputs)
+    if (mixing) then
+      call self%fallback%compute(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, &
+                                 step, column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
+      if (stat /= physics_ok) then
+        msg = 'emulator: the reference physics of partial coupling: ' // msg
+        return
+      end if
+      if (weight == 0.0_real64) then
+        ! spin-up (or a zero weight): the reference physics alone, the network not called
+        if (allocated(self%flagged)) self%flagged(1:ncol) = 0.0_real64
+        if (allocated(self%on_fallback)) self%on_fallback(1:ncol) = 0.0_real64
+        return
+      end if
+      call pack_emulator_outputs(nlev, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, self%y_reference(:, 1:ncol))
+    end if
 
     call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, self%x(:, 1:ncol))
     if (self%options%guard /= guard_off) then
@@ -292,6 +335,7 @@ contains
       call report_failure(self, ncol, nlev, column_ids, stat, msg)
       return
     end if
+    if (mixing) call mix_outputs(self, nlev, ncol, weight)
     call unpack_emulator_outputs(nlev, self%y(:, 1:ncol), dtdt, dqdt, fsnt, fsns, flnt, flns, precip)
     if (self%options%guard == guard_fallback) then
       call fall_back(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
@@ -304,6 +348,41 @@ contains
     stat = physics_ok
     msg = ''
   end subroutine emulator_compute
+
+  pure real(real64) function network_weight(options, step) result(a)
+    !! The network's weight `a` at model step `step` (0 in the spin-up).
+    type(emulator_options), intent(in) :: options
+    integer(int64), intent(in) :: step
+    if (step < options%network_start_step) then
+      a = 0.0_real64
+      return
+    end if
+    a = options%network_weight
+    select case (options%ramp)
+    case (ramp_linear)
+      if (options%ramp_steps > 0) a = a * min(max(real(step - options%ramp_start_step, real64) / &
+                                                  real(options%ramp_steps, real64), 0.0_real64), 1.0_real64)
+    case (ramp_step)
+      if (step < options%ramp_start_step + options%ramp_steps) a = 0.0_real64
+    end select
+  end function network_weight
+
+  subroutine mix_outputs(self, nlev, ncol, weight)
+    !! y = a y + (1 - a) y_reference, the reference's for its output groups.
+    type(emulator_physics), intent(inout) :: self
+    integer, intent(in) :: nlev, ncol
+    real(real64), intent(in) :: weight
+    integer :: i, group
+    do i = 1, emulator_n_outputs(nlev)
+      group = min(i - 1, 2 * nlev - 1) / nlev + 1
+      if (i > 2 * nlev) group = i - 2 * nlev + 2
+      if (self%options%reference_outputs(group)) then
+        self%y(i, 1:ncol) = self%y_reference(i, 1:ncol)
+      else if (weight < 1.0_real64) then
+        self%y(i, 1:ncol) = weight * self%y(i, 1:ncol) + (1.0_real64 - weight) * self%y_reference(i, 1:ncol)
+      end if
+    end do
+  end subroutine mix_outputs
 
   subroutine members_mean(self, ncol)
     !! The members' mean output, member by member in order, where the
@@ -379,8 +458,10 @@ contains
       if (size(self%x, 1) == n_in .and. size(self%x, 2) >= ncol) return
       deallocate (self%x, self%y, self%spread, self%members)
       if (allocated(self%x32)) deallocate (self%x32, self%y32, self%spread32, self%members32)
-      deallocate (self%max_abs_z, self%distance, self%n_outside, self%guard_flags, self%flagged, self%on_fallback)
+      deallocate (self%max_abs_z, self%distance, self%n_outside, self%guard_flags, self%flagged, self%on_fallback, &
+                  self%y_reference)
     end if
+    allocate (self%y_reference(n_out, ncol))
     allocate (self%max_abs_z(ncol), self%distance(ncol), self%n_outside(ncol), self%guard_flags(ncol), &
               self%flagged(ncol), self%on_fallback(ncol))
     self%flagged = 0.0_real64
