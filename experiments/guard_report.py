@@ -47,6 +47,7 @@ def fallback_lines(results: xr.Dataset) -> list[str]:
                             ("online_error_normalized", "fallback_online_error_normalized"))
     cost, cost_guarded = (results[name].values[ok] for name in ("seconds_per_day", "fallback_seconds_per_day"))
     goal = not guarded.any() and float(np.nanmean(fraction)) <= GOAL_FALLBACK_FRACTION
+    within = int(np.sum(~guarded & (fraction <= GOAL_FALLBACK_FRACTION)))
     lines += [
         f"Every emulator was coupled twice, without a guard and with the guard on fallback (the reference "
         f"physics on the columns whose inputs fall outside the training distribution, docs/gcm.md): {n} pairs.", "",
@@ -62,7 +63,8 @@ def fallback_lines(results: xr.Dataset) -> list[str]:
         f"reference physics: mean {_percent(np.nanmean(fraction))}, median {_percent(np.nanmedian(fraction))}, "
         f"largest {_percent(np.nanmax(fraction))} (flagged: mean {_percent(np.nanmean(flagged))}).", "",
         f"The guard's aim, no crash with at most {_percent(GOAL_FALLBACK_FRACTION)} of the columns on the "
-        f"reference physics on average: **{'met' if goal else 'not met'}**.", ""]
+        f"reference physics on average: **{'met' if goal else 'not met'}**; {within} of {n} emulators ran "
+        f"without a crash with at most {_percent(GOAL_FALLBACK_FRACTION)} on the reference physics.", ""]
     return lines
 
 
