@@ -20,7 +20,9 @@ within which it is compared (the learning rate). Here:
   same test within each stratum, the unstratified test for comparison, a Cox
   model with every factor as categorical covariates (hazard ratios with
   95 % intervals against the level that survived most; when it does not
-  converge, why), and the same within-stratum comparison of offline
+  converge, why), the same with log10 offline validation MSE added (is a
+  factor's effect on stability more than its effect on offline skill?),
+  and the same within-stratum comparison of offline
   validation error: a linear model of log10 offline MSE on the factors
   (statsmodels OLS, type II F-test of the first factor; each level's ratio
   of geometric-mean MSE to the reference level, 95 % intervals) and a
@@ -108,7 +110,7 @@ def design_frame(results: xr.Dataset) -> tuple[pd.DataFrame, list[str]]:
                          "(results of a designed sweep mixed with others)")
     frame["stratum"] = (frame[factors[1:]].agg(" ".join, axis=1) if len(factors) > 1 else "all")
     survival = survival_frame(results, extra={name: labels[name] for name in factors})
-    frame = frame.merge(survival[["emulator", "duration", "event"]], on="emulator", how="left")
+    frame = frame.merge(survival[["emulator", "duration", "event", "log10_offline_mse"]], on="emulator", how="left")
     return frame.sort_values(["design_cell", "design_repeat"]).reset_index(drop=True), factors
 
 
@@ -203,7 +205,8 @@ def designed_statistics(results: xr.Dataset) -> dict[str, Any]:
     dict: ``factors``, ``group`` (the first factor), ``strata`` (the others),
     ``cells`` and ``margins`` (tables), ``logrank_stratified``,
     ``logrank_unstratified``, ``logrank_by_stratum`` (stratum: test),
-    ``cox`` (table, info), ``offline_model`` and ``offline_by_stratum``
+    ``cox`` and ``cox_offline`` (table, info: without and with log10 offline
+    MSE as a covariate), ``offline_model`` and ``offline_by_stratum``
     (stratum: Kruskal-Wallis statistic, p, n). ValueError (one line) for
     results that are not of a designed sweep or have fewer than
     :data:`MIN_FINISHED` finished coupled runs."""
@@ -227,6 +230,8 @@ def designed_statistics(results: xr.Dataset) -> dict[str, Any]:
     }
     references = {name: _best_level(coupled, name, _order(frame, name)) for name in factors}
     stats["cox"] = cox_fit(coupled, categorical=tuple(factors), references=references)
+    stats["cox_offline"] = cox_fit(coupled, numeric=("log10_offline_mse",), categorical=tuple(factors),
+                                   references=references)
     finished = frame[(frame["status"] == "ok") & frame["offline_mse"].notna()]
     stats["offline_model"] = _offline_model(finished, factors, references[group])
     by_stratum = {}
@@ -304,18 +309,21 @@ def designed_lines(results: xr.Dataset) -> list[str]:
             lines.append(f"| {s} | {test['n']} | {test['events']} | {_test_text(test)} |")
     else:
         lines.append(f"Log-rank test of equal survival across the {group}s: {_test_text(st['logrank_stratified'])}.")
-    table, info = st["cox"]
     lines.append("")
-    if table.empty:
-        lines += [f"Cox proportional-hazards model with {', '.join(factors)} as categories: **no estimate** — "
-                  f"{info['reason']}. The table and the log-rank tests above are the comparison.", ""]
-    else:
+    for key, what in (("cox", f"with {', '.join(factors)} as categories"),
+                      ("cox_offline", f"with {', '.join(factors)} as categories and log10 offline validation MSE "
+                                      "(is the effect more than offline skill?)")):
+        table, info = st[key]
+        if table.empty:
+            lines += [f"Cox proportional-hazards model {what}: **no estimate** — {info['reason']}."
+                      + (" The table and the log-rank tests above are the comparison." if key == "cox" else ""), ""]
+            continue
         refs = ", ".join(f"{name} {level}" for name, level in info["references"].items())
-        lines += [f"Cox proportional-hazards model of the crash hazard with {', '.join(factors)} as categories "
-                  f"({info['n']} runs, {info['events']} crashes; each level against the level of its factor that "
-                  f"survived most: {refs}). A hazard ratio above 1 means earlier crashes; the last column tests "
-                  "proportional hazards.", "",
-                  "| level | hazard ratio | 95 % interval | p | PH test p |", "|---|---|---|---|---|"]
+        lines += [f"Cox proportional-hazards model of the crash hazard {what} ({info['n']} runs, {info['events']} "
+                  f"crashes; each level against the level of its factor that survived most: {refs}"
+                  + ("; the offline MSE per factor of 10" if key == "cox_offline" else "")
+                  + "). A hazard ratio above 1 means earlier crashes; the last column tests proportional hazards.",
+                  "", "| covariate | hazard ratio | 95 % interval | p | PH test p |", "|---|---|---|---|---|"]
         for name, row in table.iterrows():
             lines.append(f"| {name} | {_number(row['hazard_ratio'])} | {_number(row['lower_95'])}-"
                          f"{_number(row['upper_95'])} | {_number(row['p_value'], 2)} | {_number(row['ph_test_p'], 2)} |")

@@ -194,7 +194,9 @@ def cox_fit(frame: pd.DataFrame, numeric: tuple[str, ...] = (), categorical: tup
     ``p_value`` and ``ph_test_p`` (small: the hazard ratio changes with
     time), and facts about the fit (runs, crashes, reference levels,
     whether it converged, and if not, ``reason``: too few runs or crashes,
-    or the levels that never crashed). An empty table when there is no fit."""
+    or the levels that never crashed; ``method``: statsmodels' Newton, or
+    BFGS where Newton's steps overflowed). An empty table when there is no
+    fit."""
     from scipy.stats import pearsonr, rankdata
     from statsmodels.duration.hazard_regression import PHReg
 
@@ -215,8 +217,19 @@ def cox_fit(frame: pd.DataFrame, numeric: tuple[str, ...] = (), categorical: tup
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fit = PHReg(frame["duration"].to_numpy(float), design.to_numpy(float),
-                        status=frame["event"].to_numpy(int), ties="breslow").fit()
+            model = PHReg(frame["duration"].to_numpy(float), design.to_numpy(float),
+                          status=frame["event"].to_numpy(int), ties="breslow")
+            fit = model.fit()
+            info["method"] = "newton"
+            if not np.all(np.isfinite(fit.params)):
+                # Newton's steps can overflow from a start far from the optimum (a covariate with an
+                # outlier); BFGS gets there, and counts only if the likelihood's gradient vanishes
+                fit = model.fit(method="bfgs", maxiter=1000)
+                info["method"] = "bfgs"
+                if not (np.all(np.isfinite(fit.params))
+                        and np.max(np.abs(model.score(np.asarray(fit.params)))) < 1e-3 * max(1, info["events"])):
+                    info["reason"] = diverged
+                    return empty, info
         except (np.linalg.LinAlgError, ValueError) as exc:
             info["reason"] = f"the fit failed ({exc})" if not never else diverged
             return empty, info

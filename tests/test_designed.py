@@ -258,3 +258,37 @@ def test_a_tiny_designed_case_study_end_to_end(tiny_casestudy_reference, tmp_pat
     assert "a designed sweep (coupler/design.py): 2 optimizer x 2 learning_rate = 4 cells x 1 repeats" in text
     frame = survival_frame(results)
     assert len(frame) == 4
+
+
+def test_a_cox_fit_whose_newton_steps_overflow_is_found_by_bfgs():
+    """statsmodels' Newton iteration returns NaN from some starts (an outlying
+    covariate, as the controlled experiment's one diverged RMSprop training);
+    the fit then falls back on BFGS and keeps it only at a vanishing gradient."""
+    import warnings
+
+    import pandas as pd
+    from statsmodels.duration.hazard_regression import PHReg
+
+    from experiments.survival import cox_fit
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):                       # the third draw is one where Newton fails
+        x = rng.normal(-0.5, 0.1, 40)
+        x[0] = 1.7
+        rate = rng.choice([-4, -3, -2, -1], 40).astype(float)
+        group = rng.integers(0, 3, 40)
+        duration = np.minimum(rng.exponential(20 * np.exp(-2 * (x + 0.5)) / (1 + group)), RUN_DAYS)
+        duration[0] = 0.09
+    event = (duration < RUN_DAYS).astype(int)
+    frame = pd.DataFrame({"duration": duration, "event": event, "x": x, "rate": rate,
+                          "group": np.array(["a", "b", "c"])[group]})
+    model = PHReg(duration, np.column_stack([x, rate, group == 1, group == 2]).astype(float), status=event,
+                  ties="breslow")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(model.fit().params).all()                     # Newton alone: nothing
+        expected = model.fit(method="bfgs", maxiter=1000).params
+    table, info = cox_fit(frame, numeric=("x", "rate"), categorical=("group",), references={"group": "a"})
+    assert info["converged"] and info["method"] == "bfgs"
+    np.testing.assert_allclose(np.log(table["hazard_ratio"].to_numpy()), expected, rtol=1e-6)
+    assert list(table.index) == ["x", "rate", "group_b", "group_c"]
