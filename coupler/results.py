@@ -12,7 +12,12 @@
   ``crash_reason``;
 - online error: ``online_error_t`` [K], ``online_error_q`` [g kg-1],
   ``online_error_normalized`` [1] (see :mod:`coupler.scoring`);
-- ``run_path``: the coupled run's netCDF file (for the bias maps).
+- ``run_path``: the coupled run's netCDF file (for the bias maps);
+- ``epochs_trained`` and ``best_epoch``: how long the training ran (fewer
+  epochs than ``epochs``: early stopping) and which epoch's weights it kept;
+- ``design_cell`` and ``design_repeat``: an emulator's place in a designed
+  sweep (coupler/design.py; -1 when drawn at random), whose factors are
+  named by the attribute ``design_factors`` (space-separated).
 
 The noise floor (``OUT/reference/noise_floor.nc``: the twins' mean and
 range) goes into the attributes ``noise_floor_t``, ``noise_floor_q``,
@@ -34,7 +39,8 @@ import xarray as xr
 
 from emulators.atomic_files import replacing
 
-__all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results", "per_emulator_variables"]
+__all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results", "per_emulator_variables",
+           "require_columns"]
 
 _HYPERPARAMETERS = ("depth", "width", "leaky_relu_slope", "dropout", "batch_normalization", "optimizer",
                     "learning_rate", "batch_size", "epochs", "seed")
@@ -66,6 +72,11 @@ COLUMNS: dict[str, dict[str, str]] = {
     "online_error_over_noise_floor": {"long_name": "online_error_normalized as a multiple of the noise floor "
                                                    "(the twins' mean)", "units": "1"},
     "run_path": {"long_name": "netCDF file of the coupled run"},
+    "epochs_trained": {"long_name": "epochs trained (fewer than epochs: stopped early)", "units": "1"},
+    "best_epoch": {"long_name": "epoch of the lowest validation loss, whose weights were kept (from 0)", "units": "1"},
+    "design_cell": {"long_name": "cell of a designed sweep (-1: drawn at random)", "units": "1"},
+    "design_repeat": {"long_name": "repeat (training seed) of the cell in a designed sweep (-1: drawn at random)",
+                      "units": "1"},
 }
 """Variables of the results dataset and their attributes."""
 
@@ -110,6 +121,9 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
         "online_error_normalized": online.get("online_error_normalized"),
         "run_path": (record.get("artifacts") or {}).get("run") or "",
         "seconds_per_day": online.get("seconds_per_day"),
+        "epochs_trained": offline.get("epochs"), "best_epoch": offline.get("best_epoch"),
+        "design_cell": (record.get("design") or {}).get("cell"),
+        "design_repeat": (record.get("design") or {}).get("repeat"),
     })
     fallback = record.get("online_fallback") or {}
     row.update({f"fallback_{key}": fallback.get(key) for key in (
@@ -125,7 +139,8 @@ def _column(name: str, values: list[Any]) -> np.ndarray:
         return np.array(["" if v is None else str(v) for v in values], dtype=object)
     if name in ("batch_normalization", "crashed", "fallback_crashed"):
         return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
-    if name in ("depth", "width", "batch_size", "epochs", "seed"):
+    if name in ("depth", "width", "batch_size", "epochs", "seed", "epochs_trained", "best_epoch", "design_cell",
+                "design_repeat"):
         return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
     return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
 
@@ -147,6 +162,9 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
     ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
     ds.attrs = {"title": "offline and online scores of the emulators of a sweep",
                 "missing_values": "NaN for numbers, -1 for integers and flags, empty text", **dict(attrs or {})}
+    factors = {tuple((r.get("design") or {}).get("factors") or ()) for r in records}
+    if len(factors) == 1 and all(factors):
+        ds.attrs["design_factors"] = " ".join(next(iter(factors)))
     floor = ds.attrs.get("noise_floor_normalized", math.nan)
     ds["online_error_over_noise_floor"] = (ds["online_error_normalized"] / floor if floor and floor > 0
                                            else ds["online_error_normalized"] * math.nan)
@@ -172,6 +190,17 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
                         attrs[f"noise_floor_{name}{stat}"] = float(floor[f"online_error_{name}{stat}"])
             attrs["noise_floor_twins"] = int(floor.attrs.get("n_twins", 1))
     return results_dataset(records, attrs)
+
+
+def require_columns(results: xr.Dataset, names: Sequence[str], purpose: str) -> None:
+    """ValueError, in one line, naming the first of `names` the results lack
+    (a results file of an older version, or of another kind of sweep), and
+    what needed it (`purpose`)."""
+    missing = [name for name in names if name not in results.variables]
+    if missing:
+        raise ValueError(f"the results have no column {missing[0]!r}, which {purpose} needs (a results file of an "
+                         "older version? `fkb report DIR` on the sweep's folder collects them again from its "
+                         "emulators' records)")
 
 
 def per_emulator_variables(results: xr.Dataset) -> list[str]:

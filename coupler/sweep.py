@@ -6,7 +6,9 @@ it to the GCM, score the run. Here:
 - :class:`SearchSpace` draws seeded :class:`~emulators.architectures.Hyperparameters`
   like Ott et al. (2020): depth, width, leaky-ReLU slope, dropout, batch
   normalization, optimizer, learning rate (log-uniform), batch size. Draw i
-  depends only on (seed, i), so a longer sweep extends a shorter one.
+  depends only on (seed, i), so a longer sweep extends a shorter one. A
+  sweep with a ``[design]`` table is a factorial grid instead
+  (:mod:`coupler.design`).
 - :func:`coupled_run` runs the toy GCM with an emulator (or, without one,
   the reference physics) from the configured initial state and returns the
   run and its stability record; :func:`prepare_reference` makes the
@@ -54,6 +56,7 @@ import dask  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from coupler.design import Design  # noqa: E402
 from emulators.architectures import OPTIMIZERS, Hyperparameters  # noqa: E402
 from emulators.atomic_files import replacing, write_text_replacing  # noqa: E402
 
@@ -109,6 +112,29 @@ class SearchSpace:
         if unknown:
             raise ValueError(f"unknown search-space option {unknown[0]!r} (known: {', '.join(sorted(names))})")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def fixed_values(self, exclude: Sequence[str] = ()) -> dict[str, Any]:
+        """The space's hyperparameters as fixed values, for a designed sweep
+        (coupler/design.py), but those in `exclude` (the design's factors):
+        each must be fixed, a range with ``low == high`` or a single choice,
+        else ValueError naming the first that is not. The activation is
+        leaky ReLU, as in every draw."""
+        values: dict[str, Any] = {"activation": "leaky_relu"}
+        for f in dataclasses.fields(self):
+            if f.name in exclude:
+                continue
+            value = getattr(self, f.name)
+            ranged = f.name in ("depth", "width", "leaky_relu_slope", "dropout", "learning_rate")
+            fixed = value[0] == value[1] if ranged else len(value) == 1
+            if not fixed:
+                toml = json.dumps                       # TOML spells these values as JSON does
+                shown = toml(list(value))
+                default = " (the default)" if value == f.default else ""
+                how = f"{f.name} = {toml([value[0]] * (2 if ranged else 1))}"
+                raise ValueError(f"[design] varies only its factors, but [space] {f.name} = {shown}{default} is "
+                                 f"not fixed: fix it in [space] (e.g. {how}) or make it a factor")
+            values[f.name] = value[0]
+        return values
 
     def sample(self, n: int, seed: int, base: Hyperparameters = Hyperparameters(),
                start: int = 0) -> list[Hyperparameters]:
@@ -404,6 +430,8 @@ class EmulatorTask:
     coupled: CoupledRunConfig | None = None
     reference: str | None = None
     export: bool = True
+    design: Mapping[str, Any] | None = None
+    """A designed sweep's cell of this emulator (:meth:`coupler.design.DesignCell.to_dict`), kept in its result."""
 
 
 def offline_task(task: EmulatorTask) -> dict[str, Any]:
@@ -573,6 +601,8 @@ def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTa
     clock = time.perf_counter()
     record: dict[str, Any] = {"index": task.index, "hyperparameters": task.hyperparameters.to_dict(),
                               "work_dir": task.work_dir}
+    if task.design is not None:
+        record["design"] = dict(task.design)
     try:
         # Dask collections inside the task (lazily opened runs) are computed in
         # this thread: on a worker they would go to the cluster and queue behind
@@ -780,10 +810,14 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
 @dataclass(frozen=True)
 class SweepConfig:
     """A sweep as data (TOML tables ``[sweep]``, ``[space]``, ``[training]``,
-    ``[coupled]``): ``n_emulators`` drawn from ``space`` with ``seed``,
-    ``training`` the fixed hyperparameters (epochs, patience, ...), ``data``
-    the training data, ``task`` the task function (``module:function``),
-    ``coupled`` the coupled runs of the default task."""
+    ``[coupled]``, and optionally ``[design]``): ``n_emulators`` drawn from
+    ``space`` with ``seed``, ``training`` the fixed hyperparameters (epochs,
+    patience, ...), ``data`` the training data, ``task`` the task function
+    (``module:function``), ``coupled`` the coupled runs of the default task.
+    With a ``design`` (:class:`coupler.design.Design`) the emulators are its
+    grid instead of draws: its factors' levels, the space's other fields
+    (each fixed) and the training table; ``n_emulators`` is its cells times
+    repeats (computed when the table leaves it out, refused if it differs)."""
 
     n_emulators: int = 8
     seed: int = 0
@@ -792,12 +826,18 @@ class SweepConfig:
     space: SearchSpace = SearchSpace()
     training: Mapping[str, Any] = field(default_factory=dict)
     coupled: CoupledRunConfig = CoupledRunConfig()
+    design: Design | None = None
 
     def __post_init__(self) -> None:
         for name, least in (("n_emulators", 1), ("seed", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"[sweep] {name} must be an integer >= {least}, got {value!r}")
+        if self.design is not None:
+            if self.n_emulators != self.design.n_emulators:
+                raise ValueError(f"[sweep] n_emulators = {self.n_emulators} does not match the design's "
+                                 f"{self.design.describe()} (leave it out: a design computes it)")
+            self._design_base()      # every hyperparameter but the factors fixed, and none set twice
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "SweepConfig":
@@ -812,10 +852,19 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike = ".") -> "SweepConfig":
-        unknown = sorted(set(data) - {"sweep", "space", "training", "coupled"})
+        unknown = sorted(set(data) - {"sweep", "space", "training", "coupled", "design"})
         if unknown:
-            raise ValueError(f"unknown table [{unknown[0]}] (known: sweep, space, training, coupled)")
+            raise ValueError(f"unknown table [{unknown[0]}] (known: sweep, space, training, coupled, design)")
         sweep = dict(data.get("sweep", {}))
+        design = None
+        if "design" in data:
+            design = Design.from_dict(data["design"])
+            for factor in design.names:
+                for table in ("space", "training"):
+                    if factor in data.get(table, {}):
+                        raise ValueError(f"[design] factor {factor!r} is also set in [{table}]; a factor's "
+                                         "values are its levels: remove it there")
+            sweep.setdefault("n_emulators", design.n_emulators)
         known = {"n_emulators", "seed", "data", "task"}
         if set(sweep) - known:
             raise ValueError(f"unknown sweep option {sorted(set(sweep) - known)[0]!r} (known: {', '.join(sorted(known))})")
@@ -827,16 +876,31 @@ class SweepConfig:
         if coupled.get("initial_checkpoint"):
             coupled["initial_checkpoint"] = os.fspath(Path(base_dir) / coupled["initial_checkpoint"])
         return cls(space=SearchSpace.from_dict(data.get("space", {})), training=training,
-                   coupled=CoupledRunConfig.from_dict(coupled), **sweep)
+                   coupled=CoupledRunConfig.from_dict(coupled), design=design, **sweep)
+
+    def _design_base(self) -> Hyperparameters:
+        """A designed sweep's fixed hyperparameters: [training], then the
+        space's values (each fixed) but the factors'."""
+        training = dict(self.training)
+        for factor in self.design.names:
+            if factor in training:
+                raise ValueError(f"[design] factor {factor!r} is also set in [training]; a factor's values are "
+                                 "its levels: remove it there")
+        return dataclasses.replace(Hyperparameters.from_dict(training), **self.space.fixed_values(self.design.names))
 
     def hyperparameters(self) -> list[Hyperparameters]:
+        """The emulators' hyperparameters: drawn from the space, or the
+        design's cells (coupler/design.py)."""
+        if self.design is not None:
+            return self.design.hyperparameters(self._design_base(), self.seed)
         return self.space.sample(self.n_emulators, self.seed, Hyperparameters.from_dict(self.training))
 
     def tasks(self, out_dir: str | os.PathLike, reference: str | os.PathLike | None = None) -> list[EmulatorTask]:
         out = Path(out_dir).resolve()
         return [EmulatorTask(index=i, hyperparameters=hp, work_dir=os.fspath(out / "emulators" / f"emulator_{i:04d}"),
                              data=os.fspath(Path(self.data).resolve()) if self.data else None, coupled=self.coupled,
-                             reference=os.fspath(reference) if reference is not None else None)
+                             reference=os.fspath(reference) if reference is not None else None,
+                             design=self.design.cell(i).to_dict() if self.design is not None else None)
                 for i, hp in enumerate(self.hyperparameters())]
 
 
@@ -861,6 +925,8 @@ def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike) -> None:
     ValueError naming the first differences."""
     out = Path(out_dir)
     mine = _json_safe({**dataclasses.asdict(config), "n_emulators": None})
+    if config.design is not None:      # more repeats extend a design, as more emulators extend a random sweep
+        mine["design"]["repeats"] = None
     path = out / SWEEP_IDENTITY
     if path.is_file():
         theirs, ours = _flat(json.loads(path.read_text())), _flat(json.loads(json.dumps(mine)))

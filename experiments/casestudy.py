@@ -59,7 +59,8 @@ __all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyRes
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """Where ``--preset NAME`` looks for ``casestudy-NAME.toml``."""
 
-_SWEEP_TABLES = ("sweep", "space", "training", "coupled")
+_SWEEP_TABLES = ("sweep", "space", "training", "coupled", "design")
+_OPTIONAL_TABLES = ("design",)          # passed on to the sweep only when the preset has them
 _OWN_OPTIONS = {"sweep": ("data", "task"), "coupled": ("initial_checkpoint",)}
 
 
@@ -122,7 +123,8 @@ class CaseStudyConfig:
         """The sweep of this case study on the training data `data`, coupled
         from `checkpoint`: the coupled runs use the reference run's preset,
         options and physics unless ``[coupled]`` says otherwise."""
-        tables = {name: dict(self.sweep_tables.get(name, {})) for name in _SWEEP_TABLES}
+        tables = {name: dict(self.sweep_tables.get(name, {})) for name in _SWEEP_TABLES
+                  if name in self.sweep_tables or name not in _OPTIONAL_TABLES}
         tables["sweep"]["data"] = os.fspath(Path(data).resolve())
         coupled = tables["coupled"]
         coupled.setdefault("preset", self.reference.preset)
@@ -453,7 +455,7 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
     line naming both the commit that ran the study and the one that wrote
     the report. Nothing is re-run; ``timings.json`` is left as it was."""
     from coupler.results import collect_results, write_results
-    from experiments.report import headline_statistics, make_report
+    from experiments.report import check_reportable, headline_statistics, make_report
 
     out = Path(out_dir)
     for name in ("casestudy.toml", "timings.json", "results"):
@@ -466,7 +468,9 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
         values = json.loads((out / "reference" / "world.json").read_text())
         names = {f.name for f in dataclasses.fields(WorldMetrics)}
         world = WorldMetrics(**{k: v for k, v in values.items() if k in names})
-    results = with_survival(collect_results(out))
+    results = collect_results(out)
+    check_reportable(results)      # a missing column, or fewer than 2 finished runs: one line, nothing written
+    results = with_survival(results)
     write_results(results, out)
     reference = out / "reference" / "reference.nc"
     report = make_report(results, Path(report_dir) if report_dir else out,
@@ -488,7 +492,8 @@ def _run_sweep_stage(sweep: SweepConfig, out: Path, paths: Mapping[str, Any], sc
     from coupler.sweep import run_sweep
     from experiments.report import headline_statistics, make_report
 
-    log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}), one Dask task each "
+    log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}"
+        + (f"; design {sweep.design.describe()}" if sweep.design is not None else "") + "), one Dask task each "
         f"({'scheduler ' + scheduler if scheduler else 'local cluster'}) in {out / 'emulators'}")
     tasks = sweep.tasks(out, paths["reference"])
     if only is not None:
@@ -583,8 +588,7 @@ def setup_section(result: CaseStudyResult, code: Mapping[str, Any],
              f"scored in windows of {k.window_days:g} days, output every {k.output_interval_hours:g} h; noise floor "
              f"from {k.n_perturbed} twins of the reference, started perturbed by {k.perturbation_kelvin:g} K"
              + (" and with their own subgrid random numbers" if k.reseed_physics else "") + ";",
-             f"- {sweep.n_emulators} emulators drawn with seed {sweep.seed}; fixed training settings: "
-             + (", ".join(f"{key} = {v}" for key, v in sweep.training.items()) or "the defaults") + ".", "",
+             _emulators_line(sweep), "",
              "Wall time [s] of this invocation (0: reused from an earlier one):", "",
              "| reference data | reference runs | sweep | results + report | total |", "|---|---|---|---|---|",
              f"| {s['reference_data']:.0f} | {s['reference_runs']:.0f} | {s['sweep']:.0f} | {s['report']:.0f} "
@@ -607,6 +611,40 @@ def setup_section(result: CaseStudyResult, code: Mapping[str, Any],
               + (f"; this report was written again at {_commit_text(rewritten_by)} (`fkb report`)."
                  if rewritten_by is not None else ".")]
     return lines
+
+
+def _emulators_line(sweep: SweepConfig) -> str:
+    """The setup's line on the emulators: drawn from the space, or a design's grid."""
+    training = ", ".join(f"{key} = {v}" for key, v in sweep.training.items()) or "the defaults"
+    if sweep.design is None:
+        return f"- {sweep.n_emulators} emulators drawn with seed {sweep.seed}; fixed training settings: {training}."
+    hp = sweep.hyperparameters()[0]
+    fixed = {name: getattr(hp, name) for name in ("depth", "width", "activation", "leaky_relu_slope", "dropout",
+                                                    "batch_normalization", "optimizer", "learning_rate", "batch_size")
+             if name not in sweep.design.names}
+    levels = "; ".join(f"{name} {', '.join(format_number(v) for v in values)}" for name, values in sweep.design.factors)
+    return (f"- a designed sweep (coupler/design.py): {sweep.design.describe()} ({levels}; each repeat its own "
+            f"training seed from sweep seed {sweep.seed}, shared by the cells); fixed: "
+            + ", ".join(f"{name} = {format_number(v)}" for name, v in fixed.items()) + f"; training settings: {training}.")
+
+
+def _designed_summary(results) -> list[str]:
+    """A designed sweep's line: its first factor compared within the others (experiments/designed.py)."""
+    from experiments.designed import designed_statistics, is_designed
+
+    if not is_designed(results):
+        return []
+    try:
+        st = designed_statistics(results)
+    except ValueError as exc:
+        return [f"  designed comparison: none ({exc})"]
+    test, free = st["logrank_stratified"], st["logrank_unstratified"]
+    within = f" within each {' x '.join(st['strata'])}" if st["strata"] else ""
+    offline = st["offline_model"]
+    return [f"  designed: survival across {st['group']}s{within}: log-rank chi2 {format_number(test['statistic'])}, "
+            f"{test['df']} df, p {format_number(test['p_value'])} (unstratified p {format_number(free['p_value'])}); "
+            f"offline MSE across {st['group']}s{within}: F {format_number(offline['F'])}, "
+            f"p {format_number(offline['p_value'])}"]
 
 
 def summary_lines(result: CaseStudyResult) -> list[str]:
@@ -640,6 +678,7 @@ def summary_lines(result: CaseStudyResult) -> list[str]:
     if by:
         lines.append("  survived by optimizer: " + ", ".join(
             f"{name} {round(v['fraction_survived'] * v['n'])}/{v['n']}" for name, v in by.items()))
+    lines += _designed_summary(res)
     s = result.seconds
     lines.append(f"  wall time: reference data {s['reference_data']:.0f} s, reference runs {s['reference_runs']:.0f} s, "
                  f"sweep {s['sweep']:.0f} s, report {s['report']:.0f} s; total {s['total']:.0f} s")

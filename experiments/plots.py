@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["plot_offline_vs_online", "plot_days_survived", "plot_survival_curve", "plot_optimizer_boxes",
-           "plot_zonal_bias", "plot_latitude_pressure", "optimizer_colors"]
+           "plot_design_grid", "plot_zonal_bias", "plot_latitude_pressure", "optimizer_colors"]
 
 
 def _pyplot():
@@ -184,6 +184,54 @@ def plot_optimizer_boxes(results: xr.Dataset, path: str | os.PathLike,
         ax.set_ylabel(label)
     axes[0].set_title("stability by optimizer")
     axes[1].set_title("online error of survivors by optimizer")
+    return _save(fig, path)
+
+
+def plot_design_grid(results: xr.Dataset, path: str | os.PathLike) -> Path:
+    """A designed sweep's cells (experiments/designed.py) as two grids, the
+    first factor's levels in rows and the others' (the strata) in columns:
+    the fraction of coupled runs that survived the whole run, and the median
+    offline validation MSE (log colour scale), each cell annotated with its
+    numbers (survived/coupled; failed tasks marked)."""
+    from matplotlib.colors import LogNorm
+
+    from experiments.designed import cell_table, design_frame
+
+    frame, factors = design_frame(results)
+    cells = cell_table(frame, factors)
+    cells["stratum"] = cells[factors[1:]].agg(" ".join, axis=1) if len(factors) > 1 else "all"
+    rows = list(dict.fromkeys(cells[factors[0]]))
+    columns = list(dict.fromkeys(cells["stratum"]))
+    survived = np.full((len(rows), len(columns)), np.nan)
+    mse = np.full_like(survived, np.nan)
+    notes = np.full(survived.shape, "", dtype=object)
+    for _, cell in cells.iterrows():
+        i, j = rows.index(cell[factors[0]]), columns.index(cell["stratum"])
+        if cell["finished"]:
+            survived[i, j] = cell["survived"] / cell["finished"]
+        mse[i, j] = cell["median_offline_mse"]
+        notes[i, j] = f"{cell['survived']}/{cell['finished']}" + (f"\n{cell['failed']} failed" if cell["failed"] else "")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(4.0 + 1.6 * len(columns), 0.6 * len(rows) + 2.2))
+    positive = mse[np.isfinite(mse) & (mse > 0)]
+    panels = ((axes[0], survived, "viridis", None, "fraction of coupled runs surviving (1)", notes),
+              (axes[1], mse, "magma_r", LogNorm(positive.min(), positive.max()) if positive.size and
+               positive.min() < positive.max() else None, "median offline validation MSE (1)",
+               np.vectorize(lambda v: f"{v:.3g}" if np.isfinite(v) else "")(mse)))
+    for ax, values, cmap, norm, label, text in panels:
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
+                          **({} if norm is not None else {"vmin": 0.0, "vmax": 1.0} if values is survived else {}))
+        fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+        shade = image.norm(np.ma.masked_invalid(values))           # 0-1 along the colour map
+        for (i, j), note in np.ndenumerate(text):
+            dark = shade[i, j] < 0.55 if values is survived else shade[i, j] > 0.55   # viridis dark low, magma_r high
+            ax.text(j, i, note, ha="center", va="center", fontsize=7, color="w" if dark else "k")
+        ax.set_xticks(range(len(columns)), columns)
+        ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [])
+        ax.set_xlabel(" x ".join(factors[1:]) or "")
+    axes[0].set_ylabel(factors[0])
+    axes[0].set_title("survival by cell (survived/coupled)")
+    axes[1].set_title("offline error by cell")
     return _save(fig, path)
 
 

@@ -27,9 +27,30 @@ import xarray as xr
 
 from coupler.results import per_emulator_variables
 
-__all__ = ["headline_statistics", "make_report", "format_interval", "ONLINE_ERRORS"]
+__all__ = ["headline_statistics", "make_report", "format_interval", "check_reportable", "ONLINE_ERRORS",
+           "REPORT_COLUMNS", "MIN_FINISHED"]
 
 ONLINE_ERRORS = ("online_error_normalized", "online_error_t", "online_error_q")
+
+REPORT_COLUMNS = ("status", "crashed", "offline_mse", "days_survived", "optimizer", "learning_rate", "depth", "width",
+                  "dropout", "batch_normalization", *ONLINE_ERRORS)
+"""Columns of the results the report reads (a results file lacking one is refused in one line)."""
+
+MIN_FINISHED = 2
+"""Finished emulators a report's statistics need at least."""
+
+
+def check_reportable(results: xr.Dataset) -> None:
+    """ValueError, in one line, for results the report cannot be made of: a
+    missing column (a results file of an older version) or fewer than
+    :data:`MIN_FINISHED` finished emulators."""
+    from coupler.results import require_columns
+
+    require_columns(results, REPORT_COLUMNS, "the report")
+    finished = int((results["status"].values == "ok").sum())
+    if finished < MIN_FINISHED:
+        raise ValueError(f"{finished} of {results.sizes['emulator']} emulators finished; a report needs at least "
+                         f"{MIN_FINISHED} finished runs")
 
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -148,8 +169,7 @@ def survival_lines(results: xr.Dataset) -> list[str]:
              f"Log-rank test of equal survival across the optimizers: chi2 {format_number(test['statistic'])} with "
              f"{test['df']} degrees of freedom, p = {format_number(test['p_value'])}.", ""]
     if table.empty:
-        lines += ["No Cox model: too few runs or crashes, or the fit did not converge (a group that never "
-                  "crashes, or always first, makes its hazard ratio infinite).", ""]
+        lines += [f"No Cox model: {info['reason']}.", ""]
         return lines
     lines += [f"Cox proportional-hazards model of the crash hazard ({info['n']} runs, {info['events']} crashes; "
               f"optimizers against {info['reference_optimizer']}). A hazard ratio above 1 means earlier crashes, "
@@ -211,11 +231,24 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
                 reference: xr.Dataset | str | os.PathLike | None = None) -> Path:
     """Write ``report.md`` and its figures into `out_dir`; the bias maps of
     the best and the worst survivor need `reference` (Dataset or path) and
-    the runs' files (``run_path`` in the results)."""
+    the runs' files (``run_path`` in the results). Results missing a column
+    are refused (ValueError, one line); with fewer than :data:`MIN_FINISHED`
+    finished emulators the report says so and nothing more. A designed
+    sweep's report has its designed comparison (experiments/designed.py)."""
+    from coupler.results import require_columns
     from experiments import plots
+    from experiments.designed import designed_lines, is_designed
 
+    require_columns(results, REPORT_COLUMNS, "the report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    finished = int((results["status"].values == "ok").sum())
+    if finished < MIN_FINISHED:
+        path = out / "report.md"
+        path.write_text("# Offline versus online: case-study report\n\n"
+                        f"{finished} of {results.sizes['emulator']} emulators finished: no statistics, tables or "
+                        f"figures before at least {MIN_FINISHED} have.\n")
+        return path
     stats = headline_statistics(results)
     figures = {
         "offline_vs_online.png": plots.plot_offline_vs_online(results, out / "offline_vs_online.png"),
@@ -223,6 +256,9 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         "survival.png": plots.plot_survival_curve(results, out / "survival.png"),
         "by_optimizer.png": plots.plot_optimizer_boxes(results, out / "by_optimizer.png"),
     }
+    designed = is_designed(results)
+    if designed:
+        figures["design.png"] = plots.plot_design_grid(results, out / "design.png")
     if reference is not None and not isinstance(reference, xr.Dataset):
         reference = _open_run(os.fspath(reference))
     for label in ("best", "worst"):
@@ -249,6 +285,7 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         _correlation_row("days survived (all finished)", stats["spearman_offline_vs_days_survived"]), "",
         _noise_floor_line(floor, stats.get("survivors_error_over_noise_floor")), "",
         *survival_lines(results),
+        *(designed_lines(results) if designed else []),
         "## Stability and error by optimizer", "",
         "| optimizer | runs | crashed | fraction survived | median days survived | median offline MSE "
         "| median online error (survivors) |", "|---|---|---|---|---|---|---|",

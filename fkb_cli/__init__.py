@@ -465,7 +465,7 @@ def cmd_couple(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from coupler.results import collect_results, read_results, write_results
-    from experiments.report import make_report
+    from experiments.report import check_reportable, make_report
     from experiments.survival import with_survival
     folder = Path(args.sweep)
     if not folder.is_dir():
@@ -481,6 +481,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         results = read_results(folder)
     if results.sizes["emulator"] == 0:
         raise UserError(f"{folder}: no emulator results yet")
+    check_reportable(results)      # a missing column, or fewer than 2 finished runs: one line
     reference = args.reference or (folder / "reference" / "reference.nc")
     if not Path(reference).is_file():
         reference = None
