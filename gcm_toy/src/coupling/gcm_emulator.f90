@@ -13,7 +13,10 @@ module gcm_emulator
   !! x and y are in physical units. `emulator_physics_setup` loads the
   !! members and refuses any whose declared inputs or outputs (sizes, names,
   !! units) differ from the GCM's interface for the model's nlev, naming the
-  !! first difference.
+  !! first difference. Besides the library's layers, a 32-bit member may hold
+  !! the custom column-water-conservation layer (`column_water_conservation`,
+  !! fortran/example/custom_layer; registered here); the 64-bit networks
+  !! (`use_real64`) have no version of it and refuse such a file.
   !!
   !! Nothing repairs the networks' output unless the options ask for it:
   !! `limit_humidity` clips dq/dt so that q + dt dq/dt >= 0, and
@@ -22,7 +25,8 @@ module gcm_emulator
   !! message names the output element and the column; `failed_column` and
   !! `failed_output` keep them for the host's failure record.
   use iso_fortran_env, only: real32, real64, int64
-  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite
+  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite, layer_registry
+  use column_water_conservation, only: make_column_water_layer, column_water_kind
   use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: emulated_physics_scheme
@@ -87,6 +91,8 @@ contains
     character(len=:), allocatable, intent(out) :: message
     type(element_label), allocatable :: inputs(:), outputs(:)
     type(network) :: probe
+    type(layer_registry) :: registry
+      !! the custom layers a 32-bit member may hold: column water conservation
     character(len=:), allocatable :: msg
     integer :: m, i, stat
     logical :: ok
@@ -102,10 +108,11 @@ contains
     end if
     self%nlev = nlev
     self%options = options
+    call registry%add(column_water_kind, make_column_water_layer, stat, msg)
     ! each member against the GCM's interface first (a message naming what
     ! the GCM expects), then all of them as one ensemble
     do m = 1, size(paths)
-      call probe%load(trim(paths(m)), stat, msg)
+      call probe%load(trim(paths(m)), stat, msg, registry=registry)
       if (stat /= fkb_ok) then
         message = 'emulator: cannot load ' // trim(paths(m)) // ': ' // msg
         return
@@ -128,7 +135,7 @@ contains
     if (options%use_real64) then
       call self%ens64%load(paths, stat, msg)
     else
-      call self%ens32%load(paths, stat, msg)
+      call self%ens32%load(paths, stat, msg, registry=registry)
     end if
     if (stat /= fkb_ok) then
       message = 'emulator: cannot load ' // msg
