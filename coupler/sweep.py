@@ -467,6 +467,7 @@ def default_task(task: EmulatorTask) -> dict[str, Any]:
 
 
 def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, Any]:
+    from coupler.budgets import budget_record
     from coupler.scoring import online_error
     from gcm_toy import open_output
 
@@ -484,6 +485,8 @@ def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, A
         "online_error_t": float(error["online_error_t"]), "online_error_q": float(error["online_error_q"]),
         "online_error_normalized": float(error["online_error_normalized"]),
         "n_windows": int(error["n_windows"]),
+        # water [mm day-1] and energy [W m-2] budget residuals, first record to last (coupler.budgets)
+        **budget_record(coupled.run),
     }
     record["artifacts"]["run"] = os.fspath(run_path)
     return record

@@ -9,11 +9,14 @@ finished emulators of a sweep:
   ``SurvfuncRight``) with pointwise 95 % bands (Greenwood's variance on the
   log(-log) scale), all runs and by optimizer;
 - :func:`logrank_by_optimizer`: the log-rank test of equal survival across
-  the optimizers (statsmodels ``survdiff``);
+  the optimizers (statsmodels ``survdiff``); :func:`logrank_by` the same
+  across the values of any column, e.g. ``water_conservation`` (with and
+  without the column-water-conservation layer);
 - :func:`cox_hazards`: a Cox proportional-hazards model of the crash hazard
   (statsmodels ``PHReg``, Breslow ties) on log10 offline validation error,
   the optimizer (against the most common one), log10 learning rate, depth,
-  width, dropout and batch normalization: hazard ratios with 95 % intervals
+  width, dropout, batch normalization and the water-conservation layer
+  (when the sweep drew both): hazard ratios with 95 % intervals
   and p-values, and a test of proportional hazards per covariate (the
   correlation of its Schoenfeld residuals with the rank of the crash time,
   after Grambsch & Therneau 1994). A covariate that does not vary is left
@@ -34,17 +37,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_by_optimizer", "cox_hazards",
+__all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_by", "logrank_by_optimizer", "cox_hazards",
            "survival_dataset", "with_survival"]
 
-_NUMERIC = ("log10_offline_mse", "log10_learning_rate", "depth", "width", "dropout", "batch_normalization")
+_NUMERIC = ("log10_offline_mse", "log10_learning_rate", "depth", "width", "dropout", "batch_normalization",
+            "water_conservation")
 
 
 def survival_frame(results: xr.Dataset) -> pd.DataFrame:
     """One row per finished emulator with a survival time: ``duration``
     [days], ``event`` (1 crashed, 0 censored at the run length), the
-    optimizer and the covariates of the Cox model."""
+    optimizer and the covariates of the Cox model (``water_conservation`` 0
+    for results of before the hyperparameter, which had no layer)."""
     ok = results["status"].values == "ok"
+    conservation = (results["water_conservation"].values.astype(float) if "water_conservation" in results
+                    else np.zeros(results.sizes["emulator"]))
     frame = pd.DataFrame({
         "emulator": results["emulator"].values,
         "duration": results["days_survived"].values.astype(float),
@@ -57,6 +64,7 @@ def survival_frame(results: xr.Dataset) -> pd.DataFrame:
         "width": results["width"].values.astype(float),
         "dropout": results["dropout"].values.astype(float),
         "batch_normalization": results["batch_normalization"].values.astype(float),
+        "water_conservation": np.where(conservation >= 0, conservation, np.nan),
     })[ok]
     frame = frame[np.isfinite(frame["duration"])]
     # a crash at the very first step is a life of (almost) zero: keep it positive for the estimators
@@ -101,21 +109,38 @@ def kaplan_meier(results: xr.Dataset) -> dict[str, KaplanMeier]:
             for name, part in [("all", frame)] + sorted(frame.groupby("optimizer")) if len(part)}
 
 
-def logrank_by_optimizer(results: xr.Dataset) -> dict[str, float]:
+def logrank_by(results: xr.Dataset, column: str) -> dict[str, float]:
     """The log-rank test (statsmodels ``survdiff``) of equal survival across
-    the optimizers: statistic, degrees of freedom, p-value, runs, crashes;
-    NaN with fewer than two optimizers or no crash."""
+    the values of `column` of the survival frame (``optimizer``,
+    ``water_conservation``, ...): statistic, degrees of freedom, p-value,
+    runs, crashes, and per group its runs and survivors (``groups``); NaN
+    with fewer than two groups or no crash."""
     from statsmodels.duration.survfunc import survdiff
 
     frame = survival_frame(results)
-    groups = frame["optimizer"].nunique()
+    frame = frame[frame[column].notna()]
+    groups = frame[column].nunique()
     out = {"statistic": math.nan, "df": max(groups - 1, 0), "p_value": math.nan, "n": len(frame),
-           "events": int(frame["event"].sum())}
+           "events": int(frame["event"].sum()),
+           "groups": {_group_label(value): {"n": len(part), "survived": int((part["event"] == 0).sum())}
+                      for value, part in sorted(frame.groupby(column))}}
     if groups >= 2 and out["events"] > 0:
         statistic, p_value = survdiff(frame["duration"].to_numpy(float), frame["event"].to_numpy(int),
-                                      frame["optimizer"].to_numpy(str))
+                                      frame[column].to_numpy())
         out.update(statistic=float(statistic), p_value=float(p_value))
     return out
+
+
+def _group_label(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def logrank_by_optimizer(results: xr.Dataset) -> dict[str, float]:
+    """The log-rank test of equal survival across the optimizers
+    (:func:`logrank_by` on ``optimizer``)."""
+    return logrank_by(results, "optimizer")
 
 
 def _design(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -174,6 +199,7 @@ def survival_dataset(results: xr.Dataset) -> xr.Dataset:
     ``covariate``) as a Dataset to merge into the results."""
     table, info = cox_hazards(results)
     test = logrank_by_optimizer(results)
+    conservation = logrank_by(results, "water_conservation")
     names = np.array(table.index, dtype=object)
     ds = xr.Dataset(
         {"cox_hazard_ratio": ("covariate", table["hazard_ratio"].to_numpy(float),
@@ -188,7 +214,11 @@ def survival_dataset(results: xr.Dataset) -> xr.Dataset:
                             "units": "1"})},
         coords={"covariate": ("covariate", names)})
     ds.attrs = {"logrank_optimizer_statistic": test["statistic"], "logrank_optimizer_df": test["df"],
-                "logrank_optimizer_p_value": test["p_value"], "cox_runs": info["n"], "cox_crashes": info["events"],
+                "logrank_optimizer_p_value": test["p_value"],
+                "logrank_water_conservation_statistic": conservation["statistic"],
+                "logrank_water_conservation_df": conservation["df"],
+                "logrank_water_conservation_p_value": conservation["p_value"],
+                "cox_runs": info["n"], "cox_crashes": info["events"],
                 "cox_reference_optimizer": info["reference_optimizer"], "cox_converged": int(info["converged"])}
     return ds
 

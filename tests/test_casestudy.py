@@ -60,6 +60,14 @@ def test_casestudy_runs_every_stage_and_writes_the_results(tiny_study):
     ratio = results["online_error_over_noise_floor"].values[survivors]
     np.testing.assert_allclose(ratio, results["online_error_normalized"].values[survivors]
                                / results.attrs["noise_floor_normalized"])
+    # budgets: every coupled run's that has two records, and the reference's beside them
+    assert results.attrs["budget_records"] == 3 and results.attrs["reference_budget_days"] == pytest.approx(1.0)
+    assert abs(results.attrs["reference_water_budget_residual"]) < 0.02
+    two_records = days >= 2.0
+    for name in ("water_budget_residual", "energy_budget_residual"):
+        assert np.isfinite(results[name].values[two_records]).all()
+    assert (results["water_conservation"].values == 0).all()
+    assert "## Conservation: column water and energy budgets" in (out / "report.md").read_text()
     world = json.loads((out / "reference" / "world.json").read_text())
     assert world["start_day"] == pytest.approx(3.0) and len(world["twin_rms_t"]) == 2
     assert "credible world, days 3-5" in (out / "report.md").read_text()
