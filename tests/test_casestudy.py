@@ -94,6 +94,10 @@ def test_casestudy_rerun_continues_and_reuses_everything(tiny_study, capsys):
     assert "3 emulators: 2 finished before, 1 done, 0 failed" in stdout
     assert "reference data 0 s, reference runs 0 s" in stdout
     assert f"report: {out / 'report.md'}" in stdout.splitlines()[-1]
+    budgets = [line for line in stdout.splitlines() if "budget residuals of the coupled runs" in line]
+    with xr.open_dataset(out / "results.nc") as written:      # a line when some run has a budget
+        expected = int(np.isfinite(written["water_budget_residual"].values).any())
+    assert len(budgets) == expected and all("the reference's" in line for line in budgets)
     assert (out / "data" / "training.nc").stat().st_mtime_ns == training_mtime
     after = xr.open_dataset(out / "results.nc").load()
     kept = [0, 2]                                                   # not recomputed: the same numbers
