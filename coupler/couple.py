@@ -68,7 +68,9 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
     same name); with `gcm_interface`, every file converted there with the
     GCM's interface attached (and `normalization`, see
     :func:`emulators.export.with_gcm_interface`). Returns the model files and
-    ``{source file: model file}``. FileNotFoundError for a missing file; the
+    ``{source file: model file}``. The column-water-conservation layer
+    (:mod:`emulators.conservation`, which the case study's emulators may end
+    in) converts without a plugin. FileNotFoundError for a missing file; the
     converter's errors (one line) for a model it cannot convert."""
     if not emulators:
         raise ValueError("no emulator given")
@@ -81,6 +83,7 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         if path.suffix.lower() not in KERAS_SUFFIXES and not gcm_interface:
             files.append(path)
             continue
+        from emulators.conservation import ColumnWaterConservation  # noqa: F401 (registers the case study's layer)
         from emulators.convert import convert
         from emulators.export import convert_for_gcm
 

@@ -2,7 +2,8 @@
 synthetic output with known residuals (unequal records, fields that vary in
 space), small for the reference physics on a real run, and large for an
 emulator that makes water and energy from nothing, which the
-column-water-conservation layer repairs for water."""
+column-water-conservation layer repairs for water (and whose Keras file
+fkb couple converts without a plugin)."""
 from __future__ import annotations
 
 import math
@@ -166,3 +167,24 @@ def test_an_emulator_that_makes_water_and_energy_shows_in_its_residuals(tiny_cas
     assert record["water_budget_residual"] == pytest.approx(water, abs=0.02)
     assert record["energy_budget_residual"] == pytest.approx(energy, abs=2.0)
     run.close()
+
+
+def test_fkb_couple_converts_a_keras_emulator_with_the_layer_without_a_plugin(tmp_path):
+    """The case study's emulators may end in the column-water layer: their
+    Keras files convert for coupling in a process that never imported it."""
+    import subprocess
+    import sys
+
+    from emulators.convert import keras_to_spec, write_keras
+    from emulators.modelfile import read_model_file
+
+    fkb = constant_emulator(tmp_path / "fake.fkb", 10, np.full(10, 0.1), True)
+    write_keras(read_model_file(fkb), tmp_path / "fake.keras")
+    code = ("import sys; from coupler.couple import prepare_model_files; "
+            "files, _ = prepare_model_files([sys.argv[1]], sys.argv[2]); print(files[0])")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fake.keras"), str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    converted = read_model_file(result.stdout.strip().splitlines()[-1])
+    assert converted.layers[-1].kind == "emulators.column_water"
+    assert keras_to_spec(tmp_path / "fake.keras").layers[-1].kind == "emulators.column_water"
