@@ -46,8 +46,13 @@ def synthetic_run(water_residual: float, energy_residual: float, seed: int = 0) 
     lon = np.arange(NLON) * 360.0 / NLON
     wave = np.cos(np.deg2rad(lon) * 2)                             # zero mean along every latitude circle
     shape4 = (n, NLEV, NLAT, NLON)
-    field = lambda base, amp: (base[:, None, None, None] + amp * wave[None, None, None, :]) * np.ones(shape4)  # noqa: E731
-    flux = lambda base, amp: (base[:, None, None] + amp * wave[None, None, :]) * np.ones((n, NLAT, NLON))  # noqa: E731
+
+    def field(base, amp):     # (time, lev, lat, lon)
+        return (base[:, None, None, None] + amp * wave[None, None, None, :]) * np.ones(shape4)
+
+    def flux(base, amp):      # (time, lat, lon)
+        return (base[:, None, None] + amp * wave[None, None, :]) * np.ones((n, NLAT, NLON))
+
     half = np.array([0.0, 0.2, 0.6, 1.0])
     gw = np.array([0.3, 0.7, 0.7, 0.3])
     dims4, dims3 = ("time", "lev", "lat", "lon"), ("time", "lat", "lon")
