@@ -159,8 +159,8 @@ def _spread(values: np.ndarray) -> dict[str, float]:
 
 def conservation_statistics(results: xr.Dataset) -> dict[str, Any]:
     """The coupled runs' budget residuals beside the reference's:
-    ``recorded`` (whether the results hold budgets at all: records of before
-    them do not), ``reference`` (the reference run's residuals and period,
+    ``coupled`` (whether any run was coupled), ``recorded`` (whether the
+    results hold budgets at all: records of before them do not), ``reference`` (the reference run's residuals and period,
     None each if unknown), per group of finished runs (``all``, and
     ``without_layer`` / ``with_layer`` when the sweep drew both) the spread
     of ``water`` [mm day-1] and ``energy`` [W m-2] residuals, runs, runs
@@ -171,7 +171,8 @@ def conservation_statistics(results: xr.Dataset) -> dict[str, Any]:
 
     reference = {name: results.attrs.get(f"reference_{name}") for name in BUDGET_COLUMNS}
     recorded = all(name in results for name in BUDGET_COLUMNS) and int(results.attrs.get("budget_records", 0)) > 0
-    stats: dict[str, Any] = {"recorded": recorded, "reference": reference, "groups": {}, "logrank": None}
+    stats: dict[str, Any] = {"recorded": recorded, "reference": reference, "groups": {}, "logrank": None,
+                             "coupled": bool(np.isfinite(results["days_survived"].values).any())}
     ok = results["status"].values == "ok"
     survivors = ok & (results["crashed"].values == 0)
     layer = results["water_conservation"].values if "water_conservation" in results else np.zeros(ok.size)
@@ -249,7 +250,9 @@ def conservation_lines(results: xr.Dataset) -> list[str]:
                       f"{format_number(ref['budget_days'])} days"
                       if ref["water_budget_residual"] is not None else "the reference run's budgets are unknown "
                       "(no reference.nc beside the results)")
-    if not stats["recorded"]:
+    if not stats["coupled"]:
+        lines += ["No coupled runs in these results (an offline sweep, or every task failed): no budgets.", ""]
+    elif not stats["recorded"]:
         lines += [f"**Budget residuals: absent.** These results were recorded before the coupled runs' budgets "
                   "were (coupler/budgets.py), so the emulators' residuals are not known; couple them again (a "
                   f"sweep of this version, or fkb couple) to have them. For comparison, {reference_text}.", ""]
