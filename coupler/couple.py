@@ -13,7 +13,8 @@ What ``fkb couple`` does with a trained network, step by step:
    emulator of a sweep (:func:`coupler.scoring.score_run`: days survived,
    crash reason, RMSE of zonal-mean T and q per window) and, if the
    reference folder holds the perturbed twins, the noise floor (their mean
-   and range) in the same windows. Written to ``OUT/coupled.nc``, ``OUT/score.nc`` and
+   and range) in the same windows; and the run's water and energy budget
+   residuals beside the reference's (:mod:`coupler.budgets`). Written to ``OUT/coupled.nc``, ``OUT/score.nc`` and
    ``OUT/score.json``, each through a temporary file and ``os.replace``.
 
 The reference (initial state, reference run, coupled-run configuration) is
@@ -68,7 +69,9 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
     same name); with `gcm_interface`, every file converted there with the
     GCM's interface attached (and `normalization`, see
     :func:`emulators.export.with_gcm_interface`). Returns the model files and
-    ``{source file: model file}``. FileNotFoundError for a missing file; the
+    ``{source file: model file}``. The column-water-conservation layer
+    (:mod:`emulators.conservation`, which the case study's emulators may end
+    in) converts without a plugin. FileNotFoundError for a missing file; the
     converter's errors (one line) for a model it cannot convert."""
     if not emulators:
         raise ValueError("no emulator given")
@@ -81,6 +84,7 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         if path.suffix.lower() not in KERAS_SUFFIXES and not gcm_interface:
             files.append(path)
             continue
+        from emulators.conservation import ColumnWaterConservation  # noqa: F401 (registers the case study's layer)
         from emulators.convert import convert
         from emulators.export import convert_for_gcm
 
@@ -150,6 +154,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
     coupled run's progress bar (None: when stderr is a terminal)."""
+    from coupler.budgets import BUDGET_COLUMNS, budget_record
     from coupler.scoring import _start_day, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
@@ -164,6 +169,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         guard = guard_summary(coupled.run)
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
+            budgets, reference_budgets = budget_record(coupled.run), budget_record(ref)
             floor = None
             if reference.get("perturbed"):
                 floor = noise_floor_of_files(ref, reference["perturbed"], config.window_days)
@@ -176,6 +182,10 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         value = float(floor[f"online_error_{name}"]) if floor is not None else math.nan
         score[f"noise_floor_{name}"] = xr.DataArray(value, attrs={
             "units": units, "long_name": f"online_error_{name} of the perturbed twins, their mean (noise floor)"})
+    for name, attrs in BUDGET_COLUMNS.items():
+        score[name] = xr.DataArray(budgets[name], attrs=dict(attrs))
+        score[f"reference_{name}"] = xr.DataArray(reference_budgets[name], attrs={
+            **attrs, "long_name": f"{name} of the reference run"})
     score.attrs.update({
         "title": "stability and online error of a coupled emulator run",
         "emulators": "\n".join(os.fspath(f) for f in files),
@@ -204,6 +214,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "guard": guard,
         "wall_seconds": wall_seconds,
         "seconds_per_simulated_day": wall_seconds / max(float(score["days_survived"]), 1e-9),
+        "budgets": budgets, "reference_budgets": reference_budgets,
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
     write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
@@ -259,6 +270,12 @@ def summary_lines(result: CoupleResult) -> list[str]:
     if floor is not None:
         lines.append(f"noise floor    T {_number(floor['t'])} K, q {_number(floor['q'])} g/kg, "
                      f"normalised {_number(floor['normalized'])}")
+    budgets, reference = s.get("budgets"), s.get("reference_budgets")
+    if budgets is not None:
+        lines.append(f"budgets        water {_number(budgets['water_budget_residual'])} mm/day, energy "
+                     f"{_number(budgets['energy_budget_residual'])} W/m2 over {_number(budgets['budget_days'])} days "
+                     f"(reference {_number(reference['water_budget_residual'])} mm/day, "
+                     f"{_number(reference['energy_budget_residual'])} W/m2)")
     guard = s.get("guard")
     if guard is not None:
         lines.append(f"guard          {guard['policy']}: {100 * guard['mean_flagged_fraction']:.3g} % of the columns "

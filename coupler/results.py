@@ -12,6 +12,11 @@
   ``crash_reason``;
 - online error: ``online_error_t`` [K], ``online_error_q`` [g kg-1],
   ``online_error_normalized`` [1] (see :mod:`coupler.scoring`);
+- conservation: ``water_budget_residual`` [mm day-1] and
+  ``energy_budget_residual`` [W m-2] of the coupled run over
+  ``budget_days`` (:mod:`coupler.budgets`); NaN for a run that crashed in
+  its first output interval, and for records made before the budgets were
+  (the attribute ``budget_records`` counts the records that have them);
 - ``run_path``: the coupled run's netCDF file (for the bias maps);
 - ``epochs_trained`` and ``best_epoch``: how long the training ran (fewer
   epochs than ``epochs``: early stopping) and which epoch's weights it kept;
@@ -23,7 +28,10 @@ The noise floor (``OUT/reference/noise_floor.nc``: the twins' mean and
 range) goes into the attributes ``noise_floor_t``, ``noise_floor_q``,
 ``noise_floor_normalized`` (with ``_min`` / ``_max``, and
 ``noise_floor_twins``), and each emulator's normalized online error as a
-multiple of it into ``online_error_over_noise_floor``.
+multiple of it into ``online_error_over_noise_floor``. The reference run's
+budget residuals (``OUT/reference/reference.nc``) go into the attributes
+``reference_water_budget_residual``, ``reference_energy_budget_residual``
+and ``reference_budget_days``.
 :func:`write_results` writes ``results.nc`` and ``results.csv``.
 """
 from __future__ import annotations
@@ -37,13 +45,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from coupler.budgets import BUDGET_COLUMNS, budget_record
 from emulators.atomic_files import replacing
 
-__all__ = ["COLUMNS", "results_dataset", "collect_results", "write_results", "read_results", "per_emulator_variables",
-           "require_columns"]
+__all__ = ["COLUMNS", "results_dataset", "collect_results", "reference_budgets", "write_results", "read_results",
+           "per_emulator_variables", "require_columns"]
 
 _HYPERPARAMETERS = ("depth", "width", "leaky_relu_slope", "dropout", "batch_normalization", "optimizer",
-                    "learning_rate", "batch_size", "epochs", "seed")
+                    "learning_rate", "batch_size", "epochs", "seed", "water_conservation")
 
 COLUMNS: dict[str, dict[str, str]] = {
     "depth": {"long_name": "hidden layers", "units": "1"},
@@ -56,6 +65,8 @@ COLUMNS: dict[str, dict[str, str]] = {
     "batch_size": {"long_name": "batch size", "units": "1"},
     "epochs": {"long_name": "maximum training epochs", "units": "1"},
     "seed": {"long_name": "training seed", "units": "1"},
+    "water_conservation": {"long_name": "column-water-conservation layer at the end of the network (1 = on)",
+                           "units": "1"},
     "status": {"long_name": "task status (ok or failed)"},
     "error": {"long_name": "error message of a failed task"},
     "offline_mse": {"long_name": "validation MSE of all outputs, normalized units", "units": "1"},
@@ -71,6 +82,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     "online_error_normalized": {"long_name": "online error of T and q over the reference's spread", "units": "1"},
     "online_error_over_noise_floor": {"long_name": "online_error_normalized as a multiple of the noise floor "
                                                    "(the twins' mean)", "units": "1"},
+    **BUDGET_COLUMNS,
     "run_path": {"long_name": "netCDF file of the coupled run"},
     "epochs_trained": {"long_name": "epochs trained (fewer than epochs: stopped early)", "units": "1"},
     "best_epoch": {"long_name": "epoch of the lowest validation loss, whose weights were kept (from 0)", "units": "1"},
@@ -111,6 +123,8 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
     offline = record.get("offline") or {}
     online = record.get("online") or {}
     row: dict[str, Any] = {name: hp.get(name) for name in _HYPERPARAMETERS}
+    if hp and row["water_conservation"] is None:    # recorded before the hyperparameter existed: no layer
+        row["water_conservation"] = False
     row.update({
         "status": record.get("status", ""), "error": record.get("error") or "",
         "offline_mse": offline.get("validation_mse"), "offline_r2": offline.get("validation_r2"),
@@ -119,6 +133,7 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
         "crashed": online.get("crashed"), "crash_reason": online.get("crash_reason") or "",
         "online_error_t": online.get("online_error_t"), "online_error_q": online.get("online_error_q"),
         "online_error_normalized": online.get("online_error_normalized"),
+        **{name: online.get(name) for name in BUDGET_COLUMNS},
         "run_path": (record.get("artifacts") or {}).get("run") or "",
         "seconds_per_day": online.get("seconds_per_day"),
         "epochs_trained": offline.get("epochs"), "best_epoch": offline.get("best_epoch"),
@@ -137,7 +152,7 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
 def _column(name: str, values: list[Any]) -> np.ndarray:
     if name in _STRINGS:
         return np.array(["" if v is None else str(v) for v in values], dtype=object)
-    if name in ("batch_normalization", "crashed", "fallback_crashed"):
+    if name in ("batch_normalization", "crashed", "fallback_crashed", "water_conservation"):
         return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
     if name in ("depth", "width", "batch_size", "epochs", "seed", "epochs_trained", "best_epoch", "design_cell",
                 "design_repeat"):
@@ -161,7 +176,9 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
             for name in columns if name not in _DERIVED}
     ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
     ds.attrs = {"title": "offline and online scores of the emulators of a sweep",
-                "missing_values": "NaN for numbers, -1 for integers and flags, empty text", **dict(attrs or {})}
+                "missing_values": "NaN for numbers, -1 for integers and flags, empty text",
+                "budget_records": sum(1 for r in records if "water_budget_residual" in (r.get("online") or {})),
+                **dict(attrs or {})}
     factors = {tuple((r.get("design") or {}).get("factors") or ()) for r in records}
     if len(factors) == 1 and all(factors):
         ds.attrs["design_factors"] = " ".join(next(iter(factors)))
@@ -189,6 +206,7 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
                     if f"online_error_{name}{stat}" in floor:
                         attrs[f"noise_floor_{name}{stat}"] = float(floor[f"online_error_{name}{stat}"])
             attrs["noise_floor_twins"] = int(floor.attrs.get("n_twins", 1))
+    attrs.update(reference_budgets(out / "reference" / "reference.nc"))
     return results_dataset(records, attrs)
 
 
@@ -201,6 +219,21 @@ def require_columns(results: xr.Dataset, names: Sequence[str], purpose: str) -> 
         raise ValueError(f"the results have no column {missing[0]!r}, which {purpose} needs (a results file of an "
                          "older version? `fkb report DIR` on the sweep's folder collects them again from its "
                          "emulators' records)")
+
+
+def reference_budgets(path: str | os.PathLike) -> dict[str, float]:
+    """The reference run's budget residuals as the results' attributes
+    (``reference_water_budget_residual``, ...); none without the run or
+    for a run without the moist output."""
+    from gcm_toy.output import open_output
+
+    if not Path(path).is_file():
+        return {}
+    with open_output(path) as run:
+        budgets = budget_record(run)
+    if not math.isfinite(budgets["water_budget_residual"]):
+        return {}
+    return {f"reference_{name}": value for name, value in budgets.items()}
 
 
 def per_emulator_variables(results: xr.Dataset) -> list[str]:

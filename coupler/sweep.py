@@ -5,10 +5,11 @@ it to the GCM, score the run. Here:
 
 - :class:`SearchSpace` draws seeded :class:`~emulators.architectures.Hyperparameters`
   like Ott et al. (2020): depth, width, leaky-ReLU slope, dropout, batch
-  normalization, optimizer, learning rate (log-uniform), batch size. Draw i
-  depends only on (seed, i), so a longer sweep extends a shorter one. A
-  sweep with a ``[design]`` table is a factorial grid instead
-  (:mod:`coupler.design`).
+  normalization, optimizer, learning rate (log-uniform), batch size; and
+  whether the emulator ends in the column-water-conservation layer (only
+  off, unless the space says otherwise). Draw i depends only on (seed, i),
+  so a longer sweep extends a shorter one. A sweep with a ``[design]``
+  table is a factorial grid instead (:mod:`coupler.design`).
 - :func:`coupled_run` runs the toy GCM with an emulator (or, without one,
   the reference physics) from the configured initial state and returns the
   run and its stability record; :func:`prepare_reference` makes the
@@ -73,7 +74,13 @@ RESULT_STATUSES = ("ok", "failed")
 class SearchSpace:
     """Where hyperparameters are drawn from: integer and float ranges are
     inclusive ``(low, high)``; ``learning_rate`` is drawn log-uniformly;
-    tuples of choices uniformly. Defaults follow Ott et al. (2020)."""
+    tuples of choices uniformly. Defaults follow Ott et al. (2020).
+
+    ``water_conservation`` (choices of the hyperparameter, default only
+    off) is drawn last, after the training seed: the other hyperparameters
+    of draw i are the same whatever its choices (a single choice draws no
+    random number at all), so a space that adds ``(false, true)`` to a
+    sweep draws the same networks and gives some of them the layer."""
 
     depth: tuple[int, int] = (4, 8)
     width: tuple[int, int] = (100, 300)
@@ -83,6 +90,7 @@ class SearchSpace:
     optimizer: tuple[str, ...] = OPTIMIZERS
     learning_rate: tuple[float, float] = (1e-5, 1e-1)
     batch_size: tuple[int, ...] = (256, 512, 1024, 2048)
+    water_conservation: tuple[bool, ...] = (False,)
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "leaky_relu_slope", "dropout", "learning_rate"):
@@ -91,9 +99,13 @@ class SearchSpace:
                 raise ValueError(f"search space {name}: low {low} is above high {high}")
         if self.learning_rate[0] <= 0:
             raise ValueError(f"search space learning_rate: must be positive, got {self.learning_rate}")
-        for name in ("batch_normalization", "optimizer", "batch_size"):
+        for name in ("batch_normalization", "optimizer", "batch_size", "water_conservation"):
             if len(getattr(self, name)) == 0:
                 raise ValueError(f"search space {name}: no choices")
+        for name in ("batch_normalization", "water_conservation"):
+            odd = [v for v in getattr(self, name) if not isinstance(v, bool)]
+            if odd:
+                raise ValueError(f"search space {name}: choices are true or false, got {odd[0]!r}")
         unknown = [o for o in self.optimizer if o not in OPTIMIZERS]
         if unknown:
             raise ValueError(f"search space optimizer: unknown {unknown[0]!r} (known: {', '.join(OPTIMIZERS)})")
@@ -162,6 +174,8 @@ class SearchSpace:
             learning_rate=float(10.0 ** rng.uniform(log_lo, log_hi)),
             batch_size=int(choice(self.batch_size)),
             seed=int(rng.integers(2 ** 31 - 1)),
+            # last, so that the draws above never depend on its choices
+            water_conservation=bool(choice(self.water_conservation)),
         )
 
 
@@ -502,6 +516,7 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference)
     """Couple `model_file` with `config` into `run_path` and score it
     against `reference`: stability, online errors, cost, and the guard's
     fractions when it has one."""
+    from coupler.budgets import budget_record
     from coupler.scoring import guard_summary, online_error
     from gcm_toy import open_output
 
@@ -512,6 +527,7 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference)
         error = online_error(coupled.run, ref, config.window_days)
     stability = coupled.stability
     guard = guard_summary(coupled.run) or {}
+    budgets = budget_record(coupled.run)
     coupled.run.close()
     return {
         "days_survived": float(stability["days_survived"]), "run_days": float(stability["run_days"]),
@@ -522,6 +538,8 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference)
         "n_windows": int(error["n_windows"]),
         "seconds_per_day": seconds / max(float(stability["days_survived"]), 1e-9),
         **{key: guard[key] for key in ("mean_flagged_fraction", "mean_fallback_fraction") if key in guard},
+        # water [mm day-1] and energy [W m-2] budget residuals, first record to last (coupler.budgets)
+        **budgets,
     }
 
 
@@ -917,6 +935,12 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
+ADDED_SETTINGS = {"space.water_conservation": [False]}
+"""Settings added to the configuration after sweep folders were made, with
+the value those folders had without saying it: a folder whose ``sweep.json``
+lacks one is the same sweep as a configuration with that value."""
+
+
 def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike) -> None:
     """Write ``OUT/sweep.json`` (the configuration but the number of
     emulators, which a re-run may raise to extend the sweep), or check that
@@ -930,6 +954,7 @@ def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike) -> None:
     path = out / SWEEP_IDENTITY
     if path.is_file():
         theirs, ours = _flat(json.loads(path.read_text())), _flat(json.loads(json.dumps(mine)))
+        theirs = {**ADDED_SETTINGS, **theirs}
         differences = [f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here"
                        for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
         if differences:

@@ -11,7 +11,9 @@ runtime runs (Dense, LeakyReLU, Activation, BatchNormalization, Dropout).
 
 The search space follows Ott et al. (2020): depth, width, leaky-ReLU slope,
 dropout, batch normalization, optimizer (Adam, RMSprop, SGD, SGD with
-momentum, Nesterov), learning rate, batch size.
+momentum, Nesterov), learning rate, batch size. ``water_conservation``
+appends the column-water-conservation layer
+(:class:`emulators.conservation.ColumnWaterConservation`) to the MLP.
 """
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ SCHEDULES = ("constant", "exponential", "step", "plateau")
 LOSSES = ("mse", "mae", "huber")
 TRAINERS = ("keras", "fortran")
 """Who runs the training: Keras ``model.fit`` or the Fortran runtime (emulators.train_fortran)."""
-ALLOWED_LAYERS = ("InputLayer", "Dense", "LeakyReLU", "Activation", "BatchNormalization", "Dropout")
-"""Keras layer classes an emulator built here may contain (all run in the Fortran runtime)."""
+ALLOWED_LAYERS = ("InputLayer", "Dense", "LeakyReLU", "Activation", "BatchNormalization", "Dropout",
+                  "ColumnWaterConservation")
+"""Keras layer classes an emulator built here may contain (all run in the Fortran runtime;
+the last, a custom layer, in its 32-bit networks, which the trainer and the GCM use)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,11 @@ class Hyperparameters:
     ``patience`` epochs without a lower validation loss and keeps the best
     weights. ``trainer``: ``keras`` (``model.fit``) or ``fortran`` (the
     runtime's ``fit`` on the same network, initial weights, batches and
-    rules; :mod:`emulators.train_fortran`).
+    rules; :mod:`emulators.train_fortran`). ``water_conservation``: end the
+    network in :class:`~emulators.conservation.ColumnWaterConservation`,
+    which moves the predicted moisture tendencies so that every column's
+    water budget closes with the predicted precipitation (trained with the
+    rest; docs/custom-layers.md).
     """
 
     depth: int = 5
@@ -75,6 +83,7 @@ class Hyperparameters:
     huber_delta: float = 1.0
     seed: int = 0
     trainer: str = "fortran"
+    water_conservation: bool = False
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -208,18 +217,28 @@ def _parse(key: str, text: str, kind: type) -> Any:
 
 # ------------------------------------------------------------------ building
 def build_emulator(hp: Hyperparameters, n_inputs: int, n_outputs: int, name: str = "emulator",
-                   seed: int | None = None):
+                   seed: int | None = None, normalization: Any = None, dsigma: Sequence[float] | None = None):
     """The Keras MLP of ``hp``: ``(n, n_inputs)`` normalized inputs ->
     ``(n, n_outputs)`` normalized outputs.
 
     Every random layer gets its own seed, derived from `seed` (default
     ``hp.seed``): the Glorot-uniform kernels and the dropout masks depend on
     it alone, not on Keras's global generator, which other threads of the
-    process (a Dask worker's event loop) may draw from at any time."""
+    process (a Dask worker's event loop) may draw from at any time.
+
+    With ``hp.water_conservation`` the MLP's prediction goes through
+    :class:`~emulators.conservation.ColumnWaterConservation` (its profile
+    starts uniform, no random numbers), which needs the
+    ``normalization`` (an :class:`emulators.data.NormalizationStats` of the
+    interface's names, with ``PHQ_1 ..``, ``PRECT`` and ``PS``) and the
+    sigma thickness of each level, ``dsigma``."""
     import keras
 
     if n_inputs < 1 or n_outputs < 1:
         raise ValueError(f"an emulator needs at least one input and output, got {n_inputs} and {n_outputs}")
+    conservation = None
+    if hp.water_conservation:
+        conservation = _conservation_layer(normalization, dsigma, n_inputs, n_outputs)
     seeds = np.random.SeedSequence(hp.seed if seed is None else seed).generate_state(2 * hp.depth + 1)
     kernel = lambda i: keras.initializers.GlorotUniform(seed=int(seeds[i]))  # noqa: E731
     inputs = keras.Input(shape=(n_inputs,), name="inputs")
@@ -238,7 +257,28 @@ def build_emulator(hp: Hyperparameters, n_inputs: int, n_outputs: int, name: str
             h = keras.layers.Dropout(hp.dropout, seed=int(seeds[hp.depth + i]), name=f"dropout_{i}")(h)
     outputs = keras.layers.Dense(n_outputs, activation="linear", kernel_initializer=kernel(hp.depth),
                                  name="outputs")(h)
+    if conservation is not None:
+        outputs = conservation([outputs, inputs])
     return keras.Model(inputs, outputs, name=name)
+
+
+def _conservation_layer(normalization: Any, dsigma: Sequence[float] | None, n_inputs: int, n_outputs: int):
+    """The column-water-conservation layer for an emulator normalized with
+    `normalization`; one-line ValueErrors for what it lacks."""
+    if normalization is None or dsigma is None:
+        raise ValueError("hyperparameter water_conservation needs the normalization and the level thicknesses "
+                         "(dsigma) to build its layer")
+    outputs, inputs = list(normalization.output_names), list(normalization.input_names)
+    if (len(inputs), len(outputs)) != (n_inputs, n_outputs):
+        raise ValueError(f"the normalization has {len(inputs)} inputs and {len(outputs)} outputs, the network "
+                         f"{n_inputs} and {n_outputs}")
+    missing = [n for n in ("PHQ_1", "PRECT") if n not in outputs] + (["PS"] if "PS" not in inputs else [])
+    if missing:
+        raise ValueError(f"hyperparameter water_conservation needs the outputs PHQ and PRECT and the input PS; "
+                         f"the emulator lacks {', '.join(missing)}")
+    from emulators.conservation import ColumnWaterConservation   # registers the layer with Keras and the converter
+
+    return ColumnWaterConservation.for_emulator(normalization, [float(d) for d in dsigma], name="column_water")
 
 
 def build_learning_rate(hp: Hyperparameters, steps_per_epoch: int):

@@ -49,7 +49,7 @@ from emulators.interface import LEVEL_DIM, SAMPLE_DIMS, VARIABLES, Layout, check
 
 __all__ = [
     "SPLITS", "SplitFractions", "NormalizationStats", "RunningMoments", "ColumnStream", "open_dataset",
-    "split_by_time", "iter_blocks", "compute_normalization", "DEFAULT_TIME_BLOCK",
+    "split_by_time", "iter_blocks", "compute_normalization", "level_thickness", "DEFAULT_TIME_BLOCK",
     "DEFAULT_MEMORY_BUDGET",
 ]
 
@@ -87,6 +87,26 @@ def open_dataset(paths: str | os.PathLike | Sequence[str | os.PathLike], time_ch
         variables = [v for v in VARIABLES]
     check_dataset(ds, variables)
     return ds
+
+
+def level_thickness(ds: xr.Dataset) -> np.ndarray:
+    """The sigma thickness of each level, top first, from the half levels
+    ``lev_bnds`` that ``fkb data`` writes (gcm_toy.training_data); a
+    ValueError of one line for data without them (written before they were)."""
+    if "lev_bnds" not in ds:
+        raise ValueError("the training data have no lev_bnds (the half levels; fkb data writes them since the "
+                         "water-conservation hyperparameter): remake them with fkb data to build the "
+                         "column-water-conservation layer")
+    bounds = ds["lev_bnds"]
+    if "time" in bounds.dims:                    # several files concatenated in time
+        bounds = bounds.isel(time=0)
+    bounds = np.asarray(bounds.values, np.float64)
+    if bounds.ndim != 2 or bounds.shape[1] != 2:
+        raise ValueError(f"lev_bnds of the training data has shape {bounds.shape}, not (levels, 2)")
+    dsigma = bounds[:, 1] - bounds[:, 0]
+    if not np.all(dsigma > 0):
+        raise ValueError("lev_bnds of the training data: a level of zero or negative thickness")
+    return dsigma
 
 
 def _expand(paths) -> list[str]:

@@ -154,6 +154,11 @@ def _dataset(block: dict[str, np.ndarray], time_index: np.ndarray, grid: dict[st
     }
     data_vars = {name: (VARIABLES[name].dims, block[name], variable_attrs(name))
                  for name in INPUT_VARIABLES + OUTPUT_VARIABLES}
+    nlev = grid["lev"].size          # equally spaced levels: half levels at k / nlev, as the toy GCM writes them
+    half = np.arange(nlev + 1) / nlev
+    coords[LEVEL_DIM][2]["bounds"] = "lev_bnds"
+    data_vars["lev_bnds"] = ((LEVEL_DIM, "nv"), np.stack([half[:-1], half[1:]], axis=1),
+                             {"long_name": "sigma at the half levels bounding each level", "units": "1"})
     attrs = {"title": "synthetic emulator training data (emulators.synthetic)",
              "Conventions": "CF-1.8", "source": f"emulators.synthetic seed={seed} noise={noise}"}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

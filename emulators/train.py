@@ -42,7 +42,7 @@ import xarray as xr
 
 from emulators.architectures import Hyperparameters
 from emulators.data import (DEFAULT_MEMORY_BUDGET, DEFAULT_TIME_BLOCK, ColumnStream, NormalizationStats,
-                            SplitFractions, compute_normalization, open_dataset, split_by_time)
+                            SplitFractions, compute_normalization, level_thickness, open_dataset, split_by_time)
 from emulators.interface import INPUT_VARIABLES, OUTPUT_VARIABLES, Layout
 
 __all__ = ["LoaderOptions", "TrainingResult", "train_emulator", "training_input_statistics", "keras_batches",
@@ -226,6 +226,11 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     ColumnStream.blocks_per_buffer_for(ds, layout, loader.time_block, loader.memory_budget)
     if model is not None:
         _check_widths(model, layout)
+        if hp.water_conservation:
+            raise ValueError("hyperparameter water_conservation builds its layer into the hyperparameters' MLP; "
+                             "end a model of your own in emulators.conservation.ColumnWaterConservation instead")
+    elif hp.water_conservation:
+        level_thickness(ds)   # before the normalization pass: data without the half levels fail now
     if normalization is None:
         normalization = compute_normalization(splits["train"], layout, loader.time_block, output_scaling)
     normalization.check_layout(layout)
@@ -241,7 +246,10 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
 
     _seed_everything(hp.seed)
     if model is None:
-        model = build_emulator(hp, layout.n_inputs, layout.n_outputs)   # its own seeds: hp.seed
+        conservation = {}
+        if hp.water_conservation:
+            conservation = {"normalization": normalization, "dsigma": level_thickness(ds)}
+        model = build_emulator(hp, layout.n_inputs, layout.n_outputs, **conservation)   # its own seeds: hp.seed
     if compile_model:
         model.compile(optimizer=build_optimizer(hp, len(train_stream)), loss=build_loss(hp))
         if hp.trainer == "fortran":   # Keras's optimizer stays fresh: model.keras saves it built

@@ -47,7 +47,7 @@ from typing import Any, Mapping, Sequence
 from coupler.sweep import SweepConfig
 from emulators.atomic_files import write_text_replacing
 from experiments.invocations import InvocationLog, read_invocations, total_seconds
-from experiments.report import format_interval, format_number
+from experiments.report import conservation_statistics, format_interval, format_number
 from experiments.states import check_state
 from experiments.survival import with_survival
 from experiments.world import WorldMetrics, format_world, world_metrics
@@ -647,6 +647,27 @@ def _designed_summary(results) -> list[str]:
             f"p {format_number(offline['p_value'])}"]
 
 
+def _conservation_lines(results) -> list[str]:
+    """The summary's lines on the budget residuals and the water-conservation layer."""
+    stats = conservation_statistics(results)
+    ref = stats["reference"]
+    lines = []
+    if stats["recorded"] and stats["groups"]["all"]["water"]["n"]:
+        w, e = stats["groups"]["all"]["water"], stats["groups"]["all"]["energy"]
+        lines.append(f"  budget residuals of the coupled runs (median [range], {w['n']} runs): water "
+                     f"{format_number(w['median'])} [{format_number(w['min'])}, {format_number(w['max'])}] mm/day, "
+                     f"energy {format_number(e['median'])} [{format_number(e['min'])}, {format_number(e['max'])}] "
+                     f"W/m2; the reference's {format_number(ref['water_budget_residual'])} mm/day, "
+                     f"{format_number(ref['energy_budget_residual'])} W/m2")
+    test = stats["logrank"]
+    if test is not None:
+        with_, without = test["groups"].get("1", {}), test["groups"].get("0", {})
+        lines.append(f"  survived with the water-conservation layer {with_.get('survived', 0)}/{with_.get('n', 0)}, "
+                     f"without {without.get('survived', 0)}/{without.get('n', 0)} (log-rank p "
+                     f"{format_number(test['p_value'])})")
+    return lines
+
+
 def summary_lines(result: CaseStudyResult) -> list[str]:
     """A few lines saying what the case study found, for the terminal."""
     st, res = result.stats, result.results
@@ -679,6 +700,7 @@ def summary_lines(result: CaseStudyResult) -> list[str]:
         lines.append("  survived by optimizer: " + ", ".join(
             f"{name} {round(v['fraction_survived'] * v['n'])}/{v['n']}" for name, v in by.items()))
     lines += _designed_summary(res)
+    lines += _conservation_lines(res)
     s = result.seconds
     lines.append(f"  wall time: reference data {s['reference_data']:.0f} s, reference runs {s['reference_runs']:.0f} s, "
                  f"sweep {s['sweep']:.0f} s, report {s['report']:.0f} s; total {s['total']:.0f} s")

@@ -12,8 +12,16 @@
   median offline MSE, median online error of survivors;
 - the best and the worst surviving emulator by online error.
 
+:func:`conservation_statistics` gathers the coupled runs' water and energy
+budget residuals (:mod:`coupler.budgets`) beside the reference run's,
+overall and with and without the column-water-conservation layer, and the
+log-rank test of survival by that layer when the sweep drew both.
+
 :func:`make_report` writes ``report.md`` and the figures of
-:mod:`experiments.plots` into a folder.
+:mod:`experiments.plots` into a folder. Results that lack a column the
+report needs (a results.nc of another version) are refused with a
+ValueError naming the columns; results recorded before the budgets were
+get a report that says the budgets are absent.
 """
 from __future__ import annotations
 
@@ -25,16 +33,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from coupler.budgets import BUDGET_COLUMNS
 from coupler.results import per_emulator_variables
 
-__all__ = ["headline_statistics", "make_report", "format_interval", "check_reportable", "ONLINE_ERRORS",
-           "REPORT_COLUMNS", "MIN_FINISHED"]
+__all__ = ["headline_statistics", "conservation_statistics", "make_report", "format_interval", "check_reportable",
+           "ONLINE_ERRORS", "REPORT_COLUMNS", "MIN_FINISHED"]
 
 ONLINE_ERRORS = ("online_error_normalized", "online_error_t", "online_error_q")
 
 REPORT_COLUMNS = ("status", "crashed", "offline_mse", "days_survived", "optimizer", "learning_rate", "depth", "width",
                   "dropout", "batch_normalization", *ONLINE_ERRORS)
-"""Columns of the results the report reads (a results file lacking one is refused in one line)."""
+"""Columns of the results the report reads (a results file lacking one is refused in one line; the
+budget columns and ``water_conservation`` are optional: results of before them report without)."""
 
 MIN_FINISHED = 2
 """Finished emulators a report's statistics need at least."""
@@ -98,6 +108,9 @@ def _median(values: np.ndarray) -> float:
 
 def headline_statistics(results: xr.Dataset) -> dict[str, Any]:
     """The report's numbers as a dict (see the module docstring)."""
+    from coupler.results import require_columns
+
+    require_columns(results, REPORT_COLUMNS, "the report")
     ok = results["status"].values == "ok"
     crashed = results["crashed"].values == 1
     survivors = ok & (results["crashed"].values == 0)
@@ -142,6 +155,49 @@ def headline_statistics(results: xr.Dataset) -> dict[str, Any]:
     return stats
 
 
+def _spread(values: np.ndarray) -> dict[str, float]:
+    """Median, smallest and largest of the finite values, and their number."""
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return {"n": 0, "median": math.nan, "min": math.nan, "max": math.nan}
+    return {"n": int(values.size), "median": float(np.median(values)), "min": float(values.min()),
+            "max": float(values.max())}
+
+
+def conservation_statistics(results: xr.Dataset) -> dict[str, Any]:
+    """The coupled runs' budget residuals beside the reference's:
+    ``coupled`` (whether any run was coupled), ``recorded`` (whether the
+    results hold budgets at all: records of before them do not), ``reference`` (the reference run's residuals and period,
+    None each if unknown), per group of finished runs (``all``, and
+    ``without_layer`` / ``with_layer`` when the sweep drew both) the spread
+    of ``water`` [mm day-1] and ``energy`` [W m-2] residuals, runs, runs
+    without a budget (crashed in their first output interval) and
+    survivors; and ``logrank``, the test of equal survival with and without
+    the layer (None unless both were drawn)."""
+    from experiments.survival import logrank_by
+
+    reference = {name: results.attrs.get(f"reference_{name}") for name in BUDGET_COLUMNS}
+    recorded = all(name in results for name in BUDGET_COLUMNS) and int(results.attrs.get("budget_records", 0)) > 0
+    stats: dict[str, Any] = {"recorded": recorded, "reference": reference, "groups": {}, "logrank": None,
+                             "coupled": bool(np.isfinite(results["days_survived"].values).any())}
+    ok = results["status"].values == "ok"
+    survivors = ok & (results["crashed"].values == 0)
+    layer = results["water_conservation"].values if "water_conservation" in results else np.zeros(ok.size)
+    groups = {"all": ok}
+    if (ok & (layer == 0)).any() and (ok & (layer == 1)).any():
+        groups.update(without_layer=ok & (layer == 0), with_layer=ok & (layer == 1))
+        stats["logrank"] = logrank_by(results, "water_conservation")
+    stats["layer_values"] = sorted({int(v) for v in layer[ok]})
+    if not recorded:
+        return stats
+    for label, pick in groups.items():
+        water = results["water_budget_residual"].values[pick]
+        stats["groups"][label] = {"n": int(pick.sum()), "no_budget": int((~np.isfinite(water)).sum()),
+                                  "survived": int((pick & survivors).sum()), "water": _spread(water),
+                                  "energy": _spread(results["energy_budget_residual"].values[pick])}
+    return stats
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -183,6 +239,77 @@ def survival_lines(results: xr.Dataset) -> list[str]:
                      f"| {format_number(row['ph_test_p'])} |")
     lines.append("")
     return lines
+
+
+_GROUP_LABELS = {"all": "emulators, all finished", "without_layer": "without the water-conservation layer",
+                 "with_layer": "with the water-conservation layer"}
+
+
+def conservation_lines(results: xr.Dataset) -> list[str]:
+    """The report's section on conservation: the budget residuals of the
+    coupled runs beside the reference's, and survival by the layer."""
+    stats = conservation_statistics(results)
+    ref = stats["reference"]
+    lines = ["## Conservation: column water and energy budgets", ""]
+    reference_text = (f"the reference run leaves {format_number(ref['water_budget_residual'])} mm/day of water and "
+                      f"{format_number(ref['energy_budget_residual'])} W/m2 of energy over its "
+                      f"{format_number(ref['budget_days'])} days"
+                      if ref["water_budget_residual"] is not None else "the reference run's budgets are unknown "
+                      "(no reference.nc beside the results)")
+    if not stats["coupled"]:
+        lines += ["No coupled runs in these results (an offline sweep, or every task failed): no budgets.", ""]
+    elif not stats["recorded"]:
+        lines += [f"**Budget residuals: absent.** These results were recorded before the coupled runs' budgets "
+                  "were (coupler/budgets.py), so the emulators' residuals are not known; couple them again (a "
+                  f"sweep of this version, or fkb couple) to have them. For comparison, {reference_text}.", ""]
+    else:
+        lines += ["Global-mean budget residuals of each coupled run from its first output record to its last "
+                  "(to the crash; coupler/budgets.py): water, the change of the column's water beyond E - P "
+                  "[mm/day]; energy, the change of its c_p T + L_v q + kinetic energy beyond the net radiation "
+                  "into the column plus SHFLX and LHFLX [W/m2], which includes L_v times the water residual "
+                  "(1 mm/day = 28.9 W/m2); both per kilogram of air times the column mass, the form in which "
+                  "the toy GCM (whose mass fixer turns net evaporation into mass) closes them. The reference "
+                  "physics closes both column by column; what the reference run leaves is the dynamical "
+                  "core's.", "",
+                  "| runs | n | water residual [mm/day], median [range] | energy residual [W/m2], median [range] |",
+                  "|---|---|---|---|",
+                  f"| reference run | 1 | {format_number(ref['water_budget_residual'])} | "
+                  f"{format_number(ref['energy_budget_residual'])} |"]
+        for label, group in stats["groups"].items():
+            w, e = group["water"], group["energy"]
+            lines.append(f"| {_GROUP_LABELS[label]} | {w['n']} | {format_number(w['median'])} "
+                         f"[{format_number(w['min'])}, {format_number(w['max'])}] | {format_number(e['median'])} "
+                         f"[{format_number(e['min'])}, {format_number(e['max'])}] |")
+        lines.append("")
+        missing = stats["groups"]["all"]["no_budget"]
+        if missing:
+            lines += [f"{missing} finished run(s) crashed within their first output interval and have no budget "
+                      "(a tendency needs two records).", ""]
+    test = stats["logrank"]
+    if test is not None:
+        groups = test["groups"]
+        without, with_ = groups.get("0", {"n": 0, "survived": 0}), groups.get("1", {"n": 0, "survived": 0})
+        lines += [f"Survival with the water-conservation layer: {with_['survived']} of {with_['n']} runs survived, "
+                  f"without it {without['survived']} of {without['n']}; log-rank test of equal survival: chi2 "
+                  f"{format_number(test['statistic'])} with {test['df']} degree(s) of freedom, p = "
+                  f"{format_number(test['p_value'])}{_cox_note(results)}.", ""]
+    elif stats["layer_values"]:
+        state = "with" if stats["layer_values"] == [1] else "without"
+        lines += [f"Every finished emulator was drawn {state} the water-conservation layer: its effect on survival "
+                  "is not measured here (draw both with `water_conservation = [false, true]` in the sweep's "
+                  "[space]).", ""]
+    return lines
+
+
+def _cox_note(results: xr.Dataset) -> str:
+    """The layer's hazard ratio in the Cox model (results with the survival
+    analysis merged in), as a parenthesis; empty without one."""
+    if "covariate" not in results.coords or "water_conservation" not in results["covariate"].values:
+        return " (no Cox model with the layer: too few crashes, or no convergence)"
+    row = results.sel(covariate="water_conservation")
+    return (f"; in the Cox model above, with the other covariates, the layer's hazard ratio is "
+            f"{format_number(float(row['cox_hazard_ratio']))} [{format_number(float(row['cox_hazard_ratio_lower']))}-"
+            f"{format_number(float(row['cox_hazard_ratio_upper']))}], p = {format_number(float(row['cox_p_value']))}")
 
 
 def _noise_floor_line(floor: dict[str, Any], multiples: dict[str, float] | None) -> str:
@@ -286,6 +413,7 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         _noise_floor_line(floor, stats.get("survivors_error_over_noise_floor")), "",
         *survival_lines(results),
         *(designed_lines(results) if designed else []),
+        *conservation_lines(results),
         "## Stability and error by optimizer", "",
         "| optimizer | runs | crashed | fraction survived | median days survived | median offline MSE "
         "| median online error (survivors) |", "|---|---|---|---|---|---|---|",

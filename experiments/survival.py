@@ -11,11 +11,15 @@ finished emulators of a sweep:
 - :func:`logrank_by_optimizer`: the log-rank test of equal survival across
   the optimizers (statsmodels ``survdiff``); :func:`logrank_test` the same
   on any grouping of a :func:`survival_frame`, optionally stratified (a
-  designed sweep's optimizers compared within each learning rate);
+  designed sweep's optimizers compared within each learning rate), and
+  :func:`logrank_by` across the values of any column, e.g.
+  ``water_conservation`` (with and without the column-water-conservation
+  layer);
 - :func:`cox_hazards`: a Cox proportional-hazards model of the crash hazard
   (statsmodels ``PHReg``, Breslow ties) on log10 offline validation error,
   the optimizer (against the most common one), log10 learning rate, depth,
-  width, dropout and batch normalization: hazard ratios with 95 % intervals
+  width, dropout, batch normalization and the water-conservation layer
+  (when the sweep drew both): hazard ratios with 95 % intervals
   and p-values, and a test of proportional hazards per covariate (the
   correlation of its Schoenfeld residuals with the rank of the crash time,
   after Grambsch & Therneau 1994). A covariate that does not vary is left
@@ -39,10 +43,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_test", "logrank_by_optimizer", "cox_fit",
+__all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_test", "logrank_by", "logrank_by_optimizer",
+           "cox_fit",
            "cox_hazards", "survival_dataset", "with_survival", "SURVIVAL_COLUMNS"]
 
-_NUMERIC = ("log10_offline_mse", "log10_learning_rate", "depth", "width", "dropout", "batch_normalization")
+_NUMERIC = ("log10_offline_mse", "log10_learning_rate", "depth", "width", "dropout", "batch_normalization",
+            "water_conservation")
 
 SURVIVAL_COLUMNS = ("status", "days_survived", "crashed", "optimizer", "offline_mse", "learning_rate", "depth",
                     "width", "dropout", "batch_normalization")
@@ -54,12 +60,15 @@ def survival_frame(results: xr.Dataset, extra: dict[str, Any] | None = None) -> 
     [days], ``event`` (1 crashed, 0 censored at the run length), the
     optimizer and the covariates of the Cox model, and the `extra` columns
     (name: one value per emulator of `results`, e.g. a designed sweep's
-    factor levels). A missing column of the results is a one-line
-    ValueError."""
+    factor levels); ``water_conservation`` is 0 for results of before the
+    hyperparameter, which had no layer. A missing column of the results is
+    a one-line ValueError."""
     from coupler.results import require_columns
 
     require_columns(results, SURVIVAL_COLUMNS, "the survival analysis")
     ok = results["status"].values == "ok"
+    conservation = (results["water_conservation"].values.astype(float) if "water_conservation" in results
+                    else np.zeros(results.sizes["emulator"]))
     frame = pd.DataFrame({
         "emulator": results["emulator"].values,
         "duration": results["days_survived"].values.astype(float),
@@ -72,6 +81,7 @@ def survival_frame(results: xr.Dataset, extra: dict[str, Any] | None = None) -> 
         "width": results["width"].values.astype(float),
         "dropout": results["dropout"].values.astype(float),
         "batch_normalization": results["batch_normalization"].values.astype(float),
+        "water_conservation": np.where(conservation >= 0, conservation, np.nan),
         **{name: np.asarray(values) for name, values in (extra or {}).items()},
     })[ok]
     frame = frame[np.isfinite(frame["duration"])]
@@ -150,6 +160,27 @@ def logrank_test(frame: pd.DataFrame, group: str = "optimizer", strata: str | No
                 return out
         out.update(statistic=float(statistic), p_value=float(p_value))
     return out
+
+
+def logrank_by(results: xr.Dataset, column: str) -> dict[str, Any]:
+    """The log-rank test (:func:`logrank_test`) of equal survival across
+    the values of `column` of the survival frame (``optimizer``,
+    ``water_conservation``, ...): statistic, degrees of freedom, p-value,
+    runs, crashes, and per group its runs and survivors (``groups``)."""
+    frame = survival_frame(results)
+    frame = frame[frame[column].notna()].reset_index(drop=True)
+    out = logrank_test(frame.assign(**{column: frame[column].map(_group_label)}), group=column)
+    out.pop("strata")
+    out.pop("note")
+    out["groups"] = {_group_label(value): {"n": len(part), "survived": int((part["event"] == 0).sum())}
+                     for value, part in sorted(frame.groupby(column))}
+    return out
+
+
+def _group_label(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def logrank_by_optimizer(results: xr.Dataset) -> dict[str, float]:
@@ -269,6 +300,7 @@ def survival_dataset(results: xr.Dataset) -> xr.Dataset:
     ``covariate``) as a Dataset to merge into the results."""
     table, info = cox_hazards(results)
     test = logrank_by_optimizer(results)
+    conservation = logrank_by(results, "water_conservation")
     names = np.array(table.index, dtype=object)
     ds = xr.Dataset(
         {"cox_hazard_ratio": ("covariate", table["hazard_ratio"].to_numpy(float),
@@ -283,7 +315,11 @@ def survival_dataset(results: xr.Dataset) -> xr.Dataset:
                             "units": "1"})},
         coords={"covariate": ("covariate", names)})
     ds.attrs = {"logrank_optimizer_statistic": test["statistic"], "logrank_optimizer_df": test["df"],
-                "logrank_optimizer_p_value": test["p_value"], "cox_runs": info["n"], "cox_crashes": info["events"],
+                "logrank_optimizer_p_value": test["p_value"],
+                "logrank_water_conservation_statistic": conservation["statistic"],
+                "logrank_water_conservation_df": conservation["df"],
+                "logrank_water_conservation_p_value": conservation["p_value"],
+                "cox_runs": info["n"], "cox_crashes": info["events"],
                 "cox_reference_optimizer": info["reference_optimizer"], "cox_converged": int(info["converged"])}
     return ds
 

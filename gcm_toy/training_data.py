@@ -8,7 +8,9 @@ file with exactly the names, units and dimensions of
 :mod:`emulators.interface` — ``T, Q`` and ``TPHYSTND, PHQ`` on (time, lev,
 lat, lon), ``PS, SOLIN, SHFLX, LHFLX, FSNT, FSNS, FLNT, FLNS, PRECT`` on
 (time, lat, lon) — so that :func:`emulators.data.open_dataset` and
-:func:`emulators.train.train_emulator` read it directly.
+:func:`emulators.train.train_emulator` read it directly; ``lev_bnds``, the
+half levels, gives the level thicknesses (for the column-water-conservation
+layer).
 
 A sample's ``time`` [days] is the model time of the state the physics saw
 (the dycore hands the physics time level n-1 of its leapfrog step); the
@@ -68,6 +70,13 @@ class TrainingDataWriter:
             var = nc.createVariable(name, "f8", (name,), fill_value=False)
             var.setncatts(dict(interface.COORDINATE_ATTRS[name]))
             var[:] = values
+        # the half levels bounding each level (CF bounds): the level thicknesses
+        # that a column budget (emulators.data.level_thickness) needs
+        nc.variables[interface.LEVEL_DIM].setncattr("bounds", "lev_bnds")
+        nc.createDimension("nv", 2)
+        var = nc.createVariable("lev_bnds", "f8", (interface.LEVEL_DIM, "nv"), fill_value=False)
+        var.setncatts({"long_name": "sigma at the half levels bounding each level", "units": "1"})
+        var[:] = np.stack([grid.sigma_half[:-1], grid.sigma_half[1:]], axis=1)
         var = nc.createVariable("time", "f8", ("time",), fill_value=False)
         var.setncatts({**interface.COORDINATE_ATTRS["time"], "units": TIME_UNITS, "calendar": CALENDAR})
         var = nc.createVariable("gw", "f8", ("lat",), fill_value=False)

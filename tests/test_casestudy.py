@@ -65,6 +65,14 @@ def test_casestudy_runs_every_stage_and_writes_the_results(tiny_study):
     assert ((fraction >= 0) & (fraction <= 1)).all() and (results["fallback_crashed"].values >= 0).all()
     assert (results["fallback_flagged_fraction"].values >= fraction - 1e-12).all()
     assert (results["seconds_per_day"].values > 0).all() and results["fallback_fraction"].attrs["units"] == "1"
+    # budgets: every coupled run's that has two records, and the reference's beside them
+    assert results.attrs["budget_records"] == 3 and results.attrs["reference_budget_days"] == pytest.approx(1.0)
+    assert abs(results.attrs["reference_water_budget_residual"]) < 0.02
+    two_records = days >= 2.0
+    for name in ("water_budget_residual", "energy_budget_residual"):
+        assert np.isfinite(results[name].values[two_records]).all()
+    assert (results["water_conservation"].values == 0).all()
+    assert "## Conservation: column water and energy budgets" in (out / "report.md").read_text()
     world = json.loads((out / "reference" / "world.json").read_text())
     assert world["start_day"] == pytest.approx(3.0) and len(world["twin_rms_t"]) == 2
     assert "credible world, days 3-5" in (out / "report.md").read_text()
@@ -92,6 +100,10 @@ def test_casestudy_rerun_continues_and_reuses_everything(tiny_study, capsys):
     assert "3 emulators: 2 finished before, 1 done, 0 failed" in stdout
     assert "reference data 0 s, reference runs 0 s" in stdout
     assert f"report: {out / 'report.md'}" in stdout.splitlines()[-1]
+    budgets = [line for line in stdout.splitlines() if "budget residuals of the coupled runs" in line]
+    with xr.open_dataset(out / "results.nc") as written:      # a line when some run has a budget
+        expected = int(np.isfinite(written["water_budget_residual"].values).any())
+    assert len(budgets) == expected and all("the reference's" in line for line in budgets)
     assert (out / "data" / "training.nc").stat().st_mtime_ns == training_mtime
     after = xr.open_dataset(out / "results.nc").load()
     kept = [0, 2]                                                   # not recomputed: the same numbers

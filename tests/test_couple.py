@@ -94,6 +94,15 @@ def test_couple_converts_a_keras_emulator_runs_and_scores_it(tiny_casestudy_refe
         assert float(score["rmse_t"].mean()) == pytest.approx(summary["online_error_t"])
     assert float(score["noise_floor_t"]) == pytest.approx(floor["t"])
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+    # the budget residuals of the run beside the reference's (coupler.budgets)
+    from coupler.budgets import budget_record
+    assert summary["budgets"] == pytest.approx(budget_record(run), nan_ok=True)
+    assert summary["reference_budgets"]["budget_days"] == pytest.approx(1.0)
+    assert abs(summary["reference_budgets"]["water_budget_residual"]) < 0.02
+    assert float(score["reference_energy_budget_residual"]) == pytest.approx(
+        summary["reference_budgets"]["energy_budget_residual"])
+    assert score["water_budget_residual"].attrs["units"] == "mm day-1"
+    assert "budgets        water " in stdout and "(reference " in stdout
 
 
 def test_an_ensemble_of_one_network_twice_scores_like_the_network(tiny_casestudy_reference, emulator, tmp_path,

@@ -3,7 +3,8 @@
 it converts through ``fkb convert --plugin``, the NumPy reference and the
 Fortran example program (``fortran/example/custom_layer``) reproduce Keras,
 Fortran training follows Keras's ``train_on_batch``, its gradient matches
-finite differences, and a layer nobody registered is refused by name."""
+finite differences, the Python runtime runs it (at 32 bit), and a layer
+nobody registered is refused by name."""
 from __future__ import annotations
 
 import subprocess
@@ -228,10 +229,19 @@ def test_an_unregistered_custom_layer_is_refused_by_name(tmp_path):
         keras_to_spec(tmp_path / "odd.keras")
 
 
-def test_readers_without_the_layer_name_it_and_say_how_to_register_it(converted, monkeypatch, capsys):
-    # the Fortran runtime of the Python binding has no registry
+def test_the_python_runtime_runs_the_layer_at_32_bit_and_names_it_at_64(converted):
+    # the binding registers the column-water layer for its 32-bit networks (the
+    # Fortran trainer of emulators.train and the offline checks use them)
+    net = load(converted)
+    x, _ = samples(2, 40)
+    y_keras = np.asarray(emulator(seed=5)(x))
+    assert np.max(np.abs(net.predict(x) - y_keras)) <= 1e-5 * np.max(np.abs(y_keras))
+    # the layer has no 64-bit version: the 64-bit copy is refused by name
     with pytest.raises(FKBError, match=rf"unknown layer type {KIND} \(for a custom layer, register its constructor"):
-        load(converted)
+        net.predict(x.astype(np.float64))
+
+
+def test_readers_without_the_layer_name_it_and_say_how_to_register_it(converted, monkeypatch, capsys):
     # the Python reader, as in a process that did not import the plugin
     monkeypatch.delitem(modelfile._CUSTOM_KINDS, KIND)
     assert main(["info", str(converted)]) == 1

@@ -228,6 +228,41 @@ def test_a_model_of_the_wrong_width_is_refused(data_file):
         train_emulator(model, data_file, hyperparameters=TINY, loader=LOADER)
 
 
+# ------------------------------------------------------------ water conservation
+@pytest.mark.parametrize("trainer", ["fortran", "keras"])
+def test_water_conservation_ends_the_network_in_the_layer_that_closes_every_column(data_file, tmp_path, trainer):
+    from emulators.conservation import column_water_residual
+    from emulators.data import level_thickness
+    from emulators.fkb import load
+
+    hp = dict(TINY, epochs=2, water_conservation=True, trainer=trainer)
+    result = train_emulator(None, data_file, hyperparameters=hp, out_dir=tmp_path, loader=LOADER)
+    assert [layer.name for layer in result.model.layers][-1] == "column_water"
+    assert np.ptp(result.model.get_layer("column_water").log_weights.numpy()) > 0     # it trained
+    # the exported model file in the Fortran runtime: every column's water budget closes
+    stats = result.normalization
+    (in_offset, in_scale), _ = stats.model_file_arrays()
+    x = (np.random.default_rng(0).normal(size=(256, 24)) * in_scale + in_offset).astype(np.float32)
+    y = load(result.files["model_file"]).predict(x)
+    outputs = list(stats.output_names)
+    q_start, precip, ps = outputs.index("PHQ_1"), outputs.index("PRECT"), list(stats.input_names).index("PS")
+    residual = column_water_residual(y, x[:, ps], level_thickness(xr.open_dataset(data_file)), q_start, precip)
+    assert np.max(np.abs(residual)) < 1e-5 * np.max(np.abs(y[:, precip]))
+    y_keras = result.model.predict((x - in_offset) / in_scale, verbose=0) * stats.model_file_arrays()[1][1] \
+        + stats.model_file_arrays()[1][0]
+    assert np.max(np.abs(y - y_keras)) <= 1e-4 * np.max(np.abs(y_keras))
+
+
+def test_water_conservation_needs_the_half_levels_of_the_data(data_file, tmp_path):
+    old = tmp_path / "old.nc"        # training data written before fkb data wrote lev_bnds
+    xr.open_dataset(data_file).drop_vars("lev_bnds").to_netcdf(old)
+    with pytest.raises(ValueError, match="no lev_bnds .* remake them with fkb data"):
+        train_emulator(None, old, hyperparameters=dict(TINY, water_conservation=True), loader=LOADER)
+    model = keras.Sequential([keras.Input((24,)), keras.layers.Dense(25)])
+    with pytest.raises(ValueError, match="end a model of your own in emulators.conservation"):
+        train_emulator(model, data_file, hyperparameters=dict(TINY, water_conservation=True), loader=LOADER)
+
+
 def test_keras_batches_advance_the_shuffle_each_epoch(data_file):
     ds = xr.open_dataset(data_file)
     from emulators.data import compute_normalization

@@ -130,7 +130,7 @@ def test_training_data_follow_the_emulator_interface(tiny_data):
     from emulators.data import open_dataset
 
     ds = open_dataset(tiny_data["data"])        # checks names, dims and units
-    assert dict(ds.sizes) == {"time": 8, "lev": 10, "lat": 16, "lon": 32}
+    assert dict(ds.sizes) == {"time": 8, "lev": 10, "lat": 16, "lon": 32, "nv": 2}
     for name in interface.INPUT_VARIABLES + interface.OUTPUT_VARIABLES:
         assert ds[name].attrs["units"] == interface.VARIABLES[name].units
         assert ds[name].dims == interface.VARIABLES[name].dims
@@ -144,6 +144,8 @@ def test_training_data_follow_the_emulator_interface(tiny_data):
     dsigma = np.diff(np.asarray(sigma_half))[:, None, None]
     column_water = -(raw.PHQ.values.astype(np.float64) * dsigma[None]).sum(axis=1) * raw.PS.values / GRAVITY
     np.testing.assert_allclose(column_water, raw.PRECT.values, rtol=1e-3, atol=1e-8)
+    from emulators.data import level_thickness   # the half levels are in the file (lev_bnds)
+    np.testing.assert_allclose(level_thickness(ds), dsigma.ravel(), rtol=1e-12)
     assert float(raw.PRECT.mean()) > 1e-6
     assert (raw.SOLIN.values == 0).mean() > 0.3 and float(raw.SOLIN.max()) > 1000
     assert float((raw.T.isel(lev=0) - raw.T.isel(lev=-1)).max()) < 0

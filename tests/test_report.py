@@ -195,3 +195,98 @@ def test_cli_score_and_report(results, runs, tmp_path, capsys):
     assert (tmp_path / "sweep" / "report.md").is_file()
     assert main(["report", str(tmp_path / "missing")]) == 1
     assert "fkb report: error: " in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ conservation
+def with_budgets(records, reference=(0.001, -1.4)):
+    """The records with budget residuals (an emulator with the layer closes
+    its water budget; without it, it leaks) and the layer drawn for every
+    even index; and the reference's residuals as the results' attributes."""
+    out = []
+    for r in records:
+        r = {**r, "hyperparameters": {**r["hyperparameters"], "water_conservation": r["index"] % 2 == 0}}
+        if r["online"] is not None:
+            layer = r["index"] % 2 == 0
+            r["online"] = {**r["online"], "water_budget_residual": 0.002 if layer else 0.1 * (1 + r["index"]),
+                           "energy_budget_residual": -1.0 - r["index"], "budget_days": r["online"]["days_survived"]}
+        out.append(r)
+    attrs = {"reference_water_budget_residual": reference[0], "reference_energy_budget_residual": reference[1],
+             "reference_budget_days": RUN_DAYS}
+    return out, attrs
+
+
+@pytest.fixture(scope="module")
+def budget_records():
+    offline, online = survivor_values()
+    records = [record(i, OPTIMIZERS[i % 5], float(offline[i]), float(online[i]), RUN_DAYS) for i in range(9)]
+    records += [record(9, "sgd", 2.0, 0.2, 12.0), record(10, "sgd", 3.0, None, 1.5),
+                record(11, "nesterov", 0.5, 0.08, 25.0), record(12, "adam", None, None, 0.0, status="failed")]
+    return with_budgets(records)
+
+
+def test_budgets_and_the_layer_are_columns_with_units(budget_records, tmp_path):
+    records, attrs = budget_records
+    ds = results_dataset(records, attrs)
+    assert ds.attrs["budget_records"] == 12 and ds.attrs["reference_energy_budget_residual"] == -1.4
+    assert ds["water_budget_residual"].attrs["units"] == "mm day-1"
+    assert ds["energy_budget_residual"].attrs["units"] == "W m-2" and "long_name" in ds["budget_days"].attrs
+    assert ds["water_conservation"].values.tolist() == [1, 0] * 6 + [1]
+    nc, csv = write_results(with_survival(ds), tmp_path)
+    header = csv.read_text().splitlines()[0].split(",")
+    assert {"water_conservation", "water_budget_residual", "energy_budget_residual", "budget_days"} <= set(header)
+    again = read_results(nc)
+    np.testing.assert_allclose(again["energy_budget_residual"].values[:12], -1.0 - np.arange(12))
+    assert np.isfinite(again.attrs["logrank_water_conservation_p_value"])
+    # records of before the hyperparameter had no layer: 0, not unknown
+    old = results_dataset([{**r, "hyperparameters": {k: v for k, v in r["hyperparameters"].items()
+                                                     if k != "water_conservation"}} for r in records])
+    assert (old["water_conservation"].values == 0).all()
+
+
+def test_report_gives_the_residuals_beside_the_reference_and_survival_by_the_layer(budget_records, tmp_path):
+    from experiments.report import conservation_statistics
+
+    records, attrs = budget_records
+    ds = with_survival(results_dataset(records, attrs))
+    stats = conservation_statistics(ds)
+    assert stats["recorded"] and stats["reference"]["water_budget_residual"] == 0.001
+    assert stats["groups"]["with_layer"]["water"] == {"n": 6, "median": 0.002, "min": 0.002, "max": 0.002}
+    leaky = 0.1 * (1 + np.array([1, 3, 5, 7, 9, 11]))
+    assert stats["groups"]["without_layer"]["water"]["median"] == pytest.approx(np.median(leaky))
+    assert stats["groups"]["all"]["n"] == 12 and stats["groups"]["with_layer"]["survived"] == 5
+    assert stats["logrank"]["groups"] == {"0": {"n": 6, "survived": 4}, "1": {"n": 6, "survived": 5}}
+    assert "water_conservation" in survival_frame(ds)
+    text = make_report(ds, tmp_path).read_text()
+    assert "## Conservation: column water and energy budgets" in text
+    assert "| reference run | 1 | 0.001 | -1.4 |" in text
+    assert "| with the water-conservation layer | 6 | 0.002 [0.002, 0.002] | -6 [-11, -1] |" in text
+    assert "Survival with the water-conservation layer: 5 of 6 runs survived, without it 4 of 6; log-rank" in text
+
+
+def test_results_of_before_the_budgets_report_that_they_are_absent(results, tmp_path):
+    text = make_report(results, tmp_path / "a").read_text()      # records without budgets
+    assert "**Budget residuals: absent.**" in text and "reference run's budgets are unknown" in text
+    assert "Every finished emulator was drawn without the water-conservation layer" in text
+    # a results.nc of before this version: no budget columns, no layer, the reference's residuals known
+    old = results.drop_vars(["water_budget_residual", "energy_budget_residual", "budget_days", "water_conservation"])
+    old.attrs = {k: v for k, v in old.attrs.items() if k != "budget_records"}
+    old.attrs["reference_water_budget_residual"], old.attrs["reference_energy_budget_residual"] = 0.001, -1.4
+    old.attrs["reference_budget_days"] = 30.0
+    text = make_report(with_survival(old), tmp_path / "b").read_text()
+    assert "**Budget residuals: absent.**" in text
+    assert "the reference run leaves 0.001 mm/day of water and -1.4 W/m2 of energy over its 30 days" in text
+
+
+def test_results_missing_a_column_the_report_needs_are_refused_in_one_line(results, tmp_path, capsys):
+    from fkb_cli import main
+    from experiments.report import check_reportable
+
+    broken = results.drop_vars(["optimizer", "days_survived"])
+    with pytest.raises(ValueError, match=r"^the results have no column 'days_survived', which the report needs"):
+        check_reportable(broken)
+    with pytest.raises(ValueError, match="the results have no column"):
+        make_report(broken, tmp_path)
+    write_results(broken, tmp_path / "old")
+    assert main(["report", str(tmp_path / "old")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fkb report: error: the results have no column") and len(err.strip().splitlines()) == 1

@@ -1,6 +1,7 @@
 """Sweeps on a real Dask cluster: a `dask scheduler` and two `dask worker`
 processes on 127.0.0.1, each task training a tiny emulator for one epoch on a
 tiny synthetic dataset and scoring it offline."""
+import dataclasses
 import json
 import math
 import os
@@ -124,6 +125,39 @@ def test_search_space_draws_within_the_papers_ranges():
     # log-uniform: each decade of 1e-5..1e-1 holds about a quarter of the draws
     decades = np.histogram(np.log10([h.learning_rate for h in draws]), bins=[-5, -4, -3, -2, -1])[0]
     assert decades.min() > 60 and decades.max() < 140
+
+
+def test_water_conservation_is_off_by_default_and_shifts_no_other_draw():
+    # draws 0 and 1 of seed 0 as the space drew them before the hyperparameter existed
+    before = [{"depth": 8, "width": 228, "leaky_relu_slope": 0.10791468550554813, "dropout": 0.010243380984048672,
+               "batch_normalization": False, "optimizer": "adam", "learning_rate": 0.017909396718478326,
+               "batch_size": 1024, "seed": 1960127675},
+              {"depth": 6, "width": 278, "leaky_relu_slope": 0.22285522008249053, "dropout": 0.20022702172299303,
+               "batch_normalization": False, "optimizer": "nesterov", "learning_rate": 1.7157762050674928e-05,
+               "batch_size": 256, "seed": 507666627}]
+    default = SearchSpace().sample(200, seed=0)
+    assert [{k: h.to_dict()[k] for k in before[0]} for h in default[:2]] == before
+    assert not any(h.water_conservation for h in default)
+    # with both choices: the same networks, some of them with the layer
+    both = SearchSpace(water_conservation=(False, True)).sample(200, seed=0)
+    assert [dataclasses.replace(h, water_conservation=False) for h in both] == default
+    assert 60 < sum(h.water_conservation for h in both) < 140
+    assert all(h.water_conservation for h in SearchSpace(water_conservation=(True,)).sample(5, seed=0))
+    with pytest.raises(ValueError, match="water_conservation: choices are true or false"):
+        SearchSpace.from_dict({"water_conservation": ["yes"]})
+
+
+def test_a_sweep_folder_of_before_the_hyperparameter_is_the_same_sweep(tmp_path):
+    from coupler.sweep import SWEEP_IDENTITY, claim_sweep_folder
+
+    config = SweepConfig(n_emulators=3, seed=1, data="data.nc")
+    claim_sweep_folder(config, tmp_path)
+    identity = json.loads((tmp_path / SWEEP_IDENTITY).read_text())
+    del identity["space"]["water_conservation"]            # as written before it existed
+    (tmp_path / SWEEP_IDENTITY).write_text(json.dumps(identity))
+    claim_sweep_folder(config, tmp_path)
+    with pytest.raises(ValueError, match=r"space\.water_conservation"):
+        claim_sweep_folder(dataclasses.replace(config, space=SearchSpace(water_conservation=(False, True))), tmp_path)
 
 
 def test_search_space_refuses_an_unknown_optimizer():

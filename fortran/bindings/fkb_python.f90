@@ -7,9 +7,10 @@
 ! one-line message.
 
 subroutine load(path, precision, handle, stat, msg)
-  !! Load a model file (or an original FKB text file) at 32 or 64 bit.
-  use fkb_python_handles, only: slots, new_slot
-  use fkb, only: fkb_ok, fkb_err_argument
+  !! Load a model file (or an original FKB text file) at 32 or 64 bit; at
+  !! 32 bit with the custom layers of `known_layers`.
+  use fkb_python_handles, only: slots, new_slot, known_layers
+  use fkb, only: fkb_ok, fkb_err_argument, layer_registry
   implicit none
   character(len=*), intent(in) :: path
   integer, intent(in) :: precision
@@ -17,6 +18,7 @@ subroutine load(path, precision, handle, stat, msg)
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
   character(len=:), allocatable :: message
+  type(layer_registry) :: registry
   handle = 0
   msg = ''
   if (precision /= 32 .and. precision /= 64) then
@@ -26,7 +28,8 @@ subroutine load(path, precision, handle, stat, msg)
   end if
   call new_slot(handle)
   if (precision == 32) then
-    call slots(handle)%net32%load(path, stat, message)
+    call known_layers(registry)
+    call slots(handle)%net32%load(path, stat, message, registry=registry)
   else
     call slots(handle)%net64%load(path, stat, message)
   end if

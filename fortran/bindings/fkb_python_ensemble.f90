@@ -6,9 +6,11 @@
 
 subroutine ensemble_load(paths, precision, handle, stat, msg)
   !! Load an ensemble at 32 or 64 bit from model files given as one string,
-  !! the paths separated by newlines (f2py passes no arrays of strings).
+  !! the paths separated by newlines (f2py passes no arrays of strings);
+  !! at 32 bit with the custom layers of `known_layers`.
   use fkb_python_ensemble_handles, only: ensembles, new_ensemble_slot
-  use fkb, only: fkb_ok, fkb_err_argument
+  use fkb_python_handles, only: known_layers
+  use fkb, only: fkb_ok, fkb_err_argument, layer_registry
   implicit none
   character(len=*), intent(in) :: paths
   integer, intent(in) :: precision
@@ -54,6 +56,7 @@ contains
     integer, intent(in) :: n, width
     character(len=width) :: list(n)
     integer :: k, first, length
+    type(layer_registry) :: registry
     first = 1
     do k = 1, n
       length = line_length(first)
@@ -61,7 +64,8 @@ contains
       first = first + length + 1
     end do
     if (precision == 32) then
-      call ensembles(handle)%ens32%load(list, stat, message)
+      call known_layers(registry)
+      call ensembles(handle)%ens32%load(list, stat, message, registry=registry)
     else
       call ensembles(handle)%ens64%load(list, stat, message)
     end if
@@ -70,9 +74,11 @@ end subroutine ensemble_load
 
 
 subroutine ensemble_load_folder(folder, precision, handle, stat, msg)
-  !! Load every *.fkb file of a folder, in name order, at 32 or 64 bit.
+  !! Load every *.fkb file of a folder, in name order, at 32 or 64 bit
+  !! (at 32 bit with the custom layers of `known_layers`).
   use fkb_python_ensemble_handles, only: ensembles, new_ensemble_slot
-  use fkb, only: fkb_ok, fkb_err_argument
+  use fkb_python_handles, only: known_layers
+  use fkb, only: fkb_ok, fkb_err_argument, layer_registry
   implicit none
   character(len=*), intent(in) :: folder
   integer, intent(in) :: precision
@@ -80,6 +86,7 @@ subroutine ensemble_load_folder(folder, precision, handle, stat, msg)
   integer, intent(out) :: stat
   character(len=1024), intent(out) :: msg
   character(len=:), allocatable :: message
+  type(layer_registry) :: registry
   handle = 0
   msg = ''
   if (precision /= 32 .and. precision /= 64) then
@@ -89,7 +96,8 @@ subroutine ensemble_load_folder(folder, precision, handle, stat, msg)
   end if
   call new_ensemble_slot(handle)
   if (precision == 32) then
-    call ensembles(handle)%ens32%load_folder(folder, stat, message)
+    call known_layers(registry)
+    call ensembles(handle)%ens32%load_folder(folder, stat, message, registry=registry)
   else
     call ensembles(handle)%ens64%load_folder(folder, stat, message)
   end if

@@ -1,10 +1,10 @@
 ! The handle table behind the flat Python entry points (fkb_python.f90).
 
 module fkb_python_handles
-  use fkb, only: network_r32, network_r64
+  use fkb, only: network_r32, network_r64, layer_registry
   implicit none
   private
-  public :: slot, slots, new_slot, valid_handle, usable, keep_message, kept_message
+  public :: slot, slots, new_slot, valid_handle, usable, keep_message, kept_message, known_layers
 
   type :: slot
     logical :: used = .false.
@@ -68,6 +68,17 @@ contains
     usable = .true.
     stat = 0
   end function usable
+
+  subroutine known_layers(registry)
+    !! The custom layers the Python runtime runs and trains at 32 bit:
+    !! the column-water-conservation layer (emulators/conservation.py,
+    !! fortran/example/custom_layer/column_water_conservation.f90).
+    use column_water_conservation, only: make_column_water_layer, column_water_kind
+    type(layer_registry), intent(out) :: registry
+    integer :: stat
+    character(len=:), allocatable :: msg
+    call registry%add(column_water_kind, make_column_water_layer, stat, msg)
+  end subroutine known_layers
 
   subroutine keep_message(msg)
     !! Keep a failed call's message for `kept_message`.

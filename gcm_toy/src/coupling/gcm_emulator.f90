@@ -13,7 +13,10 @@ module gcm_emulator
   !! x and y are in physical units. `emulator_physics_setup` loads the
   !! members and refuses any whose declared inputs or outputs (sizes, names,
   !! units) differ from the GCM's interface for the model's nlev, naming the
-  !! first difference.
+  !! first difference. Besides the library's layers, a 32-bit member may hold
+  !! the custom column-water-conservation layer (`column_water_conservation`,
+  !! fortran/example/custom_layer; registered here); the 64-bit networks
+  !! (`use_real64`) have no version of it and refuse such a file.
   !!
   !! Nothing repairs the networks' output unless the options ask for it:
   !! `limit_humidity` clips dq/dt so that q + dt dq/dt >= 0, and
@@ -43,7 +46,8 @@ module gcm_emulator
   !! (dT/dt, dq/dt, FSNT, FSNS, FLNT, FLNS, PRECT) come from the reference
   !! physics. Mixing runs the reference physics on every column.
   use iso_fortran_env, only: real32, real64, int64
-  use fkb, only: network, network_r64, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite
+  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite, layer_registry
+  use column_water_conservation, only: make_column_water_layer, column_water_kind
   use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
@@ -107,11 +111,12 @@ module gcm_emulator
       !! after a non-finite output: the member that produced it (0 otherwise)
     real(real64) :: failed_value = 0.0_real64
       !! after a non-finite output: the value (NaN or +-Inf)
-    type(network_r64) :: guard_net
-      !! the first member, for its input statistics (guard on)
+    type(network) :: guard_net
+      !! the first member, for its input statistics (guard on; 32 bit, as
+      !! the custom layers the members may end in)
     type(reference_emulated_physics) :: fallback
       !! the reference physics of the flagged columns (guard_fallback)
-    real(real64), allocatable :: max_abs_z(:), distance(:)
+    real(real32), allocatable :: max_abs_z(:), distance(:), guard_x(:, :)
     integer, allocatable :: n_outside(:)
     logical, allocatable :: guard_flags(:)
     real(real64), allocatable :: y_reference(:, :)
@@ -142,6 +147,8 @@ contains
     character(len=:), allocatable, intent(out) :: message
     type(element_label), allocatable :: inputs(:), outputs(:)
     type(network) :: probe
+    type(layer_registry) :: registry
+      !! the custom layers a 32-bit member may hold: column water conservation
     character(len=:), allocatable :: msg
     integer :: m, i, stat
     logical :: ok
@@ -157,10 +164,11 @@ contains
     end if
     self%nlev = nlev
     self%options = options
+    call registry%add(column_water_kind, make_column_water_layer, stat, msg)
     ! each member against the GCM's interface first (a message naming what
     ! the GCM expects), then all of them as one ensemble
     do m = 1, size(paths)
-      call probe%load(trim(paths(m)), stat, msg)
+      call probe%load(trim(paths(m)), stat, msg, registry=registry)
       if (stat /= fkb_ok) then
         message = 'emulator: cannot load ' // trim(paths(m)) // ': ' // msg
         return
@@ -189,7 +197,7 @@ contains
         message = 'emulator: the guard margin must be >= 0 and its distance factor > 0'
         return
       end if
-      call self%guard_net%load(trim(paths(1)), stat, msg)
+      call self%guard_net%load(trim(paths(1)), stat, msg, registry=registry)
       if (stat == fkb_ok .and. .not. self%guard_net%has_input_statistics()) then
         message = 'emulator: ' // trim(paths(1)) // ' has no statistics of its training inputs, which the ' // &
                   'guard needs (a model exported with its training data, e.g. by fkb train)'
@@ -203,7 +211,7 @@ contains
     if (options%use_real64) then
       call self%ens64%load(paths, stat, msg)
     else
-      call self%ens32%load(paths, stat, msg)
+      call self%ens32%load(paths, stat, msg, registry=registry)
     end if
     if (stat /= fkb_ok) then
       message = 'emulator: cannot load ' // msg
@@ -298,9 +306,10 @@ contains
 
     call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, self%x(:, 1:ncol))
     if (self%options%guard /= guard_off) then
-      call self%guard_net%guard(self%x(:, 1:ncol), self%max_abs_z(1:ncol), self%distance(1:ncol), &
+      self%guard_x(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
+      call self%guard_net%guard(self%guard_x(:, 1:ncol), self%max_abs_z(1:ncol), self%distance(1:ncol), &
                                 self%n_outside(1:ncol), self%guard_flags(1:ncol), stat, msg, &
-                                self%options%guard_margin, self%options%guard_factor)
+                                real(self%options%guard_margin, real32), real(self%options%guard_factor, real32))
       if (stat /= fkb_ok) then
         msg = 'emulator guard: ' // msg
         stat = physics_err_state
@@ -309,7 +318,9 @@ contains
       self%flagged(1:ncol) = merge(1.0_real64, 0.0_real64, self%guard_flags(1:ncol))
       self%on_fallback(1:ncol) = 0.0_real64
       if (self%options%guard == guard_clip) then
-        call self%guard_net%clip_inputs(self%x(:, 1:ncol), stat, msg, self%options%guard_margin)
+        call self%guard_net%clip_inputs(self%guard_x(:, 1:ncol), stat, msg, real(self%options%guard_margin, real32))
+      ! the clamped values only where an input was outside: the others keep their 64 bits
+      where (self%guard_x(:, 1:ncol) /= real(self%x(:, 1:ncol), real32)) self%x(:, 1:ncol) = self%guard_x(:, 1:ncol)
         if (stat /= fkb_ok) then
           msg = 'emulator guard: ' // msg
           stat = physics_err_state
@@ -459,9 +470,9 @@ contains
       deallocate (self%x, self%y, self%spread, self%members)
       if (allocated(self%x32)) deallocate (self%x32, self%y32, self%spread32, self%members32)
       deallocate (self%max_abs_z, self%distance, self%n_outside, self%guard_flags, self%flagged, self%on_fallback, &
-                  self%y_reference)
+                  self%y_reference, self%guard_x)
     end if
-    allocate (self%y_reference(n_out, ncol))
+    allocate (self%y_reference(n_out, ncol), self%guard_x(n_in, ncol))
     allocate (self%max_abs_z(ncol), self%distance(ncol), self%n_outside(ncol), self%guard_flags(ncol), &
               self%flagged(ncol), self%on_fallback(ncol))
     self%flagged = 0.0_real64

@@ -39,6 +39,8 @@ coupling=(gcm_emulator_interface gcm_emulator gcm_aquaplanet)
 sources=()
 for m in "${dycore[@]}"; do sources+=("$src/$m.f90"); done
 for m in "${physics[@]}"; do sources+=("$src/physics/$m.f90"); done
+# the custom layer the emulator coupling registers (column water conservation)
+sources+=("$root/fortran/example/custom_layer/column_water_conservation.f90")
 for m in "${coupling[@]}"; do sources+=("$src/coupling/$m.f90"); done
 
 release_flags=(-std=f2018 -O3 -fimplicit-none)
