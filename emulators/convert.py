@@ -12,7 +12,9 @@
   for (variable names and units, the model name, which layers are the
   input/output normalization, the exact layer attributes). Model file ->
   ``.keras`` -> model file is therefore byte-identical.
-* :func:`convert` picks the direction from the file extensions.
+* :func:`convert` picks the direction from the file extensions (it lives in
+  :mod:`emulators.formats`, with ``load_spec``, and is re-exported here;
+  this module registers the Keras format with it).
 * :func:`register_layer` teaches both directions (and the NumPy reference
   evaluator) a custom Keras layer class; :func:`load_plugin` imports a module
   that registers some (``fkb convert --plugin MODULE``). See
@@ -42,6 +44,7 @@ import keras
 import numpy as np
 
 from emulators.atomic_files import NotAFileError, replacing
+from emulators.formats import ConversionError, UnsupportedModelError, convert, load_spec, register_format
 from emulators.modelfile import (
     ACTIVATIONS,
     LayerSpec,
@@ -66,6 +69,7 @@ __all__ = [
     "gaussian",
     "gelu_tanh",
     "keras_to_spec",
+    "load_spec",
     "load_plugin",
     "register_layer",
     "spec_to_keras",
@@ -82,14 +86,6 @@ _METADATA_FORMAT = "fkb-metadata"
 _METADATA_VERSION = 1
 _INPUT_NORMALIZATION = "input_normalization"
 _OUTPUT_NORMALIZATION = "output_normalization"
-
-
-class ConversionError(Exception):
-    """A conversion failed; the message is one line naming the problem."""
-
-
-class UnsupportedModelError(ConversionError):
-    """The Keras model holds a layer, activation or option that cannot be converted."""
 
 
 # --------------------------------------------------------------------------
@@ -1074,53 +1070,8 @@ def write_keras(spec: ModelSpec, path: PathLike) -> None:
 
 
 # --------------------------------------------------------------------------
-# Files
+# Files: the dispatch by extension is emulators.formats (convert and
+# load_spec are re-exported here); this module registers the Keras format.
 
 
-_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-def convert(src: PathLike, dst: PathLike) -> ModelSpec:
-    """Convert ``src`` to ``dst``, the direction given by the extensions.
-
-    ``.keras``/``.h5`` -> ``.fkb`` (model file); ``.fkb`` or an original FKB
-    ``.txt`` file -> ``.keras``; ``.txt`` -> ``.fkb`` upgrades an original
-    FKB text file. Returns the converted model. Raises ConversionError
-    (or its subclass UnsupportedModelError) or ModelFileError with a
-    one-line message.
-    """
-    src, dst = Path(src), Path(dst)
-    s, d = src.suffix.lower(), dst.suffix.lower()
-    if s in _KERAS_SUFFIXES and d == ".fkb":
-        spec = keras_to_spec(src)
-        write_model_file(spec, dst)
-        return spec
-    if s in (".fkb", ".txt") and d == ".keras":
-        spec = read_model_file(src)
-        try:
-            write_keras(spec, dst)
-        except ConversionError as exc:
-            raise type(exc)(f"{src}: {exc}") from None
-        return spec
-    if s == ".txt" and d == ".fkb":
-        spec = read_model_file(src)
-        write_model_file(spec, dst)
-        return spec
-    raise ConversionError(
-        f"cannot convert {src.name} to {dst.name}: supported are .keras/.h5 -> .fkb, "
-        ".fkb/.txt (original FKB) -> .keras and .txt -> .fkb"
-    )
-
-
-
-def load_spec(path: PathLike) -> ModelSpec:
-    """Read any model this package understands into a ModelSpec: a model file
-    (``.fkb``), an original FKB text file, or a Keras ``.keras``/``.h5`` file
-    (converted in memory, with the same refusals as ``convert``)."""
-    path = Path(path)
-    if path.suffix.lower() in _KERAS_SUFFIXES:
-        return keras_to_spec(path)
-    try:
-        return read_model_file(path)
-    except ModelFileError as exc:
-        raise ConversionError(str(exc)) from None
+register_format("Keras", (".keras", ".h5", ".hdf5"), read=keras_to_spec, write=write_keras, write_suffixes=(".keras",))
