@@ -301,6 +301,12 @@ def _scalar(value: Any) -> float | None:
     return None
 
 
+def _f32(value: float) -> float:
+    """A float32 attribute as the shortest decimal that reads back as it
+    (0.1 rather than 0.10000000149011612): the model file's text."""
+    return float(str(np.float32(value)))
+
+
 def _close(a: float, b: float, tol: float = _REL_TOL) -> bool:
     if a == b:
         return True
@@ -415,14 +421,19 @@ class _Interpreter:
                 inputs.append(self.values[name])
             else:
                 raise self.refuse(node, f"uses '{name}' before any node produces it")
-        attrs = _attributes(node)
-        if any(isinstance(v, _Dyn) for v in inputs):
-            try:
+        try:
+            attrs = _attributes(node)
+            if any(isinstance(v, _Dyn) for v in inputs):
                 outputs = self.dynamic(node, inputs, attrs)
-            except _Refusal as exc:
-                raise self.refuse(node, str(exc)) from None
-        else:
-            outputs = self.fold(node, inputs, attrs)
+            else:
+                outputs = self.fold(node, inputs, attrs)
+        except _Refusal as exc:
+            raise self.refuse(node, str(exc)) from None
+        except ConversionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a malformed node (a corrupt file): one line, no traceback
+            raise ConversionError(f"{self.source}: node '{node.name or node.op_type}' ({node.op_type}) is malformed: "
+                                  f"{type(exc).__name__}: {_one_line(exc)[:200]}") from None
         for name, value in zip(node.output, outputs):
             if name:
                 self.values[name] = value
@@ -1318,7 +1329,7 @@ def _recognize_activation(root: _Node) -> bool:
             return True
         b = _squareplus(p)
         if b is not None:
-            _become_activation(root, x, "squareplus", alpha=b)
+            _become_activation(root, x, "squareplus", alpha=_f32(b))
             return True
     return False
 
@@ -1407,7 +1418,7 @@ def _recognize_layer_norm(root: _Node) -> bool:
     root.attrs = {
         "gamma": None if gamma is None else np.broadcast_to(np.asarray(gamma, np.float32), (n,)).copy(),
         "beta": None if beta is None else np.broadcast_to(np.asarray(beta, np.float32), (n,)).copy(),
-        "epsilon": float(epsilon),
+        "epsilon": _f32(epsilon),
     }
     return True
 
@@ -1522,11 +1533,11 @@ class _Lowering:
         if op in _ONNX_ACTIVATIONS:
             return self.activation(x, n, _ONNX_ACTIVATIONS[op])
         if op == "LeakyRelu":
-            return self.activation(x, n, "leaky_relu", float(np.float32(attrs.get("alpha", 0.01))))
+            return self.activation(x, n, "leaky_relu", _f32(attrs.get("alpha", 0.01)))
         if op == "Elu":
-            return self.activation(x, n, "elu", float(np.float32(attrs.get("alpha", 1.0))))
+            return self.activation(x, n, "elu", _f32(attrs.get("alpha", 1.0)))
         if op == "Celu":
-            return self.activation(x, n, "celu", float(np.float32(attrs.get("alpha", 1.0))))
+            return self.activation(x, n, "celu", _f32(attrs.get("alpha", 1.0)))
         if op == "Selu":
             alpha, gamma = float(attrs.get("alpha", 1.67326319217681884765625)), float(attrs.get("gamma", 1.05070102214813232421875))
             if not (_close(alpha, _SELU[0]) and _close(gamma, _SELU[1])):
@@ -1546,7 +1557,7 @@ class _Lowering:
                                                          "offset": np.full(n, 6 * beta - 3, np.float32)})
             return self.activation(pre, n, "hard_sigmoid")
         if op == "ThresholdedRelu":
-            return self.add("relu", [x], n, {"negative_slope": 0.0, "threshold": float(np.float32(attrs.get("alpha", 1.0)))})
+            return self.add("relu", [x], n, {"negative_slope": 0.0, "threshold": _f32(attrs.get("alpha", 1.0))})
         if op == "PRelu":
             return self.add("prelu", [x], n, params={"alpha": attrs["slope"]})
         if op == "Clip" or (op in ("Max", "Min") and len(ins) == 2 and isinstance(ins[1], np.ndarray)):
@@ -1579,7 +1590,7 @@ class _Lowering:
             if s is None:
                 raise self.refuse(node, f"{node.op} with a constant that varies over the features is not supported")
             lo, hi = (s, math.inf) if node.op == "Max" else (-math.inf, s)
-        lo, hi = float(np.float32(lo)), float(np.float32(hi))
+        lo, hi = _f32(lo), _f32(hi)
         if lo > hi:
             raise self.refuse(node, f"Clip(min={lo:g}, max={hi:g}) with min > max")
         if lo == -math.inf and hi == math.inf:
@@ -1600,7 +1611,7 @@ class _Lowering:
         inner = self.affine(x, n, "sub", np.float32(lo))
         attributes = {"negative_slope": 0.0, "threshold": 0.0}
         if hi != math.inf:
-            attributes = {"max_value": float(np.float32(hi - lo)), **attributes}
+            attributes = {"max_value": _f32(hi - lo), **attributes}
         return self.affine(self.add("relu", [inner], n, attributes), n, "add", np.float32(lo))
 
     def norm_layer(self, kind: str, x: _Layer | None, n: int, attrs: dict) -> _Layer:
@@ -1609,7 +1620,7 @@ class _Lowering:
             params["gamma"] = attrs["gamma"]
         if attrs["beta"] is not None:
             params["beta"] = attrs["beta"]
-        attributes = {"epsilon": float(attrs["epsilon"]), "center": int("beta" in params), "scale": int("gamma" in params)}
+        attributes = {"epsilon": _f32(attrs["epsilon"]), "center": int("beta" in params), "scale": int("gamma" in params)}
         if kind == "batch_normalization":
             params["moving_mean"], params["moving_variance"] = attrs["mean"], attrs["variance"]
         return self.add(kind, [x], n, attributes, params)
