@@ -133,9 +133,11 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
-        name = tensor.name or "(unnamed)"
-        location = info.get("location", "")
+        name = tensor.name if isinstance(tensor.name, str) and tensor.name else "(unnamed)"
         where = f"{path}: tensor '{name}'"
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in info.items()):
+            raise ConversionError(f"{where}: malformed reference to its external data (corrupt?)")
+        location = info.get("location", "")
         if not location:
             raise ConversionError(f"{where} is stored externally but names no file")
         relative = Path(location)
@@ -203,6 +205,7 @@ def read_onnx_model(path: PathLike) -> onnx.ModelProto:
             model = inliner.inline_local_functions(model)
         except Exception as exc:  # noqa: BLE001
             raise ConversionError(f"{path}: cannot inline the model's local functions: {_one_line(exc)[:200]}") from None
+    _check_operators(model, str(path))
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001 - ValidationError, or a C++ error for malformed protos
@@ -210,6 +213,19 @@ def read_onnx_model(path: PathLike) -> onnx.ModelProto:
         message = re.sub(r"^\[ONNXRuntimeError\].*?:\s*", "", message)
         raise ConversionError(f"{path}: invalid ONNX model: {message[:300]}") from None
     return model
+
+
+def _check_operators(model: onnx.ModelProto, source: str) -> None:
+    """Refuse the first node of an operator the importer does not know (before
+    onnx.checker, whose message for an unknown domain would say less)."""
+    for node in model.graph.node:
+        label = node.name or (node.output[0] if node.output else "?")
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedModelError(f"{source}: node '{label}' ({node.domain}::{node.op_type}): operators of "
+                                        f"domain '{node.domain}' are not supported")
+        if node.op_type not in _FOLDABLE and node.op_type not in _DYNAMIC:
+            raise UnsupportedModelError(f"{source}: node '{label}' ({node.op_type}): operator {node.op_type} is not "
+                                        "supported (docs/pytorch.md lists the operators fkb imports)")
 
 
 # --------------------------------------------------------------------------
@@ -385,12 +401,7 @@ class _Interpreter:
         if self.opset > max_opset():
             raise self.refuse(None, f"opset {self.opset} is newer than {max_opset()}, the newest the onnx "
                                     "package knows")
-        for node in graph.node:
-            if node.domain not in ("", "ai.onnx"):
-                raise self.refuse(node, f"operators of domain '{node.domain}' are not supported")
-            if node.op_type not in _FOLDABLE and node.op_type not in _DYNAMIC:
-                raise self.refuse(node, f"operator {node.op_type} is not supported (docs/pytorch.md lists "
-                                        "the operators fkb imports)")
+        _check_operators(self.model, self.source)
         x = self.graph_input()
         for tensor in graph.initializer:
             try:
