@@ -1259,6 +1259,40 @@ def _squareplus(p: tuple) -> float | None:
     return b if b > 0 and _poly_approx(p, template) else None
 
 
+def _keras_relu(p: tuple) -> dict[str, float] | None:
+    """Keras's ReLU layer as fkb's exporter writes it: ``p = where(x >
+    threshold, x, 0)``, ``min(p, max_value)``, ``- negative_slope *
+    relu(threshold - x)``: the layer's attributes, else None."""
+    atoms = [atom for _, mono in p for atom, _ in mono]
+    nested = [a for atom in atoms if atom[0] == "clip" for a in (atom,) + tuple(
+        inner for _, mono in atom[2][0] for inner, _ in mono)]
+    positives = [atom for atom in atoms + nested if atom[0] == "positive"]
+    if not positives:
+        return None
+    linear = {m: c for c, m in positives[0][2][0]}
+    x_mono = ((_X_ATOM, 1),)
+    if set(linear) - {x_mono, ()} or linear.get(x_mono) != 1.0:
+        return None
+    threshold = -linear.get((), 0.0)
+    x = _x()
+    gate = _poly_mul(_poly_atom(positives[0]), x)
+    clips = [atom for atom in atoms if atom[0] == "clip" and atom[1][0] == -math.inf]
+    max_value = clips[0][1][1] if clips else None
+    if max_value is not None:
+        gate = _t("clip", gate, params=(-math.inf, max_value))
+    relus = [(c, atom) for c, mono in p for atom, _ in mono if atom[0] == "relu"]
+    slope = -relus[0][0] if relus else 0.0
+    template = gate
+    if relus:
+        template = _poly_add(gate, _poly_scale(_t("relu", _lin(-1.0, threshold)), -slope))
+    if not _poly_approx(p, template) or slope < 0 or (max_value is not None and max_value < 0):
+        return None
+    attributes = {"negative_slope": _f32(slope), "threshold": _f32(threshold)}
+    if max_value is not None:
+        attributes = {"max_value": _f32(max_value), **attributes}
+    return attributes
+
+
 # --------------------------------------------------------------------------
 # Rewriting the graph with what was recognized
 
@@ -1337,6 +1371,10 @@ def _recognize_activation(root: _Node) -> bool:
                 raise _Refusal(f"Softplus(beta={beta:g}, threshold={threshold:g}): the threshold is too small to "
                                "be float32 round-off; the runtime's softplus has none")
             _become_scaled_activation(root, x, "softplus", beta)
+            return True
+        relu = _keras_relu(p)
+        if relu is not None:
+            root.op, root.inputs, root.attrs = "KerasRelu", [x], relu
             return True
         b = _squareplus(p)
         if b is not None:
@@ -1567,6 +1605,8 @@ class _Lowering:
             pre = self.add("rescaling", [x], n, params={"scale": np.full(n, 6 * alpha, np.float32),
                                                          "offset": np.full(n, 6 * beta - 3, np.float32)})
             return self.activation(pre, n, "hard_sigmoid")
+        if op == "KerasRelu":
+            return self.add("relu", [x], n, dict(attrs))
         if op == "ThresholdedRelu":
             return self.add("relu", [x], n, {"negative_slope": 0.0, "threshold": _f32(attrs.get("alpha", 1.0))})
         if op == "PRelu":
