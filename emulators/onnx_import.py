@@ -280,8 +280,10 @@ _FOLDABLE = {
     "Abs", "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Max", "Min", "Sum", "Mean", "Equal", "Greater", "Less",
     "GreaterOrEqual", "LessOrEqual", "Where", "Not", "And", "Or", "ConstantOfShape", "Expand", "Range", "Split",
     "Flatten", "MatMul", "Gemm", "Clip", "Relu", "Sign", "Floor", "Ceil", "Round", "ReduceMean", "ReduceSum",
-    "ReduceProd", "ReduceMax", "ReduceMin", "Tile", "Dropout", "Softplus", "Softmax", "Mod", "Einsum",
+    "ReduceProd", "ReduceMax", "ReduceMin", "Tile", "Dropout", "Softplus", "Softmax", "Mod",
 }
+_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Greater", "Less",
+                 "GreaterOrEqual", "LessOrEqual", "Where", "And", "Or", "Mod", "PRelu"}
 # operators on tensors that depend on the input
 _DYNAMIC = {
     "Identity", "Dropout", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gemm", "MatMul",
@@ -493,6 +495,13 @@ class _Interpreter:
             elif op == "Range":
                 start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in inputs[:3])
                 size = int(math.ceil((limit - start) / delta)) if delta != 0 else _MAX_FOLDED + 1
+            elif op in _BROADCASTING:
+                size = int(np.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs if v is not None)),
+                                   dtype=np.float64))
+            elif op in ("MatMul", "Gemm") and len(inputs) >= 2:
+                a, b = np.shape(inputs[0]), np.shape(inputs[1])
+                size = int(np.prod(a[:-1], dtype=np.float64) * (b[-1] if b else 1)) + (
+                    int(np.prod(a, dtype=np.float64)) if op == "Gemm" else 0)
         except (ValueError, TypeError, IndexError, OverflowError):
             raise self.refuse(node, "malformed constant inputs") from None
         if size is not None and size > _MAX_FOLDED:
