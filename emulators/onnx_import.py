@@ -45,10 +45,9 @@ import json
 import math
 import os
 import re
-import stat as stat_module
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Iterable, Union
 
 import numpy as np
 import onnx
@@ -1304,15 +1303,6 @@ def _keras_relu(p: tuple) -> dict[str, float] | None:
 
 # --------------------------------------------------------------------------
 # Rewriting the graph with what was recognized
-
-
-def _consumers(output: _Dyn) -> dict[int, list[_Node]]:
-    users: dict[int, list[_Node]] = {}
-    for node in _live_nodes(output):
-        for value in node.inputs:
-            if isinstance(value, _Dyn):
-                users.setdefault(id(value), []).append(node)
-    return users
 
 
 def _live_nodes(output: _Dyn) -> list[_Node]:
