@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -112,10 +113,16 @@ def check_interface(config: CoupledRunConfig, model_files: Sequence[str | os.Pat
 
 def couple_config(config: CoupledRunConfig, *, days: float | None = None, window_days: float | None = None,
                   limit_humidity: bool = False, limit_precipitation: bool = False,
-                  precision: str | None = None) -> CoupledRunConfig:
+                  precision: str | None = None, guard: str | None = None, guard_margin: float | None = None,
+                  guard_factor: float | None = None) -> CoupledRunConfig:
     """`config` (the reference's) with another run length [days], scoring
-    window [days], the emulator limiters and the networks' precision."""
+    window [days], the emulator limiters, the networks' precision and the
+    out-of-distribution guard (policy ``off``, ``clip`` or ``fallback``,
+    its margin and distance factor: gcm_toy's options of those names)."""
     overrides = dict(config.overrides)
+    for key, value in (("guard", guard), ("guard_margin", guard_margin), ("guard_factor", guard_factor)):
+        if value is not None:
+            overrides[key] = value
     if limit_humidity:
         overrides["limit_humidity"] = True
     if limit_precipitation:
@@ -144,7 +151,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
     coupled run's progress bar (None: when stderr is a terminal)."""
-    from coupler.scoring import _start_day, noise_floor_of_files, score_run
+    from coupler.scoring import _start_day, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -152,7 +159,10 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     files = [Path(f) for f in model_files]
     run_path, score_path, json_path = out / "coupled.nc", out / "score.nc", out / "score.json"
     with replacing(run_path) as tmp_run:
+        clock = time.perf_counter()
         coupled = coupled_run(files, config, tmp_run, progress=progress)
+        wall_seconds = time.perf_counter() - clock
+        guard = guard_summary(coupled.run)
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
             floor = None
@@ -192,6 +202,9 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "online_error_normalized": float(score["online_error_normalized"]),
         "noise_floor": None if floor is None else {
             name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
+        "guard": guard,
+        "wall_seconds": wall_seconds,
+        "seconds_per_simulated_day": wall_seconds / max(float(score["days_survived"]), 1e-9),
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
     write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
@@ -200,6 +213,29 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
 
 def _number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if value is not None and math.isfinite(value) else "nan"
+
+
+def with_partial_coupling(config: CoupledRunConfig, start_day: float, *, network_weight: float | None = None,
+                          weight_ramp: str | None = None, ramp_days: float | None = None,
+                          spinup_days: float | None = None,
+                          reference_outputs: Sequence[str] | None = None) -> CoupledRunConfig:
+    """`config` with partial coupling (docs/gcm.md): the reference physics
+    alone for `spinup_days` after `start_day` (the run's first day), then
+    ``a * network + (1 - a) * reference`` with ``a`` = `network_weight`
+    reached by `weight_ramp` over `ramp_days` from the end of the spin-up,
+    and the output groups `reference_outputs` from the reference physics.
+    The GCM takes the days as model days, so that a restart keeps them."""
+    overrides = dict(config.overrides)
+    begin = float(start_day) + float(spinup_days or 0.0)
+    if spinup_days:
+        overrides["network_start_day"] = begin
+    if network_weight is not None:
+        overrides["network_weight"] = float(network_weight)
+    if weight_ramp is not None:
+        overrides.update(weight_ramp=weight_ramp, ramp_start_day=begin, ramp_days=float(ramp_days or 0.0))
+    if reference_outputs:
+        overrides["reference_outputs"] = list(reference_outputs)
+    return dataclasses.replace(config, overrides=overrides)
 
 
 def summary_lines(result: CoupleResult) -> list[str]:
@@ -224,5 +260,11 @@ def summary_lines(result: CoupleResult) -> list[str]:
     if floor is not None:
         lines.append(f"noise floor    T {_number(floor['t'])} K, q {_number(floor['q'])} g/kg, "
                      f"normalised {_number(floor['normalized'])}")
+    guard = s.get("guard")
+    if guard is not None:
+        lines.append(f"guard          {guard['policy']}: {100 * guard['mean_flagged_fraction']:.3g} % of the columns "
+                     f"flagged, {100 * guard['mean_fallback_fraction']:.3g} % on the reference physics (mean over "
+                     "the run)")
+    lines.append(f"cost           {s['seconds_per_simulated_day']:.3g} s per simulated day")
     lines.append(f"wrote {result.run_path}, {result.score_path} and {result.json_path}")
     return lines

@@ -69,6 +69,26 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 """Variables of the results dataset and their attributes."""
 
+FALLBACK_COLUMNS: dict[str, dict[str, str]] = {
+    "seconds_per_day": {"long_name": "wall time of the coupled run per simulated day", "units": "s day-1"},
+    "fallback_days_survived": {"long_name": "model days the coupled run with the guard on fallback survived",
+                               "units": "days"},
+    "fallback_crashed": {"long_name": "1 if the coupled run with the guard on fallback crashed", "units": "1"},
+    "fallback_online_error_t": {"long_name": "online_error_t of the run with the guard on fallback", "units": "K"},
+    "fallback_online_error_q": {"long_name": "online_error_q of the run with the guard on fallback",
+                                "units": "g kg-1"},
+    "fallback_online_error_normalized": {"long_name": "online_error_normalized of the run with the guard on "
+                                                      "fallback", "units": "1"},
+    "fallback_flagged_fraction": {"long_name": "mean fraction of columns and steps the guard flagged out of "
+                                               "distribution", "units": "1"},
+    "fallback_fraction": {"long_name": "mean fraction of columns and steps on the reference physics "
+                                       "(guard on fallback)", "units": "1"},
+    "fallback_seconds_per_day": {"long_name": "wall time of the run with the guard on fallback per simulated day",
+                                 "units": "s day-1"},
+}
+"""Variables of a sweep whose coupled runs were also made with the guard on
+fallback (``[coupled] fallback_run``); absent otherwise."""
+
 _DERIVED = ("online_error_over_noise_floor",)
 """Columns computed from the others and the noise floor, not read from a record."""
 
@@ -89,14 +109,21 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
         "online_error_t": online.get("online_error_t"), "online_error_q": online.get("online_error_q"),
         "online_error_normalized": online.get("online_error_normalized"),
         "run_path": (record.get("artifacts") or {}).get("run") or "",
+        "seconds_per_day": online.get("seconds_per_day"),
     })
+    fallback = record.get("online_fallback") or {}
+    row.update({f"fallback_{key}": fallback.get(key) for key in (
+        "days_survived", "crashed", "online_error_t", "online_error_q", "online_error_normalized",
+        "flagged_fraction", "seconds_per_day")})
+    row["fallback_flagged_fraction"] = fallback.get("mean_flagged_fraction")
+    row["fallback_fraction"] = fallback.get("mean_fallback_fraction")
     return row
 
 
 def _column(name: str, values: list[Any]) -> np.ndarray:
     if name in _STRINGS:
         return np.array(["" if v is None else str(v) for v in values], dtype=object)
-    if name in ("batch_normalization", "crashed"):
+    if name in ("batch_normalization", "crashed", "fallback_crashed"):
         return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
     if name in ("depth", "width", "batch_size", "epochs", "seed"):
         return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
@@ -110,8 +137,13 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
     records = sorted(records, key=lambda r: int(r["index"]))
     rows = [_row(r) for r in records]
     index = np.array([int(r["index"]) for r in records], dtype=np.int64)
-    data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(COLUMNS[name]))
-            for name in COLUMNS if name not in _DERIVED}
+    columns = dict(COLUMNS)
+    if any(r.get("online_fallback") for r in records):
+        columns.update(FALLBACK_COLUMNS)
+    elif any((r.get("online") or {}).get("seconds_per_day") is not None for r in records):
+        columns["seconds_per_day"] = FALLBACK_COLUMNS["seconds_per_day"]
+    data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(columns[name]))
+            for name in columns if name not in _DERIVED}
     ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
     ds.attrs = {"title": "offline and online scores of the emulators of a sweep",
                 "missing_values": "NaN for numbers, -1 for integers and flags, empty text", **dict(attrs or {})}

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-__all__ = ["DEFAULT_WINDOW_DAYS", "window_means", "pressure_area_weights", "online_error", "noise_floor",
+__all__ = ["DEFAULT_WINDOW_DAYS", "guard_summary", "window_means", "pressure_area_weights", "online_error", "noise_floor",
            "noise_floor_of_files",
            "stability_record", "score_run"]
 
@@ -262,3 +262,25 @@ def score_run(run: xr.Dataset, reference: xr.Dataset, run_days: float | None = N
     ds = xr.merge([stability, error], combine_attrs="drop")
     ds.attrs = {**error.attrs, **stability.attrs}
     return ds
+
+
+def guard_summary(run: xr.Dataset) -> dict[str, Any] | None:
+    """The emulator guard of a coupled run (None without one): its policy
+    and, over the run, the mean fractions of the columns and steps it
+    flagged out of distribution and sent to the reference physics."""
+    policy = _run_option(run, "guard")
+    if policy in (None, "off") or "GUARD_FLAGGED_GLOBAL" not in run:
+        return None
+    flagged, fallback = run["GUARD_FLAGGED_GLOBAL"].values, run["PHYS_FALLBACK_GLOBAL"].values
+    return {"policy": policy,
+            "mean_flagged_fraction": float(flagged.mean()) if flagged.size else math.nan,
+            "mean_fallback_fraction": float(fallback.mean()) if fallback.size else math.nan}
+
+
+def _run_option(run: xr.Dataset, key: str) -> Any:
+    """An option of the configuration a run records (its ``configuration`` attribute, TOML)."""
+    import tomllib
+    try:
+        return tomllib.loads(run.attrs.get("configuration", "")).get(key)
+    except tomllib.TOMLDecodeError:
+        return None

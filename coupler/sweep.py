@@ -164,6 +164,9 @@ class CoupledRunConfig:
     realization of the unresolved convection).
     ``days``: run length [days]; ``window_days``: scoring window [days];
     ``output_interval_hours``: record interval [h] (a divisor of the window).
+    ``fallback_run``: the case study's task also couples every emulator
+    with the GCM's out-of-distribution guard on fallback (the reference
+    physics on the flagged columns, docs/gcm.md) and scores that run too.
     """
 
     preset: str = "held-suarez-t10"
@@ -180,6 +183,7 @@ class CoupledRunConfig:
     days: float = 30.0
     window_days: float = 30.0
     output_interval_hours: float = 24.0
+    fallback_run: bool = False
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -452,26 +456,45 @@ def default_task(task: EmulatorTask) -> dict[str, Any]:
 
 
 def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, Any]:
-    from coupler.scoring import online_error
-    from gcm_toy import open_output
-
     model_file = record["artifacts"].get("model_file")
     if model_file is None:
         raise ValueError("the default task needs the exported model file (export = true)")
     run_path = Path(task.work_dir) / "coupled.nc"
-    coupled = coupled_run(model_file, task.coupled, run_path)
-    error = online_error(coupled.run, open_output(task.reference), task.coupled.window_days)
+    record["online"] = _scored_run(model_file, task.coupled, run_path, task.reference)
+    record["artifacts"]["run"] = os.fspath(run_path)
+    if task.coupled.fallback_run:
+        guarded = dataclasses.replace(task.coupled, overrides={**dict(task.coupled.overrides), "guard": "fallback"})
+        path = Path(task.work_dir) / "coupled_fallback.nc"
+        record["online_fallback"] = _scored_run(model_file, guarded, path, task.reference)
+        record["artifacts"]["run_fallback"] = os.fspath(path)
+    return record
+
+
+def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference) -> dict[str, Any]:
+    """Couple `model_file` with `config` into `run_path` and score it
+    against `reference`: stability, online errors, cost, and the guard's
+    fractions when it has one."""
+    from coupler.scoring import guard_summary, online_error
+    from gcm_toy import open_output
+
+    clock = time.perf_counter()
+    coupled = coupled_run(model_file, config, run_path)
+    seconds = time.perf_counter() - clock
+    with open_output(reference) as ref:
+        error = online_error(coupled.run, ref, config.window_days)
     stability = coupled.stability
-    record["online"] = {
+    guard = guard_summary(coupled.run) or {}
+    coupled.run.close()
+    return {
         "days_survived": float(stability["days_survived"]), "run_days": float(stability["run_days"]),
         "crashed": bool(stability["crashed"]), "run_status": stability.attrs["run_status"],
         "crash_reason": stability.attrs["crash_reason"],
         "online_error_t": float(error["online_error_t"]), "online_error_q": float(error["online_error_q"]),
         "online_error_normalized": float(error["online_error_normalized"]),
         "n_windows": int(error["n_windows"]),
+        "seconds_per_day": seconds / max(float(stability["days_survived"]), 1e-9),
+        **{key: guard[key] for key in ("mean_flagged_fraction", "mean_fallback_fraction") if key in guard},
     }
-    record["artifacts"]["run"] = os.fspath(run_path)
-    return record
 
 
 def resolve_task(name: str | Callable) -> Callable[[EmulatorTask], dict]:

@@ -47,6 +47,7 @@ from emulators.atomic_files import NotAFileError, replacing
 from emulators.formats import ConversionError, UnsupportedModelError, convert, load_spec, register_format
 from emulators.modelfile import (
     ACTIVATIONS,
+    InputStatistics,
     LayerSpec,
     ModelFileError,
     ModelSpec,
@@ -798,6 +799,8 @@ def _apply_metadata(units: list[_Unit], n_inputs: int, metadata: dict, source: s
         output_normalization=output_norm,
     )
     try:
+        if metadata.get("input_statistics") is not None:
+            spec.input_statistics = _statistics_from_metadata(metadata["input_statistics"], n_inputs)
         validate_spec(spec)
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -993,7 +996,32 @@ def _metadata(spec: ModelSpec, groups: list[list[str]]) -> dict:
             {"keras": names, "kind": layer.kind, "attributes": dict(layer.attributes), "params": list(layer.params)}
             for layer, names in zip(spec.layers, groups)
         ],
+        **({"input_statistics": _statistics_metadata(spec.input_statistics)}
+           if spec.input_statistics is not None else {}),
     }
+
+
+def _statistics_metadata(stats: InputStatistics) -> dict:
+    """The input statistics as JSON values: float32 arrays as their exact
+    decimal values (``float(np.float32)``), the basis by rows."""
+    return {"minimum": stats.minimum.astype(np.float32).tolist(), "maximum": stats.maximum.astype(np.float32).tolist(),
+            "mean": stats.mean.astype(np.float32).tolist(), "std": stats.std.astype(np.float32).tolist(),
+            "basis": stats.basis.astype(np.float32).tolist(), "variance": stats.variance.astype(np.float32).tolist(),
+            "residual_variance": float(stats.residual_variance), "distance_q999": float(stats.distance_q999),
+            "samples": int(stats.samples)}
+
+
+def _statistics_from_metadata(values: Any, n_inputs: int) -> InputStatistics:
+    """The input statistics of a ``.keras`` file's FKB metadata (ValueError when malformed)."""
+    try:
+        arrays = {name: np.asarray(values[name], np.float32) for name in
+                  ("minimum", "maximum", "mean", "std", "variance")}
+        rank = arrays["variance"].shape[0] if arrays["variance"].ndim == 1 else -1
+        basis = np.asarray(values["basis"], np.float32).reshape(n_inputs, rank) if rank >= 0 else None
+        return InputStatistics(**arrays, basis=basis, residual_variance=float(values["residual_variance"]),
+                               distance_q999=float(values["distance_q999"]), samples=int(values["samples"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed input_statistics ({exc})") from None
 
 
 def spec_to_keras(spec: ModelSpec) -> Any:

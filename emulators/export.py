@@ -21,13 +21,16 @@ __all__ = ["emulator_spec", "emulator_spec_of", "export_emulator", "with_gcm_int
            "runtime_relative_error"]
 
 
-def emulator_spec(model, normalization: NormalizationStats, name: str | None = None):
+def emulator_spec(model, normalization: NormalizationStats, name: str | None = None, statistics=None):
     """The :class:`emulators.modelfile.ModelSpec` of a trained emulator: the
-    Keras network with normalization, names and units of the interface."""
+    Keras network with normalization, names and units of the interface,
+    and `statistics` (:class:`emulators.modelfile.InputStatistics` of its
+    training inputs, for the runtime's guard) when given."""
     from emulators.convert import keras_to_spec
 
     spec = emulator_spec_of(keras_to_spec(model), normalization)
     spec.name = name or getattr(model, "name", None) or "emulator"
+    spec.input_statistics = statistics
     return spec
 
 
@@ -95,12 +98,13 @@ def emulator_spec_of(spec, normalization: NormalizationStats, source: str = "mod
 
 
 def export_emulator(model, normalization: NormalizationStats, path: str | os.PathLike,
-                    name: str | None = None) -> Path:
-    """Write the model file of a trained emulator to ``path``; returns the path."""
+                    name: str | None = None, statistics=None) -> Path:
+    """Write the model file of a trained emulator to ``path`` (with the
+    training inputs' `statistics` when given); returns the path."""
     from emulators.modelfile import write_model_file
 
     path = Path(path)
-    write_model_file(emulator_spec(model, normalization, name), path)
+    write_model_file(emulator_spec(model, normalization, name, statistics), path)
     return path
 
 

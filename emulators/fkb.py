@@ -157,6 +157,38 @@ class Network(FortranObject):
         y = y.T
         return y[0] if single else y
 
+    def guard(self, x: np.ndarray, *, margin: float | None = None,
+              distance_factor: float | None = None):
+        """Out-of-distribution scores of the inputs ``x`` ``(n, n_inputs)``
+        (physical units, as for :meth:`predict`) against the training
+        inputs' statistics in the model file, computed by the runtime
+        (fortran/src/fkb_guard.inc): a :class:`emulators.input_statistics.GuardScores`
+        of ``(n,)`` arrays (largest |z|, distance, inputs outside the widened
+        training range, flag). ``margin`` (default 0.1) widens each range by
+        that fraction of its width; ``distance_factor`` (default 2) flags
+        columns beyond that multiple of the training's 99.9th-percentile
+        distance. FKBError for a model file without input statistics."""
+        from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, GuardScores
+
+        margin = DEFAULT_MARGIN if margin is None else float(margin)
+        distance_factor = DEFAULT_DISTANCE_FACTOR if distance_factor is None else float(distance_factor)
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float32)
+        single = x.ndim == 1
+        if single:
+            x = x[np.newaxis, :]
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise FKBError(f"{self.path}: input has shape {x.shape}, expected (n, {self.n_inputs})", 6)
+        x = np.ascontiguousarray(x)
+        if x.dtype == np.float32:
+            z, d, outside, flagged, stat, msg = _rt.guard32(self._handle(32), x.T, margin, distance_factor)
+        else:
+            z, d, outside, flagged, stat, msg = _rt.guard64(self._handle(64), x.T, margin, distance_factor)
+        if stat != 0:
+            raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
+        return GuardScores(z, d, outside, flagged.astype(bool))
+
     # ------------------------------------------------------------ training
 
     _HYPERPARAMETERS = ("learning_rate", "momentum", "rho", "beta_1", "beta_2",

@@ -29,6 +29,7 @@ __all__ = [
     "ACTIVATIONS",
     "CustomLayerKind",
     "FORMAT_VERSION",
+    "InputStatistics",
     "LAYER_KINDS",
     "LayerSpec",
     "ModelFileError",
@@ -45,12 +46,15 @@ __all__ = [
     "write_model_file",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The newest model-file format version this module reads and writes.
 
 Version 2 is version 1 plus an optional training section (the optimizer
-state of a network trained in Fortran); a spec without one is written as
-version 1, byte for byte as before."""
+state of a network trained in Fortran); version 3 adds an optional
+``input_statistics`` section (the training data's distribution, for the
+runtime's out-of-distribution guard). A spec is written in the lowest
+version that holds it: without either section as version 1, byte for byte
+as before."""
 
 AttributeValue = Union[str, int, float]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -122,6 +126,38 @@ class TrainingState:
 
 
 @dataclass
+class InputStatistics:
+    """The distribution of the inputs a network was trained on (format
+    version 3, docs/model-file.md "Input statistics"), in the model's
+    physical input units: what the runtime's out-of-distribution guard
+    compares each column with.
+
+    ``minimum``, ``maximum``, ``mean``, ``std`` per input; in the
+    standardized space ``z = (x - mean) / std``, ``basis`` ``(n_inputs,
+    rank)`` holds the leading principal directions of the training inputs
+    (orthonormal columns) and ``variance`` ``(rank,)`` their variances,
+    ``residual_variance`` the mean variance of the directions left out;
+    ``distance_q999`` is the 99.9th percentile of the training samples'
+    distance (emulators/input_statistics.py) and ``samples`` how many
+    samples the statistics describe. Float32 arrays in a file.
+    """
+
+    minimum: np.ndarray
+    maximum: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    basis: np.ndarray
+    variance: np.ndarray
+    residual_variance: float
+    distance_q999: float
+    samples: int
+
+    @property
+    def rank(self) -> int:
+        return int(self.variance.shape[0])
+
+
+@dataclass
 class ModelSpec:
     """A whole network as held by a model file.
 
@@ -141,6 +177,7 @@ class ModelSpec:
     output_normalization: Normalization | None = None
     sha256: str | None = None
     training: TrainingState | None = None
+    input_statistics: InputStatistics | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -479,6 +516,11 @@ def validate_spec(spec: ModelSpec) -> None:
     _check_name_list(spec.outputs, spec.n_outputs, "output")
     _check_normalization(spec.input_normalization, spec.n_inputs, "input_normalization")
     _check_normalization(spec.output_normalization, spec.n_outputs, "output_normalization")
+    if spec.input_statistics is not None:
+        try:
+            _check_input_statistics(spec.input_statistics, spec.n_inputs)
+        except ValueError as exc:
+            raise ValueError(f"input_statistics: {exc}") from None
     if not spec.layers:
         raise ValueError("the model has no layers")
     widths = {0: int(spec.n_inputs)}
@@ -501,6 +543,37 @@ def validate_spec(spec: ModelSpec) -> None:
 
 
 _GENERATOR_MAX = 2147483646  # states of the Park-Miller generator: 1 .. 2^31 - 2
+
+_STATISTICS_VECTORS = ("minimum", "maximum", "mean", "std")
+
+
+def _check_input_statistics(stats: InputStatistics, n: int) -> None:
+    """Shapes and values of an input_statistics section (as the Fortran reader checks them)."""
+    for name in _STATISTICS_VECTORS:
+        value = getattr(stats, name)
+        if not isinstance(value, np.ndarray) or value.shape != (n,):
+            raise ValueError(f"{name} must be an array of shape ({n},)")
+    rank = stats.variance.shape[0] if isinstance(stats.variance, np.ndarray) and stats.variance.ndim == 1 else -1
+    if not 0 <= rank <= n:
+        raise ValueError(f"variance must be a vector of at most {n} values")
+    if not isinstance(stats.basis, np.ndarray) or stats.basis.shape != (n, rank):
+        raise ValueError(f"basis must be an array of shape ({n}, {rank})")
+    for name in _STATISTICS_VECTORS + ("basis", "variance"):
+        if not np.all(np.isfinite(getattr(stats, name))):
+            raise ValueError(f"{name} has non-finite values")
+    if np.any(stats.minimum > stats.maximum):
+        raise ValueError(f"minimum is above maximum for input {int(np.argmax(stats.minimum > stats.maximum)) + 1}")
+    if not np.all(stats.std > 0):
+        raise ValueError(f"std is not positive for input {int(np.argmin(stats.std > 0)) + 1}")
+    if not np.all(stats.variance > 0):
+        raise ValueError("variance has values that are not positive")
+    for name in ("residual_variance", "distance_q999"):
+        value = getattr(stats, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not value > 0 \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} {value!r} is not a positive number")
+    if isinstance(stats.samples, bool) or not isinstance(stats.samples, (int, np.integer)) or stats.samples < 1:
+        raise ValueError(f"samples {stats.samples!r} is not a positive integer")
 
 
 def _check_key_values(what: str, attributes: dict[str, AttributeValue]) -> None:
@@ -613,6 +686,19 @@ def _encode(spec: ModelSpec) -> bytes:
             for pname, value in zip(("offset", "scale"), norm):
                 lines.append(_param_line(pname, value.shape))
                 tensors.append(value)
+    version = 1
+    stats = spec.input_statistics
+    if stats is not None:
+        version = 3
+        lines.append(" ".join(["input_statistics"] + [_format_attribute(k, v) for k, v in (
+            ("samples", int(stats.samples)), ("rank", stats.rank),
+            ("residual_variance", float(stats.residual_variance)),
+            ("distance_q999", float(stats.distance_q999)))]))
+        for pname in _STATISTICS_VECTORS + ("basis", "variance"):
+            value = getattr(stats, pname)
+            if value.size:
+                lines.append(_param_line(pname, value.shape))
+                tensors.append(value)
     for layer in spec.layers:
         words = [f"layer {layer.id} {layer.kind} {int(layer.n_out)}"]
         words.append("inputs=" + ",".join(str(int(i)) for i in layer.inputs))
@@ -623,11 +709,10 @@ def _encode(spec: ModelSpec) -> bytes:
                 raise ValueError(f"layer {layer.id}: param name {pname!r} is not a token")
             lines.append(_param_line(pname, value.shape))
             tensors.append(value)
-    version = 1
     payload_type = ["<f4"] * len(tensors)
     state = spec.training
     if state is not None:
-        version = 2
+        version = max(version, 2)
         words = [f"training precision={state.precision}"]
         words.extend(_format_attribute(k, v) for k, v in state.attributes.items())
         lines.append(" ".join(words))
@@ -675,7 +760,22 @@ def _with_float32_params(spec: ModelSpec) -> ModelSpec:
         output_normalization=norms[1],
         sha256=spec.sha256,
         training=_with_state_dtype(spec.training),
+        input_statistics=_with_float32_statistics(spec.input_statistics),
     )
+
+
+def _with_float32_statistics(stats: InputStatistics | None) -> InputStatistics | None:
+    """A copy of ``stats`` with float32 arrays (rounded: statistics, not weights)."""
+    if stats is None:
+        return None
+    arrays = {}
+    for name in _STATISTICS_VECTORS + ("basis", "variance"):
+        value = np.asarray(getattr(stats, name))
+        if not np.issubdtype(value.dtype, np.number):
+            raise ValueError(f"input_statistics {name} is not numeric")
+        arrays[name] = value.astype(np.float32)
+    return InputStatistics(**arrays, residual_variance=stats.residual_variance,
+                           distance_q999=stats.distance_q999, samples=stats.samples)
 
 
 def _with_state_dtype(state: TrainingState | None) -> TrainingState | None:
@@ -841,6 +941,8 @@ def _parse_v1(data: bytes) -> ModelSpec:
     declared: list[tuple[dict[str, np.ndarray], str, tuple[int, ...], int, str]] = []  # target, name, shape, line, dtype
     section: dict[str, np.ndarray] | None = None
     training: TrainingState | None = None
+    statistics: dict[str, np.ndarray] | None = None
+    statistics_attributes: dict[str, AttributeValue] = {}
 
     for number, text in lines:
         tokens = [t for t in text.split(" ") if t]
@@ -906,6 +1008,18 @@ def _parse_v1(data: bytes) -> ModelSpec:
                 if keyword in norm_params:
                     raise ValueError(f"{keyword} given twice")
                 section = norm_params[keyword] = {}
+            elif keyword == "input_statistics":
+                if version < 3:
+                    raise ValueError(f"an input_statistics section needs format version 3 (the file says {version})")
+                if statistics is not None:
+                    raise ValueError("input_statistics given twice")
+                if layers:
+                    raise ValueError("the input_statistics section comes before the layers")
+                statistics_attributes = _parse_key_values(tokens[1:])
+                known = {"samples", "rank", "residual_variance", "distance_q999"}
+                if set(statistics_attributes) != known:
+                    raise ValueError("the input_statistics line needs exactly " + ", ".join(sorted(known)))
+                section = statistics = {}
             elif keyword == "layer":
                 layer = _parse_layer_line(tokens)
                 layers.append(layer)
@@ -944,6 +1058,20 @@ def _parse_v1(data: bytes) -> ModelSpec:
 
     n_inputs = int(spec_fields["n_inputs"])  # type: ignore[arg-type]
     n_outputs = int(spec_fields["n_outputs"])  # type: ignore[arg-type]
+    input_statistics = None
+    if statistics is not None:
+        rank = statistics_attributes["rank"]
+        wanted = set(_STATISTICS_VECTORS) | ({"basis", "variance"} if rank else set())
+        if set(statistics) != wanted:
+            raise ValueError("input_statistics needs exactly the params " + ", ".join(sorted(wanted)))
+        if not rank:
+            statistics["basis"], statistics["variance"] = np.zeros((n_inputs, 0), np.float32), np.zeros(0, np.float32)
+        if isinstance(rank, bool) or not isinstance(rank, int) or statistics["variance"].shape != (rank,):
+            raise ValueError(f"input_statistics rank={rank} does not match its variance param")
+        input_statistics = InputStatistics(
+            **{name: statistics[name] for name in _STATISTICS_VECTORS + ("basis", "variance")},
+            residual_variance=statistics_attributes["residual_variance"],
+            distance_q999=statistics_attributes["distance_q999"], samples=statistics_attributes["samples"])
     named = []
     for keyword, target, count in (("input", inputs, n_inputs), ("output", outputs, n_outputs)):
         if target and sorted(target) != list(range(1, count + 1)):
@@ -961,6 +1089,7 @@ def _parse_v1(data: bytes) -> ModelSpec:
         output_normalization=normalizations.get("output_normalization"),
         sha256=hash_words[1],
         training=training,
+        input_statistics=input_statistics,
     )
     validate_spec(spec)
     return spec

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import xarray as xr
 
 from emulators.architectures import Hyperparameters
@@ -44,7 +45,8 @@ from emulators.data import (DEFAULT_MEMORY_BUDGET, DEFAULT_TIME_BLOCK, ColumnStr
                             SplitFractions, compute_normalization, open_dataset, split_by_time)
 from emulators.interface import INPUT_VARIABLES, OUTPUT_VARIABLES, Layout
 
-__all__ = ["LoaderOptions", "TrainingResult", "train_emulator", "keras_batches", "add_train_arguments", "run_train"]
+__all__ = ["LoaderOptions", "TrainingResult", "train_emulator", "training_input_statistics", "keras_batches",
+           "add_train_arguments", "run_train"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class TrainingResult:
     metrics: xr.Dataset | None = None
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    input_statistics: Any = None
+    """The training inputs' distribution (:class:`emulators.modelfile.InputStatistics`),
+    which the exported model file carries for the runtime's guard."""
 
     @property
     def best_val_loss(self) -> float:
@@ -282,6 +287,8 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     best_epoch = int(min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)) + 1
 
     result = TrainingResult(model, hp, layout, normalization, history, best_epoch, out_dir=out, files=files)
+    if export and out is not None:
+        result.input_statistics = training_input_statistics(splits["train"], layout, normalization, loader)
     if evaluate:
         from emulators.metrics import evaluate_emulator
         result.metrics = evaluate_emulator(model, {k: splits[k] for k in ("validation", "test")}, layout,
@@ -290,6 +297,25 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
         source = ds.encoding.get("source") if isinstance(dataset, xr.Dataset) else dataset
         _save(result, out, source, split, train_stream.n_samples, export)
     return result
+
+
+def training_input_statistics(ds: xr.Dataset, layout: Layout, normalization: NormalizationStats,
+                              loader: LoaderOptions = LoaderOptions()):
+    """The distribution of the training inputs ``ds`` in physical units
+    (:func:`emulators.input_statistics.input_statistics`, two passes over
+    the data in batches), for the model file's ``input_statistics``."""
+    from emulators.input_statistics import input_statistics
+
+    offset = np.asarray(normalization.input_offset, np.float64)
+    scale = np.asarray(normalization.input_scale, np.float64)
+
+    def batches():
+        stream = ColumnStream(ds, layout, normalization, 65536, shuffle=False, time_block=loader.time_block,
+                              memory_budget=loader.memory_budget)
+        for x, _ in stream:
+            yield np.asarray(x, np.float64) * scale + offset
+
+    return input_statistics(batches)
 
 
 def _hyperparameters(value) -> Hyperparameters:
@@ -333,7 +359,7 @@ def _save(result: TrainingResult, out: Path, source, split: SplitFractions, n_tr
         from emulators.export import emulator_spec
         from emulators.modelfile import write_model_file
 
-        spec = emulator_spec(result.model, result.normalization)
+        spec = emulator_spec(result.model, result.normalization, statistics=result.input_statistics)
         files["model_file"] = out / "emulator.fkb"
         write_model_file(spec, files["model_file"])
         # the same network as a Keras model in physical units, with the GCM's names: coupleable as it is

@@ -260,8 +260,10 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
     lines += ["", "## Best and worst survivors (by normalised online error)", "",
               "| | emulator | optimizer | depth x width | learning rate | offline MSE | online T [K] "
               "| online q [g/kg] | online normalised |", "|---|---|---|---|---|---|---|---|---|",
-              _emulator_row("best", stats["best"]), _emulator_row("worst", stats["worst"]), "",
-              "## Figures", ""]
+              _emulator_row("best", stats["best"]), _emulator_row("worst", stats["worst"]), ""]
+    from experiments.guard_report import fallback_lines
+    lines += fallback_lines(results)
+    lines += ["## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     lines.append("")
     path = out / "report.md"

@@ -58,11 +58,14 @@ def cmd_convert(args: argparse.Namespace) -> None:
         raise UserError("--normalization goes with --interface gcm")
     if args.interface == "gcm":
         from emulators.export import convert_for_gcm
-        convert_for_gcm(args.src, args.dst, args.normalization)
+        spec = convert_for_gcm(args.src, args.dst, args.normalization)
     else:
-        from emulators.convert import convert
-        convert(args.src, args.dst)
+        from emulators.formats import convert   # imports Keras only for a Keras file
+        spec = convert(args.src, args.dst)
     print(f"wrote {args.dst}")
+    if Path(args.dst).suffix.lower() == ".fkb" and getattr(spec, "input_statistics", None) is None:
+        print(f"note: {args.src} carries no statistics of its training inputs, so {args.dst} has none: "
+              "the runtime's out-of-distribution guard needs them (docs/model-file.md, 'Input statistics')")
 
 
 # -------------------------------------------------------------------- info
@@ -104,9 +107,23 @@ def describe_spec(spec, path, converted: bool = False) -> str:
         n = sum(int(p.size) for p in layer.params.values())
         inputs = ",".join(str(i) for i in layer.inputs)
         lines.append(f"  {layer.id:>3}  {layer.kind:<20} {layer.n_out:>6}  {inputs:<8} {n:>8}  {attrs}")
-    if spec.inputs:
-        lines.append("input variables")
-        lines.extend(f"  {i + 1:>4}  {name}  [{units}]" for i, (name, units) in enumerate(spec.inputs))
+    stats = getattr(spec, "input_statistics", None)
+    if stats is None:
+        lines.append("input statistics: none (the runtime's guard needs them: a model exported with its "
+                     "training data, e.g. by fkb train)")
+    else:
+        lines.append(f"input statistics: {stats.samples} training samples, {stats.rank} principal directions "
+                     f"(residual variance {stats.residual_variance:.3g}), 99.9 % distance "
+                     f"{stats.distance_q999:.3g}")
+    if spec.inputs or stats is not None:
+        names, units = spec.input_names, spec.input_units
+        lines.append("input variables" + ("  (training minimum, mean, maximum, std)" if stats is not None else ""))
+        for i in range(spec.n_inputs):
+            row = f"  {i + 1:>4}  {names[i]}  [{units[i]}]"
+            if stats is not None:
+                row += (f"  {stats.minimum[i]:.5g}  {stats.mean[i]:.5g}  {stats.maximum[i]:.5g}  "
+                        f"{stats.std[i]:.4g}")
+            lines.append(row)
     if spec.outputs:
         lines.append("output variables")
         lines.extend(f"  {i + 1:>4}  {name}  [{units}]" for i, (name, units) in enumerate(spec.outputs))
@@ -157,11 +174,33 @@ def _predict(args: argparse.Namespace, x) -> None:
     if len(args.models) == 1 and not Path(args.models[0]).is_dir() \
             and all(option is None for option in ensemble_options):
         from emulators.fkb import load
-        y = load(args.models[0]).predict(x)
+        net = load(args.models[0])
+        scores = net.guard(x, margin=args.guard_margin, distance_factor=args.guard_factor) \
+            if args.guard is not None else None          # before any file is written
+        y = net.predict(x)
         _save_array(args.output, y)
         print(f"wrote {args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({y.dtype})")
+        if scores is not None:
+            _save_guard(args.guard, scores)
         return
+    if args.guard is not None:
+        raise UserError("--guard takes one model file, not an ensemble")
     _predict_ensemble(args, x)
+
+
+def _save_guard(path: str, scores) -> None:
+    """The guard's scores as a .npz file: max_abs_z, distance, n_outside, flagged."""
+    import numpy as np
+
+    from emulators.atomic_files import replacing
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, max_abs_z=scores.max_abs_z, distance=scores.distance, n_outside=scores.n_outside,
+                     flagged=scores.flagged)
+    n, flagged = scores.flagged.size, int(scores.flagged.sum())
+    print(f"wrote {path}: {flagged} of {n} samples flagged out of distribution ({100 * flagged / max(n, 1):.3g} %), "
+          f"largest |z| {float(scores.max_abs_z.max(initial=0)):.3g}, largest distance "
+          f"{float(scores.distance.max(initial=0)):.3g}")
 
 
 def _predict_ensemble(args: argparse.Namespace, x) -> None:
@@ -417,7 +456,8 @@ def cmd_couple(args: argparse.Namespace) -> None:
     if (out / "score.json").exists() and not args.overwrite:
         raise UserError(f"{out} holds a coupled run already (score.json); give another --out, or --overwrite")
     options = dict(days=args.days, window_days=args.window_days, limit_humidity=args.limit_humidity,
-                   limit_precipitation=args.limit_precipitation, precision=args.emulator_precision)
+                   limit_precipitation=args.limit_precipitation, precision=args.emulator_precision,
+                   guard=args.guard, guard_margin=args.guard_margin, guard_factor=args.guard_factor)
     if args.reference:
         config, reference = load_reference(args.reference)
         stage = None
@@ -436,6 +476,17 @@ def cmd_couple(args: argparse.Namespace) -> None:
         made = prepare_casestudy_reference(stage, out / "casestudy", progress=False if args.no_progress else None)
         config, reference = couple_config(made.sweep.coupled, **options), made.paths
         print(f"reference: {out / 'casestudy'} (reuse it with --reference {out / 'casestudy'})")
+    if any(v is not None for v in (args.network_weight, args.weight_ramp, args.spinup_days, args.reference_outputs)):
+        from coupler.couple import with_partial_coupling
+        from gcm_toy import open_output
+        with open_output(reference["reference"]) as ref:
+            start_day = float(ref.attrs["start_time_days"])
+        config = with_partial_coupling(config, start_day, network_weight=args.network_weight,
+                                       weight_ramp=args.weight_ramp, ramp_days=args.ramp_days,
+                                       spinup_days=args.spinup_days,
+                                       reference_outputs=args.reference_outputs.split(",")
+                                       if args.reference_outputs else None)
+        check_interface(config, files)         # and the partial-coupling options, before the run
     result = couple_and_score(files, config, reference, out, converted=converted,
                               progress=False if args.no_progress else None)
     print("\n".join(summary_lines(result)))
@@ -593,6 +644,24 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--limit-humidity", action="store_true",
                    help="emulator limiter: clip dq/dt at -q/dt (then fill negative humidity)")
     p.add_argument("--limit-precipitation", action="store_true", help="emulator limiter: clip precipitation at 0")
+    p.add_argument("--guard", choices=("off", "clip", "fallback"), default=None,
+                   help="out-of-distribution guard (needs the model file's input statistics): clip the inputs "
+                        "into the widened training range, or run the reference physics on the flagged columns "
+                        "(default off)")
+    p.add_argument("--guard-margin", type=float, default=None, metavar="M",
+                   help="guard: widen each input's training range by M times its width (default 0.1)")
+    p.add_argument("--guard-factor", type=float, default=None, metavar="F",
+                   help="guard: flag beyond F times the training's 99.9th-percentile distance (default 2)")
+    p.add_argument("--network-weight", type=float, default=None, metavar="A",
+                   help="partial coupling: outputs A * network + (1 - A) * reference physics (0 <= A <= 1)")
+    p.add_argument("--weight-ramp", choices=("constant", "linear", "step"), default=None,
+                   help="partial coupling: how the weight reaches A after the spin-up (with --ramp-days)")
+    p.add_argument("--ramp-days", type=float, default=None, metavar="D", help="partial coupling: ramp length")
+    p.add_argument("--spinup-days", type=float, default=None, metavar="N",
+                   help="the reference physics alone for the first N days, then the network")
+    p.add_argument("--reference-outputs", default=None, metavar="GROUPS",
+                   help="partial coupling: comma-separated output groups taken from the reference physics "
+                        "(TPHYSTND, PHQ, FSNT, FSNS, FLNT, FLNS, PRECT)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_couple)
 
@@ -673,6 +742,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ensemble: perturb each member's input with Gaussian noise of standard deviation S in "
                         "normalized input units (S times the model file's input scale); default 0")
     p.add_argument("--seed", type=int, metavar="N", help="ensemble: seed of the input noise (default 0)")
+    p.add_argument("--guard", metavar="GUARD.npz",
+                   help="also score every sample against the training inputs' statistics of the model file "
+                        "(docs/model-file.md): largest |z|, distance, inputs outside the widened training range, "
+                        "flag, as arrays of a .npz file")
+    p.add_argument("--guard-margin", type=float, metavar="M",
+                   help="widen each input's training range by M times its width (default 0.1)")
+    p.add_argument("--guard-factor", type=float, metavar="F",
+                   help="flag beyond F times the training's 99.9th-percentile distance (default 2)")
     p.set_defaults(func=cmd_predict)
 
     from emulators.train import add_train_arguments

@@ -51,6 +51,12 @@ MOIST_PHYSICS = ("reference", "emulator", "ensemble")
 superparameterization ('reference'), one network ('emulator') or the mean of
 several ('ensemble')."""
 EMULATOR_PHYSICS = ("emulator", "ensemble")
+GUARD_POLICIES = ("off", "clip", "fallback")
+WEIGHT_RAMPS = ("constant", "linear", "step")
+"""Ramps of the network's weight in partial coupling (positions: the Fortran side's numbers)."""
+OUTPUT_GROUPS = ("TPHYSTND", "PHQ", "FSNT", "FSNS", "FLNT", "FLNS", "PRECT")
+"""The emulator's output groups, in the order of the interface."""
+"""Policies of the emulator guard: the numbers the Fortran side knows them by are their positions."""
 
 _CORE_KEYS = ("truncation", "nlon", "nlat", "nlev", "dt", "t_ref", "diffusion_order", "diffusion_time",
               "diffuse_humidity", "robert_coefficient", "williams_alpha", "humidity", "mass_fixer",
@@ -138,6 +144,21 @@ class GCMConfig:
     emulator_precision: str = _opt("float32", "arithmetic of the networks: float32 or float64")
     limit_humidity: bool = _opt(False, "emulator limiter: clip dq/dt at -q/dt (then fill negative q)")
     limit_precipitation: bool = _opt(False, "emulator limiter: clip precipitation at 0")
+    guard: str = _opt("off", "emulator out-of-distribution guard: off, clip (inputs into the widened training "
+                             "range) or fallback (the reference physics on the flagged columns); needs the "
+                             "model file's input statistics")
+    guard_margin: float = _opt(0.1, "guard: widening of each input's training range, a fraction of its width")
+    guard_factor: float = _opt(2.0, "guard: flag beyond this multiple of the training's 99.9 % distance")
+    network_weight: float = _opt(1.0, "partial coupling: outputs a * network + (1 - a) * reference physics "
+                                      "with this a in [0, 1] once ramped (below 1: the reference runs too)")
+    weight_ramp: str = _opt("constant", "how the network's weight reaches network_weight: constant, linear "
+                                        "(from 0 over ramp_days from ramp_start_day) or step (0 until then)")
+    ramp_start_day: float = _opt(0.0, "partial coupling: model day the ramp starts")
+    ramp_days: float = _opt(0.0, "partial coupling: length of the ramp [days]")
+    network_start_day: float | None = _opt(None, "the reference physics alone before this model day (a "
+                                                 "spin-up), the network after it")
+    reference_outputs: tuple[str, ...] | None = _opt(None, "partial coupling: output groups taken from the reference "
+                                                     "physics: " + ", ".join(OUTPUT_GROUPS))
     # ---- moist column physics (reference, emulator, ensemble): physics_config ----
     n_subcolumns: int = _phys("n_subcolumns", "subcolumns per GCM column of the toy superparameterization", int)
     n_substeps: int = _phys("n_substeps", "sub-steps of each subcolumn per physics step", int)
@@ -244,6 +265,16 @@ class GCMConfig:
         if self.emulator and self.physics not in EMULATOR_PHYSICS:
             raise ValueError(f"option 'emulator': physics {self.physics!r} runs no network; set physics = "
                              "'emulator' (or 'ensemble') to run it, or leave the model file out")
+        if self.guard not in GUARD_POLICIES:
+            raise ValueError(f"option 'guard': must be one of {', '.join(GUARD_POLICIES)}, got {self.guard!r}")
+        if self.guard != "off" and self.physics not in EMULATOR_PHYSICS:
+            raise ValueError(f"option 'guard': physics {self.physics!r} runs no network to guard; set physics = "
+                             "'emulator' or 'ensemble'")
+        if not (math.isfinite(self.guard_margin) and self.guard_margin >= 0):
+            raise ValueError(f"option 'guard_margin': must be finite and >= 0, got {self.guard_margin}")
+        if not (math.isfinite(self.guard_factor) and self.guard_factor > 0):
+            raise ValueError(f"option 'guard_factor': must be finite and > 0, got {self.guard_factor}")
+        self._check_partial_coupling()
         if self.emulator_precision not in ("float32", "float64"):
             raise ValueError(f"option 'emulator_precision': must be 'float32' or 'float64', "
                              f"got {self.emulator_precision!r}")
@@ -257,6 +288,29 @@ class GCMConfig:
         steps_per_output(self)  # raises if the interval is not a multiple of dt
 
     # ------------------------------------------------------------ helpers
+    def _check_partial_coupling(self) -> None:
+        asked = (self.network_weight != 1.0 or self.weight_ramp != "constant" or self.network_start_day is not None
+                 or bool(self.reference_outputs))
+        if asked and self.physics not in EMULATOR_PHYSICS:
+            raise ValueError(f"partial coupling (network_weight, weight_ramp, network_start_day, reference_outputs): "
+                             f"physics {self.physics!r} runs no network; set physics = 'emulator' or 'ensemble'")
+        if not (math.isfinite(self.network_weight) and 0.0 <= self.network_weight <= 1.0):
+            raise ValueError(f"option 'network_weight': must be in [0, 1], got {self.network_weight}")
+        if self.weight_ramp not in WEIGHT_RAMPS:
+            raise ValueError(f"option 'weight_ramp': must be one of {', '.join(WEIGHT_RAMPS)}, got {self.weight_ramp!r}")
+        for key in ("ramp_start_day", "ramp_days"):
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"option {key!r}: must be finite, got {getattr(self, key)}")
+        if self.ramp_days < 0 or (self.weight_ramp != "constant" and not self.ramp_days > 0):
+            raise ValueError(f"option 'ramp_days': must be positive for weight_ramp = {self.weight_ramp!r}, "
+                             f"got {self.ramp_days}")
+        if self.network_start_day is not None and not math.isfinite(self.network_start_day):
+            raise ValueError(f"option 'network_start_day': must be finite, got {self.network_start_day}")
+        unknown = [g for g in self.reference_outputs or [] if g not in OUTPUT_GROUPS]
+        if unknown:
+            raise ValueError(f"option 'reference_outputs': unknown output group {unknown[0]!r} "
+                             f"(known: {', '.join(OUTPUT_GROUPS)})")
+
     def replace(self, **changes: Any) -> "GCMConfig":
         """A copy with some options changed (checked like overrides)."""
         return load_config(self, changes)
@@ -415,6 +469,14 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
 # ------------------------------------------------------------- type checks
 def _coerce(name: str, value: Any, annotation: str) -> Any:
     kind = str(annotation)
+    if kind == "tuple[str, ...] | None":  # names: one or a list
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        if not hasattr(value, "__iter__") or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"option {name!r}: expected a name or a list of names, got {value!r}")
+        return list(value) or None
     if "list[str]" in kind:  # model files: one path or a list, made absolute
         if value is None:
             return None
@@ -444,6 +506,8 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
             raise ValueError(f"option {name!r}: {int(value)} is out of range (the model's integers hold "
                              f"{-2 ** 31} to {2 ** 31 - 1})")
         return int(value)
+    if kind == "float | None":
+        return None if value is None else _coerce(name, value, "float")
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_number(value):
             raise ValueError(f"option {name!r}: expected a number, got {value!r}")

@@ -22,8 +22,9 @@ import xarray as xr
 
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
-from gcm_toy.config import EMULATOR_PHYSICS, ConfigLike, GCMConfig, Overrides, load_config
-from gcm_toy.output import DIAGNOSTIC_ORDER, Grid, state_dataset
+from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEIGHT_RAMPS, ConfigLike, GCMConfig,
+                             Overrides, load_config)
+from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
 GRAVITY = 9.80616
 """g [m s-2], as in the core's gcm_constants."""
@@ -98,6 +99,10 @@ def checkpoint_config_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".toml")
 
 
+def _step_of_day(day: float, dt: float) -> int:
+    """The model step at `day` days (rounded to the nearest step)."""
+    return int(round(day * 86400.0 / dt))
+
 class Model(FortranObject):
     """A toy-GCM model in the Fortran core.
 
@@ -124,6 +129,12 @@ class Model(FortranObject):
             ps_min=c.ps_min, ps_max=c.ps_max, physics=c.physics, physics_seed=c.seed,
             emulator_paths=emulator_paths or " ", use_real64=int(c.emulator_precision == "float64"),
             limit_humidity=int(c.limit_humidity), limit_precipitation=int(c.limit_precipitation),
+            guard=GUARD_POLICIES.index(c.guard), guard_margin=c.guard_margin, guard_factor=c.guard_factor,
+            network_weight=c.network_weight, ramp=WEIGHT_RAMPS.index(c.weight_ramp),
+            ramp_start_step=_step_of_day(c.ramp_start_day, c.dt), ramp_steps=_step_of_day(c.ramp_days, c.dt),
+            network_start_step=(_step_of_day(c.network_start_day, c.dt) if c.network_start_day is not None
+                                else -2 ** 62),
+            reference_outputs=[int(group in (c.reference_outputs or [])) for group in OUTPUT_GROUPS],
             keep_training_batch=int(keep_training_batch), physics_settings=c.physics_settings())
         _check(stat, msg)
         self._handle = int(handle)
@@ -265,12 +276,18 @@ class Model(FortranObject):
         QFLX [kg m-2 s-1], SHFLX, LHFLX, SOLIN, FSNT, FSNS, FLNT, FLNS
         [W m-2], SST [K]) plus CLOUD (lev, lat, lon) [1] and PRECC, the
         convective part of PRECT [kg m-2 s-1], with the reference
-        physics; and the number of steps summed (0: none, fields zero)."""
-        n = len(DIAGNOSTIC_ORDER)
+        physics; GUARD_FLAGGED and PHYS_FALLBACK, the fractions of steps the
+        emulator guard flagged a column and sent it to the reference
+        physics, with a guard; and the number of steps summed (0: none,
+        fields zero)."""
+        n = len(DIAGNOSTIC_ORDER) + len(GUARD_DIAGNOSTICS)
         diag, cloud, precc, count, cloud_count, stat, msg = _core.gcm_get_diag_mean(self._handle, self.nlon, self.nlat,
                                                                              self.nlev, n)
         _check(stat, msg)
         out = {name: np.ascontiguousarray(diag[:, :, k].T) for k, name in enumerate(DIAGNOSTIC_ORDER)}
+        if self.config.guard != "off":
+            for k, name in enumerate(GUARD_DIAGNOSTICS, start=len(DIAGNOSTIC_ORDER)):
+                out[name] = np.ascontiguousarray(diag[:, :, k].T)
         if int(cloud_count) > 0:
             out["CLOUD"] = np.ascontiguousarray(np.transpose(cloud, (0, 2, 1)))
             out["PRECC"] = np.ascontiguousarray(precc.T)

@@ -70,6 +70,12 @@ DIAGNOSTICS: dict[str, dict[str, str]] = {
               "units": "kg m-2 s-1"},
     "CLOUD": {"standard_name": "cloud_area_fraction_in_atmosphere_layer",
               "long_name": "cloud fraction (mean of the subcolumns)", "units": "1"},
+    "GUARD_FLAGGED": {"long_name": "fraction of physics steps with the column's emulator inputs flagged out of "
+                                   "the training distribution", "units": "1"},
+    "PHYS_FALLBACK": {"long_name": "fraction of physics steps with the column computed by the reference "
+                                   "physics (emulator guard: fallback)", "units": "1"},
+    "GUARD_FLAGGED_GLOBAL": {"long_name": "area-weighted global mean of GUARD_FLAGGED", "units": "1"},
+    "PHYS_FALLBACK_GLOBAL": {"long_name": "area-weighted global mean of PHYS_FALLBACK", "units": "1"},
 }
 """CF attributes of the moist physics' diagnostics (CAM names and signs: SW
 net downward, LW net upward, fluxes positive upward). All are means over the
@@ -78,6 +84,9 @@ the reference physics diagnoses CLOUD and PRECC (the convective part of PRECT)."
 
 DIAGNOSTIC_ORDER = ("PRECT", "QFLX", "SHFLX", "LHFLX", "SST", "SOLIN", "FSNT", "FSNS", "FLNT", "FLNS")
 """The 2-D diagnostics in the order of the binding's gcm_get_diag_mean."""
+GUARD_DIAGNOSTICS = ("GUARD_FLAGGED", "PHYS_FALLBACK")
+"""The emulator guard's 2-D diagnostics, after DIAGNOSTIC_ORDER in the binding's
+gcm_get_diag_mean; written (with their ``_GLOBAL`` series) only by a run with a guard."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,10 @@ class Grid:
     def shape(self) -> tuple[int, int, int]:
         """(nlev, nlat, nlon)."""
         return len(self.sigma), len(self.lat), len(self.lon)
+
+    def global_mean(self, field: np.ndarray) -> float:
+        """The area-weighted (Gaussian weights) mean of a (lat, lon) field."""
+        return float(np.sum(np.asarray(field).mean(axis=-1) * self.weight) / np.sum(self.weight))
 
     def coordinates(self) -> dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]]:
         """name -> (dims, values, CF attributes) of the static coordinates."""
@@ -163,7 +176,7 @@ def variable_attrs(name: str, dt: float) -> dict[str, str]:
 
 def _dims(name: str) -> tuple[str, ...]:
     if name in DIAGNOSTICS:
-        if name == "QFILL":
+        if name == "QFILL" or name.endswith("_GLOBAL"):
             return ("time",)
         return ("time", "lev", "lat", "lon") if name == "CLOUD" else ("time", "lat", "lon")
     return ("time", "lat", "lon") if name.removesuffix("_mean") == "ps" else ("time", "lev", "lat", "lon")

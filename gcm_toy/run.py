@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from gcm_toy.config import steps_for_days, steps_per_output
-from gcm_toy.output import DIAGNOSTIC_ORDER, MemoryWriter, NetCDFWriter, Record
+from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, MemoryWriter, NetCDFWriter, Record
 
 if TYPE_CHECKING:
     from gcm_toy.model import Failure, Model
@@ -75,6 +75,8 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         names += list(DIAGNOSTIC_ORDER) + (["CLOUD", "PRECC"] if model.physics_mode == "reference" else [])
     if model.humidity:
         names.append("QFILL")
+    if config.guard != "off":
+        names += list(GUARD_DIAGNOSTICS) + [f"{name}_GLOBAL" for name in GUARD_DIAGNOSTICS]
     attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": f"toy GCM {config.short_name()}, physics '{config.physics}'"
@@ -119,6 +121,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
                 diagnostics = model.diagnostic_means()[0] if model.has_diagnostics else {}
                 if model.humidity:
                     diagnostics["QFILL"] = np.float64(model.humidity_filled_mean())
+                for name in GUARD_DIAGNOSTICS:
+                    if name in diagnostics:
+                        diagnostics[f"{name}_GLOBAL"] = np.float64(model.grid.global_mean(diagnostics[name]))
                 writer.write(Record(time=step * dt / 86400.0, start=interval_start * dt / 86400.0,
                                     instant=model.fields(), mean=means, diagnostics=diagnostics))
                 model.reset_means()

@@ -90,6 +90,7 @@ window_days = 1.0
 output_interval_hours = 24.0
 n_perturbed = 2
 reseed_physics = true
+fallback_run = true        # every emulator also coupled with the guard on fallback
 """
 
 

@@ -60,6 +60,11 @@ def test_casestudy_runs_every_stage_and_writes_the_results(tiny_study):
     ratio = results["online_error_over_noise_floor"].values[survivors]
     np.testing.assert_allclose(ratio, results["online_error_normalized"].values[survivors]
                                / results.attrs["noise_floor_normalized"])
+    # every emulator also coupled with the guard on fallback ([coupled] fallback_run)
+    fraction = results["fallback_fraction"].values
+    assert ((fraction >= 0) & (fraction <= 1)).all() and (results["fallback_crashed"].values >= 0).all()
+    assert (results["fallback_flagged_fraction"].values >= fraction - 1e-12).all()
+    assert (results["seconds_per_day"].values > 0).all() and results["fallback_fraction"].attrs["units"] == "1"
     world = json.loads((out / "reference" / "world.json").read_text())
     assert world["start_day"] == pytest.approx(3.0) and len(world["twin_rms_t"]) == 2
     assert "credible world, days 3-5" in (out / "report.md").read_text()
@@ -68,6 +73,7 @@ def test_casestudy_runs_every_stage_and_writes_the_results(tiny_study):
 
     report = (out / "report.md").read_text()
     assert "## Headline" in report and "## Setup" in report
+    assert "## The out-of-distribution guard on fallback" in report and "McNemar's exact test" in report
     assert "8 samples of 512 columns" in report and "3 emulators drawn with seed 4" in report
     assert (out / "offline_vs_online.png").is_file()
     timings = json.loads((out / "timings.json").read_text())

@@ -141,6 +141,7 @@ def _mismatched_keras(path):
     ("window", "window_days (1) is longer than the run (0.5 days)"),
     ("both", "give --reference DIR or --preset NAME, not both"),
     ("no-reference", "no reference run (reference.nc)"),
+    ("guard", "has no statistics of its training inputs, which the guard needs"),
 ])
 def test_bad_input_is_one_line_and_exit_1(case, message, tiny_casestudy_reference, emulator, tmp_path, capsys):
     reference = tiny_casestudy_reference["out"]
@@ -155,7 +156,72 @@ def test_bad_input_is_one_line_and_exit_1(case, message, tiny_casestudy_referenc
         argv += ["--preset", "quick"]
     elif case == "no-reference":
         argv[4] = tmp_path
+    elif case == "guard":
+        argv += ["--guard", "fallback"]
     status, out, err = run_cli(argv, capsys)
     assert status == 1 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("fkb couple: error: ") and message in err
     assert not (tmp_path / "out" / "coupled.nc").exists()
+
+
+def test_the_guard_falls_back_on_the_reference_physics(tiny_casestudy_reference, emulator, tmp_path, capsys):
+    """With the training inputs' statistics in the model file and a distance
+    limit no column meets, every column falls back on the reference physics
+    in every step: the coupled run is the reference run, bit for bit (its
+    random numbers are keyed by column), so its online error is zero; with
+    the default limit only some columns do, and the output says which."""
+    import dataclasses
+
+    from emulators.data import compute_normalization, open_dataset
+    from emulators.interface import Layout
+    from emulators.modelfile import read_model_file, write_model_file
+    from emulators.train import training_input_statistics
+
+    ds = open_dataset(tiny_casestudy_reference["stage"].data["training"], time_chunk=None)
+    layout = Layout.for_dataset(ds)
+    stats = training_input_statistics(ds, layout, compute_normalization(ds, layout))
+    guarded = tmp_path / "guarded.fkb"
+    write_model_file(dataclasses.replace(read_model_file(emulator["fkb"]), sha256=None, input_statistics=stats),
+                     guarded)
+    reference = tiny_casestudy_reference["out"]
+    status, out, err = run_cli(["couple", "--emulator", guarded, "--reference", reference, "--out",
+                                tmp_path / "all", "--guard", "fallback", "--guard-factor", "1e-9", "--no-progress"],
+                               capsys)
+    assert status == 0, err
+    summary = json.loads((tmp_path / "all" / "score.json").read_text())
+    assert summary["guard"] == {"policy": "fallback", "mean_flagged_fraction": 1.0, "mean_fallback_fraction": 1.0}
+    assert summary["online_error_t"] == 0.0 and summary["online_error_q"] == 0.0
+    assert "guard          fallback: 100 % of the columns flagged, 100 % on the reference physics" in out
+    assert summary["seconds_per_simulated_day"] > 0
+    status, out, err = run_cli(["couple", "--emulator", guarded, "--reference", reference, "--out",
+                                tmp_path / "some", "--guard", "fallback", "--no-progress"], capsys)
+    assert status == 0, err
+    run = xr.open_dataset(tmp_path / "some" / "coupled.nc")
+    assert run["PHYS_FALLBACK"].dims == ("time", "lat", "lon") and run["PHYS_FALLBACK"].attrs["units"] == "1"
+    fallback = json.loads((tmp_path / "some" / "score.json").read_text())["guard"]["mean_fallback_fraction"]
+    assert 0.0 < fallback < 1.0
+    np.testing.assert_allclose(float(run["PHYS_FALLBACK_GLOBAL"].mean()), fallback)
+    # no guard asked for: no guard variables, and the same run as before the guard existed
+    status, out, err = run_cli(["couple", "--emulator", guarded, "--reference", reference, "--out",
+                                tmp_path / "off", "--no-progress"], capsys)
+    plain = xr.open_dataset(tmp_path / "off" / "coupled.nc")
+    assert status == 0 and "GUARD_FLAGGED" not in plain and "PHYS_FALLBACK_GLOBAL" not in plain
+    assert json.loads((tmp_path / "off" / "score.json").read_text())["guard"] is None
+    status, out, err = run_cli(["couple", "--emulator", emulator["fkb"], "--reference", reference, "--out",
+                                tmp_path / "unguarded", "--no-progress"], capsys)
+    unguarded = xr.open_dataset(tmp_path / "unguarded" / "coupled.nc")
+    assert status == 0 and sorted(unguarded.data_vars) == sorted(plain.data_vars)
+    for name in plain.data_vars:
+        np.testing.assert_array_equal(plain[name].values, unguarded[name].values)
+
+
+def test_a_spinup_as_long_as_the_run_is_the_reference_run(tiny_casestudy_reference, emulator, tmp_path, capsys):
+    reference = tiny_casestudy_reference["out"]
+    status, out, err = run_cli(["couple", "--emulator", emulator["fkb"], "--reference", reference, "--out",
+                                tmp_path / "spin", "--spinup-days", "5", "--no-progress"], capsys)
+    assert status == 0, err
+    summary = json.loads((tmp_path / "spin" / "score.json").read_text())
+    assert summary["online_error_t"] == 0.0 and summary["run_status"] == "completed"
+    status, out, err = run_cli(["couple", "--emulator", emulator["fkb"], "--reference", reference, "--out",
+                                tmp_path / "bad", "--reference-outputs", "PRECT,RAIN", "--no-progress"], capsys)
+    assert status == 1 and "unknown output group 'RAIN'" in err and len(err.strip().splitlines()) == 1

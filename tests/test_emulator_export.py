@@ -44,6 +44,22 @@ def test_model_file_carries_normalization_names_and_units(run):
     assert spec.sha256 is not None and spec.name == "emulator"
 
 
+def test_model_file_carries_the_training_inputs_statistics(run):
+    """The exported emulator (and its .keras twin) carry the distribution of
+    the training split's inputs in physical units, for the runtime's guard."""
+    from emulators.convert import load_spec
+
+    result, x = run
+    stats = read_model_file(result.files["model_file"]).input_statistics
+    assert stats is not None and stats.samples > 0 and 1 <= stats.rank <= 16
+    assert np.all(stats.minimum <= stats.mean) and np.all(stats.mean <= stats.maximum)
+    offset, scale = result.normalization.model_file_arrays()[0]
+    np.testing.assert_allclose(stats.mean, offset, rtol=0.05, atol=1e-3 * np.abs(offset).max())
+    twin = load_spec(result.files["keras_emulator"]).input_statistics
+    np.testing.assert_array_equal(twin.basis, stats.basis)
+    assert twin.distance_q999 == stats.distance_q999
+
+
 def _relative_errors(y, reference, slices):
     errors = {"all": float(np.max(np.abs(y - reference)) / np.max(np.abs(reference)))}
     for name, slc in slices.items():

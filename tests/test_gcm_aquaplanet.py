@@ -227,6 +227,73 @@ def _rewrite(source, target, **changes):
     return target
 
 
+def test_guard_fallback_of_every_column_is_the_reference_physics(tiny_data):
+    """The emulator guard: with a distance limit no column meets, every
+    column is computed by the reference physics, bit for bit as the
+    reference run computes it; with the default limit some columns are
+    flagged, and clip changes the inputs of those outside the range."""
+    outputs, means = {}, {}
+    for name, options in (("reference", {"physics": "reference"}),
+                          ("all", {"guard": "fallback", "guard_factor": 1e-9}),
+                          ("default", {"guard": "fallback"}), ("off", {}), ("clip", {"guard": "clip"})):
+        if name != "reference":
+            options = {"physics": "emulator", "emulator": str(tiny_data["emulator"]), **options}
+        model = Model(T10, options, initial_state=False, keep_training_batch=True)
+        model.load_checkpoint(tiny_data["checkpoint"])
+        assert model.advance(1, accumulate=True) is None
+        outputs[name] = model.training_batch()[1]
+        means[name] = model.diagnostic_means()[0]
+    np.testing.assert_array_equal(outputs["all"], outputs["reference"])
+    assert means["all"]["PHYS_FALLBACK"].min() == 1.0 and means["all"]["GUARD_FLAGGED"].min() == 1.0
+    flagged = means["default"]["GUARD_FLAGGED"].ravel() > 0
+    assert 0 < flagged.sum() < flagged.size
+    np.testing.assert_array_equal(means["default"]["PHYS_FALLBACK"].ravel() > 0, flagged)
+    np.testing.assert_array_equal(outputs["default"][flagged], outputs["reference"][flagged])
+    np.testing.assert_array_equal(outputs["default"][~flagged], outputs["off"][~flagged])
+    assert "GUARD_FLAGGED" not in means["off"] and means["clip"]["PHYS_FALLBACK"].max() == 0.0
+
+
+def test_partial_coupling_mixes_the_network_and_the_reference_physics(tiny_data):
+    """Partial coupling: a spin-up is the reference physics alone; a weight
+    a gives a * network + (1 - a) * reference; the chosen output groups come
+    from the reference; a linear ramp grows the weight with model time."""
+    emulator = {"physics": "emulator", "emulator": str(tiny_data["emulator"])}
+    outputs = {}
+    for name, options in (("reference", {"physics": "reference"}), ("network", emulator),
+                          ("spin-up", {**emulator, "network_start_day": 100.0}),
+                          ("half", {**emulator, "network_weight": 0.5}),
+                          ("groups", {**emulator, "reference_outputs": ["FSNT", "PRECT"]}),
+                          ("ramp", {**emulator, "weight_ramp": "linear", "ramp_start_day": 2.0, "ramp_days": 2.0})):
+        model = Model(T10, options, initial_state=False, keep_training_batch=True)
+        model.load_checkpoint(tiny_data["checkpoint"])
+        assert model.advance(1) is None
+        _, outputs[name], labels = model.training_batch()
+    reference, network = outputs["reference"], outputs["network"]
+    np.testing.assert_array_equal(outputs["spin-up"], reference)
+    np.testing.assert_allclose(outputs["half"], 0.5 * network + 0.5 * reference, rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(outputs["groups"][:, [-5, -1]], reference[:, [-5, -1]])
+    np.testing.assert_array_equal(outputs["groups"][:, :-5], network[:, :-5])
+    weight = (labels["time_days"] - 2.0) / 2.0                      # the state the physics saw
+    np.testing.assert_allclose(outputs["ramp"], weight * network + (1 - weight) * reference, rtol=1e-12,
+                               atol=1e-20)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"network_weight": 1.5}, "option 'network_weight': must be in \\[0, 1\\]"),
+    ({"weight_ramp": "linear"}, "option 'ramp_days': must be positive for weight_ramp = 'linear'"),
+    ({"reference_outputs": ["PRECIP"]}, "option 'reference_outputs': unknown output group 'PRECIP'"),
+    ({"guard": "maybe"}, "option 'guard': must be one of off, clip, fallback"),
+    ({"physics": "reference", "guard": "clip"}, "option 'guard': physics 'reference' runs no network"),
+    ({"guard": "clip", "guard_margin": -1.0}, "option 'guard_margin': must be finite and >= 0"),
+])
+def test_bad_guard_options_are_refused(tiny_data, overrides, message):
+    options = {"physics": "emulator", "emulator": str(tiny_data["emulator"]), **overrides}
+    if options["physics"] == "reference":
+        del options["emulator"]
+    with pytest.raises(ValueError, match=message):
+        Model(T10, options, initial_state=False)
+
+
 def test_interface_mismatch_is_refused_naming_the_difference(tiny_data, tmp_path):
     spec = read_model_file(tiny_data["emulator"])
     inputs = list(spec.inputs)

@@ -244,8 +244,8 @@ def test_empty_file_and_bad_magic(tmp_path):
 
 def test_unknown_version_is_refused(tmp_path):
     data = encode_model_file(residual_spec())
-    message = read_error(tmp_path, with_hash(body_of(data), version=3))
-    assert "unknown format version 3" in message
+    message = read_error(tmp_path, with_hash(body_of(data), version=4))
+    assert "unknown format version 4" in message
     # version 2 adds the training section, which version 1 does not allow
     message = read_error(tmp_path, with_hash(body_of(data).replace(
         b"end_header\n", b"training precision=32 iterations=0 loss=mse\noptimizer sgd\nend_header\n")))

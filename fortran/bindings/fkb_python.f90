@@ -107,6 +107,64 @@ subroutine predict64(handle, x, y, n_in, n_out, n_cols, stat, msg)
 end subroutine predict64
 
 
+subroutine guard32(handle, x, max_abs_z, distance, n_outside, flagged, n_in, n_cols, margin, &
+                    distance_factor, stat, msg)
+  !! Out-of-distribution scores of the columns of x against the model
+  !! file's input statistics, 32-bit (flagged: 1 or 0).
+  use iso_fortran_env, only: real32
+  use fkb_python_handles, only: slots, usable
+  implicit none
+  integer, intent(in) :: handle, n_in, n_cols
+  real(real32), intent(in) :: x(n_in, n_cols)
+  real(real32), intent(out) :: max_abs_z(n_cols), distance(n_cols)
+  integer, intent(out) :: n_outside(n_cols), flagged(n_cols)
+  real(real32), intent(in) :: margin, distance_factor
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  logical :: flags(n_cols)
+  msg = ''
+  max_abs_z = 0
+  distance = 0
+  n_outside = 0
+  flagged = 0
+  if (.not. usable(handle, 32, 'guard', stat, msg)) return
+  call slots(handle)%net32%guard(x, max_abs_z, distance, n_outside, flags, stat, message, margin, &
+                                  distance_factor)
+  if (allocated(message)) msg = message
+  if (stat == 0) flagged = merge(1, 0, flags)
+end subroutine guard32
+
+
+subroutine guard64(handle, x, max_abs_z, distance, n_outside, flagged, n_in, n_cols, margin, &
+                    distance_factor, stat, msg)
+  !! Out-of-distribution scores of the columns of x against the model
+  !! file's input statistics, 64-bit (flagged: 1 or 0).
+  use iso_fortran_env, only: real64
+  use fkb_python_handles, only: slots, usable
+  implicit none
+  integer, intent(in) :: handle, n_in, n_cols
+  real(real64), intent(in) :: x(n_in, n_cols)
+  real(real64), intent(out) :: max_abs_z(n_cols), distance(n_cols)
+  integer, intent(out) :: n_outside(n_cols), flagged(n_cols)
+  real(real64), intent(in) :: margin, distance_factor
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  character(len=:), allocatable :: message
+  logical :: flags(n_cols)
+  msg = ''
+  max_abs_z = 0
+  distance = 0
+  n_outside = 0
+  flagged = 0
+  if (.not. usable(handle, 64, 'guard', stat, msg)) return
+  call slots(handle)%net64%guard(x, max_abs_z, distance, n_outside, flags, stat, message, margin, &
+                                  distance_factor)
+  if (allocated(message)) msg = message
+  if (stat == 0) flagged = merge(1, 0, flags)
+end subroutine guard64
+
+
 subroutine predict_column32(handle, x, y, n_in, n_out, stat)
   !! One column, 32-bit, with the least per-call work: `y` is the caller's
   !! array (f2py intent(inout)) and no message string crosses into Python

@@ -14,25 +14,30 @@ module fkb_model_file
   !! kind needs is left to the network builders.
   use iso_fortran_env, only: real32, real64, int8, int32, int64
   use iso_c_binding, only: c_char, c_int, c_null_char
-  use fkb_spec, only: model_spec, tensor_spec, io_spec, training_tensor, attribute_spec
+  use fkb_spec, only: model_spec, tensor_spec, io_spec, training_tensor, attribute_spec, statistics_spec
   use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
                         fkb_err_shape, fkb_err_nonfinite, fkb_err_argument
   use fkb_sha256, only: sha256_hex
-  use fkb_spec_build, only: open_model_file, attribute, first_nonfinite, int_to_str
+  use fkb_spec_build, only: open_model_file, attribute, first_nonfinite, int_to_str, real64_repr
+  use fkb_spec_query, only: parse_real
   use fkb_legacy, only: read_legacy_file
   use fkb_files, only: max_model_file_bytes
   implicit none
   private
   public :: read_model_file, write_model_file, fkb_format_version
 
-  integer, parameter :: fkb_format_version = 2
+  integer, parameter :: fkb_format_version = 3
     !! the newest format version this module reads and writes (it reads
-    !! and writes version 1 too: files without a training section)
+    !! and writes versions 1 and 2 too: files without input statistics,
+    !! without a training section)
 
   character(len=1), parameter :: newline = achar(10)
 
   integer, parameter :: section_none = 0, section_input_norm = 1, section_output_norm = 2, &
-                        section_layer = 3, section_training = 4
+                        section_layer = 3, section_training = 4, section_statistics = 5
+  character(len=*), parameter :: statistics_params(6) = &
+    [character(len=8) :: 'minimum', 'maximum', 'mean', 'std', 'basis', 'variance']
+    !! the params of an input_statistics section, in the order written
 
   type :: payload_entry
     !! Where the next tensor of the payload goes.
@@ -40,7 +45,7 @@ module fkb_model_file
     integer :: layer = 0
     integer :: param = 0
       !! index in the layer's params (or the training tensors), or
-      !! 1 = offset, 2 = scale
+      !! 1 = offset, 2 = scale, or the index in `statistics_params`
     integer :: count = 0
     integer :: bytes = 4
       !! bytes per value: 4, or 8 in a training section of precision 64
@@ -324,6 +329,15 @@ contains
           else
             call decode_float32(bytes, spec%output_scale)
           end if
+        case (section_statistics)
+          select case (e%param)
+          case (1); call decode_float32(bytes, spec%statistics%minimum)
+          case (2); call decode_float32(bytes, spec%statistics%maximum)
+          case (3); call decode_float32(bytes, spec%statistics%mean)
+          case (4); call decode_float32(bytes, spec%statistics%std)
+          case (5); call decode_float32(bytes, spec%statistics%basis)
+          case (6); call decode_float32(bytes, spec%statistics%variance)
+          end select
         case (section_layer)
           call decode_float32(bytes, spec%layers(e%layer)%params(e%param)%values)
         case (section_training)
@@ -429,6 +443,11 @@ contains
         call start_normalization(spec%n_outputs, spec%has_output_normalization)
         section = section_output_norm
       end if
+
+    case ('input_statistics')
+      call parse_statistics_line()
+      if (stat /= fkb_ok) return
+      section = section_statistics
 
     case ('layer')
       layer = layer + 1
@@ -547,6 +566,73 @@ contains
       spec%training%generator_ids = [spec%training%generator_ids, id]
       spec%training%generator_states = [spec%training%generator_states, state]
     end subroutine parse_generator_line
+
+    subroutine parse_statistics_line()
+      !! `input_statistics samples=<n> rank=<k> residual_variance=<r>
+      !! distance_q999=<d>`, once, before the layers, in format version 3.
+      type(attribute_spec), allocatable :: attributes(:)
+      integer :: k, found
+      real(real64) :: number
+      if (spec%version < 3) then
+        call bad(fkb_err_format, 'an input_statistics section needs format version 3 (the file says ' // &
+                 int_to_str(spec%version) // ')')
+        return
+      end if
+      if (spec%statistics%present) then
+        call bad(fkb_err_format, 'a second input_statistics section')
+        return
+      end if
+      if (layer > 0) then
+        call bad(fkb_err_format, 'the input_statistics section comes before the layers')
+        return
+      end if
+      if (spec%n_inputs == 0) then
+        call bad(fkb_err_format, 'input_statistics before n_inputs')
+        return
+      end if
+      call parse_key_values(line, first, last, 2, attributes, stat, problem)
+      if (stat /= fkb_ok) return
+      found = 0
+      do k = 1, size(attributes)
+        select case (attributes(k)%key)
+        case ('samples', 'rank')
+          call parse_int(attributes(k)%value, value, stat)
+          if (stat /= fkb_ok .or. value < 0 .or. (attributes(k)%key == 'samples' .and. value < 1) &
+              .or. (attributes(k)%key == 'rank' .and. value > spec%n_inputs)) then
+            call bad(fkb_err_format, 'input_statistics ' // attributes(k)%key // '=' // &
+                     attributes(k)%value // ' is out of range')
+            return
+          end if
+          if (attributes(k)%key == 'samples') then
+            spec%statistics%samples = value
+          else
+            spec%statistics%rank = value
+          end if
+        case ('residual_variance', 'distance_q999')
+          if (.not. parse_real(attributes(k)%value, number)) number = -1.0_real64
+          if (.not. (number > 0.0_real64 .and. number <= huge(1.0_real32))) then
+            call bad(fkb_err_format, 'input_statistics ' // attributes(k)%key // '=' // &
+                     attributes(k)%value // ' is not a positive number')
+            return
+          end if
+          if (attributes(k)%key == 'residual_variance') then
+            spec%statistics%residual_variance = number
+          else
+            spec%statistics%distance_q999 = number
+          end if
+        case default
+          call bad(fkb_err_format, 'input_statistics has no attribute ' // attributes(k)%key)
+          return
+        end select
+        found = found + 1
+      end do
+      if (found /= 4) then
+        call bad(fkb_err_format, 'the input_statistics line needs samples, rank, residual_variance ' // &
+                 'and distance_q999')
+        return
+      end if
+      spec%statistics%present = .true.
+    end subroutine parse_statistics_line
 
     subroutine set_count(n_io)
       !! `n_inputs <n>` or `n_outputs <n>`, given once.
@@ -714,6 +800,34 @@ contains
           added%shape = tensor%shape
           spec%training%tensors = [spec%training%tensors, added]
           entries(n_entries)%param = size(spec%training%tensors)
+        end block
+      case (section_statistics)
+        block
+          integer :: n_expected(2)
+          do k = size(statistics_params), 1, -1
+            if (trim(statistics_params(k)) == tensor%name) exit
+          end do
+          if (k == 0) then
+            call bad(fkb_err_format, 'input_statistics has no param ''' // tensor%name // '''')
+            return
+          end if
+          if (any(entries(1:n_entries - 1)%section == section .and. entries(1:n_entries - 1)%param == k)) then
+            call bad(fkb_err_format, 'input_statistics: a second param ' // tensor%name)
+            return
+          end if
+          select case (k)
+          case (5); n_expected = [spec%n_inputs, spec%statistics%rank]
+          case (6); n_expected = [spec%statistics%rank, 1]
+          case default; n_expected = [spec%n_inputs, 1]
+          end select
+          if (any(tensor%shape /= n_expected) .or. (k == 5 .and. tensor%rank /= 2) &
+              .or. (k /= 5 .and. tensor%rank /= 1)) then
+            call bad(fkb_err_shape, 'input_statistics param ' // tensor%name // ' has shape ' // &
+                     shape_text(tensor) // ', expected ' // int_to_str(n_expected(1)) // ' x ' // &
+                     int_to_str(n_expected(2)))
+            return
+          end if
+          entries(n_entries)%param = k
         end block
       case (section_input_norm, section_output_norm)
         block
@@ -940,6 +1054,7 @@ contains
     n_values = 0
     if (spec%has_input_normalization) call add_normalization_lines('input_normalization', spec%n_inputs)
     if (spec%has_output_normalization) call add_normalization_lines('output_normalization', spec%n_outputs)
+    if (spec%statistics%present) call add_statistics_lines()
     do l = 1, size(spec%layers)
       associate (layer => spec%layers(l))
         call add(header, 'layer ' // int_to_str(l) // ' ' // layer%kind // ' ' // int_to_str(layer%n_out) // &
@@ -964,8 +1079,9 @@ contains
     end do
     n_training_bytes = 0
     version = 1
+    if (spec%statistics%present) version = 3
     if (spec%training%present) then
-      version = 2
+      version = max(version, 2)
       call add_training_lines()
     end if
     call add(header, 'end_header' // newline)
@@ -981,6 +1097,16 @@ contains
     if (spec%has_output_normalization) then
       call put(spec%output_offset)
       call put(spec%output_scale)
+    end if
+    if (spec%statistics%present) then
+      call put(spec%statistics%minimum)
+      call put(spec%statistics%maximum)
+      call put(spec%statistics%mean)
+      call put(spec%statistics%std)
+      if (spec%statistics%rank > 0) then
+        call put(spec%statistics%basis)
+        call put(spec%statistics%variance)
+      end if
     end if
     do l = 1, size(spec%layers)
       if (.not. allocated(spec%layers(l)%params)) cycle
@@ -1038,6 +1164,26 @@ contains
       call add(header, 'param scale ' // int_to_str(n) // newline)
       n_values = n_values + 2 * n
     end subroutine add_normalization_lines
+
+    subroutine add_statistics_lines()
+      !! The input_statistics line and its params (docs/model-file.md).
+      integer :: n, k
+      n = spec%n_inputs
+      k = spec%statistics%rank
+      call add(header, 'input_statistics samples=' // int_to_str(spec%statistics%samples) // ' rank=' // &
+                       int_to_str(k) // ' residual_variance=' // real64_repr(spec%statistics%residual_variance) // &
+                       ' distance_q999=' // real64_repr(spec%statistics%distance_q999) // newline)
+      call add(header, 'param minimum ' // int_to_str(n) // newline)
+      call add(header, 'param maximum ' // int_to_str(n) // newline)
+      call add(header, 'param mean ' // int_to_str(n) // newline)
+      call add(header, 'param std ' // int_to_str(n) // newline)
+      n_values = n_values + 4 * n
+      if (k > 0) then
+        call add(header, 'param basis ' // int_to_str(n) // ' ' // int_to_str(k) // newline)
+        call add(header, 'param variance ' // int_to_str(k) // newline)
+        n_values = n_values + n * k + k
+      end if
+    end subroutine add_statistics_lines
 
     subroutine add_io_lines(word, io)
       character(len=*), intent(in) :: word
@@ -1174,6 +1320,10 @@ contains
     end if
     if (spec%has_output_normalization) then
       call check_normalization('output_normalization', spec%output_offset, spec%output_scale, spec%n_outputs)
+      if (stat /= fkb_ok) return
+    end if
+    if (spec%statistics%present) then
+      call check_statistics(spec%statistics, spec%n_inputs)
       if (stat /= fkb_ok) return
     end if
 
@@ -1423,6 +1573,57 @@ contains
         end if
       end do
     end subroutine check_io
+
+    subroutine check_statistics(stats, n)
+      !! An input_statistics section: every param there with its size, finite
+      !! values, minimum <= maximum, positive spreads.
+      type(statistics_spec), intent(in) :: stats
+      integer, intent(in) :: n
+      integer :: p, k, expected
+      logical :: there
+      if (stats%samples < 1 .or. stats%rank < 0 .or. stats%rank > n) then
+        call bad(structure_error, 'input_statistics: samples or rank out of range')
+        return
+      end if
+      if (.not. (stats%residual_variance > 0 .and. stats%distance_q999 > 0)) then
+        call bad(structure_error, 'input_statistics: residual_variance and distance_q999 must be positive')
+        return
+      end if
+      do p = 1, size(statistics_params)
+        expected = n
+        if (p == 5) expected = n * stats%rank
+        if (p == 6) expected = stats%rank
+        select case (p)
+        case (1); there = allocated(stats%minimum); if (there) there = size(stats%minimum) == expected
+        case (2); there = allocated(stats%maximum); if (there) there = size(stats%maximum) == expected
+        case (3); there = allocated(stats%mean); if (there) there = size(stats%mean) == expected
+        case (4); there = allocated(stats%std); if (there) there = size(stats%std) == expected
+        case (5); there = allocated(stats%basis); if (there) there = size(stats%basis) == expected
+        case (6); there = allocated(stats%variance); if (there) there = size(stats%variance) == expected
+        end select
+        if (.not. there .and. expected > 0) then
+          call bad(structure_error, 'input_statistics needs param ' // trim(statistics_params(p)) // &
+                   ' of ' // int_to_str(expected) // ' values')
+          return
+        end if
+      end do
+      k = max(first_nonfinite(stats%minimum), first_nonfinite(stats%maximum), first_nonfinite(stats%mean), &
+              first_nonfinite(stats%std))
+      if (stats%rank > 0) k = max(k, first_nonfinite(stats%basis), first_nonfinite(stats%variance))
+      if (k > 0) then
+        call bad(fkb_err_nonfinite, 'input_statistics holds a non-finite value')
+        return
+      end if
+      if (any(stats%minimum > stats%maximum)) then
+        call bad(structure_error, 'input_statistics: minimum above maximum for input ' // &
+                 int_to_str(findloc(stats%minimum > stats%maximum, .true., dim=1)))
+      else if (any(.not. stats%std > 0)) then
+        call bad(structure_error, 'input_statistics: std is not positive for input ' // &
+                 int_to_str(findloc(stats%std > 0, .false., dim=1)))
+      else if (stats%rank > 0) then
+        if (any(.not. stats%variance > 0)) call bad(structure_error, 'input_statistics: a variance is not positive')
+      end if
+    end subroutine check_statistics
 
     subroutine check_normalization(what, offset, scale, n)
       character(len=*), intent(in) :: what

@@ -10,7 +10,7 @@ module fkb_spec
   implicit none
   private
   public :: tensor_spec, attribute_spec, layer_spec, model_spec, io_spec
-  public :: training_spec, training_tensor
+  public :: training_spec, training_tensor, statistics_spec
 
   type :: tensor_spec
     character(len=:), allocatable :: name
@@ -72,6 +72,22 @@ module fkb_spec
     type(training_tensor), allocatable :: tensors(:)
   end type training_spec
 
+  type :: statistics_spec
+    !! The input_statistics section of a model file (format version 3,
+    !! docs/model-file.md): the training inputs' distribution in physical
+    !! units, for the out-of-distribution guard.
+    logical :: present = .false.
+    integer :: samples = 0
+    integer :: rank = 0
+      !! principal directions kept
+    real(real64) :: residual_variance = 1.0_real64
+    real(real64) :: distance_q999 = 1.0_real64
+    real(real32), allocatable :: minimum(:), maximum(:), mean(:), std(:)
+    real(real32), allocatable :: basis(:)
+      !! column-major `(n_inputs, rank)`
+    real(real32), allocatable :: variance(:)
+  end type statistics_spec
+
   type :: model_spec
     integer :: version = 1
     character(len=:), allocatable :: name
@@ -86,6 +102,8 @@ module fkb_spec
     type(layer_spec), allocatable :: layers(:)
     type(training_spec) :: training
       !! optional training state (format version 2)
+    type(statistics_spec) :: statistics
+      !! optional input statistics (format version 3)
   end type model_spec
 
 end module fkb_spec

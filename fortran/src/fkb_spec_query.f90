@@ -15,7 +15,7 @@ module fkb_spec_query
   public :: attribute_index, has_attribute, get_real_attribute, get_int_attribute, &
             get_flag_attribute, get_name_attribute, check_attribute_keys, &
             param_index, check_param_names, get_vector_param, get_matrix_param, &
-            check_vector, shape_to_str
+            check_vector, shape_to_str, parse_real
 
   integer, parameter :: key_len = 32
     !! length of the names in the lists of allowed keys

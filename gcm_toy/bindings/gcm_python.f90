@@ -11,7 +11,8 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
                       diffusion_time, diffuse_humidity, robert_coefficient, williams_alpha, humidity, &
                       mass_fixer, humidity_fixer, t_min, t_max, wind_max, ps_min, ps_max, physics, &
                       physics_seed, emulator_paths, use_real64, limit_humidity, limit_precipitation, &
-                      keep_training_batch, physics_settings, handle, stat, msg)
+                      guard, guard_margin, guard_factor, network_weight, ramp, ramp_start_step, ramp_steps, &
+                      network_start_step, reference_outputs, keep_training_batch, physics_settings, handle, stat, msg)
   !! A new model from configuration values (see gcm_config for their meaning
   !! and units; nlon = nlat = 0 and n_sigma_half = 0 select the defaults) and
   !! the name of its physics. The state starts at rest, isothermal 288 K.
@@ -19,11 +20,16 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   !! physics_seed of its random numbers; the emulator modes the model files
   !! in emulator_paths (separated by new lines), checked against the
   !! emulator interface here, and the options use_real64, limit_humidity,
-  !! limit_precipitation (0/1). keep_training_batch /= 0 keeps the emulator
+  !! limit_precipitation (0/1) and the out-of-distribution guard (policy
+  !! guard 0 off, 1 clip, 2 fallback; its margin and distance factor) and
+  !! partial coupling (network_weight, ramp 0 constant / 1 linear / 2 step,
+  !! ramp_start_step, ramp_steps, network_start_step: model steps;
+  !! reference_outputs(7): 0/1 per output group, gcm_emulator).
+  !! keep_training_batch /= 0 keeps the emulator
   !! inputs and outputs of every column of the last step (gcm_get_training_batch).
   !! physics_settings: namelist text changing the moist physics' settings
   !! (physics_config_read in physics_configuration.f90); blank = defaults.
-  use iso_fortran_env, only: real64
+  use iso_fortran_env, only: real64, int64
   use gcm_dycore, only: model_config, model_init, gcm_ok
   use gcm_python_handles, only: slots, new_slot, free_slot, select_physics, reset_means, physics_options, &
                                 n_diagnostics
@@ -36,7 +42,11 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   character(len=*), intent(in) :: physics
   integer, intent(in) :: physics_seed
   character(len=*), intent(in) :: emulator_paths
-  integer, intent(in) :: use_real64, limit_humidity, limit_precipitation, keep_training_batch
+  integer, intent(in) :: use_real64, limit_humidity, limit_precipitation, keep_training_batch, guard
+  real(real64), intent(in) :: guard_margin, guard_factor, network_weight
+  integer, intent(in) :: ramp
+  integer(int64), intent(in) :: ramp_start_step, ramp_steps, network_start_step
+  integer, intent(in) :: reference_outputs(7)
   character(len=*), intent(in) :: physics_settings
   integer, intent(out) :: handle, stat
   character(len=1024), intent(out) :: msg
@@ -70,6 +80,15 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   options%limit_humidity = limit_humidity /= 0
   options%limit_precipitation = limit_precipitation /= 0
   options%keep_training_batch = keep_training_batch /= 0
+  options%guard = guard
+  options%guard_margin = guard_margin
+  options%guard_factor = guard_factor
+  options%network_weight = network_weight
+  options%ramp = ramp
+  options%ramp_start_step = ramp_start_step
+  options%ramp_steps = ramp_steps
+  options%network_start_step = network_start_step
+  options%reference_outputs = reference_outputs /= 0
   options%physics_settings = trim(physics_settings)
 
   call new_slot(handle)
@@ -387,7 +406,8 @@ subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, precc
   !! Means of the aquaplanet physics' diagnostics summed by gcm_step since
   !! the last reset: diag(:, :, k) for k = precip, evap [kg m-2 s-1], shflx,
   !! lhflx [W m-2, upward], sst [K], solin, fsnt, fsns [W m-2, net down],
-  !! flnt, flns [W m-2, net up]; cloud fraction (nlev, nlon, nlat) [1] and
+  !! flnt, flns [W m-2, net up], the fractions of steps the emulator guard
+  !! flagged a column and sent it to the reference physics; cloud fraction (nlev, nlon, nlat) [1] and
   !! convective precipitation (nlon, nlat) [kg m-2 s-1].
   !! count: physics steps summed (0 for other physics: zeros);
   !! cloud_count: of those with a cloud fraction (reference physics only).
@@ -406,7 +426,7 @@ subroutine gcm_get_diag_mean(handle, nlon, nlat, nlev, ndiag, diag, cloud, precc
     if (ndiag /= n_diagnostics .or. any(shape(diag(:, :, 1)) /= shape(s%sum_diag(:, :, 1))) .or. &
         any(shape(cloud) /= shape(s%sum_cloud))) then
       stat = gcm_err_state
-      msg = 'gcm_get_diag_mean: arrays must have shape (nlon, nlat, 10) and (nlev, nlon, nlat)'
+      msg = 'gcm_get_diag_mean: arrays must have shape (nlon, nlat, 12) and (nlev, nlon, nlat)'
       return
     end if
     count = s%n_diag

@@ -11,6 +11,7 @@ module gcm_python_handles
                         model_step
   use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
                             aquaplanet_emulator_setup, aquaplanet_get_surface_diagnostics, &
+                            aquaplanet_get_guard_diagnostics, &
                             aquaplanet_get_cloud_fraction, aquaplanet_get_training_batch, &
                             aquaplanet_get_convective_precip
   use gcm_emulator, only: emulator_options
@@ -28,9 +29,10 @@ module gcm_python_handles
     'rest, held-suarez, rossby-haurwitz, jablonowski-williamson, aquaplanet'
   integer, parameter :: max_path = 4096
     !! longest model-file path
-  integer, parameter :: n_diagnostics = 10
+  integer, parameter :: n_diagnostics = 12
     !! surface/TOA diagnostics of the aquaplanet physics summed for the means,
-    !! in this order: precip, evap, shflx, lhflx, sst, solin, fsnt, fsns, flnt, flns
+    !! in this order: precip, evap, shflx, lhflx, sst, solin, fsnt, fsns, flnt, flns,
+    !! and the emulator guard's flagged and fallback columns (1 or 0)
 
   type :: physics_options
     !! What the moist aquaplanet physics needs besides its name.
@@ -44,6 +46,14 @@ module gcm_python_handles
     logical :: limit_humidity = .false.
     logical :: limit_precipitation = .false.
     logical :: keep_training_batch = .false.
+    integer :: guard = 0
+      !! the emulator's out-of-distribution policy (gcm_emulator: guard_off, guard_clip, guard_fallback)
+    real(wp) :: guard_margin = 0.1_wp, guard_factor = 2.0_wp
+    real(wp) :: network_weight = 1.0_wp
+      !! partial coupling (gcm_emulator): the network's weight, its ramp, the spin-up
+    integer :: ramp = 0
+    integer(int64) :: ramp_start_step = 0, ramp_steps = 0, network_start_step = -huge(1_int64)
+    logical :: reference_outputs(7) = .false.
   end type physics_options
 
   type :: model_slot
@@ -192,6 +202,15 @@ contains
       emulator%use_real64 = options%use_real64
       emulator%limit_humidity = options%limit_humidity
       emulator%limit_precipitation = options%limit_precipitation
+      emulator%guard = options%guard
+      emulator%guard_margin = options%guard_margin
+      emulator%guard_factor = options%guard_factor
+      emulator%network_weight = options%network_weight
+      emulator%ramp = options%ramp
+      emulator%ramp_start_step = options%ramp_start_step
+      emulator%ramp_steps = options%ramp_steps
+      emulator%network_start_step = options%network_start_step
+      emulator%reference_outputs = options%reference_outputs
       allocate (aquaplanet_physics :: physics)
       select type (physics)
       type is (aquaplanet_physics)
@@ -268,6 +287,8 @@ contains
                                               s%diag(:, :, 4), s%diag(:, :, 5), s%diag(:, :, 6), &
                                               s%diag(:, :, 7), s%diag(:, :, 8), s%diag(:, :, 9), &
                                               s%diag(:, :, 10), status, message)
+      if (status == gcm_ok) call aquaplanet_get_guard_diagnostics(p, s%diag(:, :, 11), s%diag(:, :, 12), &
+                                                                  status, message)
       if (status /= gcm_ok) return
       s%sum_diag = s%sum_diag + s%diag
       s%n_diag = s%n_diag + 1

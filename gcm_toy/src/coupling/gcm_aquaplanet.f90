@@ -37,7 +37,8 @@ module gcm_aquaplanet
   implicit none
   private
   public :: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, aquaplanet_emulator_setup, &
-            aquaplanet_get_training_batch, aquaplanet_get_surface_diagnostics, aquaplanet_get_cloud_fraction, &
+            aquaplanet_get_training_batch, aquaplanet_get_surface_diagnostics, aquaplanet_get_guard_diagnostics, &
+            aquaplanet_get_cloud_fraction, &
             aquaplanet_get_convective_precip, &
             set_aquaplanet_start
 
@@ -337,6 +338,28 @@ contains
     status = gcm_ok
     message = ''
   end subroutine aquaplanet_get_surface_diagnostics
+
+  subroutine aquaplanet_get_guard_diagnostics(self, flagged, on_fallback, status, message)
+    !! The emulator guard's columns of the last step on the grid (nlon,
+    !! nlat): flagged out of distribution, computed by the reference physics
+    !! (1 or 0; zeros without an emulator guard).
+    type(aquaplanet_physics), intent(in) :: self
+    real(wp), intent(out) :: flagged(:, :), on_fallback(:, :)
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    if (.not. ready_with_step(self, status, message)) return
+    flagged = 0.0_wp
+    on_fallback = 0.0_wp
+    select type (scheme => self%scheme)
+    type is (emulator_physics)
+      if (allocated(scheme%flagged)) then
+        flagged = reshape(scheme%flagged(1:self%nlon * self%nlat), [self%nlon, self%nlat])
+        on_fallback = reshape(scheme%on_fallback(1:self%nlon * self%nlat), [self%nlon, self%nlat])
+      end if
+    end select
+    status = gcm_ok
+    message = ''
+  end subroutine aquaplanet_get_guard_diagnostics
 
   subroutine aquaplanet_get_cloud_fraction(self, cloud_fraction, status, message)
     !! Cloud fraction of the last step (nlev, nlon, nlat), subcolumn mean;

@@ -21,17 +21,46 @@ module gcm_emulator
   !! A non-finite output is a failure (status physics_err_nonfinite) whose
   !! message names the output element and the column; `failed_column` and
   !! `failed_output` keep them for the host's failure record.
+  !!
+  !! The out-of-distribution guard (off by default: then nothing of it
+  !! runs) scores every column's inputs against the training inputs'
+  !! statistics of the (first) member's model file (`network%guard`,
+  !! docs/model-file.md "Input statistics"). Policy `guard_clip` clamps the
+  !! inputs into the widened training range before predicting; policy
+  !! `guard_fallback` runs the reference physics (`reference_emulated_physics`,
+  !! whose random numbers are keyed by column, so a column's result does not
+  !! depend on which others fall back) on the flagged columns in the same
+  !! call, and also on any column whose outputs are not finite. `flagged`
+  !! and `on_fallback` keep the last call's columns (1 or 0) for the
+  !! host's diagnostics.
+  !!
+  !! Partial coupling (as in ClimSim-Online): before `network_start_step`
+  !! the reference physics alone runs (a spin-up; the network is not
+  !! called); after it the outputs are `a * network + (1 - a) * reference`
+  !! with the weight `a` of `network_weight` and its ramp in time (constant;
+  !! linear from 0 over `ramp_steps` steps from `ramp_start_step`; or a step
+  !! from 0 to it there), and the output groups of `reference_outputs`
+  !! (dT/dt, dq/dt, FSNT, FSNS, FLNT, FLNS, PRECT) come from the reference
+  !! physics. Mixing runs the reference physics on every column.
   use iso_fortran_env, only: real32, real64, int64
-  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite
+  use fkb, only: network, network_r64, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite
   use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
   use physics_configuration, only: physics_config
-  use emulated_physics, only: emulated_physics_scheme
+  use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
   use gcm_emulator_interface, only: emulator_n_inputs, emulator_n_outputs, emulator_output_name, &
                                     emulator_output_units, pack_emulator_inputs, unpack_emulator_outputs, &
+                                    pack_emulator_outputs, &
                                     compare_interface, element_label, int_text
   implicit none
   private
-  public :: emulator_physics, emulator_options, emulator_physics_setup
+  public :: emulator_physics, emulator_options, emulator_physics_setup, guard_off, guard_clip, guard_fallback
+
+  integer, parameter :: guard_off = 0, guard_clip = 1, guard_fallback = 2
+    !! policies of the out-of-distribution guard
+  integer, parameter, public :: ramp_constant = 0, ramp_linear = 1, ramp_step = 2
+    !! how the network's weight reaches `network_weight`
+  integer, parameter, public :: n_output_groups = 7
+    !! dT/dt, dq/dt, FSNT, FSNS, FLNT, FLNS, PRECT
 
   type :: emulator_options
     !! How the networks run and what may be corrected (configuration as data).
@@ -42,6 +71,20 @@ module gcm_emulator
       !! clip dq/dt at -q/dt so that q + dt dq/dt >= 0
     logical :: limit_precipitation = .false.
       !! clip precipitation at zero
+    integer :: guard = guard_off
+      !! out-of-distribution policy: guard_off, guard_clip or guard_fallback
+    real(real64) :: guard_margin = 0.1_real64
+      !! widening of each input's training range, a fraction of its width
+    real(real64) :: guard_factor = 2.0_real64
+      !! flag beyond this multiple of the training's 99.9th-percentile distance
+    real(real64) :: network_weight = 1.0_real64
+      !! `a` of `a * network + (1 - a) * reference` once ramped
+    integer :: ramp = ramp_constant
+    integer(int64) :: ramp_start_step = 0, ramp_steps = 0
+    integer(int64) :: network_start_step = -huge(1_int64)
+      !! the reference physics alone before this model step
+    logical :: reference_outputs(n_output_groups) = .false.
+      !! output groups taken from the reference physics
   end type emulator_options
 
   type, extends(emulated_physics_scheme) :: emulator_physics
@@ -64,6 +107,18 @@ module gcm_emulator
       !! after a non-finite output: the member that produced it (0 otherwise)
     real(real64) :: failed_value = 0.0_real64
       !! after a non-finite output: the value (NaN or +-Inf)
+    type(network_r64) :: guard_net
+      !! the first member, for its input statistics (guard on)
+    type(reference_emulated_physics) :: fallback
+      !! the reference physics of the flagged columns (guard_fallback)
+    real(real64), allocatable :: max_abs_z(:), distance(:)
+    integer, allocatable :: n_outside(:)
+    logical, allocatable :: guard_flags(:)
+    real(real64), allocatable :: y_reference(:, :)
+      !! the reference physics' outputs of every column (partial coupling)
+    real(real64), allocatable :: flagged(:), on_fallback(:)
+      !! the last call's columns: flagged out of distribution, computed by
+      !! the reference physics (1 or 0)
   contains
     procedure :: compute => emulator_compute
     procedure :: n_members => emulator_n_members
@@ -125,6 +180,26 @@ contains
       end if
     end do
     call probe%clear()
+    if (options%guard /= guard_off) then
+      if (options%guard /= guard_clip .and. options%guard /= guard_fallback) then
+        message = 'emulator: unknown guard policy ' // int_text(options%guard)
+        return
+      end if
+      if (.not. (options%guard_margin >= 0.0_real64 .and. options%guard_factor > 0.0_real64)) then
+        message = 'emulator: the guard margin must be >= 0 and its distance factor > 0'
+        return
+      end if
+      call self%guard_net%load(trim(paths(1)), stat, msg)
+      if (stat == fkb_ok .and. .not. self%guard_net%has_input_statistics()) then
+        message = 'emulator: ' // trim(paths(1)) // ' has no statistics of its training inputs, which the ' // &
+                  'guard needs (a model exported with its training data, e.g. by fkb train)'
+        return
+      end if
+      if (stat /= fkb_ok) then
+        message = 'emulator: cannot load ' // trim(paths(1)) // ': ' // msg
+        return
+      end if
+    end if
     if (options%use_real64) then
       call self%ens64%load(paths, stat, msg)
     else
@@ -180,6 +255,8 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     integer :: n_in, n_out
+    real(real64) :: weight
+    logical :: mixing
 
     self%failed_column = 0
     self%failed_output = 0
@@ -201,8 +278,45 @@ contains
     n_in = emulator_n_inputs(nlev)
     n_out = emulator_n_outputs(nlev)
     call reserve(self, n_in, n_out, ncol)
+    weight = network_weight(self%options, step)
+    mixing = weight < 1.0_real64 .or. any(self%options%reference_outputs)
+    if (mixing) then
+      call self%fallback%compute(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, &
+                                 step, column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
+      if (stat /= physics_ok) then
+        msg = 'emulator: the reference physics of partial coupling: ' // msg
+        return
+      end if
+      if (weight == 0.0_real64) then
+        ! spin-up (or a zero weight): the reference physics alone, the network not called
+        if (allocated(self%flagged)) self%flagged(1:ncol) = 0.0_real64
+        if (allocated(self%on_fallback)) self%on_fallback(1:ncol) = 0.0_real64
+        return
+      end if
+      call pack_emulator_outputs(nlev, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, self%y_reference(:, 1:ncol))
+    end if
 
     call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, self%x(:, 1:ncol))
+    if (self%options%guard /= guard_off) then
+      call self%guard_net%guard(self%x(:, 1:ncol), self%max_abs_z(1:ncol), self%distance(1:ncol), &
+                                self%n_outside(1:ncol), self%guard_flags(1:ncol), stat, msg, &
+                                self%options%guard_margin, self%options%guard_factor)
+      if (stat /= fkb_ok) then
+        msg = 'emulator guard: ' // msg
+        stat = physics_err_state
+        return
+      end if
+      self%flagged(1:ncol) = merge(1.0_real64, 0.0_real64, self%guard_flags(1:ncol))
+      self%on_fallback(1:ncol) = 0.0_real64
+      if (self%options%guard == guard_clip) then
+        call self%guard_net%clip_inputs(self%x(:, 1:ncol), stat, msg, self%options%guard_margin)
+        if (stat /= fkb_ok) then
+          msg = 'emulator guard: ' // msg
+          stat = physics_err_state
+          return
+        end if
+      end if
+    end if
     if (self%options%use_real64) then
       call self%ens64%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), self%spread(:, 1:ncol), stat, msg, &
                               members=self%members(:, 1:ncol, :))
@@ -212,17 +326,128 @@ contains
                               members=self%members32(:, 1:ncol, :))
       if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%y32(:, 1:ncol), real64)
     end if
+    if (stat == fkb_err_nonfinite .and. self%options%guard == guard_fallback .and. index(msg, 'output') > 0) then
+      ! the reference physics takes over the columns whose outputs are not finite
+      call members_mean(self, ncol)
+      stat = fkb_ok
+    end if
     if (stat /= fkb_ok) then
       call report_failure(self, ncol, nlev, column_ids, stat, msg)
       return
     end if
+    if (mixing) call mix_outputs(self, nlev, ncol, weight)
     call unpack_emulator_outputs(nlev, self%y(:, 1:ncol), dtdt, dqdt, fsnt, fsns, flnt, flns, precip)
+    if (self%options%guard == guard_fallback) then
+      call fall_back(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
+                     column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
+      if (stat /= physics_ok) return
+    end if
 
     if (self%options%limit_humidity) dqdt = max(dqdt, -q / dt)
     if (self%options%limit_precipitation) precip = max(precip, 0.0_real64)
     stat = physics_ok
     msg = ''
   end subroutine emulator_compute
+
+  pure real(real64) function network_weight(options, step) result(a)
+    !! The network's weight `a` at model step `step` (0 in the spin-up).
+    type(emulator_options), intent(in) :: options
+    integer(int64), intent(in) :: step
+    if (step < options%network_start_step) then
+      a = 0.0_real64
+      return
+    end if
+    a = options%network_weight
+    select case (options%ramp)
+    case (ramp_linear)
+      if (options%ramp_steps > 0) a = a * min(max(real(step - options%ramp_start_step, real64) / &
+                                                  real(options%ramp_steps, real64), 0.0_real64), 1.0_real64)
+    case (ramp_step)
+      if (step < options%ramp_start_step + options%ramp_steps) a = 0.0_real64
+    end select
+  end function network_weight
+
+  subroutine mix_outputs(self, nlev, ncol, weight)
+    !! y = a y + (1 - a) y_reference, the reference's for its output groups.
+    type(emulator_physics), intent(inout) :: self
+    integer, intent(in) :: nlev, ncol
+    real(real64), intent(in) :: weight
+    integer :: i, group
+    do i = 1, emulator_n_outputs(nlev)
+      group = min(i - 1, 2 * nlev - 1) / nlev + 1
+      if (i > 2 * nlev) group = i - 2 * nlev + 2
+      if (self%options%reference_outputs(group)) then
+        self%y(i, 1:ncol) = self%y_reference(i, 1:ncol)
+      else if (weight < 1.0_real64) then
+        self%y(i, 1:ncol) = weight * self%y(i, 1:ncol) + (1.0_real64 - weight) * self%y_reference(i, 1:ncol)
+      end if
+    end do
+  end subroutine mix_outputs
+
+  subroutine members_mean(self, ncol)
+    !! The members' mean output, member by member in order, where the
+    !! ensemble stopped at a non-finite output (kept in `members`).
+    type(emulator_physics), intent(inout) :: self
+    integer, intent(in) :: ncol
+    integer :: m
+    self%y(:, 1:ncol) = 0.0_real64
+    do m = 1, self%n_members()
+      if (self%options%use_real64) then
+        self%y(:, 1:ncol) = self%y(:, 1:ncol) + self%members(:, 1:ncol, m)
+      else
+        self%y(:, 1:ncol) = self%y(:, 1:ncol) + real(self%members32(:, 1:ncol, m), real64)
+      end if
+    end do
+    self%y(:, 1:ncol) = self%y(:, 1:ncol) / real(self%n_members(), real64)
+  end subroutine members_mean
+
+  subroutine fall_back(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
+                       column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
+    !! The reference physics on the flagged columns and on those whose
+    !! outputs are not finite, gathered into one batch and scattered back.
+    type(emulator_physics), intent(inout) :: self
+    type(physics_config), intent(in) :: config
+    integer, intent(in) :: ncol, nlev
+    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
+    real(real64), intent(in) :: sigma(:), sigma_half(0:)
+    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
+    real(real64), intent(in) :: dt
+    integer(int64), intent(in) :: step
+    integer, intent(in) :: column_ids(:)
+    integer(int64), intent(in) :: seed
+    real(real64), intent(inout) :: dtdt(:, :), dqdt(:, :)
+    real(real64), intent(inout) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: msg
+    integer, allocatable :: idx(:)
+    real(real64), allocatable :: rt(:, :), rq(:, :), r1(:), r2(:), r3(:), r4(:), r5(:)
+    integer :: j, n
+    logical :: take(ncol)
+    do j = 1, ncol
+      take(j) = self%guard_flags(j) .or. .not. all(abs(self%y(:, j)) <= huge(1.0_real64))
+    end do
+    idx = pack([(j, j = 1, ncol)], take)
+    n = size(idx)
+    self%on_fallback(1:ncol) = merge(1.0_real64, 0.0_real64, take)
+    stat = physics_ok
+    msg = ''
+    if (n == 0) return
+    allocate (rt(nlev, n), rq(nlev, n), r1(n), r2(n), r3(n), r4(n), r5(n))
+    call self%fallback%compute(config, n, nlev, t(:, idx), q(:, idx), ps(idx), sigma, sigma_half, solin(idx), &
+                               shflx(idx), lhflx(idx), dt, step, column_ids(idx), seed, rt, rq, r1, r2, r3, r4, &
+                               r5, stat, msg)
+    if (stat /= physics_ok) then
+      msg = 'emulator fallback to the reference physics: ' // msg
+      return
+    end if
+    dtdt(:, idx) = rt
+    dqdt(:, idx) = rq
+    fsnt(idx) = r1
+    fsns(idx) = r2
+    flnt(idx) = r3
+    flns(idx) = r4
+    precip(idx) = r5
+  end subroutine fall_back
 
   subroutine reserve(self, n_in, n_out, ncol)
     !! Size the work arrays for at least ncol columns (kept between calls).
@@ -233,7 +458,14 @@ contains
       if (size(self%x, 1) == n_in .and. size(self%x, 2) >= ncol) return
       deallocate (self%x, self%y, self%spread, self%members)
       if (allocated(self%x32)) deallocate (self%x32, self%y32, self%spread32, self%members32)
+      deallocate (self%max_abs_z, self%distance, self%n_outside, self%guard_flags, self%flagged, self%on_fallback, &
+                  self%y_reference)
     end if
+    allocate (self%y_reference(n_out, ncol))
+    allocate (self%max_abs_z(ncol), self%distance(ncol), self%n_outside(ncol), self%guard_flags(ncol), &
+              self%flagged(ncol), self%on_fallback(ncol))
+    self%flagged = 0.0_real64
+    self%on_fallback = 0.0_real64
     nm = self%n_members()
     allocate (self%x(n_in, ncol), self%y(n_out, ncol), self%spread(n_out, ncol), &
               self%members(n_out, ncol, nm))
