@@ -45,9 +45,9 @@ import numpy as np
 
 from emulators.atomic_files import NotAFileError, replacing
 from emulators.formats import ConversionError, UnsupportedModelError, convert, load_spec, register_format
+from emulators.input_statistics import statistics_from_json, statistics_to_json
 from emulators.modelfile import (
     ACTIVATIONS,
-    InputStatistics,
     LayerSpec,
     ModelFileError,
     ModelSpec,
@@ -1001,27 +1001,8 @@ def _metadata(spec: ModelSpec, groups: list[list[str]]) -> dict:
     }
 
 
-def _statistics_metadata(stats: InputStatistics) -> dict:
-    """The input statistics as JSON values: float32 arrays as their exact
-    decimal values (``float(np.float32)``), the basis by rows."""
-    return {"minimum": stats.minimum.astype(np.float32).tolist(), "maximum": stats.maximum.astype(np.float32).tolist(),
-            "mean": stats.mean.astype(np.float32).tolist(), "std": stats.std.astype(np.float32).tolist(),
-            "basis": stats.basis.astype(np.float32).tolist(), "variance": stats.variance.astype(np.float32).tolist(),
-            "residual_variance": float(stats.residual_variance), "distance_q999": float(stats.distance_q999),
-            "samples": int(stats.samples)}
-
-
-def _statistics_from_metadata(values: Any, n_inputs: int) -> InputStatistics:
-    """The input statistics of a ``.keras`` file's FKB metadata (ValueError when malformed)."""
-    try:
-        arrays = {name: np.asarray(values[name], np.float32) for name in
-                  ("minimum", "maximum", "mean", "std", "variance")}
-        rank = arrays["variance"].shape[0] if arrays["variance"].ndim == 1 else -1
-        basis = np.asarray(values["basis"], np.float32).reshape(n_inputs, rank) if rank >= 0 else None
-        return InputStatistics(**arrays, basis=basis, residual_variance=float(values["residual_variance"]),
-                               distance_q999=float(values["distance_q999"]), samples=int(values["samples"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed input_statistics ({exc})") from None
+_statistics_metadata = statistics_to_json        # emulators/input_statistics.py, shared with ONNX's metadata
+_statistics_from_metadata = statistics_from_json
 
 
 def spec_to_keras(spec: ModelSpec) -> Any:

@@ -9,7 +9,8 @@ The graph has one input ``x`` of shape ``(batch, n_inputs)`` and one output
 ``Sub``/``Div`` and ``Mul``/``Add``, GELU ``Erf``/``Mul``/``Add`` as
 PyTorch exports it, ...), the node names carrying the layer's id and type
 (``layer3_dense``); the names and units of the inputs and outputs and the
-model's name go to ``metadata_props`` (:data:`emulators.onnx_import.METADATA_KEYS`),
+model's name, and the statistics of the training inputs that the runtime's
+guard needs, go to ``metadata_props`` (:data:`emulators.onnx_import.METADATA_KEYS`),
 so ``fkb convert model.onnx model.fkb`` gives them back. Every graph written
 is read back by the importer to the same predictions (``tests/test_onnx.py``).
 
@@ -256,6 +257,10 @@ def spec_to_onnx(spec: ModelSpec) -> onnx.ModelProto:
         props[METADATA_KEYS["inputs"]] = json.dumps([list(pair) for pair in spec.inputs])
     if spec.outputs:
         props[METADATA_KEYS["outputs"]] = json.dumps([list(pair) for pair in spec.outputs])
+    if getattr(spec, "input_statistics", None) is not None:
+        from emulators.input_statistics import statistics_to_json
+
+        props[METADATA_KEYS["input_statistics"]] = json.dumps(statistics_to_json(spec.input_statistics))
     if props:
         helper.set_model_props(model, props)
     onnx.checker.check_model(model)

@@ -74,10 +74,14 @@ METADATA_KEYS = {
     "name": "fkb.name",
     "inputs": "fkb.inputs",
     "outputs": "fkb.outputs",
+    "input_statistics": "fkb.input_statistics",
 }
 """``metadata_props`` keys the importer reads and the exporter writes:
 ``fkb.name`` the model's name, ``fkb.inputs`` / ``fkb.outputs`` a JSON list
-of ``[name, units]`` pairs, one per input (output) feature."""
+of ``[name, units]`` pairs, one per input (output) feature,
+``fkb.input_statistics`` the statistics of the training inputs that the
+runtime's guard needs (a JSON object, as in a ``.keras`` file's metadata:
+:func:`emulators.input_statistics.statistics_to_json`)."""
 
 _MAX_FOLDED = 1 << 26  # elements of a constant the importer folds (256 MiB of float32)
 _BATCH = (1 << 40) + 17  # stands for the batch size inside folded shape tensors
@@ -1921,6 +1925,15 @@ def onnx_to_spec(model_or_path: Any) -> ModelSpec:
         input_normalization=input_norm,
         output_normalization=output_norm,
     )
+    statistics = props.get(METADATA_KEYS["input_statistics"])
+    if statistics is not None:
+        from emulators.input_statistics import statistics_from_json
+
+        try:
+            spec.input_statistics = statistics_from_json(json.loads(statistics), n_inputs)
+        except ValueError as exc:
+            raise ConversionError(f"{source}: metadata_props {METADATA_KEYS['input_statistics']}: "
+                                  f"{_one_line(exc)[:200]}") from None
     try:
         validate_spec(spec)
     except ValueError as exc:

@@ -196,6 +196,9 @@ def test_model_file_to_onnx_and_back_is_byte_identical(tmp_path):
                                                        rng.uniform(0.5, 2, 4).astype(np.float32)),
                      output_normalization=Normalization(rng.normal(size=3).astype(np.float32),
                                                         rng.uniform(1e-8, 1e-6, 3).astype(np.float32)))
+    from emulators.input_statistics import input_statistics
+    samples = np.random.default_rng(1).normal(size=(500, 4)) @ rng.normal(size=(4, 4))
+    spec.input_statistics = input_statistics(lambda: iter([samples.astype(np.float32)]))   # the guard's
     source = tmp_path / "a.fkb"
     write_model_file(spec, source)
     check_export(spec, tmp_path)
