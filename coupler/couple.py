@@ -3,8 +3,8 @@
 What ``fkb couple`` does with a trained network, step by step:
 
 1. :func:`prepare_model_files`: model files as they are; a Keras ``.keras``
-   or legacy ``.h5`` file is converted on the way
-   (:func:`emulators.convert.convert`) into ``OUT/emulators/NAME.fkb``;
+   or legacy ``.h5`` file, or an ONNX ``.onnx`` file, is converted on the way
+   (:func:`emulators.formats.convert`) into ``OUT/emulators/NAME.fkb``;
 2. :func:`check_interface`: the GCM builds itself with the networks and
    checks their interface (names, units, sizes) before anything is run, so
    a mismatch is refused with the GCM's one-line message;
@@ -37,6 +37,7 @@ import xarray as xr
 
 from coupler.sweep import CoupledRunConfig, _json_safe, coupled_run
 from emulators.atomic_files import replacing, write_text_replacing
+from emulators.formats import needs_conversion
 
 __all__ = ["KERAS_SUFFIXES", "CoupleResult", "prepare_model_files", "check_interface", "couple_config",
            "couple_and_score", "summary_lines"]
@@ -64,8 +65,8 @@ class CoupleResult:
 def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                         gcm_interface: bool = False, normalization: str | os.PathLike | None = None
                         ) -> tuple[list[Path], dict[str, Path]]:
-    """The model files to couple: paths of model files unchanged, Keras files
-    converted to ``out_dir/emulators/STEM.fkb`` (numbered if two have the
+    """The model files to couple: paths of model files unchanged, Keras and
+    ONNX files converted to ``out_dir/emulators/STEM.fkb`` (numbered if two have the
     same name); with `gcm_interface`, every file converted there with the
     GCM's interface attached (and `normalization`, see
     :func:`emulators.export.with_gcm_interface`). Returns the model files and
@@ -81,12 +82,13 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such emulator file")
     for i, path in enumerate(Path(p) for p in emulators):
-        if path.suffix.lower() not in KERAS_SUFFIXES and not gcm_interface:
+        if not needs_conversion(path) and not gcm_interface:
             files.append(path)
             continue
-        from emulators.conservation import ColumnWaterConservation  # noqa: F401 (registers the case study's layer)
-        from emulators.convert import convert
+        if path.suffix.lower() in (".keras", ".h5", ".hdf5"):   # Keras (and TensorFlow) only for Keras files
+            from emulators.conservation import ColumnWaterConservation  # noqa: F401 (registers the case study's layer)
         from emulators.export import convert_for_gcm
+        from emulators.formats import convert
 
         folder = Path(out_dir) / "emulators"
         folder.mkdir(parents=True, exist_ok=True)

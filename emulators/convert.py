@@ -12,7 +12,9 @@
   for (variable names and units, the model name, which layers are the
   input/output normalization, the exact layer attributes). Model file ->
   ``.keras`` -> model file is therefore byte-identical.
-* :func:`convert` picks the direction from the file extensions.
+* :func:`convert` picks the direction from the file extensions (it lives in
+  :mod:`emulators.formats`, with ``load_spec``, and is re-exported here;
+  this module registers the Keras format with it).
 * :func:`register_layer` teaches both directions (and the NumPy reference
   evaluator) a custom Keras layer class; :func:`load_plugin` imports a module
   that registers some (``fkb convert --plugin MODULE``). See
@@ -42,9 +44,10 @@ import keras
 import numpy as np
 
 from emulators.atomic_files import NotAFileError, replacing
+from emulators.formats import ConversionError, UnsupportedModelError, convert, load_spec, register_format
+from emulators.input_statistics import statistics_from_json, statistics_to_json
 from emulators.modelfile import (
     ACTIVATIONS,
-    InputStatistics,
     LayerSpec,
     ModelFileError,
     ModelSpec,
@@ -67,6 +70,7 @@ __all__ = [
     "gaussian",
     "gelu_tanh",
     "keras_to_spec",
+    "load_spec",
     "load_plugin",
     "register_layer",
     "spec_to_keras",
@@ -83,14 +87,6 @@ _METADATA_FORMAT = "fkb-metadata"
 _METADATA_VERSION = 1
 _INPUT_NORMALIZATION = "input_normalization"
 _OUTPUT_NORMALIZATION = "output_normalization"
-
-
-class ConversionError(Exception):
-    """A conversion failed; the message is one line naming the problem."""
-
-
-class UnsupportedModelError(ConversionError):
-    """The Keras model holds a layer, activation or option that cannot be converted."""
 
 
 # --------------------------------------------------------------------------
@@ -1005,27 +1001,8 @@ def _metadata(spec: ModelSpec, groups: list[list[str]]) -> dict:
     }
 
 
-def _statistics_metadata(stats: InputStatistics) -> dict:
-    """The input statistics as JSON values: float32 arrays as their exact
-    decimal values (``float(np.float32)``), the basis by rows."""
-    return {"minimum": stats.minimum.astype(np.float32).tolist(), "maximum": stats.maximum.astype(np.float32).tolist(),
-            "mean": stats.mean.astype(np.float32).tolist(), "std": stats.std.astype(np.float32).tolist(),
-            "basis": stats.basis.astype(np.float32).tolist(), "variance": stats.variance.astype(np.float32).tolist(),
-            "residual_variance": float(stats.residual_variance), "distance_q999": float(stats.distance_q999),
-            "samples": int(stats.samples)}
-
-
-def _statistics_from_metadata(values: Any, n_inputs: int) -> InputStatistics:
-    """The input statistics of a ``.keras`` file's FKB metadata (ValueError when malformed)."""
-    try:
-        arrays = {name: np.asarray(values[name], np.float32) for name in
-                  ("minimum", "maximum", "mean", "std", "variance")}
-        rank = arrays["variance"].shape[0] if arrays["variance"].ndim == 1 else -1
-        basis = np.asarray(values["basis"], np.float32).reshape(n_inputs, rank) if rank >= 0 else None
-        return InputStatistics(**arrays, basis=basis, residual_variance=float(values["residual_variance"]),
-                               distance_q999=float(values["distance_q999"]), samples=int(values["samples"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed input_statistics ({exc})") from None
+_statistics_metadata = statistics_to_json        # emulators/input_statistics.py, shared with ONNX's metadata
+_statistics_from_metadata = statistics_from_json
 
 
 def spec_to_keras(spec: ModelSpec) -> Any:
@@ -1102,53 +1079,8 @@ def write_keras(spec: ModelSpec, path: PathLike) -> None:
 
 
 # --------------------------------------------------------------------------
-# Files
+# Files: the dispatch by extension is emulators.formats (convert and
+# load_spec are re-exported here); this module registers the Keras format.
 
 
-_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-def convert(src: PathLike, dst: PathLike) -> ModelSpec:
-    """Convert ``src`` to ``dst``, the direction given by the extensions.
-
-    ``.keras``/``.h5`` -> ``.fkb`` (model file); ``.fkb`` or an original FKB
-    ``.txt`` file -> ``.keras``; ``.txt`` -> ``.fkb`` upgrades an original
-    FKB text file. Returns the converted model. Raises ConversionError
-    (or its subclass UnsupportedModelError) or ModelFileError with a
-    one-line message.
-    """
-    src, dst = Path(src), Path(dst)
-    s, d = src.suffix.lower(), dst.suffix.lower()
-    if s in _KERAS_SUFFIXES and d == ".fkb":
-        spec = keras_to_spec(src)
-        write_model_file(spec, dst)
-        return spec
-    if s in (".fkb", ".txt") and d == ".keras":
-        spec = read_model_file(src)
-        try:
-            write_keras(spec, dst)
-        except ConversionError as exc:
-            raise type(exc)(f"{src}: {exc}") from None
-        return spec
-    if s == ".txt" and d == ".fkb":
-        spec = read_model_file(src)
-        write_model_file(spec, dst)
-        return spec
-    raise ConversionError(
-        f"cannot convert {src.name} to {dst.name}: supported are .keras/.h5 -> .fkb, "
-        ".fkb/.txt (original FKB) -> .keras and .txt -> .fkb"
-    )
-
-
-
-def load_spec(path: PathLike) -> ModelSpec:
-    """Read any model this package understands into a ModelSpec: a model file
-    (``.fkb``), an original FKB text file, or a Keras ``.keras``/``.h5`` file
-    (converted in memory, with the same refusals as ``convert``)."""
-    path = Path(path)
-    if path.suffix.lower() in _KERAS_SUFFIXES:
-        return keras_to_spec(path)
-    try:
-        return read_model_file(path)
-    except ModelFileError as exc:
-        raise ConversionError(str(exc)) from None
+register_format("Keras", (".keras", ".h5", ".hdf5"), read=keras_to_spec, write=write_keras, write_suffixes=(".keras",))

@@ -63,20 +63,20 @@ def with_gcm_interface(spec, normalization: NormalizationStats | None = None, so
 
 def convert_for_gcm(src: str | os.PathLike, dst: str | os.PathLike,
                     normalization: str | os.PathLike | None = None):
-    """Convert a model of your own (``.keras``, ``.h5`` or a model file
-    without names) to `dst` (``.fkb``, or ``.keras`` with the FKB metadata)
+    """Convert a model of your own (``.keras``, ``.h5``, ``.onnx`` or a model
+    file without names) to `dst` (``.fkb``, ``.keras`` with the FKB metadata,
+    or ``.onnx`` with the names in its metadata_props)
     with the GCM's interface attached (:func:`with_gcm_interface`; with
     `normalization`, the ``normalization.nc`` of its training set). Returns
     the spec written."""
-    from emulators.convert import load_spec, write_keras
-    from emulators.modelfile import write_model_file
+    from emulators.formats import ConversionError, format_of, load_spec
 
+    target = format_of(dst)
+    if target is None or target.write is None or Path(dst).suffix.lower() not in target.write_suffixes:
+        raise ConversionError(f"{dst}: cannot write this format (write .fkb, .keras or .onnx)")
     stats = NormalizationStats.load(normalization) if normalization is not None else None
     spec = with_gcm_interface(load_spec(src), stats, source=os.fspath(src))
-    if Path(dst).suffix.lower() == ".keras":
-        write_keras(spec, dst)
-    else:
-        write_model_file(spec, dst)
+    target.write(spec, Path(dst))
     return spec
 
 

@@ -35,7 +35,8 @@ import numpy as np
 
 from emulators.modelfile import InputStatistics
 
-__all__ = ["DEFAULT_MARGIN", "DEFAULT_DISTANCE_FACTOR", "GuardScores", "input_statistics", "guard_scores"]
+__all__ = ["DEFAULT_MARGIN", "DEFAULT_DISTANCE_FACTOR", "GuardScores", "input_statistics", "guard_scores",
+           "statistics_from_json", "statistics_to_json"]
 
 DEFAULT_MARGIN = 0.1
 """Widening of each input's training range, as a fraction of its width."""
@@ -131,3 +132,27 @@ def guard_scores(stats: InputStatistics, x: np.ndarray, margin: float = DEFAULT_
     distance = _distance(stats, x)
     flagged = (outside > 0) | (distance > distance_factor * stats.distance_q999)
     return GuardScores(np.abs(z).max(axis=1), distance, outside.astype(np.int32), flagged)
+
+
+def statistics_to_json(stats: InputStatistics) -> dict:
+    """The input statistics as JSON values (the ``.keras`` file's FKB metadata,
+    an ONNX file's ``fkb.input_statistics``): float32 arrays as their exact
+    decimal values (``float(np.float32)``), the basis by rows."""
+    return {"minimum": stats.minimum.astype(np.float32).tolist(), "maximum": stats.maximum.astype(np.float32).tolist(),
+            "mean": stats.mean.astype(np.float32).tolist(), "std": stats.std.astype(np.float32).tolist(),
+            "basis": stats.basis.astype(np.float32).tolist(), "variance": stats.variance.astype(np.float32).tolist(),
+            "residual_variance": float(stats.residual_variance), "distance_q999": float(stats.distance_q999),
+            "samples": int(stats.samples)}
+
+
+def statistics_from_json(values, n_inputs: int) -> InputStatistics:
+    """The input statistics of :func:`statistics_to_json`'s values (ValueError when malformed)."""
+    try:
+        arrays = {name: np.asarray(values[name], np.float32) for name in
+                  ("minimum", "maximum", "mean", "std", "variance")}
+        rank = arrays["variance"].shape[0] if arrays["variance"].ndim == 1 else -1
+        basis = np.asarray(values["basis"], np.float32).reshape(n_inputs, rank) if rank >= 0 else None
+        return InputStatistics(**arrays, basis=basis, residual_variance=float(values["residual_variance"]),
+                               distance_q999=float(values["distance_q999"]), samples=int(values["samples"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed input_statistics ({exc})") from None

@@ -31,7 +31,7 @@ class UserError(Exception):
 _USER_ERROR_TYPES = [
     ("emulators.fkb", "FKBError"),
     ("emulators.modelfile", "ModelFileError"),
-    ("emulators.convert", "ConversionError"),
+    ("emulators.formats", "ConversionError"),
     ("coupler.sweep", "ClusterError"),
 ]
 
@@ -60,7 +60,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
         from emulators.export import convert_for_gcm
         spec = convert_for_gcm(args.src, args.dst, args.normalization)
     else:
-        from emulators.convert import convert
+        from emulators.formats import convert   # imports Keras only for a Keras file
         spec = convert(args.src, args.dst)
     print(f"wrote {args.dst}")
     if Path(args.dst).suffix.lower() == ".fkb" and getattr(spec, "input_statistics", None) is None:
@@ -71,21 +71,24 @@ def cmd_convert(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> None:
     _load_plugins(args.plugin)
-    if Path(args.model).suffix.lower() in (".keras", ".h5", ".hdf5"):
-        from emulators.convert import load_spec as read
-    else:
-        from emulators.modelfile import read_model_file as read
-    spec = read(args.model)
-    print(describe_spec(spec, args.model))
+    from emulators.formats import load_spec, needs_conversion
+    spec = load_spec(args.model)
+    print(describe_spec(spec, args.model, converted=needs_conversion(args.model)))
 
 
-def describe_spec(spec, path) -> str:
+def describe_spec(spec, path, converted: bool = False) -> str:
     """A human-readable summary of a model: layers, shapes, parameters,
-    normalization, names and units, hash."""
+    normalization, names and units, hash (for a model of another format
+    (`converted`), the hash of the model file it converts to)."""
     lines = [f"model       {path}"]
     if spec.name:
         lines.append(f"name        {spec.name}")
-    lines.append(f"sha256      {spec.sha256 or '(none: original FKB text file)'}")
+    if converted:
+        from emulators.modelfile import encode_model_file
+        digest = encode_model_file(spec).split(b"\n", 2)[1].split(b" ")[1].decode("ascii")
+        lines.append(f"sha256      {digest} (of the model file it converts to)")
+    else:
+        lines.append(f"sha256      {spec.sha256 or '(none: original FKB text file)'}")
     lines.append(f"inputs      {spec.n_inputs}")
     lines.append(f"outputs     {spec.n_outputs}")
     n_params = sum(int(p.size) for layer in spec.layers for p in layer.params.values())
@@ -141,6 +144,32 @@ def cmd_predict(args: argparse.Namespace) -> None:
     x = _load_array(args.input)
     if x.ndim != 2:
         raise UserError(f"{args.input}: expected a 2-D array (n_samples, n_inputs), got shape {x.shape}")
+    from emulators.formats import needs_conversion
+    if any(needs_conversion(m) and not Path(m).is_dir() for m in args.models):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="fkb-predict-") as folder:
+            args.models = _converted_models(args.models, Path(folder))
+            _predict(args, x)
+        return
+    _predict(args, x)
+
+
+def _converted_models(models: list[str], folder: Path) -> list[str]:
+    """The model files of `models`: ONNX and Keras files converted into
+    `folder` (named after their source), model files as they are."""
+    from emulators.formats import convert, needs_conversion
+    out = []
+    for i, model in enumerate(models):
+        if needs_conversion(model) and not Path(model).is_dir():
+            target = folder / (f"{Path(model).stem}.fkb" if len(models) == 1 else f"{i:02d}_{Path(model).stem}.fkb")
+            convert(model, target)
+            out.append(str(target))
+        else:
+            out.append(model)
+    return out
+
+
+def _predict(args: argparse.Namespace, x) -> None:
     ensemble_options = (args.std, args.members, args.noise_std, args.seed)
     if len(args.models) == 1 and not Path(args.models[0]).is_dir() \
             and all(option is None for option in ensemble_options):
@@ -592,11 +621,13 @@ def add_casestudy_parsers(sub) -> None:
                                    "reference cloud and radiation physics, from the initial state of a case study's "
                                    "reference run, and score it like the sweep does: days survived, crash reason, "
                                    "pressure- and area-weighted RMSE of zonal-mean T and q against the reference "
-                                   "per window, and the noise floor. Keras .keras/.h5 files are converted into "
+                                   "per window, and the noise floor. Keras .keras/.h5 and ONNX .onnx files are "
+                                   "converted into "
                                    "OUT/emulators/ first. A network whose interface (names, units, sizes) differs "
                                    "from the GCM's is refused. Writes OUT/coupled.nc, OUT/score.nc, OUT/score.json.")
     p.add_argument("--emulator", required=True, nargs="+", metavar="PATH",
-                   help="model file(s) (.fkb, original FKB .txt) or Keras file(s) (.keras, .h5); several = ensemble")
+                   help="model file(s) (.fkb, original FKB .txt), Keras file(s) (.keras, .h5) or ONNX file(s) "
+                        "(.onnx); several = ensemble")
     _add_interface_arguments(p)
     p.add_argument("--reference", metavar="DIR",
                    help="reference folder: a case-study or sweep output folder (its reference/) or the reference "
@@ -671,9 +702,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("convert", help="convert between Keras (.keras, .h5) and the model file (.fkb, FKB .txt)",
-                       description="Convert a model. Direction from the extensions: .keras/.h5 -> .fkb; "
-                                   ".fkb or an original FKB .txt file -> .keras.")
+    p = sub.add_parser("convert", help="convert between Keras (.keras, .h5), ONNX (.onnx) and the model file "
+                                       "(.fkb, FKB .txt)",
+                       description="Convert a model. Direction from the extensions: .keras/.h5 or .onnx -> .fkb; "
+                                   ".fkb or an original FKB .txt file -> .keras or .onnx; .keras/.h5 <-> .onnx. "
+                                   "ONNX files come from PyTorch's torch.onnx.export (docs/pytorch.md).")
     p.add_argument("src", help="source model file")
     p.add_argument("dst", help="destination model file")
     _add_interface_arguments(p)
@@ -683,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("info", help="print a model's layers, shapes, parameters, normalization and hash",
-                       description="Describe a model file (.fkb, original FKB .txt, or a Keras .keras/.h5).")
+                       description="Describe a model file (.fkb, original FKB .txt), a Keras .keras/.h5 or an "
+                                   "ONNX .onnx file (as the model file it converts to).")
     p.add_argument("model")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE first, for models with custom layers (as for convert); repeatable")
@@ -697,7 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "deviation (ddof=0), --members every member's output (these options, --noise-std and "
                                    "--seed also make one model an ensemble of one).")
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model file (.fkb) or original FKB text file; several files, or one folder, for an ensemble")
+                   help="model file (.fkb), original FKB text file, or a Keras or ONNX file (converted on the way); "
+                        "several files, or one folder of .fkb files, for an ensemble")
     p.add_argument("-i", "--input", required=True, metavar="X.npy")
     p.add_argument("-o", "--output", required=True, metavar="Y.npy",
                    help="the prediction; for an ensemble the members' mean")

@@ -404,7 +404,8 @@ def test_unreadable_keras_files(tmp_path):
 
 @pytest.mark.parametrize(
     "src, dst",
-    [("a.fkb", "b.fkb"), ("a.keras", "b.keras"), ("a.h5", "b.keras"), ("a.fkb", "b.h5"), ("a.keras", "b.txt"), ("a.onnx", "b.fkb")],
+    [("a.fkb", "b.fkb"), ("a.keras", "b.keras"), ("a.h5", "b.keras"), ("a.fkb", "b.h5"), ("a.keras", "b.txt"),
+     ("a.onnx", "b.onnx"), ("a.onnx", "b.txt"), ("a.pt", "b.fkb")],
 )
 def test_unsupported_conversion_directions_are_refused(tmp_path, src, dst):
     with pytest.raises(ConversionError, match=r"cannot convert .* supported are \.keras/\.h5 -> \.fkb"):
