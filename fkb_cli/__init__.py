@@ -487,9 +487,50 @@ def cmd_couple(args: argparse.Namespace) -> None:
                                        reference_outputs=args.reference_outputs.split(",")
                                        if args.reference_outputs else None)
         check_interface(config, files)         # and the partial-coupling options, before the run
+    if not args.no_check:
+        _preflight(files, args.reference or out / "casestudy")
     result = couple_and_score(files, config, reference, out, converted=converted,
                               progress=False if args.no_progress else None)
     print("\n".join(summary_lines(result)))
+
+
+def _preflight(files, folder) -> None:
+    """fkb couple's pre-flight check on the reference's interface data: one line, or a refusal."""
+    from coupler.preflight import preflight_check, reference_data_of
+    data = reference_data_of(folder)
+    if data is None:
+        print(f"pre-flight check: skipped, no emulator-interface data beside {folder} "
+              "(fkb check EMULATOR --data FILE.nc checks it on any)")
+        return
+    check = preflight_check(files, data)
+    if not check.passed:
+        first = check.absurd[0]
+        raise UserError(f"pre-flight check failed on {data}: output {first.name} [{first.units}] {first.reason} "
+                        f"({check.emulator}); `fkb check` shows every output, --no-check couples it anyway")
+    print(f"pre-flight check: passed on {check.samples} columns of {data}")
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from coupler.preflight import format_preflight, preflight_check, reference_data_of
+    if (args.data is None) == (args.reference is None):
+        raise UserError("give --data FILE.nc or --reference DIR (one of them)")
+    data = args.data
+    if data is None:
+        data = reference_data_of(args.reference)
+        if data is None:
+            raise UserError(f"{args.reference}: no emulator-interface data (data/training.nc) here or beside it")
+    for path in [*args.emulator, data]:
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such file")
+    result = preflight_check(args.emulator, data, max_samples=args.samples)
+    lines = format_preflight(result)
+    if result.passed:
+        print("\n".join(lines))
+        return
+    print("\n".join(lines[:-len(result.absurd)]))
+    first = result.absurd[0]
+    raise UserError(f"output {first.name} [{first.units}] {first.reason}"
+                    + (f" (and {len(result.absurd) - 1} more)" if len(result.absurd) > 1 else ""))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -663,8 +704,24 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--reference-outputs", default=None, metavar="GROUPS",
                    help="partial coupling: comma-separated output groups taken from the reference physics "
                         "(TPHYSTND, PHQ, FSNT, FSNS, FLNT, FLNS, PRECT)")
+    p.add_argument("--no-check", action="store_true",
+                   help="couple even an emulator the pre-flight check finds absurd (see fkb check)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_couple)
+
+    p = sub.add_parser("check", help="pre-flight check of an emulator on reference data, before coupling it",
+                       description="Predict with the Fortran runtime on the emulator-interface data of a reference "
+                                   "run (fkb data output, a case study's data/training.nc; the last columns) and "
+                                   "report per output variable RMSE, bias, R2 and the emulator's range beside the "
+                                   "reference physics'. Exit status 1, naming the output, when one is absurd: not "
+                                   "finite, or beyond 10 times the reference's extreme. fkb couple runs the same "
+                                   "check first.")
+    p.add_argument("emulator", nargs="+", metavar="EMULATOR", help="model file(s); several: their mean")
+    p.add_argument("--data", default=None, metavar="FILE.nc", help="emulator-interface data (fkb data output)")
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="a case study's or fkb couple's reference folder (its data/training.nc)")
+    p.add_argument("--samples", type=int, default=65536, metavar="N", help="columns checked, the last ones")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
                        description="Collect a sweep's results into results.nc/.csv and write report.md with the "

@@ -234,3 +234,42 @@ def test_a_spinup_as_long_as_the_run_is_the_reference_run(tiny_casestudy_referen
     status, out, err = run_cli(["couple", "--emulator", emulator["fkb"], "--reference", reference, "--out",
                                 tmp_path / "bad", "--reference-outputs", "PRECT,RAIN", "--no-progress"], capsys)
     assert status == 1 and "unknown output group 'RAIN'" in err and len(err.strip().splitlines()) == 1
+
+
+def _absurd(emulator, path):
+    """The climatology network with its moistening rates a thousand times the reference's."""
+    import dataclasses
+
+    from emulators.modelfile import read_model_file, write_model_file
+
+    spec = read_model_file(emulator["fkb"])
+    layer = spec.layers[0]
+    names = [name for name, _ in spec.outputs]
+    bias = layer.params["bias"].copy()
+    phq = [i for i, name in enumerate(names) if name.startswith("PHQ_")]
+    bias[phq] = 1e-3 * np.sign(bias[phq] + 1e-30) + bias[phq] * 1e3
+    write_model_file(dataclasses.replace(spec, sha256=None, layers=[
+        dataclasses.replace(layer, params={**layer.params, "bias": bias})]), path)
+    return path
+
+
+def test_preflight_check_reports_every_output_and_refuses_an_absurd_one(tiny_casestudy_reference, emulator,
+                                                                         tmp_path, capsys):
+    reference = tiny_casestudy_reference["out"]
+    status, out, err = run_cli(["check", emulator["fkb"], "--reference", reference], capsys)
+    assert status == 0, err
+    assert "passed: no output is absurd" in out and "PRECT" in out and "TPHYSTND" in out
+    absurd = _absurd(emulator, tmp_path / "absurd.fkb")
+    status, out, err = run_cli(["check", absurd, "--reference", reference], capsys)
+    assert status == 1 and err.startswith("fkb check: error: output PHQ [kg kg-1 s-1] reaches")
+    assert "times the reference's extreme" in err and "ABSURD" in out
+    status, out, err = run_cli(["couple", "--emulator", absurd, "--reference", reference, "--out",
+                                tmp_path / "refused", "--no-progress"], capsys)
+    assert status == 1 and "pre-flight check failed" in err and "output PHQ" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "refused" / "coupled.nc").exists()
+    status, out, err = run_cli(["couple", "--emulator", absurd, "--reference", reference, "--out",
+                                tmp_path / "anyway", "--no-check", "--days", "1", "--window-days", "1",
+                                "--no-progress"], capsys)
+    assert status == 0 and (tmp_path / "anyway" / "score.json").is_file()
+    status, out, err = run_cli(["check", emulator["fkb"]], capsys)
+    assert status == 1 and "give --data FILE.nc or --reference DIR" in err
