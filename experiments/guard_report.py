@@ -14,7 +14,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from experiments.report import format_number
+from experiments.report import format_median, format_number
 
 __all__ = ["GOAL_FALLBACK_FRACTION", "fallback_lines"]
 
@@ -56,8 +56,8 @@ def fallback_lines(results: xr.Dataset) -> list[str]:
         f"| median days survived | {format_number(float(np.median(results['days_survived'].values[ok])))} "
         f"| {format_number(float(np.median(results['fallback_days_survived'].values[ok])))} |",
         f"| median online error, normalised (the {int(both.sum())} surviving both ways) "
-        f"| {_median(error)} | {_median(error_guarded)} |",
-        f"| median cost [s per simulated day] | {_median(cost)} | {_median(cost_guarded)} |", "",
+        f"| {format_median(error)} | {format_median(error_guarded)} |",
+        f"| median cost [s per simulated day] | {format_median(cost)} | {format_median(cost_guarded)} |", "",
         f"Crashes avoided: {table[0][1]}; crashes caused: {table[1][0]} (McNemar's exact test on the "
         f"discordant pairs, statsmodels: p = {format_number(float(test.pvalue))}). Columns and steps on the "
         f"reference physics: mean {_percent(np.nanmean(fraction))}, median {_percent(np.nanmedian(fraction))}, "
@@ -66,11 +66,6 @@ def fallback_lines(results: xr.Dataset) -> list[str]:
         f"reference physics on average: **{'met' if goal else 'not met'}**; {within} of {n} emulators ran "
         f"without a crash with at most {_percent(GOAL_FALLBACK_FRACTION)} on the reference physics.", ""]
     return lines
-
-
-def _median(values: np.ndarray) -> str:
-    values = values[np.isfinite(values)]
-    return format_number(float(np.median(values))) if values.size else "-"
 
 
 def _percent(value: float) -> str:
