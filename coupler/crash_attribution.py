@@ -149,6 +149,7 @@ def _record(model, config, crash_step: int, first: int) -> _Replay:
     crash, keeping every column's inputs and outputs beside the reference
     physics' outputs on the same states."""
     from gcm_toy import Model
+    from gcm_toy.model import GCMError
 
     failure = model.advance(first - model.step_count)
     if failure is not None:
@@ -169,7 +170,10 @@ def _record(model, config, crash_step: int, first: int) -> _Replay:
             reference.advance(1)            # the reference physics on this state (its own crash is irrelevant)
             x_ref, y_ref, labels = reference.training_batch()
             failure = model.advance(1)
-            x, y, mine = model.training_batch()
+            try:
+                x, y, mine = model.training_batch()
+            except GCMError:                    # the emulator's physics has not completed a step yet
+                x, y, mine = x_ref, np.full_like(y_ref, np.nan), {"step": -1}
             # a batch not newer than the last one kept: that physics did not run (a failed crash check or
             # a physics error before the batch was kept)
             ran_reference = not steps or labels["step"] > steps[-1]
@@ -315,6 +319,9 @@ def crash_summary(record: xr.Dataset) -> dict[str, Any]:
     for key in ("ood_before_crash", "has_input_statistics"):
         if key in out:
             out[key] = bool(out[key])
+    if "flagged" in record and record.sizes.get("step", 0) and record.sizes.get("column", 0):
+        # flagged from the first recorded step on: the drift began before the recorded day
+        out["ood_whole_record"] = bool(record["flagged"].isel(step=0).values.any())
     return out
 
 
@@ -385,7 +392,9 @@ def format_crash_report(record: xr.Dataset) -> str:
              f"  place {s['crash_lat']:.1f} N {s['crash_lon']:.1f} E; {s['n_crash_columns']} column(s) beyond a "
              f"bound; {s['recorded_steps']} steps replayed ({s['recorded_hours']:.1f} h before the crash)"]
     if s.get("has_input_statistics"):
-        ood = ("yes, " + f"{s['hours_ood_before_crash']:.1f} h before the crash") if s["ood_before_crash"] else "no"
+        ood = ("yes, " + f"{s['hours_ood_before_crash']:.1f} h before the crash"
+               + (" (from the first recorded step on: it began earlier)" if s.get("ood_whole_record") else "")
+               ) if s["ood_before_crash"] else "no"
         lines += [f"  inputs out of the training distribution on the crash columns: {ood}",
                   f"  largest distance {s['max_distance_ratio']:.2f} x the guard's threshold; largest |z| "
                   f"{s['max_abs_z']:.1f}",

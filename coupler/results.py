@@ -117,6 +117,8 @@ CRASH_COLUMNS: dict[str, dict[str, str]] = {
                                "the last day before the crash (-1: no crash record)", "units": "1"},
     "crash_hours_ood": {"long_name": "hours from the first flagged input on the crash columns to the crash",
                         "units": "hours"},
+    "crash_ood_whole_record": {"long_name": "1 if the crash columns were flagged from the first recorded step on "
+                                            "(the drift began before the recorded day)", "units": "1"},
     "crash_distance_ratio": {"long_name": "largest guard distance on the crash columns over the last day, as a "
                                           "multiple of the guard's threshold", "units": "1"},
     "crash_max_abs_z": {"long_name": "largest |z| of an input on the crash columns over the last day", "units": "1"},
@@ -131,6 +133,7 @@ CRASH_COLUMNS: dict[str, dict[str, str]] = {
 (:mod:`coupler.crash_attribution`); absent when none has."""
 
 _CRASH_KEYS = {"crash_ood": "ood_before_crash", "crash_hours_ood": "hours_ood_before_crash",
+               "crash_ood_whole_record": "ood_whole_record",
                "crash_distance_ratio": "max_distance_ratio", "crash_max_abs_z": "max_abs_z",
                "crash_flagged_fraction_all": "flagged_fraction_all_columns",
                "crash_mse_crash_columns": "mse_crash_columns", "crash_mse_all_columns": "mse_all_columns"}
@@ -177,7 +180,8 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
 def _column(name: str, values: list[Any]) -> np.ndarray:
     if name in _STRINGS:
         return np.array(["" if v is None else str(v) for v in values], dtype=object)
-    if name in ("batch_normalization", "crashed", "fallback_crashed", "water_conservation", "crash_ood"):
+    if name in ("batch_normalization", "crashed", "fallback_crashed", "water_conservation", "crash_ood",
+                "crash_ood_whole_record"):
         return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
     if name in ("depth", "width", "batch_size", "epochs", "seed", "epochs_trained", "best_epoch", "design_cell",
                 "design_repeat"):

@@ -43,6 +43,8 @@ def crash_statistics(results: xr.Dataset) -> dict[str, float | int]:
         "mse_crash_over_offline": results["crash_mse_crash_columns"].values[has] / offline[has],
         "mse_all_over_offline": results["crash_mse_all_columns"].values[has] / offline[has],
         "within_base": int(np.sum(ood & (results["crash_flagged_fraction_all"].values < 0.05))),
+        "whole_record": int(np.sum(ood & (results["crash_ood_whole_record"].values == 1)))
+        if "crash_ood_whole_record" in results else 0,
     }
 
 
@@ -66,7 +68,10 @@ def crash_lines(results: xr.Dataset) -> list[str]:
         f"| base rate: fraction of all columns flagged over that day, median | "
         f"{format_number(100 * float(np.nanmedian(s['base_rate'])) if np.isfinite(s['base_rate']).any() else None)} % |",
         f"| flagged crashes whose world was otherwise in distribution (base rate < 5 %) | {s['within_base']} |",
-        f"| hours from the first flagged input to the crash, median | {format_median(s['hours_ood'])} |",
+        f"| flagged crashes flagged from the first recorded step on (the drift began before the recorded day) "
+        f"| {s['whole_record']} |",
+        f"| hours from the first flagged input to the crash, median (at most the recorded day) "
+        f"| {format_median(s['hours_ood'])} |",
         f"| largest distance on the crash columns / the guard's threshold, median | "
         f"{format_median(s['distance_ratio'])} |",
         f"| emulator vs reference physics on the crash columns' inputs, MSE / offline validation MSE, median | "

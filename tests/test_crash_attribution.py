@@ -82,6 +82,7 @@ def test_a_crashed_run_keeps_a_record_of_its_last_day(crashed_run, hot_emulator)
     assert record.attrs["mse_crash_columns"] > 1.0
     summary = json.loads((crashed_run / "score.json").read_text())
     assert summary["crash"]["ood_before_crash"] is True
+    assert summary["crash"]["ood_whole_record"] == bool(record["flagged"].isel(step=0).any())
     assert json.loads((crashed_run / "coupled.json").read_text())["days"] == 6.0
 
 
@@ -143,9 +144,10 @@ def test_the_report_section_counts_out_of_distribution_crashes_against_the_base_
     results = _results(crash_ood=np.array([1, 1, 0, -1], np.int8), crash_hours_ood=[5.0, 1.0, 0.0, np.nan],
                        crash_distance_ratio=[3.0, 2.0, 0.5, np.nan], crash_max_abs_z=[9.0, 7.0, 2.0, np.nan],
                        crash_flagged_fraction_all=[0.01, 0.5, 0.0, np.nan],
-                       crash_mse_crash_columns=[1.0, 2.0, 0.2, np.nan], crash_mse_all_columns=[0.2, 0.3, 0.1, np.nan])
+                       crash_mse_crash_columns=[1.0, 2.0, 0.2, np.nan], crash_mse_all_columns=[0.2, 0.3, 0.1, np.nan],
+                       crash_ood_whole_record=np.array([1, 0, 0, -1], np.int8))
     s = crash_statistics(results)
-    assert (s["n_crashed"], s["n_records"], s["n_ood"], s["within_base"]) == (4, 3, 2, 1)
+    assert (s["n_crashed"], s["n_records"], s["n_ood"], s["within_base"], s["whole_record"]) == (4, 3, 2, 1, 1)
     assert 0 < s["fraction_ood_low"] < 2 / 3 < s["fraction_ood_high"] <= 1
     text = "\n".join(crash_lines(results))
     assert "| 2 of 3 (66.7 %" in text and "10" in text          # median MSE ratio 1.0 / 0.1
