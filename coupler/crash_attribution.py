@@ -149,7 +149,6 @@ def _record(model, config, crash_step: int, first: int) -> _Replay:
     crash, keeping every column's inputs and outputs beside the reference
     physics' outputs on the same states."""
     from gcm_toy import Model
-    from gcm_toy.model import GCMError
 
     failure = model.advance(first - model.step_count)
     if failure is not None:
@@ -157,6 +156,7 @@ def _record(model, config, crash_step: int, first: int) -> _Replay:
                           f"{crash_step}: the run cannot be reproduced with this code and these files")
     steps, times, xs, ys, refs = [], [], [], [], []
     difference = 0.0
+    last = first - 2        # the physics of a step sees the leapfrog's older state: the last quiet step saw first - 2
     with tempfile.TemporaryDirectory(prefix="fkb-replay-") as tmp, \
             Model(config.preset, config.gcm_overrides(None), initial_state=False,
                   keep_training_batch=True) as reference:
@@ -168,33 +168,42 @@ def _record(model, config, crash_step: int, first: int) -> _Replay:
             model.save_checkpoint(state)
             reference.load_checkpoint(state)
             reference.advance(1)            # the reference physics on this state (its own crash is irrelevant)
-            x_ref, y_ref, labels = reference.training_batch()
+            ref = _batch(reference, last)
             failure = model.advance(1)
-            try:
-                x, y, mine = model.training_batch()
-            except GCMError:                    # the emulator's physics has not completed a step yet
-                x, y, mine = x_ref, np.full_like(y_ref, np.nan), {"step": -1}
-            # a batch not newer than the last one kept: that physics did not run (a failed crash check or
-            # a physics error before the batch was kept)
-            ran_reference = not steps or labels["step"] > steps[-1]
-            ran_emulator = not steps or mine["step"] > steps[-1]
-            if not (ran_reference or ran_emulator):
-                break
-            if not ran_emulator:
-                x, y = x_ref, np.full_like(y_ref, np.nan)
-            if not ran_reference:
-                x_ref, y_ref, labels = x, np.full_like(y, np.nan), mine
-            difference = max(difference, float(np.max(np.abs(x - x_ref))) if x.size else 0.0)
-            steps.append(labels["step"])
-            times.append(labels["time_days"])
+            emu = _batch(model, last)
+            if ref is not None and emu is not None and emu[3] != ref[3]:
+                emu = None                  # the emulator's batch is an older step's: its physics failed
+            if ref is None and emu is None:
+                break                       # no physics ran: the state failed the crash check first
+            x = emu[0] if emu is not None else ref[0]
+            if emu is not None and ref is not None:
+                difference = max(difference, float(np.max(np.abs(emu[0] - ref[0]))) if x.size else 0.0)
+            nan = np.full((ref or emu)[1].shape, np.nan)
+            last = (ref or emu)[3]
+            steps.append(last)
+            times.append((ref or emu)[2])
             xs.append(x.astype(np.float32))
-            ys.append(y.astype(np.float32))
-            refs.append(y_ref.astype(np.float32))
+            ys.append((emu[1] if emu is not None else nan).astype(np.float32))
+            refs.append((ref[1] if ref is not None else nan).astype(np.float32))
+        if failure is None:
+            raise ReplayError(f"the replay stopped before the recorded crash at step {crash_step}: no physics ran")
         if failure.step != crash_step:
             raise ReplayError(f"the replay crashed at step {failure.step}, not at the recorded step {crash_step}: "
                               "the run cannot be reproduced with this code and these files")
         columns = crash_columns(model, failure)
         return _Replay(steps, times, xs, ys, refs, failure, columns, model.grid, difference)
+
+
+def _batch(model, last: int):
+    """The inputs, outputs, model time [days] and step of the state seen by
+    `model`'s last physics step if that is newer than the step `last`, else
+    None (its physics failed or did not run)."""
+    from gcm_toy.model import GCMError
+    try:
+        x, y, labels = model.training_batch()
+    except GCMError:                          # no physics step has completed yet
+        return None
+    return (x, y, labels["time_days"], labels["step"]) if labels["step"] > last else None
 
 
 def _statistics(emulator_path):
