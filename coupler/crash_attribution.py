@@ -258,7 +258,10 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
         if a.size == 0 or not scale[1].any():
             return math.nan
         d = ((a.astype(np.float64) - b) / scale[0])[..., scale[1]]
-        return float(np.nanmean(d ** 2))
+        return float(np.nanmean(d ** 2)) if np.isfinite(d).any() else math.nan
+    # steps whose physics failed on the replayed state (its outputs are NaN there)
+    summary["reference_failed_steps"] = int(np.isnan(r_all).all(axis=(1, 2)).sum())
+    summary["emulator_failed_steps"] = int(np.isnan(y_all).all(axis=(1, 2)).sum())
     summary["mse_crash_columns"] = mse(y_all[:, cols], r_all[:, cols])
     summary["mse_all_columns"] = mse(y_all, r_all)
 
@@ -413,6 +416,9 @@ def format_crash_report(record: xr.Dataset) -> str:
         lines.append("  the model file carries no input statistics: no distance from the training data")
     lines.append(f"  emulator vs reference physics on the same inputs (normalized MSE): crash columns "
                  f"{s['mse_crash_columns']:.3g}, all columns {s['mse_all_columns']:.3g}")
+    if s.get("reference_failed_steps") or s.get("emulator_failed_steps"):
+        lines.append(f"  the reference physics failed on {s.get('reference_failed_steps', 0)} and the emulator on "
+                     f"{s.get('emulator_failed_steps', 0)} of the {s['recorded_steps']} replayed states")
     if s.get("input_difference_emulator_reference", 0.0) > 0:
         lines.append(f"  note: the two models' inputs differed by up to {s['input_difference_emulator_reference']:.3g}")
     return "\n".join(lines)
