@@ -76,7 +76,7 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
     keras_trainer = hp.trainer == "keras"
     fit_cpu = _FitClock()
     result = train_emulator(None, data["training"], hyperparameters=hp, out_dir=out / "emulator", verbose=0,
-                            callbacks=[fit_cpu.callback()] if keras_trainer else None)
+                            callbacks=[fit_cpu.callback()] if keras_trainer else [])
     train_total, train_wall = time.process_time() - cpu, time.perf_counter() - wall
     epochs = len(result.history["loss"])
     fit_wall = float(sum(result.history["seconds"]))
