@@ -60,6 +60,14 @@ LEGACY_KINDS = {"sweep.json": "sweep", "casestudy.toml": "casestudy", "score.jso
 """Files that told a folder's kind before ``identity.json``."""
 
 
+KIND_NAMES = {"sweep": "sweep", "couple": "coupled run", "casestudy": "case study"}
+"""How messages name the kinds of result."""
+
+
+def _named(kind: str) -> str:
+    return KIND_NAMES.get(kind, kind)
+
+
 class FolderConflict(ValueError):
     """The folder holds results of another kind or configuration."""
 
@@ -211,7 +219,7 @@ def claim_folder(folder: str | os.PathLike, kind: str, configuration: Mapping[st
         if legacy is not None and theirs_kind == kind:
             theirs = legacy(folder)
     if theirs_kind != kind:            # never started over: that would mix two kinds of results
-        raise FolderConflict(f"{folder} holds a {theirs_kind}, not a {kind}; choose another --out")
+        raise FolderConflict(f"{folder} holds a {_named(theirs_kind)}, not a {_named(kind)}; choose another --out")
     exists = identity is not None or theirs is not None or any((folder / name).exists() for name in products)
     if exists and not start_over:
         if theirs is None:
@@ -220,7 +228,8 @@ def claim_folder(folder: str | os.PathLike, kind: str, configuration: Mapping[st
                                  f"{IDENTITY_FILE}); {hint}")
         found = differences(theirs, ours, added)
         if found:
-            raise FolderConflict(f"{folder} holds a {kind} of another configuration ({summarize(found)}); {hint}")
+            raise FolderConflict(f"{folder} holds a {_named(kind)} of another configuration ({summarize(found)}); "
+                                 f"{hint}")
     elif exists:
         _start_over(folder, products)
         exists, history = False, []

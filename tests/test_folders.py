@@ -63,8 +63,9 @@ def test_starting_over_removes_the_old_results_only(tmp_path):
 def test_a_folder_of_another_kind_is_refused_even_when_starting_over(tmp_path, marker, kind):
     (tmp_path / marker).write_text("")                 # a folder made before identity.json
     other = "sweep" if kind != "sweep" else "couple"
+    names = {"sweep": "sweep", "couple": "coupled run", "casestudy": "case study"}
     for start_over in (False, True):
-        with pytest.raises(FolderConflict, match=f"holds a {kind}, not a {other}; choose another --out$"):
+        with pytest.raises(FolderConflict, match=f"holds a {names[kind]}, not a {names[other]}; choose another --out$"):
             claim_folder(tmp_path, other, {"a": 1}, start_over=start_over)
     assert (tmp_path / marker).exists() and not (tmp_path / IDENTITY_FILE).exists()
 
@@ -190,7 +191,7 @@ def test_couple_refuses_the_folder_of_a_case_study_or_an_interrupted_other_run(t
     before = sorted(p.name for p in reference.iterdir())
     status, out, err = run_cli(["couple", "--emulator", network, "--reference", reference, "--out", reference,
                                 "--overwrite"], capsys)
-    one_line_error(status, err, "couple", f"{reference} holds a casestudy, not a couple; choose another --out")
+    one_line_error(status, err, "couple", f"{reference} holds a case study, not a coupled run; choose another --out")
     assert sorted(p.name for p in reference.iterdir()) == before
     partial = tmp_path / "partial"
     partial.mkdir()
@@ -219,7 +220,7 @@ def test_a_sweep_refuses_a_case_studys_folder(tiny_casestudy_reference, tmp_path
     out = tiny_casestudy_reference["out"]
     status, _, err = run_cli(["sweep", "--out", out, "--task", "coupler.sweep:offline_task", "--data", data,
                               "--n-emulators", "1", "--no-progress", "--overwrite"], capsys)
-    one_line_error(status, err, "sweep", f"{out} holds a casestudy, not a sweep; choose another --out")
+    one_line_error(status, err, "sweep", f"{out} holds a case study, not a sweep; choose another --out")
 
 
 # ------------------------------------------------ validation before work
