@@ -25,6 +25,7 @@ a folder made by :func:`coupler.sweep.prepare_reference`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -40,7 +41,8 @@ from coupler.sweep import REFERENCE_CONFIG, CoupledRunConfig, _json_safe, couple
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
 
-__all__ = ["KERAS_SUFFIXES", "CoupleResult", "prepare_model_files", "check_interface", "couple_config",
+__all__ = ["KERAS_SUFFIXES", "COUPLE_PRODUCTS", "CoupleResult", "claim_couple_folder", "couple_identity",
+           "prepare_model_files", "check_interface", "couple_config",
            "couple_and_score", "summary_lines"]
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -104,6 +106,48 @@ def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | o
         files.append(target)
         converted[os.fspath(path)] = target
     return files, converted
+
+
+COUPLE_PRODUCTS = ("coupled.nc", "score.nc", "score.json", "emulators")
+"""What ``fkb couple`` writes in its folder (``casestudy/``, the reference a
+``--preset`` makes, is a case study of its own and stays)."""
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def couple_identity(emulators: Sequence[str | os.PathLike], reference: str | os.PathLike | None,
+                    preset: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a coupled run: the networks (each file's path and SHA-256:
+    the same path with other weights is another run), the reference folder
+    (or the preset that makes it) and the options given (`options`: name ->
+    value, None for an option not given)."""
+    return {"emulators": [{"file": os.path.abspath(p), "sha256": _sha256(p)} for p in emulators],
+            "reference": os.path.abspath(reference) if reference is not None else None,
+            "preset": preset if reference is None else None,
+            "options": {key: value for key, value in sorted(options.items()) if value not in (None, False)}}
+
+
+def claim_couple_folder(out_dir: str | os.PathLike, identity: Mapping[str, Any], *, overwrite: bool = False):
+    """Claim ``OUT`` for this coupled run (:func:`coupler.folder_identity.claim_folder`):
+    a new folder, or an interrupted attempt of the same run, is taken; a
+    folder of another run is refused naming the differences, and one holding
+    this run finished (``score.json``) is refused too, unless `overwrite`
+    (which removes the old run's files first). Call it with the folder
+    locked (:func:`coupler.folder_lock.folder_lock`)."""
+    from coupler.folder_identity import FolderConflict, claim_folder
+
+    out = Path(out_dir)
+    claimed = claim_folder(out, "couple", identity, products=COUPLE_PRODUCTS, start_over=overwrite)
+    if (out / "score.json").is_file() and not overwrite:
+        raise FolderConflict(f"{out} holds this coupled run already (score.json); give another --out, "
+                             "or --overwrite to run it again")
+    return claimed
 
 
 def check_interface(config: CoupledRunConfig, model_files: Sequence[str | os.PathLike]) -> None:

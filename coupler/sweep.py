@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -68,6 +69,21 @@ __all__ = ["SearchSpace", "CoupledRunConfig", "CoupledRun", "EmulatorTask", "Swe
 
 RESULT_STATUSES = ("ok", "failed")
 """Statuses of a written result; either counts as finished."""
+
+DEFAULT_TASK_TIMEOUT = 6 * 3600.0
+"""Seconds one emulator's task may run (train, export, couple, score) before
+it is stopped and recorded as failed: generous, so that no preset's task
+comes near it (the paper preset's take ~30 min on a busy core)."""
+
+MAX_EMULATORS = 1_000_000
+"""More emulators than any sweep needs; a larger number is a typo."""
+
+
+def check_task_timeout(value: Any, name: str = "task timeout") -> float:
+    """A per-task timeout: a finite number of seconds > 0 (ValueError naming `name`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
 
 
 # ------------------------------------------------------------- search space
@@ -185,6 +201,10 @@ EmulatorPaths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None]
 """A model file, several (an ensemble), or None (the reference physics)."""
 
 
+MAX_TWINS_SEED = {"perturbation_seed": 2 ** 31 - 1 - 1000, "n_perturbed": 1000}
+"""Bounds of the twins' settings: seeds stay the GCM's 32-bit integers; more twins than any noise floor needs is a typo."""
+
+
 @dataclass(frozen=True)
 class CoupledRunConfig:
     """A coupled run of the toy GCM (all emulators and the reference alike).
@@ -265,6 +285,37 @@ class CoupledRunConfig:
             overrides["physics"] = "ensemble"
             overrides[self.emulator_option] = paths
         return overrides
+
+    def check_gcm(self, *, checkpoint: bool = True) -> None:
+        """Check the runs before any is made: the GCM options of the
+        reference run (:func:`gcm_toy.check_configuration`: types, finite
+        numbers, ranges, memory, the core's own checks), the run length and
+        the scoring window as whole numbers of time steps and the window a
+        multiple of the output interval, and (`checkpoint`) that the initial
+        checkpoint exists. ValueError naming the first problem."""
+        from gcm_toy import check_configuration
+        from gcm_toy.config import steps_for_days
+
+        for name in ("perturbation_kelvin", "days", "window_days", "output_interval_hours"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"coupled run: {name} must be a finite number, got {value!r}")
+        if self.perturbation_kelvin < 0:
+            raise ValueError(f"coupled run: perturbation_kelvin must be >= 0, got {self.perturbation_kelvin}")
+        for name in ("perturbation_seed", "n_perturbed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TWINS_SEED[name]:
+                raise ValueError(f"coupled run: {name} must be an integer from 0 to {MAX_TWINS_SEED[name]}, "
+                                 f"got {value!r}")
+        gcm = check_configuration(self.preset, self.gcm_overrides(None))
+        steps_for_days(self.days, gcm.dt, "[coupled] days")
+        steps_for_days(self.window_days, gcm.dt, "[coupled] window_days")
+        records = self.window_days * 24.0 / self.output_interval_hours
+        if abs(records - round(records)) > 1e-9 * max(records, 1.0):
+            raise ValueError(f"coupled run: window_days ({self.window_days:g}) is not a multiple of the output "
+                             f"interval ({self.output_interval_hours:g} h)")
+        if checkpoint and self.initial_checkpoint is not None and not Path(self.initial_checkpoint).is_file():
+            raise FileNotFoundError(f"coupled run: {self.initial_checkpoint}: no such initial checkpoint")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON-able data (:meth:`from_dict` reads it back)."""
@@ -403,9 +454,13 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
                              "noise_floor": out / "noise_floor.nc"}
     described = json.loads(json.dumps(config.to_dict()))
     config_path = out / REFERENCE_CONFIG
-    if config_path.is_file() and json.loads(config_path.read_text()) != described:
-        raise ValueError(f"{out} holds reference runs of another coupled-run configuration ({config_path}); "
-                         "choose another folder")
+    if config_path.is_file():
+        from coupler.folder_identity import differences, summarize
+
+        found = differences(json.loads(config_path.read_text()), described)
+        if found:
+            raise ValueError(f"{out} holds reference runs of another coupled-run configuration "
+                             f"({summarize(found)}); choose another folder")
     _write_json(config_path, described)
     if paths["noise_floor"].is_file():
         return paths
@@ -644,23 +699,83 @@ def _check_single_threaded_worker() -> None:
                            "workers (dask worker --nthreads 1, LocalCluster(threads_per_worker=1))")
 
 
-def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTask) -> dict[str, Any]:
+TIMEOUT_MARKER = "timed_out.json"
+"""Left in an emulator's folder by the task that its timeout stopped (read by the sweep that ran it)."""
+
+TIMEOUT_EXIT_STATUS = 75
+"""Exit status of a worker process that stopped a task at its timeout."""
+
+
+def _timeout_marker(work_dir: Path, sweep_token: str | None) -> dict[str, Any] | None:
+    """The marker of a task this sweep (`sweep_token`) stopped at its
+    timeout, or None; a marker of an earlier sweep is removed (a re-run with
+    --retry-failed runs the task again)."""
+    path = work_dir / TIMEOUT_MARKER
+    marker = read_result(path)
+    if marker is None:
+        return None
+    if sweep_token is not None and marker.get("token") == sweep_token:
+        return marker
+    path.unlink(missing_ok=True)
+    return None
+
+
+def timed_out_message(seconds: float) -> str:
+    return f"timed out after {seconds:g} s"
+
+
+def _arm_timeout(seconds: float, work_dir: Path, sweep_token: str | None) -> threading.Event:
+    """In a Dask worker: unless the returned event is set within `seconds`,
+    leave the timeout marker in `work_dir` and end the worker process (a
+    task hung in Fortran or C cannot be interrupted otherwise; the nanny
+    starts a new worker, and the task's re-run finds the marker and returns
+    its failed record at once)."""
+    done = threading.Event()
+
+    def expire() -> None:
+        if done.wait(seconds):
+            return
+        write_text_replacing(work_dir / TIMEOUT_MARKER, json.dumps(
+            {"token": sweep_token, "seconds": seconds, "stopped": _now(), "worker": _worker_address(),
+             "pid": os.getpid()}) + "\n")
+        with open(work_dir / "attempts.log", "a") as log:
+            log.write(f"{_now()} {timed_out_message(seconds)}: worker process {os.getpid()} ends\n")
+        os._exit(TIMEOUT_EXIT_STATUS)
+
+    threading.Thread(target=expire, name="task-timeout", daemon=True).start()
+    return done
+
+
+def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTask,
+                 timeout_seconds: float | None = None, sweep_token: str | None = None) -> dict[str, Any]:
     """Run one task on a worker and return its result record: index,
     hyperparameters, status "ok" (and what the task returned) or "failed"
     (and the exception's message), worker, start and end times. Each attempt
-    is logged to ``work_dir/attempts.log`` (one line per start)."""
+    is logged to ``work_dir/attempts.log`` (one line per start).
+
+    `timeout_seconds` (in a Dask worker): a task still running then is
+    stopped with its worker process (:func:`_arm_timeout`); the re-run of the
+    task that Dask schedules for the lost worker finds the marker of this
+    sweep (`sweep_token`) and returns the failed record, "timed out after N
+    s", without running it again."""
     threads = limit_threads()
     work_dir = Path(task.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     worker = _worker_address()
     started = _now()
-    with open(work_dir / "attempts.log", "a") as log:
-        log.write(f"{started} {worker} pid {os.getpid()}\n")
-    clock = time.perf_counter()
     record: dict[str, Any] = {"index": task.index, "hyperparameters": task.hyperparameters.to_dict(),
                               "work_dir": task.work_dir}
     if task.design is not None:
         record["design"] = dict(task.design)
+    marker = _timeout_marker(work_dir, sweep_token)
+    if marker is not None:
+        return _timed_out_record(record, marker, threads)
+    with open(work_dir / "attempts.log", "a") as log:
+        log.write(f"{started} {worker} pid {os.getpid()}\n")
+    clock = time.perf_counter()
+    done = None
+    if timeout_seconds is not None and worker != "local":
+        done = _arm_timeout(timeout_seconds, work_dir, sweep_token)
     try:
         # Dask collections inside the task (lazily opened runs) are computed in
         # this thread: on a worker they would go to the cluster and queue behind
@@ -679,9 +794,20 @@ def execute_task(task_function: Callable[[EmulatorTask], dict], task: EmulatorTa
         record["status"] = "failed"
         record["error"] = message.strip().splitlines()[0]
         record["traceback"] = traceback.format_exc()
+    finally:
+        if done is not None:
+            done.set()
     record.update({"worker": worker, "started": started, "finished": _now(),
                    "seconds": time.perf_counter() - clock, "threads": threads})
     return record
+
+
+def _timed_out_record(record: dict[str, Any], marker: Mapping[str, Any], threads=None) -> dict[str, Any]:
+    """The failed record of a task stopped at its timeout (`marker`)."""
+    seconds = float(marker.get("seconds", math.nan))
+    return {**record, "status": "failed", "error": timed_out_message(seconds), "timed_out": True,
+            "worker": marker.get("worker"), "started": None, "finished": marker.get("stopped"),
+            "seconds": seconds, "threads": threads}
 
 
 # ----------------------------------------------------------- result files
@@ -782,7 +908,7 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
               task_function: str | Callable[[EmulatorTask], dict] = default_task, *,
               scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
               retries: int = 2, retry_failed: bool = False, poll_seconds: float = 0.5,
-              worker_timeout: float = 120.0) -> SweepSummary:
+              worker_timeout: float = 120.0, task_timeout: float | None = DEFAULT_TASK_TIMEOUT) -> SweepSummary:
     """Run `task_function` on every task not finished in ``out_dir/results``,
     one Dask task each, on the cluster at `scheduler` (an address such as
     ``tcp://host:8786``) or on a LocalCluster of `n_workers` single-threaded
@@ -794,15 +920,32 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
     while tasks wait (its worker processes die at start-up, and Dask would
     restart them for ever) stops the sweep with a ClusterError; results
     written so far stay. On an external cluster the sweep waits for workers
-    as long as it takes (batch jobs may sit in a queue)."""
-    from distributed import Client, wait
+    as long as it takes (batch jobs may sit in a queue).
+
+    A task running longer than `task_timeout` seconds (None: no limit) is
+    stopped with its worker process and recorded as failed, "timed out
+    after N s"; the sweep goes on (a LocalCluster's nanny, or an external
+    worker's, starts a new worker; a worker started with ``--no-nanny`` is
+    gone). The folder is locked for the call (:mod:`coupler.folder_lock`)."""
+    from coupler.folder_lock import folder_lock
 
     function = resolve_task(task_function)
-    results_dir = Path(out_dir) / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
+    if task_timeout is not None:
+        task_timeout = check_task_timeout(task_timeout)
     indices = [t.index for t in tasks]
     if len(set(indices)) != len(indices):
         raise ValueError("two tasks have the same index")
+    with folder_lock(out_dir):
+        return _run_sweep_locked(tasks, Path(out_dir), function, scheduler, n_workers, progress, retries,
+                                 retry_failed, poll_seconds, worker_timeout, task_timeout)
+
+
+def _run_sweep_locked(tasks, out_dir: Path, function, scheduler, n_workers, progress, retries, retry_failed,
+                      poll_seconds, worker_timeout, task_timeout) -> SweepSummary:
+    from distributed import Client, wait
+
+    results_dir = out_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
     finished = finished_indices(results_dir, retry_failed)
     todo = [t for t in tasks if t.index not in finished]
     summary = SweepSummary(results_dir, len(tasks), skipped=len(tasks) - len(todo))
@@ -816,8 +959,8 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
     try:
         futures = {}
         for task in todo:
-            future = client.submit(execute_task, function, task, key=f"emulator-{task.index:04d}-{token}",
-                                   retries=retries, pure=False)
+            future = client.submit(execute_task, function, task, task_timeout, token,
+                                   key=f"emulator-{task.index:04d}-{token}", retries=retries, pure=False)
             futures[future] = task
         keys = {f.key for f in futures}
         pending = set(futures)
@@ -831,15 +974,21 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
                 try:
                     record = future.result()
                 except Exception as exc:  # the task never returned: its workers died
-                    summary.lost += 1
-                    summary.lost_messages.append(f"emulator {futures[future].index}: {type(exc).__name__}: {exc}")
+                    task = futures[future]
+                    marker = _timeout_marker(Path(task.work_dir), token)
+                    if marker is None:
+                        summary.lost += 1
+                        summary.lost_messages.append(f"emulator {task.index}: {type(exc).__name__}: {exc}")
+                        future.release()
+                        continue
+                    record = _timed_out_record({"index": task.index, "work_dir": task.work_dir,
+                                                "hyperparameters": task.hyperparameters.to_dict()}, marker)
+                write_result(results_dir, record)
+                if record["status"] == "ok":
+                    summary.done += 1
                 else:
-                    write_result(results_dir, record)
-                    if record["status"] == "ok":
-                        summary.done += 1
-                    else:
-                        summary.failed += 1
-                    bar.update(1)
+                    summary.failed += 1
+                bar.update(1)
                 future.release()
             try:
                 running = sum(1 for ks in client.processing().values() for k in ks if k in keys)
@@ -875,7 +1024,9 @@ class SweepConfig:
     With a ``design`` (:class:`coupler.design.Design`) the emulators are its
     grid instead of draws: its factors' levels, the space's other fields
     (each fixed) and the training table; ``n_emulators`` is its cells times
-    repeats (computed when the table leaves it out, refused if it differs)."""
+    repeats (computed when the table leaves it out, refused if it differs).
+    ``task_timeout_seconds``: a task running longer is stopped and recorded
+    as failed, "timed out after N s" (:func:`run_sweep`)."""
 
     n_emulators: int = 8
     seed: int = 0
@@ -885,12 +1036,14 @@ class SweepConfig:
     training: Mapping[str, Any] = field(default_factory=dict)
     coupled: CoupledRunConfig = CoupledRunConfig()
     design: Design | None = None
+    task_timeout_seconds: float = DEFAULT_TASK_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name, least in (("n_emulators", 1), ("seed", 0)):
+        for name, least, most in (("n_emulators", 1, MAX_EMULATORS), ("seed", 0, 2 ** 63 - 1)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(f"[sweep] {name} must be an integer >= {least}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+                raise ValueError(f"[sweep] {name} must be an integer from {least} to {most}, got {value!r}")
+        check_task_timeout(self.task_timeout_seconds, "[sweep] task_timeout_seconds")
         if self.design is not None:
             if self.n_emulators != self.design.n_emulators:
                 raise ValueError(f"[sweep] n_emulators = {self.n_emulators} does not match the design's "
@@ -923,7 +1076,7 @@ class SweepConfig:
                         raise ValueError(f"[design] factor {factor!r} is also set in [{table}]; a factor's "
                                          "values are its levels: remove it there")
             sweep.setdefault("n_emulators", design.n_emulators)
-        known = {"n_emulators", "seed", "data", "task"}
+        known = {"n_emulators", "seed", "data", "task", "task_timeout_seconds"}
         if set(sweep) - known:
             raise ValueError(f"unknown sweep option {sorted(set(sweep) - known)[0]!r} (known: {', '.join(sorted(known))})")
         if sweep.get("data"):
@@ -963,62 +1116,80 @@ class SweepConfig:
 
 
 SWEEP_IDENTITY = "sweep.json"
-"""File in a sweep's folder holding the configuration it was made with."""
+"""File in which sweep folders made before ``identity.json`` kept their configuration."""
 
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flat(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
-
+SWEEP_PRODUCTS = ("results", "emulators", "reference", "results.nc", "results.csv", SWEEP_IDENTITY)
+"""What a sweep writes in its folder and starting over removes (the report and figures are rewritten)."""
 
 ADDED_SETTINGS = {"space.water_conservation": [False]}
 """Settings added to the configuration after sweep folders were made, with
-the value those folders had without saying it: a folder whose ``sweep.json``
+the value those folders had without saying it: a folder whose identity
 lacks one is the same sweep as a configuration with that value."""
 
 
-def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike) -> None:
-    """Write ``OUT/sweep.json`` (the configuration but the number of
-    emulators, which a re-run may raise to extend the sweep), or check that
-    the folder holds a sweep of this configuration: results made with
-    another space, training or coupled run are never mixed in. Refusal:
-    ValueError naming the first differences."""
-    out = Path(out_dir)
+def sweep_identity(config: SweepConfig) -> dict[str, Any]:
+    """The configuration that makes a sweep folder's results comparable:
+    everything but the number of emulators (a re-run may raise it to extend
+    the sweep; a design's repeats likewise) and the per-task timeout (how
+    long to wait, not what is computed)."""
     mine = _json_safe({**dataclasses.asdict(config), "n_emulators": None})
-    if config.design is not None:      # more repeats extend a design, as more emulators extend a random sweep
+    mine.pop("task_timeout_seconds", None)
+    if config.design is not None:
         mine["design"]["repeats"] = None
-    path = out / SWEEP_IDENTITY
-    if path.is_file():
-        theirs, ours = _flat(json.loads(path.read_text())), _flat(json.loads(json.dumps(mine)))
-        theirs = {**ADDED_SETTINGS, **theirs}
-        differences = [f"{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here"
-                       for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
-        if differences:
-            raise ValueError(f"{out} holds a sweep of another configuration ({'; '.join(differences[:3])}"
-                             + (f"; {len(differences) - 3} more" if len(differences) > 3 else "")
-                             + "); choose another --out")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(path, mine)
+    return json.loads(json.dumps(mine))
+
+
+def _legacy_sweep(folder: Path) -> dict[str, Any] | None:
+    path = folder / SWEEP_IDENTITY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike, *, start_over: bool = False):
+    """Claim ``OUT`` for this sweep (:func:`coupler.folder_identity.claim_folder`):
+    a new folder, or a re-run of the same configuration; a folder of another
+    space, training, coupled run, seed or data is refused naming the
+    differences (FolderConflict, a ValueError), unless `start_over`, which
+    removes the old sweep's results first. Returns the FolderIdentity."""
+    from coupler.folder_identity import claim_folder
+
+    return claim_folder(out_dir, "sweep", sweep_identity(config), products=SWEEP_PRODUCTS, legacy=_legacy_sweep,
+                        added=ADDED_SETTINGS, start_over=start_over)
+
+
+def check_sweep(config: SweepConfig) -> None:
+    """What a sweep needs before it starts, checked at once (ValueError or
+    FileNotFoundError naming the problem): training data that exist, and for
+    the default task the coupled runs (:meth:`CoupledRunConfig.check_gcm`)."""
+    import glob
+
+    if config.data and not glob.glob(config.data):
+        raise FileNotFoundError(f"[sweep] data: no training data at {config.data}")
+    if resolve_task(config.task) is default_task:
+        config.coupled.check_gcm()
 
 
 def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, scheduler: str | None = None,
                           n_workers: int | None = None, progress: bool | None = None,
-                          retry_failed: bool = False) -> SweepSummary:
+                          retry_failed: bool = False, start_over: bool = False, log=print) -> SweepSummary:
     """A whole sweep: the reference runs (for the default task), the tasks,
-    and the results dataset ``OUT/results.nc`` / ``results.csv``."""
+    and the results dataset ``OUT/results.nc`` / ``results.csv``. Checked
+    first (:func:`check_sweep`), then, with the folder locked, the folder
+    claimed (:func:`claim_sweep_folder`; `start_over` removes the results of
+    another configuration); `log` gets the note of a changed code version."""
+    from coupler.folder_lock import folder_lock
     from coupler.results import collect_results, write_results
 
     out = Path(out_dir)
-    claim_sweep_folder(config, out)
-    reference = None
-    if resolve_task(config.task) is default_task:
-        reference = prepare_reference(config.coupled, out / "reference")["reference"]
-    summary = run_sweep(config.tasks(out, reference), out, config.task, scheduler=scheduler, n_workers=n_workers,
-                        progress=progress, retry_failed=retry_failed)
-    write_results(collect_results(out), out)
+    check_sweep(config)
+    with folder_lock(out):
+        identity = claim_sweep_folder(config, out, start_over=start_over)
+        if identity.note:
+            log(identity.note)
+        reference = None
+        if resolve_task(config.task) is default_task:
+            reference = prepare_reference(config.coupled, out / "reference")["reference"]
+        summary = run_sweep(config.tasks(out, reference), out, config.task, scheduler=scheduler,
+                            n_workers=n_workers, progress=progress, retry_failed=retry_failed,
+                            task_timeout=config.task_timeout_seconds)
+        write_results(collect_results(out), out)
     return summary

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from coupler.folder_identity import claim_folder, code_version
+from coupler.folder_lock import folder_lock
 from coupler.sweep import SweepConfig
 from emulators.atomic_files import write_text_replacing
 from experiments.invocations import InvocationLog, read_invocations, total_seconds
@@ -84,6 +86,10 @@ class ReferenceDataConfig:
     precision: str = "float32"
 
     def __post_init__(self) -> None:
+        for name in ("spinup_days", "data_days", "interval_hours"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"[reference] {name} must be a finite number, got {value!r}")
         if not self.spinup_days >= 0:
             raise ValueError(f"[reference] spinup_days must be >= 0, got {self.spinup_days}")
         if not self.data_days > 0:
@@ -92,6 +98,18 @@ class ReferenceDataConfig:
             raise ValueError(f"[reference] interval_hours must be positive, got {self.interval_hours}")
         if self.precision not in ("float32", "float64"):
             raise ValueError(f"[reference] precision must be float32 or float64, got {self.precision!r}")
+
+    def check_gcm(self) -> None:
+        """Check the run before it is made: the GCM options
+        (:func:`gcm_toy.check_configuration`) and the spin-up, the data period
+        and the sample interval as whole numbers of time steps."""
+        from gcm_toy import check_configuration
+        from gcm_toy.config import steps_for_days
+
+        gcm = check_configuration(self.preset, dict(self.overrides))
+        steps_for_days(self.spinup_days, gcm.dt, "[reference] spinup_days")
+        steps_for_days(self.data_days, gcm.dt, "[reference] data_days")
+        steps_for_days(self.interval_hours / 24.0, gcm.dt, "[reference] interval_hours")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReferenceDataConfig":
@@ -190,13 +208,15 @@ def load_casestudy(preset: str | os.PathLike | Mapping[str, Any]) -> CaseStudyCo
             if option in data.get(table, {}):
                 raise ValueError(f"[{table}] {option} is made by the case study itself; remove it from the preset")
     workers = head.get("workers")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"[casestudy] workers must be a positive integer, got {workers!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 4096):
+        raise ValueError(f"[casestudy] workers must be a positive integer (at most 4096), got {workers!r}")
     config = CaseStudyConfig(name=str(head.get("name", name)), description=str(head.get("description", "")),
                              reference=ReferenceDataConfig.from_dict(data.get("reference", {})),
                              sweep_tables={k: dict(data[k]) for k in _SWEEP_TABLES if k in data},
                              workers=workers, source=source)
-    config.sweep("training.nc", "checkpoint.bin")  # checks the sweep tables now, before any run
+    # every value is checked now, before any run: the sweep tables, the GCM runs of both stages
+    config.sweep("training.nc", "checkpoint.bin").coupled.check_gcm(checkpoint=False)
+    config.reference.check_gcm()
     if config.reference.initial_state:             # and that the shipped start fits the run
         check_state(config.reference.initial_state, config.reference.preset, config.reference.overrides)
     return config
@@ -225,17 +245,36 @@ def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _claim_folder(config: CaseStudyConfig, out: Path) -> None:
-    """Write ``OUT/casestudy.toml``, or check that the folder holds this case
-    study (a re-run) and not another one."""
-    path = out / "casestudy.toml"
+CASESTUDY_PRODUCTS = ("data", "reference", "results", "emulators", "replicates", "casestudy.toml")
+"""What a case study writes in its folder (a folder holding any of them is not new)."""
+
+
+def _identity_tables(tables: Mapping[str, Any]) -> dict[str, Any]:
+    """A case study's configuration for its folder identity: its tables but
+    the per-task timeout (how long to wait, not what is computed)."""
+    tables = {name: dict(table) for name, table in tables.items()}
+    tables.get("sweep", {}).pop("task_timeout_seconds", None)
+    return tables
+
+
+def _legacy_casestudy(folder: Path) -> dict[str, Any] | None:
+    path = folder / "casestudy.toml"
+    return _identity_tables(tomllib.loads(path.read_text())) if path.is_file() else None
+
+
+def _claim_folder(config: CaseStudyConfig, out: Path, log=print) -> None:
+    """Claim `out` for this case study (:func:`coupler.folder_identity.claim_folder`:
+    a new folder, or a re-run of the same configuration; another one is
+    refused naming the differences) and write ``OUT/casestudy.toml``, the
+    preset as run. Call it with the folder locked."""
     text = _toml(config.to_dict())
-    if path.is_file():
-        if tomllib.loads(path.read_text()) != tomllib.loads(text):
-            raise ValueError(f"{out} holds a case study of another configuration ({path}); choose another --out")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_replacing(path, f"# case study {config.name!r} from {config.source}\n" + text)
+    identity = claim_folder(out, "casestudy", _identity_tables(tomllib.loads(text)), products=CASESTUDY_PRODUCTS,
+                            legacy=_legacy_casestudy, start_over_option=None)
+    if identity.note:
+        log(identity.note)
+    path = out / "casestudy.toml"
+    if not path.is_file() or tomllib.loads(path.read_text()) != tomllib.loads(text):
+        write_text_replacing(path, f"# case study {config.name!r} from {config.source}\n" + text)
 
 
 # ----------------------------------------------------------- reference data
@@ -304,11 +343,17 @@ def prepare_casestudy_reference(config: CaseStudyConfig, out_dir: str | os.PathL
     """Claim `out_dir` for the case study (``casestudy.toml``) and make or
     reuse its reference data (``OUT/data``) and reference runs
     (``OUT/reference``): what every coupled run of the study starts from and
-    is scored against (``fkb casestudy`` and ``fkb couple --preset``)."""
+    is scored against (``fkb casestudy`` and ``fkb couple --preset``). The
+    folder is locked meanwhile (:mod:`coupler.folder_lock`)."""
+    out = Path(out_dir)
+    with folder_lock(out):
+        return _prepare_reference_locked(config, out, progress, log)
+
+
+def _prepare_reference_locked(config: CaseStudyConfig, out: Path, progress, log) -> ReferenceStage:
     from coupler.sweep import prepare_reference
 
-    out = Path(out_dir)
-    _claim_folder(config, out)
+    _claim_folder(config, out, log)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     ref = config.reference
@@ -382,7 +427,7 @@ def _timed(seconds: dict[str, float], name: str, clock: float) -> float:
 def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfig, out_dir: str | os.PathLike, *,
                   scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
                   retry_failed: bool = False, only: Sequence[int] | None = None, replicates: int = 1,
-                  log=print) -> CaseStudyResult:
+                  task_timeout: float | None = None, log=print) -> CaseStudyResult:
     """Run (or continue) the case study `preset` in `out_dir`: reference
     data, reference runs, the sweep on Dask (a local cluster of `n_workers`
     processes, default the preset's ``workers`` or one per core, or the
@@ -394,16 +439,26 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
     verdict on the paper's claims. `log` gets one line per stage; every
     invocation's wall time is kept in ``OUT/invocations.json``
     (experiments/invocations.py), so a study continued over several
-    invocations can tell its whole cost."""
+    invocations can tell its whole cost. `task_timeout`: seconds an
+    emulator's task may run (default: the preset's ``[sweep]
+    task_timeout_seconds``). The folder is locked for the call and claimed
+    for the preset (:mod:`coupler.folder_identity`)."""
     if replicates < 1:
         raise ValueError(f"--replicates must be at least 1, got {replicates}")
     config = preset if isinstance(preset, CaseStudyConfig) else load_casestudy(preset)
     out = Path(out_dir)
-    _claim_folder(config, out)
+    with folder_lock(out):
+        return _run_casestudy_locked(config, out, scheduler, n_workers, progress, retry_failed, only, replicates,
+                                     task_timeout, log)
+
+
+def _run_casestudy_locked(config: CaseStudyConfig, out: Path, scheduler, n_workers, progress, retry_failed: bool,
+                          only, replicates: int, task_timeout, log) -> CaseStudyResult:
+    _claim_folder(config, out, log)
     code = code_version()
     with InvocationLog(out, code) as invocation:
         result = _run_stages(config, out, scheduler, n_workers, progress, retry_failed, only, replicates, log,
-                             invocation)
+                             invocation, task_timeout)
         result.invocations = invocation.invocations
         result.invocations[-1]["finished"] = True       # this one, by the time the report is read
         _write_timings(result, code)
@@ -413,13 +468,16 @@ def run_casestudy(preset: str | os.PathLike | Mapping[str, Any] | CaseStudyConfi
 
 
 def _run_stages(config: CaseStudyConfig, out: Path, scheduler, n_workers, progress, retry_failed: bool,
-                only: Sequence[int] | None, replicates: int, log, invocation: InvocationLog) -> CaseStudyResult:
+                only: Sequence[int] | None, replicates: int, log, invocation: InvocationLog,
+                task_timeout: float | None = None) -> CaseStudyResult:
     """The stages of :func:`run_casestudy`, each recorded in `invocation` when done."""
     from experiments.replicates import replicate_folder, write_replicates_report
 
     start = time.perf_counter()
     stage = prepare_casestudy_reference(config, out, progress=progress, log=log)
     data, sweep, paths, seconds = stage.data, stage.sweep, stage.paths, dict(stage.seconds)
+    if task_timeout is not None:
+        sweep = dataclasses.replace(sweep, task_timeout_seconds=task_timeout)
     for name, value in seconds.items():
         invocation.stage(name, value)
     clock = time.perf_counter()
@@ -503,7 +561,7 @@ def _run_sweep_stage(sweep: SweepConfig, out: Path, paths: Mapping[str, Any], sc
             raise ValueError(f"--only: no emulator {unknown[0]} in this sweep (0-{sweep.n_emulators - 1})")
         tasks = [task for task in tasks if task.index in set(only)]
     summary = run_sweep(tasks, out, sweep.task, scheduler=scheduler, n_workers=workers, progress=progress,
-                        retry_failed=retry_failed)
+                        retry_failed=retry_failed, task_timeout=sweep.task_timeout_seconds)
     log(f"  {summary}")
     results = with_survival(collect_results(out))
     write_results(results, out)
@@ -533,23 +591,6 @@ def _emulator_timings(result: CaseStudyResult) -> list[dict[str, float]]:
                      "fit_seconds": train, "coupled_days": float(ds["days_survived"].values[i]),
                      "parameters": params})
     return rows
-
-
-def code_version() -> dict[str, Any]:
-    """The commit of the code running (``git rev-parse HEAD`` of this
-    checkout) and whether it has changes not committed; empty outside a git
-    checkout."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True, timeout=30).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, check=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": commit, "dirty": bool(status.strip())}
 
 
 def _write_timings(result: CaseStudyResult, code: Mapping[str, Any]) -> None:

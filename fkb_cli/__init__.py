@@ -376,19 +376,29 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from coupler.sweep import SweepConfig, resolve_task, run_sweep_from_config
     config = SweepConfig.from_toml(args.config) if args.config else SweepConfig()
     changes = {key: value for key, value in (("n_emulators", args.n_emulators), ("seed", args.seed),
-                                             ("task", args.task), ("data", args.data)) if value is not None}
-    config = dataclasses.replace(config, **changes)
-    if config.n_emulators < 1:
-        raise UserError(f"--n-emulators must be at least 1, got {config.n_emulators}")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+                                             ("task", args.task), ("data", args.data),
+                                             ("task_timeout_seconds", args.task_timeout)) if value is not None}
+    if args.n_emulators is not None and args.n_emulators < 1:
+        raise UserError(f"--n-emulators must be at least 1, got {args.n_emulators}")
+    _check_workers(args.workers)
+    config = dataclasses.replace(config, **changes)    # checked again: SweepConfig's ranges
     resolve_task(config.task)  # a bad task name is a one-line error before any cluster starts
     summary = run_sweep_from_config(config, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                                    progress=False if args.no_progress else None, retry_failed=args.retry_failed)
+                                    progress=False if args.no_progress else None, retry_failed=args.retry_failed,
+                                    start_over=args.overwrite)
     print(summary)
     print(f"wrote {Path(args.out) / 'results'}/ and {Path(args.out) / 'results.nc'} (+ .csv)")
     if summary.lost:
         raise UserError(f"{summary.lost} emulators were lost with their workers; re-run the command to retry them")
+
+
+MAX_WORKERS = 4096
+"""More local workers than any machine has cores is a typo."""
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UserError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -446,15 +456,23 @@ def _planned_scoring(*run_files: str) -> dict[str, float]:
 
 
 def cmd_couple(args: argparse.Namespace) -> None:
-    from coupler.couple import check_interface, couple_and_score, couple_config, prepare_model_files, summary_lines
+    from coupler.couple import COUPLE_PRODUCTS, claim_couple_folder, couple_config, couple_identity
+    from coupler.folder_identity import discard_claim
+    from coupler.folder_lock import folder_lock
     from coupler.sweep import load_reference
     if args.reference and args.preset:
         raise UserError("give --reference DIR or --preset NAME, not both")
+    for name in ("days", "window_days", "guard_margin", "guard_factor", "network_weight", "ramp_days", "spinup_days"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value:g}")
     if args.days is not None and not args.days > 0:
         raise UserError(f"--days must be positive, got {args.days:g}")
-    out = Path(args.out)
-    if (out / "score.json").exists() and not args.overwrite:
-        raise UserError(f"{out} holds a coupled run already (score.json); give another --out, or --overwrite")
+    if args.normalization is not None and args.interface is None:
+        raise UserError("--normalization goes with --interface gcm")
+    for path in args.emulator:
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such emulator file")
     options = dict(days=args.days, window_days=args.window_days, limit_humidity=args.limit_humidity,
                    limit_precipitation=args.limit_precipitation, precision=args.emulator_precision,
                    guard=args.guard, guard_margin=args.guard_margin, guard_factor=args.guard_factor)
@@ -466,8 +484,28 @@ def cmd_couple(args: argparse.Namespace) -> None:
         stage = load_casestudy(args.preset or "quick")
         config, reference = stage.sweep("training.nc", "checkpoint.bin").coupled, {}
     config = couple_config(config, **options)
-    if args.normalization is not None and args.interface is None:
-        raise UserError("--normalization goes with --interface gcm")
+    asked = {name: getattr(args, name) for name in (
+        "interface", "days", "window_days", "emulator_precision", "limit_humidity", "limit_precipitation", "guard",
+        "guard_margin", "guard_factor", "network_weight", "weight_ramp", "ramp_days", "spinup_days",
+        "reference_outputs")}
+    asked["normalization"] = os.path.abspath(args.normalization) if args.normalization else None
+    identity = couple_identity(args.emulator, args.reference, args.preset or "quick", asked)
+    out = Path(args.out)
+    with folder_lock(out):                     # one writer; then this run's folder, or a re-run's
+        claimed = claim_couple_folder(out, identity, overwrite=args.overwrite)
+        if claimed.note:
+            print(claimed.note)
+        try:
+            _couple(args, out, config, reference, stage, options)
+        except BaseException:
+            if claimed.new:                    # nothing of this attempt stays to block the next one
+                discard_claim(out, COUPLE_PRODUCTS)
+            raise
+
+
+def _couple(args: argparse.Namespace, out: Path, config, reference, stage, options) -> None:
+    """fkb couple in its claimed and locked folder: convert, check, (make the reference), run and score."""
+    from coupler.couple import check_interface, couple_and_score, couple_config, prepare_model_files, summary_lines
     files, converted = prepare_model_files(args.emulator, out, gcm_interface=args.interface == "gcm",
                                            normalization=args.normalization)
     check_interface(config, files)
@@ -579,15 +617,17 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_casestudy(args: argparse.Namespace) -> None:
     from experiments.casestudy import run_casestudy, summary_lines
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    _check_workers(args.workers)
     only = _indices(args.only) if args.only is not None else None
-    if args.replicates < 1:
-        raise UserError(f"--replicates must be at least 1, got {args.replicates}")
+    if not 1 <= args.replicates <= MAX_REPLICATES:
+        raise UserError(f"--replicates must be from 1 to {MAX_REPLICATES}, got {args.replicates}")
+    if args.task_timeout is not None:
+        from coupler.sweep import check_task_timeout
+        check_task_timeout(args.task_timeout, "--task-timeout")
     try:
         result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
                                progress=False if args.no_progress else None, retry_failed=args.retry_failed,
-                               only=only, replicates=args.replicates)
+                               only=only, replicates=args.replicates, task_timeout=args.task_timeout)
     except ValueError as error:
         if str(error).startswith("--only"):
             raise UserError(str(error)) from None
@@ -596,6 +636,10 @@ def cmd_casestudy(args: argparse.Namespace) -> None:
     if result.sweep.lost:
         raise UserError(f"{result.sweep.lost} emulators were lost with their workers; re-run the command to "
                         "retry them")
+
+
+MAX_REPLICATES = 1000
+"""More replicates of a sweep than any verdict needs is a typo."""
 
 
 def _indices(text: str) -> list[int]:
@@ -637,6 +681,9 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--replicates", type=int, default=1, metavar="N",
                    help="run the sweep N times (sweep seeds seed .. seed + N - 1) on one reference stage and write "
                         "OUT/replicates.md, the verdict on the paper's claims (default: 1)")
+    p.add_argument("--task-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop an emulator's task after SECONDS and record it as failed (default: the preset's "
+                        "[sweep] task_timeout_seconds, else 6 hours)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_casestudy)
 
@@ -656,6 +703,12 @@ def add_casestudy_parsers(sub) -> None:
                    help="task function (default coupler.sweep:default_task; coupler.sweep:offline_task trains and "
                         "scores offline only)")
     p.add_argument("--retry-failed", action="store_true", help="also re-run emulators whose task failed")
+    p.add_argument("--task-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop an emulator's task after SECONDS and record it as failed, 'timed out after N s' "
+                        "(overrides [sweep] task_timeout_seconds; default 6 hours)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a folder holding a sweep of another configuration (its results, emulators "
+                        "and reference runs are removed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

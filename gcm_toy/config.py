@@ -238,9 +238,10 @@ class GCMConfig:
         self._check()
 
     def _check(self) -> None:
-        for key in PHYSICS_KEYS:
-            if key in ("n_subcolumns", "n_substeps", "radiation_interval") and getattr(self, key) < 1:
-                raise ValueError(f"option {key!r}: must be at least 1, got {getattr(self, key)}")
+        for key, most in PHYSICS_COUNT_LIMITS.items():
+            if not 1 <= getattr(self, key) <= most:
+                raise ValueError(f"option {key!r}: must be from 1 to {most}, got {getattr(self, key)}")
+        self._check_memory()
         if self.physics not in PHYSICS_NAMES:
             raise ValueError(f"option 'physics': unknown scheme {self.physics!r} "
                              f"(known: {', '.join(PHYSICS_NAMES)})")
@@ -291,6 +292,33 @@ class GCMConfig:
         steps_per_output(self)  # raises if the interval is not a multiple of dt
 
     # ------------------------------------------------------------ helpers
+    def memory_estimate(self) -> int:
+        """Bytes the core allocates for this configuration, roughly
+        (:data:`MEMORY_PER_POINT` per 3-D grid point and spectral
+        coefficient per level, and the Legendre tables)."""
+        if not (self.truncation >= 0 and self.nlon >= 0 and self.nlat >= 0 and self.nlev >= 1):
+            return 0                       # the core refuses these itself, without allocating
+        m = self.truncation
+        nlon = self.nlon or 4 * ((3 * m + 4) // 4)          # the core's default_grid_size, in Python's integers
+        nlat = self.nlat or nlon // 2
+        nspec = (m + 1) * (m + 2) // 2
+        return int(MEMORY_PER_POINT["grid"] * nlon * nlat * (self.nlev + 1)
+                   + MEMORY_PER_POINT["spectral"] * nspec * (self.nlev + 1)
+                   + MEMORY_PER_POINT["legendre"] * nspec * nlat)
+
+    def _check_memory(self) -> None:
+        """Refuse a grid whose state would not fit in a fraction of the
+        machine's memory, before the core tries to allocate it (an
+        allocation that fails aborts the process)."""
+        need, have = self.memory_estimate(), machine_memory()
+        if have and need > MEMORY_FRACTION * have:
+            nlon = self.nlon or 4 * ((3 * self.truncation + 4) // 4)
+            nlat = self.nlat or nlon // 2
+            raise ValueError(f"grid T{self.truncation} {nlon} x {nlat} x {self.nlev} levels needs about "
+                             f"{need / 2 ** 30:.3g} GiB of memory (estimate), more than "
+                             f"{MEMORY_FRACTION:.0%} of this machine's {have / 2 ** 30:.3g} GiB: check truncation, "
+                             "nlon, nlat and nlev")
+
     def _check_partial_coupling(self) -> None:
         asked = (self.network_weight != 1.0 or self.weight_ramp != "constant" or self.network_start_day is not None
                  or bool(self.reference_outputs))
@@ -365,6 +393,31 @@ class GCMConfig:
 _missing = set(PHYSICS_KEYS) - {f.name for f in fields(GCMConfig) if f.metadata.get("physics")}
 if _missing:  # the compiled core and this file disagree: a build problem, not a user error
     raise RuntimeError(f"gcm_toy.config lacks the physics settings {sorted(_missing)} of the compiled core")
+
+PHYSICS_COUNT_LIMITS = {"n_subcolumns": 1024, "n_substeps": 1024, "radiation_interval": 1024}
+"""Largest subcolumns and sub-steps of the toy superparameterization: its
+cost grows with their product in every column and step (the defaults are
+12, 4 and 2); more is a typo, not a study."""
+
+MEMORY_PER_POINT = {"grid": 400, "spectral": 800, "legendre": 24}
+"""Bytes the core allocates per grid point and level ("grid", ~50 real64
+fields with the physics and the running means), per spectral coefficient
+and level ("spectral", complex time levels and tendencies) and per Legendre
+table entry ("legendre", P and its derivative over nspec x nlat): an upper
+estimate (a model built at T21 and T85 grew the process by 3 and 37 MiB,
+against 11 and 180 MiB estimated), so that a refusal is never wrong by much."""
+
+MEMORY_FRACTION = 0.5
+"""A configuration may take at most this fraction of the machine's memory."""
+
+
+def machine_memory() -> int:
+    """Physical memory of the machine [bytes] (0 if unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
 
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], GCMConfig]
 Overrides = Union[Mapping[str, Any], Iterable[str], None]

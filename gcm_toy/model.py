@@ -97,6 +97,18 @@ def _step_of_day(day: float, dt: float) -> int:
     """The model step at `day` days (rounded to the nearest step)."""
     return int(round(day * 86400.0 / dt))
 
+def check_configuration(config: ConfigLike = "held-suarez", overrides: Overrides = None) -> GCMConfig:
+    """Check a configuration as a run would, without running it: the
+    options (names, types, finite numbers, integer ranges, the memory
+    estimate: :class:`GCMConfig`) and the core's own checks (ranges, the
+    time step's stability, the physics settings), by building the model
+    without its initial state. ValueError (GCMError) naming the first
+    problem; returns the configuration. Milliseconds at the presets' sizes,
+    so that a study checks its runs before hours of work."""
+    with Model(config, overrides, initial_state=False) as model:
+        return model.config
+
+
 class Model(FortranObject):
     """A toy-GCM model in the Fortran core.
 

@@ -226,12 +226,18 @@ def run_twins(config: ConfigLike, restart: str | Path | None = None, *, override
     subgrid noise) with seed (the control's + k): a different realization of
     the unresolved convection, as in a stochastic-physics ensemble.
     `progress(day)` is called after every sample."""
+    for name, value in (("days", days), ("perturbation amplitude", amplitude), ("sample_hours", sample_hours),
+                        ("spinup_days", spinup_days)):
+        if not math.isfinite(value):
+            raise ValueError(f"twin experiment: {name} must be a finite number, got {value:g}")
     if days <= 0:
         raise ValueError(f"twin experiment: days must be positive, got {days:g}")
     if amplitude <= 0:
         raise ValueError(f"twin experiment: the perturbation amplitude must be positive, got {amplitude:g}")
-    if n_twins < 1:
-        raise ValueError(f"twin experiment: at least one twin is needed, got {n_twins}")
+    if not 1 <= n_twins <= 1000:
+        raise ValueError(f"twin experiment: from 1 to 1000 twins, got {n_twins}")
+    if not 0 <= seed <= 2 ** 31 - 1 - n_twins:    # twin k's seed, seed + k, is a 32-bit integer of the model
+        raise ValueError(f"twin experiment: seed must be an integer from 0 to {2 ** 31 - 1 - n_twins}, got {seed}")
     if kind not in PERTURBATIONS:
         raise ValueError(f"perturbation {kind!r}: expected one of {', '.join(PERTURBATIONS)}")
     if restart is None and config is None:

@@ -175,7 +175,7 @@ def test_shipped_presets():
     ({"reference": {"spinup": 3}}, "unknown [reference] option 'spinup'"),
     ({"reference": {"data_days": 0}}, "data_days must be positive"),
     ({"coupled": {"days": 5, "window_days": 10}}, "longer than the run"),
-    ({"casestudy": {"workers": 0}}, "workers must be a positive integer"),
+    ({"casestudy": {"workers": 0}}, "workers must be a positive integer (at most 4096)"),
 ])
 def test_bad_presets_are_refused_naming_the_problem(tables, message):
     with pytest.raises(ValueError, match=None) as info:
@@ -217,11 +217,11 @@ def test_report_of_a_study_is_written_again_with_its_setup(tiny_study, tmp_path,
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ("n_emulators = 3", "n_emulators = 0", r"\[sweep\] n_emulators must be an integer >= 1, got 0"),
-    ("n_emulators = 3", 'n_emulators = "four"', r"n_emulators must be an integer >= 1, got 'four'"),
+    ("n_emulators = 3", "n_emulators = 0", r"\[sweep\] n_emulators must be an integer from 1 to 1000000, got 0"),
+    ("n_emulators = 3", 'n_emulators = "four"', r"n_emulators must be an integer from 1 to 1000000, got 'four'"),
     ("width = [8, 16]", "width = [0, 16]", "search space width: hyperparameter width=0 must be at least 1"),
     ("batch_size = [256]", "batch_size = [0]", "search space batch_size: hyperparameter batch_size=0"),
-    ("seed = 4", "seed = -1", r"\[sweep\] seed must be an integer >= 0"),
+    ("seed = 4", "seed = -1", r"\[sweep\] seed must be an integer from 0 to"),
 ])
 def test_bad_sweep_values_are_refused_before_any_work(old, new, message, tmp_path):
     preset = tmp_path / "bad.toml"

@@ -141,11 +141,13 @@ def test_version_and_a_closed_pipe(capsys, tmp_path):
     assert info.wait(timeout=120) == 0 and info.stderr.read() == b""
 
 
-def test_couple_refuses_to_overwrite_a_run(tmp_path, capsys):
+def test_couple_refuses_to_overwrite_a_run(tiny_casestudy_reference, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "score.json").write_text("{}")
-    assert main(["couple", "--emulator", str(tmp_path / "none.fkb"), "--reference", str(tmp_path), "--out",
-                 str(out)]) == 1
-    assert "holds a coupled run already (score.json); give another --out, or --overwrite" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["score.json"]
+    (out / "score.json").write_text("{}")          # a run of before the folder identity
+    (tmp_path / "net.fkb").write_text("")
+    assert main(["couple", "--emulator", str(tmp_path / "net.fkb"), "--reference",
+                 str(tiny_casestudy_reference["out"]), "--out", str(out)]) == 1
+    assert ("holds results (score.json) of an unknown configuration (no identity.json); choose another --out, or "
+            "pass --overwrite") in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".fkb.lock", "score.json"]

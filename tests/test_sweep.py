@@ -148,14 +148,17 @@ def test_water_conservation_is_off_by_default_and_shifts_no_other_draw():
 
 
 def test_a_sweep_folder_of_before_the_hyperparameter_is_the_same_sweep(tmp_path):
+    from coupler.folder_identity import IDENTITY_FILE
     from coupler.sweep import SWEEP_IDENTITY, claim_sweep_folder
 
     config = SweepConfig(n_emulators=3, seed=1, data="data.nc")
     claim_sweep_folder(config, tmp_path)
-    identity = json.loads((tmp_path / SWEEP_IDENTITY).read_text())
-    del identity["space"]["water_conservation"]            # as written before it existed
+    identity = json.loads((tmp_path / IDENTITY_FILE).read_text())["configuration"]
+    del identity["space"]["water_conservation"]            # as written before it existed, in the older file
+    (tmp_path / IDENTITY_FILE).unlink()
     (tmp_path / SWEEP_IDENTITY).write_text(json.dumps(identity))
-    claim_sweep_folder(config, tmp_path)
+    assert not claim_sweep_folder(config, tmp_path).new     # the same sweep, and now with an identity
+    assert (tmp_path / IDENTITY_FILE).is_file()
     with pytest.raises(ValueError, match=r"space\.water_conservation"):
         claim_sweep_folder(dataclasses.replace(config, space=SearchSpace(water_conservation=(False, True))), tmp_path)
 
