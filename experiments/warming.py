@@ -86,13 +86,20 @@ def _global_means(path: Path, window_days: float) -> dict[str, float]:
 
 def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfig(), *, log=print) -> Path:
     """Run (or continue) the warm experiment of the finished case study in
-    `out_dir` (see the module); returns the path of ``warming.json``."""
+    `out_dir` (see the module); returns the path of ``warming.json``. The
+    study's folder is locked meanwhile (:mod:`coupler.folder_lock`)."""
+    from coupler.folder_lock import folder_lock
+
+    if not (Path(out_dir) / "results.nc").is_file():
+        raise FileNotFoundError(f"{out_dir}: not a finished case study (no results.nc)")
+    with folder_lock(out_dir):
+        return _run_warming(Path(out_dir), config, log)
+
+
+def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
     from coupler.results import read_results
     from coupler.sweep import _scored_run, load_reference, prepare_reference, start_coupled_model
 
-    out = Path(out_dir)
-    if not (out / "results.nc").is_file():
-        raise FileNotFoundError(f"{out}: not a finished case study (no results.nc)")
     control, control_paths = load_reference(out)
     folder = out / WARMING_DIR
     folder.mkdir(exist_ok=True)

@@ -63,7 +63,7 @@ def test_a_crashed_run_keeps_a_record_of_its_last_day(crashed_run, hot_emulator)
     with open_output(crashed_run / "coupled.nc") as run:
         attrs = dict(run.attrs)
     assert attrs["run_status"] == "crashed" and attrs["crash_time_days"] > 4.0    # past the first rewind point
-    assert sorted(p.name for p in crashed_run.iterdir() if p.name.startswith(".")) == []   # rewind points removed
+    assert not [p.name for p in crashed_run.iterdir() if p.name.endswith(".rewind")]     # rewind points removed
     record = xr.open_dataset(crashed_run / "coupled_crash.nc")
     assert record.attrs["crash_step"] == attrs["crash_step"]
     assert record.attrs["emulator"] == str(hot_emulator)
