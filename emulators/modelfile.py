@@ -486,6 +486,25 @@ def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> Non
             raise ValueError(f"param {pname} has shape {tuple(got) if isinstance(got, tuple) else got}, expected {shape}")
     if layer.kind == "normalization" and np.any(layer.params["variance"] < 0):
         raise ValueError("param variance has negative values")
+    _check_values(layer)
+
+
+def _check_values(layer: LayerSpec) -> None:
+    """What the Fortran builders (fkb_layers.inc) refuse of a layer's values,
+    refused here too, so that both readers accept the same files."""
+    attrs = layer.attributes
+    nonnegative = {"relu": ("negative_slope", "threshold", "max_value"), "dropout": ("rate", "stddev")}
+    for key in nonnegative.get(layer.kind, ()):
+        if key in attrs and attrs[key] < 0:
+            raise ValueError(f"attribute {key} is negative")
+    if layer.kind == "layer_normalization" and attrs["epsilon"] < 0:
+        raise ValueError("epsilon is negative")
+    if attrs.get("activation") == "celu" and attrs.get("alpha") == 0:
+        raise ValueError("activation celu needs a non-zero alpha")
+    if layer.kind == "batch_normalization":
+        bad = np.flatnonzero(layer.params["moving_variance"].astype(np.float64) + float(attrs["epsilon"]) <= 0)
+        if bad.size:
+            raise ValueError(f"moving_variance + epsilon is not positive for feature {int(bad[0]) + 1}")
 
 
 def _check_custom_layer(layer: LayerSpec, custom: CustomLayerKind, in_widths: list[int]) -> None:
@@ -917,11 +936,32 @@ def read_model_file(path: PathLike) -> ModelSpec:
     except ValueError as exc:
         message = " ".join(str(exc).split())
         raise ModelFileError(f"{path}: {message}") from None
+    if spec.training is not None:
+        _check_training_meaning(path)
     return spec
 
 
+def _check_training_meaning(path: Path) -> None:
+    """What a training section means (the optimizer and its hyperparameters,
+    the loss, the schedule, which slots and generators it must have, the
+    64-bit weights rounding to the layers') is checked by one implementation,
+    the Fortran runtime's (fkb_training_state.f90): the file is loaded by it,
+    and its refusal of the training state is this reader's too, so that both
+    readers accept the same files. Without the compiled runtime, the syntax
+    checks above stand alone."""
+    try:
+        from emulators.fkb import FKBError, load
+    except ImportError:
+        return
+    try:
+        load(path)
+    except FKBError as exc:
+        if f"{path}: training state: " in str(exc):
+            raise ModelFileError(str(exc)) from None
+
+
 def _parse_attribute(text: str) -> AttributeValue:
-    if _INT_RE.match(text):
+    if _INT_RE.match(text) and _header_int(text) is not None:   # else a real, as Fortran reads it
         return int(text)
     if _REAL_RE.match(text):
         return float(text)
@@ -991,6 +1031,8 @@ def _parse_v1(data: bytes) -> ModelSpec:
     statistics_attributes: dict[str, AttributeValue] = {}
 
     for number, text in lines:
+        if re.search(r"[\x00-\x1f\x7f]", text):   # as the Fortran reader
+            raise ValueError(f"line {number}: control character in the header")
         tokens = [t for t in text.split(" ") if t]
         if not tokens:
             raise ValueError(f"line {number}: empty header line")
@@ -1065,6 +1107,10 @@ def _parse_v1(data: bytes) -> ModelSpec:
                 known = {"samples", "rank", "residual_variance", "distance_q999"}
                 if set(statistics_attributes) != known:
                     raise ValueError("the input_statistics line needs exactly " + ", ".join(sorted(known)))
+                for key, low in (("samples", 1), ("rank", 0)):
+                    value = statistics_attributes[key]
+                    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                        raise ValueError(f"input_statistics {key}={value} is out of range")
                 section = statistics = {}
             elif keyword == "layer":
                 layer = _parse_layer_line(tokens)
@@ -1172,7 +1218,7 @@ def _parse_training_line(keyword: str, tokens: list[str], training: TrainingStat
         return
     if len(tokens) != 3 or not _INT_RE.match(tokens[1]) or not _INT_RE.match(tokens[2]):
         raise ValueError("expected 'generator <id> <state>'")
-    node, value = int(tokens[1]), int(tokens[2])
+    node, value = (-1 if _header_int(t) is None else _header_int(t) for t in tokens[1:])  # as Fortran parses them
     if not 0 <= node <= n_layers:
         raise ValueError(f"generator id {node} is not in 0..{n_layers}")
     if not 1 <= value <= _GENERATOR_MAX:

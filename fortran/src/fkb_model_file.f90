@@ -702,7 +702,7 @@ contains
         call bad(fkb_err_format, word // ' line before n_' // word // 's')
         return
       end if
-      if (n_tokens < 3) then
+      if (n_tokens < 4) then   ! units are required (the Python reader agrees)
         call bad(fkb_err_format, 'expected ''' // word // ' <i> <name> <units>''')
         return
       end if
@@ -729,11 +729,7 @@ contains
         return
       end if
       io(index)%name = line(first(3):last(3))
-      if (n_tokens == 3) then
-        io(index)%units = '1'
-      else
-        io(index)%units = line(first(4):len_trim(line))
-      end if
+      io(index)%units = line(first(4):len_trim(line))
     end subroutine parse_io_line
 
     subroutine parse_layer_line()
