@@ -48,8 +48,8 @@ from emulators.formats import ConversionError, UnsupportedModelError, convert, l
 from emulators.input_statistics import statistics_from_json, statistics_to_json
 from emulators.modelfile import (
     ACTIVATIONS,
-    LayerSpec,
     MAX_MODEL_FILE_BYTES,
+    LayerSpec,
     ModelFileError,
     ModelSpec,
     Normalization,
@@ -425,6 +425,11 @@ MAX_JSON_BYTES = 64 * 2 ** 20
 WEIGHTS_ENTRY = "model.weights.h5"
 
 
+def _mib(size: int) -> int:
+    """Bytes in MiB, rounded up (a size just over a limit does not print as the limit)."""
+    return -(-size // 2 ** 20)
+
+
 def check_keras_archive(archive: zipfile.ZipFile, path: Path) -> None:
     """Refuse, before anything is inflated, a ``.keras`` archive whose members
     inflate to more than the readers' limits: every member and all of them
@@ -441,11 +446,11 @@ def check_keras_archive(archive: zipfile.ZipFile, path: Path) -> None:
         limit = MAX_JSON_BYTES if member.filename.endswith(".json") else MAX_MODEL_FILE_BYTES
         if member.file_size > limit:
             raise ConversionError(f"{path}: archive member {member.filename} inflates to "
-                                  f"{member.file_size // 2 ** 20} MiB, more than the {limit // 2 ** 20} MiB "
+                                  f"{_mib(member.file_size)} MiB, more than the {limit // 2 ** 20} MiB "
                                   "it may have")
         total += member.file_size
     if total > MAX_MODEL_FILE_BYTES:
-        raise ConversionError(f"{path}: the archive inflates to {total // 2 ** 20} MiB, more than the "
+        raise ConversionError(f"{path}: the archive inflates to {_mib(total)} MiB, more than the "
                               f"{MAX_MODEL_FILE_BYTES // 2 ** 20} MiB a model may have")
 
 
@@ -464,7 +469,7 @@ def check_hdf5_sizes(handle: Any, path: Path, what: str = "") -> None:
 
     handle.visititems(visit)
     if total > MAX_MODEL_FILE_BYTES:
-        raise ConversionError(f"{path}: {what}datasets of {total // 2 ** 20} MiB, more than the "
+        raise ConversionError(f"{path}: {what}datasets of {_mib(total)} MiB, more than the "
                               f"{MAX_MODEL_FILE_BYTES // 2 ** 20} MiB a model may have")
 
 
