@@ -1166,7 +1166,10 @@ def _parse_v1(data: bytes) -> ModelSpec:
             distance_q999=statistics_attributes["distance_q999"], samples=statistics_attributes["samples"])
     named = []
     for keyword, target, count in (("input", inputs, n_inputs), ("output", outputs, n_outputs)):
-        if target and (len(target) != count or max(target) != count):
+        outside = [index for index in target if index > count]
+        if outside:   # the Fortran reader's words
+            raise ValueError(f"{keyword} index '{min(outside)}' is not in 1..{count}")
+        if target and len(target) != count:
             raise ValueError(f"{keyword} lines given for {len(target)} of the {count} {keyword}s (all or none)")
         named.append([target[i] for i in sorted(target)])
 
@@ -1313,8 +1316,8 @@ class _Records:
                 if not re.fullmatch(r"\d+", count) or not value:
                     raise ValueError(f"unsupported list-directed item {token!r}")
                 if len(items) + int(count) > limit:
-                    raise ValueError(f"line {self.index + 1}: {len(items) + int(count)} values where at most "
-                                     f"{limit} were expected")
+                    raise ValueError(f"line {self.index + 1}: {len(items) + int(count)} values where {limit} "
+                                     "were expected")
                 items.extend([value] * int(count))
             else:
                 items.append(token)
@@ -1458,10 +1461,11 @@ def _parse_fkb_text(data: bytes) -> ModelSpec:
 
 
 def _fkb_width(value: float) -> int:
-    """The width on a layer line: its float32 value truncated to an integer,
-    as the original library (and the Fortran reader) read it."""
+    """The width on a layer line, read as a float32 as the original library
+    (and the Fortran reader) read it: a whole number from 1 to below 2e9 (the
+    original truncated a fraction; both readers refuse it)."""
     single = np.float32(value)
-    if not (np.isfinite(single) and 1 <= single < np.float32(2.0e9)):
+    if not (np.isfinite(single) and 1 <= single < np.float32(2.0e9)) or single != np.floor(single):
         raise ValueError(f"layer size {value} is not a positive integer")
     return int(single)
 

@@ -435,11 +435,14 @@ contains
   end subroutine unread_tensor
 
   pure integer function positive_width(x) result(width)
-    !! The width on a layer line, truncated to an integer as the original
-    !! did; 0 when it is not at least 1.
+    !! The width on a layer line; 0 when it is not a whole number of at
+    !! least 1 (the original truncated a fraction: refused, as the Python
+    !! reader does).
     real(real32), intent(in) :: x
     width = 0
-    if (finite32(x) .and. x >= 1 .and. x < 2.0e9) width = int(x)
+    if (finite32(x) .and. x >= 1 .and. x < 2.0e9) then
+      if (x == aint(x)) width = int(x)
+    end if
   end function positive_width
 
 end module fkb_legacy
