@@ -48,6 +48,7 @@ from emulators.formats import ConversionError, UnsupportedModelError, convert, l
 from emulators.input_statistics import statistics_from_json, statistics_to_json
 from emulators.modelfile import (
     ACTIVATIONS,
+    MAX_MODEL_FILE_BYTES,
     LayerSpec,
     ModelFileError,
     ModelSpec,
@@ -414,22 +415,90 @@ def _check_config(model_config: dict, source: str) -> None:
             raise UnsupportedModelError(f"{source}: layer '{name}' ({layer_class}): {problem}")
 
 
+MAX_ARCHIVE_MEMBERS = 64
+"""Members a ``.keras`` archive may have (Keras writes 3, the converter 4)."""
+
+MAX_JSON_BYTES = 64 * 2 ** 20
+"""The largest ``config.json`` (or FKB metadata) read: 64 MiB inflated
+(a Keras configuration has some kilobytes per layer)."""
+
+WEIGHTS_ENTRY = "model.weights.h5"
+
+
+def _mib(size: int) -> int:
+    """Bytes in MiB, rounded up (a size just over a limit does not print as the limit)."""
+    return -(-size // 2 ** 20)
+
+
+def check_keras_archive(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse, before anything is inflated, a ``.keras`` archive whose members
+    inflate to more than the readers' limits: every member and all of them
+    together at most MAX_MODEL_FILE_BYTES (2 GiB, a model file's limit), the
+    JSON members at most MAX_JSON_BYTES, at most MAX_ARCHIVE_MEMBERS members.
+    The sizes are the archive's declared ones, which Python's zipfile (and so
+    Keras, which reads the archive with it) never reads beyond."""
+    members = archive.infolist()
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise ConversionError(f"{path}: {len(members)} archive members, more than the {MAX_ARCHIVE_MEMBERS} "
+                              "a Keras model file may have")
+    total = 0
+    for member in members:
+        limit = MAX_JSON_BYTES if member.filename.endswith(".json") else MAX_MODEL_FILE_BYTES
+        if member.file_size > limit:
+            raise ConversionError(f"{path}: archive member {member.filename} inflates to "
+                                  f"{_mib(member.file_size)} MiB, more than the {limit // 2 ** 20} MiB "
+                                  "it may have")
+        total += member.file_size
+    if total > MAX_MODEL_FILE_BYTES:
+        raise ConversionError(f"{path}: the archive inflates to {_mib(total)} MiB, more than the "
+                              f"{MAX_MODEL_FILE_BYTES // 2 ** 20} MiB a model may have")
+
+
+def check_hdf5_sizes(handle: Any, path: Path, what: str = "") -> None:
+    """Refuse an HDF5 file (legacy ``.h5`` or the weights of a ``.keras``)
+    whose datasets hold more than MAX_MODEL_FILE_BYTES together: their
+    declared shapes, read before a value is (a compressed dataset of zeros
+    declares gigabytes in a few bytes)."""
+    total = 0
+
+    def visit(name: str, item: Any) -> None:
+        nonlocal total
+        shape = getattr(item, "shape", None)
+        if shape is not None and getattr(item, "dtype", None) is not None:
+            total += int(np.prod(shape, dtype=object)) * item.dtype.itemsize
+
+    handle.visititems(visit)
+    if total > MAX_MODEL_FILE_BYTES:
+        raise ConversionError(f"{path}: {what}datasets of {_mib(total)} MiB, more than the "
+                              f"{MAX_MODEL_FILE_BYTES // 2 ** 20} MiB a model may have")
+
+
 def _read_saved_config(path: Path) -> tuple[dict, dict | None]:
-    """The model configuration of a saved file and its FKB metadata (or None)."""
+    """The model configuration of a saved file and its FKB metadata (or None),
+    after checking the sizes it declares (check_keras_archive, check_hdf5_sizes):
+    Keras reads the file next, and it must not be handed one that inflates to
+    more than a model may hold."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".keras":
+            import h5py
+
             with zipfile.ZipFile(path) as archive:
+                check_keras_archive(archive, path)
                 names = set(archive.namelist())
                 if "config.json" not in names:
                     raise ConversionError(f"{path}: not a Keras model archive (no config.json)")
                 config = json.loads(archive.read("config.json"))
                 metadata = json.loads(archive.read(METADATA_ENTRY)) if METADATA_ENTRY in names else None
+                if WEIGHTS_ENTRY in names:
+                    with archive.open(WEIGHTS_ENTRY) as weights, h5py.File(weights, "r") as handle:
+                        check_hdf5_sizes(handle, path, f"{WEIGHTS_ENTRY}: ")
             return config, metadata
         if suffix in (".h5", ".hdf5"):
             import h5py
 
             with h5py.File(path, "r") as handle:
+                check_hdf5_sizes(handle, path)
                 raw = handle.attrs.get("model_config")
                 if raw is None:
                     raise ConversionError(f"{path}: the HDF5 file holds no model configuration (weights-only file?)")

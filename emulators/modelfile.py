@@ -326,6 +326,30 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 _INT_RE = re.compile(r"[+-]?\d+\Z")
+
+# Limits both readers (this module and fortran/src/fkb_files.f90) apply
+# before they allocate (docs/model-file.md, "Limits"):
+MAX_MODEL_FILE_BYTES = 2 ** 31
+"""The largest model file the readers read (2 GiB, as the Fortran reader's
+``max_model_file_bytes``): a larger one is refused before it is read."""
+
+MAX_MODEL_VALUES = MAX_MODEL_FILE_BYTES // 4
+"""The most weights a model may have: what a model file of the largest size
+holds in float32 (2^29); an original FKB text file, whose repeat counts can
+declare many values in a few bytes, is held to it too."""
+
+MAX_MODEL_WIDTH = 2 ** 22
+"""The most features n_inputs and the widths of all layers may add up to
+(4194304): a column's workspace in the runtime (16 MiB in float32), and the
+names the runtime gives the inputs and outputs. A layer without weights
+(softmax, dropout, ...) costs nothing in the file, so its width is bounded
+here and not by the file's size; a dense network this wide would need far
+more than MAX_MODEL_VALUES weights anyway."""
+
+MAX_HEADER_INT = 2 ** 31 - 1
+"""Integers of a header (counts, ids, widths, dimensions) are at most this
+(Fortran's default integer), written with at most 10 digits."""
+
 _REAL_RE = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
 _TOKEN_RE = re.compile(r"[!-~]+\Z")  # printable ASCII, no space
 _TEXT_RE = re.compile(r"[ -~]+\Z")  # printable ASCII with spaces
@@ -462,6 +486,25 @@ def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> Non
             raise ValueError(f"param {pname} has shape {tuple(got) if isinstance(got, tuple) else got}, expected {shape}")
     if layer.kind == "normalization" and np.any(layer.params["variance"] < 0):
         raise ValueError("param variance has negative values")
+    _check_values(layer)
+
+
+def _check_values(layer: LayerSpec) -> None:
+    """What the Fortran builders (fkb_layers.inc) refuse of a layer's values,
+    refused here too, so that both readers accept the same files."""
+    attrs = layer.attributes
+    nonnegative = {"relu": ("negative_slope", "threshold", "max_value"), "dropout": ("rate", "stddev")}
+    for key in nonnegative.get(layer.kind, ()):
+        if key in attrs and attrs[key] < 0:
+            raise ValueError(f"attribute {key} is negative")
+    if layer.kind == "layer_normalization" and attrs["epsilon"] < 0:
+        raise ValueError("epsilon is negative")
+    if attrs.get("activation") == "celu" and attrs.get("alpha") == 0:
+        raise ValueError("activation celu needs a non-zero alpha")
+    if layer.kind == "batch_normalization":
+        bad = np.flatnonzero(layer.params["moving_variance"].astype(np.float64) + float(attrs["epsilon"]) <= 0)
+        if bad.size:
+            raise ValueError(f"moving_variance + epsilon is not positive for feature {int(bad[0]) + 1}")
 
 
 def _check_custom_layer(layer: LayerSpec, custom: CustomLayerKind, in_widths: list[int]) -> None:
@@ -500,6 +543,21 @@ def _check_normalization(norm: Normalization | None, n: int, what: str) -> None:
             raise ValueError(f"{what} {pname} has non-finite values")
 
 
+def _check_total_values(total: int) -> None:
+    """A model has at most MAX_MODEL_VALUES weights."""
+    if total > MAX_MODEL_VALUES:
+        raise ValueError(f"the layers declare {total} weights, more than the {MAX_MODEL_VALUES} (2 GiB of float32) "
+                         "a model may have")
+
+
+def _check_total_width(n_inputs: int, widths: list) -> None:
+    """n_inputs and the layers' widths add up to at most MAX_MODEL_WIDTH."""
+    total = int(n_inputs) + sum(int(w) for w in widths if isinstance(w, (int, np.integer)))
+    if total > MAX_MODEL_WIDTH:
+        raise ValueError(f"n_inputs and the layers' widths add up to {total}, more than the {MAX_MODEL_WIDTH} "
+                         "a model may have")
+
+
 def validate_spec(spec: ModelSpec) -> None:
     """Check a spec against the rules of format version 1.
 
@@ -523,6 +581,7 @@ def validate_spec(spec: ModelSpec) -> None:
             raise ValueError(f"input_statistics: {exc}") from None
     if not spec.layers:
         raise ValueError("the model has no layers")
+    _check_total_width(spec.n_inputs, [layer.n_out for layer in spec.layers])
     widths = {0: int(spec.n_inputs)}
     for position, layer in enumerate(spec.layers, start=1):
         try:
@@ -822,9 +881,6 @@ def write_model_file(spec: ModelSpec, path: PathLike) -> str:
 # Reading
 
 
-MAX_MODEL_FILE_BYTES = 2 ** 31
-"""The largest model file the readers read (2 GiB, as the Fortran reader's
-``max_model_file_bytes``): a larger one is refused before it is read."""
 
 
 def check_readable_file(path: PathLike, limit: int = MAX_MODEL_FILE_BYTES) -> None:
@@ -880,21 +936,51 @@ def read_model_file(path: PathLike) -> ModelSpec:
     except ValueError as exc:
         message = " ".join(str(exc).split())
         raise ModelFileError(f"{path}: {message}") from None
+    if spec.training is not None:
+        _check_training_meaning(path)
     return spec
 
 
+def _check_training_meaning(path: Path) -> None:
+    """What a training section means (the optimizer and its hyperparameters,
+    the loss, the schedule, which slots and generators it must have, the
+    64-bit weights rounding to the layers') is checked by one implementation,
+    the Fortran runtime's (fkb_training_state.f90): the file is loaded by it,
+    and its refusal of the training state is this reader's too, so that both
+    readers accept the same files. Without the compiled runtime, the syntax
+    checks above stand alone."""
+    try:
+        from emulators.fkb import FKBError, load
+    except ImportError:
+        return
+    try:
+        load(path)
+    except FKBError as exc:
+        if f"{path}: training state: " in str(exc):
+            raise ModelFileError(str(exc)) from None
+
+
 def _parse_attribute(text: str) -> AttributeValue:
-    if _INT_RE.match(text):
+    if _INT_RE.match(text) and _header_int(text) is not None:   # else a real, as Fortran reads it
         return int(text)
     if _REAL_RE.match(text):
         return float(text)
     return text
 
 
-def _positive_int(text: str, what: str) -> int:
-    if not _INT_RE.match(text) or int(text) < 1:
-        raise ValueError(f"{what} {text!r} is not a positive integer")
+def _header_int(text: str) -> int | None:
+    """An integer of the header as the Fortran reader parses one (an optional
+    sign and at most 10 digits, at most MAX_HEADER_INT), else None."""
+    if not re.fullmatch(r"[+-]?[0-9]{1,10}", text) or abs(int(text)) > MAX_HEADER_INT:
+        return None
     return int(text)
+
+
+def _positive_int(text: str, what: str) -> int:
+    value = _header_int(text)
+    if value is None or value < 1:
+        raise ValueError(f"{what} {text!r} is not a positive integer (of at most 10 digits, below 2^31)")
+    return value
 
 
 def _parse_v1(data: bytes) -> ModelSpec:
@@ -945,6 +1031,8 @@ def _parse_v1(data: bytes) -> ModelSpec:
     statistics_attributes: dict[str, AttributeValue] = {}
 
     for number, text in lines:
+        if re.search(r"[\x00-\x1f\x7f]", text):   # as the Fortran reader
+            raise ValueError(f"line {number}: control character in the header")
         tokens = [t for t in text.split(" ") if t]
         if not tokens:
             raise ValueError(f"line {number}: empty header line")
@@ -1019,6 +1107,10 @@ def _parse_v1(data: bytes) -> ModelSpec:
                 known = {"samples", "rank", "residual_variance", "distance_q999"}
                 if set(statistics_attributes) != known:
                     raise ValueError("the input_statistics line needs exactly " + ", ".join(sorted(known)))
+                for key, low in (("samples", 1), ("rank", 0)):
+                    value = statistics_attributes[key]
+                    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                        raise ValueError(f"input_statistics {key}={value} is out of range")
                 section = statistics = {}
             elif keyword == "layer":
                 layer = _parse_layer_line(tokens)
@@ -1074,8 +1166,11 @@ def _parse_v1(data: bytes) -> ModelSpec:
             distance_q999=statistics_attributes["distance_q999"], samples=statistics_attributes["samples"])
     named = []
     for keyword, target, count in (("input", inputs, n_inputs), ("output", outputs, n_outputs)):
-        if target and sorted(target) != list(range(1, count + 1)):
-            raise ValueError(f"{keyword} lines must number 1..{count} (all or none), got {sorted(target)}")
+        outside = [index for index in target if index > count]
+        if outside:   # the Fortran reader's words
+            raise ValueError(f"{keyword} index '{min(outside)}' is not in 1..{count}")
+        if target and len(target) != count:
+            raise ValueError(f"{keyword} lines given for {len(target)} of the {count} {keyword}s (all or none)")
         named.append([target[i] for i in sorted(target)])
 
     spec = ModelSpec(
@@ -1126,7 +1221,7 @@ def _parse_training_line(keyword: str, tokens: list[str], training: TrainingStat
         return
     if len(tokens) != 3 or not _INT_RE.match(tokens[1]) or not _INT_RE.match(tokens[2]):
         raise ValueError("expected 'generator <id> <state>'")
-    node, value = int(tokens[1]), int(tokens[2])
+    node, value = (-1 if _header_int(t) is None else _header_int(t) for t in tokens[1:])  # as Fortran parses them
     if not 0 <= node <= n_layers:
         raise ValueError(f"generator id {node} is not in 0..{n_layers}")
     if not 1 <= value <= _GENERATOR_MAX:
@@ -1153,10 +1248,10 @@ def _parse_layer_line(tokens: list[str]) -> LayerSpec:
         if key == "inputs":
             if layer_inputs is not None:
                 raise ValueError("inputs given twice")
-            parts = value.split(",")
-            if not all(re.fullmatch(r"\d+", p) for p in parts):
+            parts = [_header_int(p) for p in value.split(",")]
+            if None in parts:
                 raise ValueError(f"malformed inputs={value}")
-            layer_inputs = [int(p) for p in parts]
+            layer_inputs = parts
         elif key in attributes:
             raise ValueError(f"attribute {key} given twice")
         else:
@@ -1208,7 +1303,10 @@ class _Records:
         self.lines = text.splitlines()
         self.index = 0
 
-    def _items(self, line: str) -> list[str]:
+    def _items(self, line: str, limit: int = MAX_MODEL_VALUES) -> list[str]:
+        """The items of a record, repeat counts ``r*value`` expanded; more than
+        `limit` of them (a record that has too many for its tensor) is an error
+        before they are expanded."""
         items: list[str] = []
         for token in re.split(r"[\s,]+", line.strip()):
             if not token:
@@ -1217,6 +1315,9 @@ class _Records:
             if star:
                 if not re.fullmatch(r"\d+", count) or not value:
                     raise ValueError(f"unsupported list-directed item {token!r}")
+                if len(items) + int(count) > limit:
+                    raise ValueError(f"line {self.index + 1}: {len(items) + int(count)} values where {limit} "
+                                     "were expected")
                 items.extend([value] * int(count))
             else:
                 items.append(token)
@@ -1229,7 +1330,7 @@ class _Records:
         while len(items) < count:
             if self.index >= len(self.lines):
                 raise ValueError(f"file ends while reading {what} (needs {count} values, found {len(items)})")
-            items.extend(self._items(self.lines[self.index]))
+            items.extend(self._items(self.lines[self.index], count - len(items)))
             self.index += 1
         if len(items) > count:
             raise ValueError(f"line {self.index}: {what} has {len(items)} values where {count} were expected")
@@ -1276,6 +1377,7 @@ def _parse_fkb_text(data: bytes) -> ModelSpec:
     layers: list[LayerSpec] = []
     dense_layers: list[LayerSpec] = []
     batchnorm_layers: list[LayerSpec] = []
+    kernel_shapes: dict[int, tuple[int, int]] = {}
     width = 0
     position = 0
     while position < len(entries):
@@ -1303,8 +1405,8 @@ def _parse_fkb_text(data: bytes) -> ModelSpec:
                     attributes["alpha"] = alpha
                 attributes["use_bias"] = 1
                 # the kernel's shape is all that is known until the tensors are read
-                kernel = np.zeros((n_out, width), np.float32)
-                layer = LayerSpec(len(layers) + 1, "dense", n_out, [len(layers)], attributes, {"kernel": kernel})
+                layer = LayerSpec(len(layers) + 1, "dense", n_out, [len(layers)], attributes, {})
+                kernel_shapes[layer.id] = (n_out, width)
                 dense_layers.append(layer)
                 layers.append(layer)
                 width = n_out
@@ -1332,11 +1434,15 @@ def _parse_fkb_text(data: bytes) -> ModelSpec:
         position += 1
     if not layers:
         raise ValueError("the file defines no layers after its input line")
+    n_inputs = _fkb_width(_fortran_real(entries[0][2]))
+    _check_total_width(n_inputs, [layer.n_out for layer in layers])
+    _check_total_values(sum(n_out * (n_in + 1) for n_out, n_in in kernel_shapes.values())
+                        + sum(4 * layer.n_out for layer in batchnorm_layers))
 
     for layer in dense_layers:
-        layer.params = {"kernel": layer.params["kernel"], "bias": records.reals(layer.n_out, f"biases of layer {layer.id}")}
+        layer.params = {"bias": records.reals(layer.n_out, f"biases of layer {layer.id}")}
     for layer in dense_layers:
-        n_out, n_in = layer.params["kernel"].shape
+        n_out, n_in = kernel_shapes[layer.id]
         # the record is w(n_in, n_out) in column-major order = kernel(n_out, n_in) row by row
         values = records.reals(n_in * n_out, f"weights of layer {layer.id}")
         layer.params = {"kernel": values.reshape(n_out, n_in), "bias": layer.params["bias"]}
@@ -1349,15 +1455,19 @@ def _parse_fkb_text(data: bytes) -> ModelSpec:
         layer.params = {"gamma": gamma, "beta": beta, "moving_mean": mean, "moving_variance": variance}
     records.check_end()
 
-    spec = ModelSpec(n_inputs=_fkb_width(_fortran_real(entries[0][2])), n_outputs=width, layers=layers)
+    spec = ModelSpec(n_inputs=n_inputs, n_outputs=width, layers=layers)
     validate_spec(spec)
     return spec
 
 
 def _fkb_width(value: float) -> int:
-    if value != int(value) or value < 1:
+    """The width on a layer line, read as a float32 as the original library
+    (and the Fortran reader) read it: a whole number from 1 to below 2e9 (the
+    original truncated a fraction; both readers refuse it)."""
+    single = np.float32(value)
+    if not (np.isfinite(single) and 1 <= single < np.float32(2.0e9)) or single != np.floor(single):
         raise ValueError(f"layer size {value} is not a positive integer")
-    return int(value)
+    return int(single)
 
 
 # --------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from onnx import numpy_helper
 
 from emulators.formats import ConversionError, UnsupportedModelError, register_format
 from emulators.modelfile import (
+    MAX_MODEL_FILE_BYTES,
     LayerSpec,
     ModelFileError,
     ModelSpec,
@@ -132,6 +133,7 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     regular file, the offset and length within it, the bytes the tensor needs."""
     folder = path.resolve().parent
     files: dict[Path, bytes] = {}
+    total = 0   # bytes given to tensors: a file's bytes may be referenced by many tensors
     for tensor in _external_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -153,6 +155,9 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
                                       f"missing (keep it beside the model, in {folder})")
             try:
                 check_readable_file(target)
+                if sum(map(len, files.values())) + target.stat().st_size > MAX_MODEL_FILE_BYTES:
+                    raise ConversionError(f"{path}: its external files hold more than the "
+                                          f"{MAX_MODEL_FILE_BYTES // 2 ** 20} MiB a model may have")
                 files[target] = target.read_bytes()
             except ModelFileError as exc:
                 raise ConversionError(f"{where}: external file: {exc}") from None
@@ -171,6 +176,10 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         expected = _tensor_nbytes(tensor)
         if expected is not None and expected != length:
             raise ConversionError(f"{where}: its external data has {length} bytes, the tensor needs {expected}")
+        total += length
+        if total > MAX_MODEL_FILE_BYTES:
+            raise ConversionError(f"{path}: its tensors' external data add up to more than the "
+                                  f"{MAX_MODEL_FILE_BYTES // 2 ** 20} MiB a model may have")
         tensor.raw_data = data[offset:offset + length]
         del tensor.external_data[:]
         tensor.data_location = onnx.TensorProto.DEFAULT

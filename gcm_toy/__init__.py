@@ -13,8 +13,8 @@ The Fortran core is ``gcm_toy/src`` (see docs/gcm-dynamics.md), wrapped by
 """
 from gcm_toy.config import (INITIAL_STATE_NAMES, PHYSICS_NAMES, GCMConfig, list_presets, load_config,
                             parse_overrides)
-from gcm_toy.model import Failure, GCMError, Model, check_configuration
+from gcm_toy.model import Failure, GCMError, Model, check_configuration, upgrade_checkpoint
 from gcm_toy.output import open_output
 
-__all__ = ["Model", "check_configuration", "GCMConfig", "GCMError", "Failure", "load_config", "parse_overrides", "list_presets",
-           "open_output", "PHYSICS_NAMES", "INITIAL_STATE_NAMES"]
+__all__ = ["Model", "check_configuration", "GCMConfig", "GCMError", "Failure", "load_config", "parse_overrides",
+           "list_presets", "open_output", "PHYSICS_NAMES", "INITIAL_STATE_NAMES", "upgrade_checkpoint"]

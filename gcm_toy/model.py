@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from emulators.atomic_files import replacing, write_text_replacing
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
 from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEIGHT_RAMPS, ConfigLike, GCMConfig,
@@ -29,7 +30,7 @@ from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_data
 GRAVITY = 9.80616
 """g [m s-2], as in the core's gcm_constants."""
 
-__all__ = ["Model", "Failure", "GCMError", "STATUS_NAMES", "CRASH_STATUSES"]
+__all__ = ["Model", "Failure", "GCMError", "STATUS_NAMES", "CRASH_STATUSES", "upgrade_checkpoint"]
 
 STATUS_NAMES = {
     0: "ok",
@@ -93,6 +94,33 @@ class Failure:
                 "crash_variable": self.variable, "crash_value": self.value}
 
 
+_CHECKPOINT_MAGIC = b"GCMTOYCK"
+
+
+def upgrade_checkpoint(path: str | os.PathLike) -> Path:
+    """Give a checkpoint of format version 1 (written before checkpoints
+    carried a hash) the content hash of version 2 (gcm_checkpoint.f90), in
+    place and atomically; the state is unchanged, and a run from it is bit
+    for bit what it was. The hash vouches for the file from now on, not for
+    what happened to it before. A version-2 checkpoint is left as it is."""
+    import hashlib
+
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:8] != _CHECKPOINT_MAGIC or len(data) < 12:
+        raise ValueError(f"{path}: not a toy-GCM checkpoint")
+    version = int(np.frombuffer(data[8:12], dtype=np.int32)[0])
+    if version == 2:
+        return path
+    if version != 1:
+        raise ValueError(f"{path}: unsupported checkpoint version {version}")
+    body = data[12:]
+    with replacing(path) as tmp:
+        tmp.write_bytes(_CHECKPOINT_MAGIC + np.int32(2).tobytes() + hashlib.sha256(body).hexdigest().encode()
+                        + body)
+    return path
+
+
 def _step_of_day(day: float, dt: float) -> int:
     """The model step at `day` days (rounded to the nearest step)."""
     return int(round(day * 86400.0 / dt))
@@ -122,6 +150,9 @@ class Model(FortranObject):
     def __init__(self, config: ConfigLike = "held-suarez", overrides: Overrides = None, *,
                  initial_state: bool = True, keep_training_batch: bool = False):
         self._handle = 0
+        self.restarted_from: Path | None = None
+        """The checkpoint the state was last read from (None once set
+        otherwise); the next run's output names it (``restart_from``)."""
         self.config: GCMConfig = load_config(config, overrides)
         c = self.config
         sigma_half = np.asarray(c.sigma_half if c.sigma_half is not None else [], dtype=np.float64)
@@ -183,6 +214,7 @@ class Model(FortranObject):
         stat, msg = _core.gcm_set_initial_state(self._handle, name or c.initial_state, c.seed,
                                                 c.initial_temperature)
         _check(stat, msg)
+        self.restarted_from = None
 
     # -------------------------------------------------------------- time
     @property
@@ -352,16 +384,19 @@ class Model(FortranObject):
 
     # ------------------------------------------------------- checkpoints
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Write the full state to `path` (raw binary, see gcm_checkpoint.f90)
-        and the configuration to PATH.toml; a run continued from it is bit
-        for bit the uninterrupted run."""
+        """Write the full state to `path` (raw binary with its SHA-256, see
+        gcm_checkpoint.f90) and the configuration to PATH.toml, each whole or
+        not at all (emulators.atomic_files: a failure leaves the previous
+        checkpoint); a run continued from it is bit for bit the uninterrupted
+        run."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        stat, msg = _core.gcm_write_checkpoint(self._handle, os.fspath(path))
-        _check(stat, msg)
+        with replacing(path) as tmp:
+            stat, msg = _core.gcm_write_checkpoint(self._handle, os.fspath(tmp))
+            _check(stat, msg)
         header = (f"toy-GCM configuration of checkpoint {path.name}: day {self.time_days:g} "
                   f"(step {self.step_count})")
-        checkpoint_config_path(path).write_text(self.config.to_toml(header))
+        write_text_replacing(checkpoint_config_path(path), self.config.to_toml(header))
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
@@ -371,6 +406,7 @@ class Model(FortranObject):
             raise FileNotFoundError(f"{path}: no such checkpoint")
         stat, msg = _core.gcm_read_checkpoint(self._handle, os.fspath(path))
         _check(stat, msg)
+        self.restarted_from = path
 
     # --------------------------------------------------------------- run
     def run(self, days: float | None = None, out: str | os.PathLike | None = None, *,

@@ -22,6 +22,7 @@ to disk when written, so a run that dies keeps what it wrote.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,21 +303,70 @@ class MemoryWriter:
 
 
 def open_output(path: str | os.PathLike | list, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
-    """Open one output file (or several, concatenated in time) lazily, with
-    ``time`` kept in days."""
+    """Open one output file (or several, one time series) lazily, with
+    ``time`` kept in days.
+
+    Several files are put in order of the model time they start at and
+    concatenated in time. Where they overlap, as a run that was killed and
+    the run restarted from one of its checkpoints do, the later-starting
+    file supersedes the earlier one from its start on: the earlier file's
+    records after that time are dropped, so that no time appears twice and
+    the series is the uninterrupted run's (restarts are bit for bit). Two
+    files that start at the same time are refused (neither supersedes the
+    other)."""
     chunks = {"time": 1} if chunks is None else chunks
     paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
     for one in paths:   # a clear line naming the file, before xarray's list of backends or an HDF error
         _check_netcdf(one)
+    if not isinstance(path, (list, tuple)):
+        return _open_one(paths[0], chunks)
+    opened: list[xr.Dataset] = []
     try:
-        if isinstance(path, (list, tuple)):
-            return xr.open_mfdataset(paths, decode_times=False, chunks=chunks,
-                                     combine="nested", concat_dim="time", data_vars="minimal", coords="minimal",
-                                     compat="override", join="override")
+        for one in paths:
+            opened.append(_open_one(one, chunks))
+        return _series(opened, paths)
+    except BaseException:
+        for ds in opened:
+            ds.close()
+        raise
+
+
+def _open_one(path: str, chunks: Mapping[str, int]) -> xr.Dataset:
+    try:
         return xr.open_dataset(path, decode_times=False, chunks=chunks)
     except OSError as exc:   # the header was netCDF, the rest is not readable
-        where = paths[0] if len(paths) == 1 else ", ".join(paths)
-        raise ValueError(f"{where}: a corrupt or truncated netCDF file ({exc.strerror or exc})") from None
+        raise ValueError(f"{path}: a corrupt or truncated netCDF file ({exc.strerror or exc})") from None
+
+
+def _start_day(ds: xr.Dataset) -> float:
+    """The model time [days] a file's run starts at: its ``start_time_days``,
+    else the start of its first record."""
+    if "start_time_days" in ds.attrs:
+        return float(ds.attrs["start_time_days"])
+    if "time_bnds" in ds and ds.sizes.get("time", 0):
+        return float(ds["time_bnds"][0, 0])
+    return float(ds["time"][0]) if ds.sizes.get("time", 0) else math.inf
+
+
+def _series(datasets: list[xr.Dataset], paths: list[str]) -> xr.Dataset:
+    """One time series of runs' files: ordered by start, each cut where the
+    next one starts (see :func:`open_output`)."""
+    starts = [_start_day(ds) for ds in datasets]
+    order = sorted(range(len(datasets)), key=lambda i: starts[i])
+    for a, b in zip(order, order[1:]):
+        if starts[a] == starts[b]:
+            raise ValueError(f"{paths[a]}, {paths[b]}: both start at day {starts[a]:g}; which one is the run "
+                             "to keep is not for open_output to guess")
+    pieces = []
+    for position, i in enumerate(order):
+        ds = datasets[i]
+        if position + 1 < len(order):
+            ds = ds.isel(time=np.flatnonzero(ds["time"].values <= starts[order[position + 1]]))
+        pieces.append(ds)
+    combined = xr.concat(pieces, dim="time", data_vars="minimal", coords="minimal", compat="override",
+                         join="override", combine_attrs="override")
+    combined.set_close(lambda: [ds.close() for ds in datasets])
+    return combined
 
 
 def _check_netcdf(path: str) -> None:

@@ -58,6 +58,7 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
     config = model.config
     if restart is not None:
         model.load_checkpoint(restart)
+    restart_from, model.restarted_from = model.restarted_from, None   # this run's, not the next one's
     days = config.days if days is None else float(days)
     dt = config.dt
     n_steps = steps_for_days(days, dt)
@@ -95,7 +96,7 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         "configuration": config.to_toml(),
         "output_interval_hours": config.output_interval_hours,
         "start_time_days": start * dt / 86400.0,
-        "restart_from": os.fspath(restart) if restart is not None else None,
+        "restart_from": os.fspath(restart_from) if restart_from is not None else None,
         "run_status": "running",
     }
     if out is not None:

@@ -53,6 +53,7 @@ def test_gcm_run_writes_output_and_a_checkpoint_and_restarts(tmp_path, capsys):
     continued = open_output(tmp_path / "gcm_day00001.nc")
     np.testing.assert_array_equal(continued.time, [1.5, 2.0])
     assert continued.sizes["lev"] == 5 and (tmp_path / "checkpoint_day00002.bin").is_file()
+    assert continued.attrs["restart_from"] == str(checkpoint)
 
     # the same output again is refused rather than overwritten
     status, _, err = run(["gcm", "run", "--preset", "held-suarez-t10", "--days", "1", "--out", tmp_path], capsys)

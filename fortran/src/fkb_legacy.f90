@@ -17,7 +17,8 @@ module fkb_legacy
   !! them), a truncated file (the original kept random weights).
   use iso_fortran_env, only: real32, int64, iostat_end
   use fkb_spec, only: model_spec, layer_spec, tensor_spec
-  use fkb_status, only: fkb_ok, fkb_err_format, fkb_err_unsupported, fkb_err_nonfinite
+  use fkb_status, only: fkb_ok, fkb_err_format, fkb_err_unsupported, fkb_err_nonfinite, fkb_err_io
+  use fkb_files, only: width_problem, values_problem
   use fkb_spec_build, only: open_model_file, attribute, finite32, first_nonfinite, int_to_str, &
                             real32_repr
   implicit none
@@ -73,7 +74,12 @@ contains
       return
     end if
 
-    allocate(names(n_lines), info(n_lines))
+    allocate(names(n_lines), info(n_lines), stat=ios)
+    if (ios /= 0) then
+      call fail(fkb_err_io, 'cannot allocate its ' // int_to_str(n_lines) // ' layer lines')
+      close(unit)
+      return
+    end if
     do n = 1, n_lines
       read(unit, *, iostat=ios) names(n), info(n)
       if (ios /= 0) then
@@ -85,7 +91,12 @@ contains
 
     ! Classify the lines: 0 = input, 1 = dense, 2 = dropout,
     ! 3 = batch normalization, -1 = the activation line of a dense layer.
-    allocate(kind_of(n_lines), width_of(n_lines))
+    allocate(kind_of(n_lines), width_of(n_lines), stat=ios)
+    if (ios /= 0) then
+      call fail(fkb_err_io, 'cannot allocate its ' // int_to_str(n_lines) // ' layer lines')
+      close(unit)
+      return
+    end if
     kind_of = -2
     width_of = 0
     n_in = 0
@@ -160,8 +171,45 @@ contains
       return
     end if
 
+    ! The widths and weights the layers declare, against the limits both
+    ! readers apply (fkb_files), before a tensor is allocated.
+    block
+      integer :: widths(n_layers)
+      integer(int64) :: n_values
+      character(len=:), allocatable :: problem
+      width = n_in
+      id = 0
+      n_values = 0
+      do n = 1, n_lines
+        select case (kind_of(n))
+        case (1)
+          n_values = n_values + int(width_of(n), int64) * (int(width, int64) + 1)
+          width = width_of(n)
+        case (3)
+          n_values = n_values + 4 * int(width, int64)
+        case (2)
+        case default
+          cycle
+        end select
+        id = id + 1
+        widths(id) = width
+      end do
+      problem = width_problem(n_in, widths)
+      if (len(problem) == 0) problem = values_problem(n_values)
+      if (len(problem) > 0) then
+        call fail(fkb_err_format, problem)
+        close(unit)
+        return
+      end if
+    end block
+
     ! Build the layers; widths follow the last dense layer (or the input).
-    allocate(spec%layers(n_layers))
+    allocate(spec%layers(n_layers), stat=ios)
+    if (ios /= 0) then
+      call fail(fkb_err_io, 'cannot allocate its ' // int_to_str(n_layers) // ' layers')
+      close(unit)
+      return
+    end if
     spec%n_inputs = n_in
     width = n_in
     id = 0
@@ -197,10 +245,16 @@ contains
                                       attribute('scale', '1')]
         ! stored in Keras's order; read below in the original's order
         allocate(spec%layers(id)%params(4))
-        call unread_tensor(spec%layers(id)%params(1), 'gamma', [width])
-        call unread_tensor(spec%layers(id)%params(2), 'beta', [width])
-        call unread_tensor(spec%layers(id)%params(3), 'moving_mean', [width])
-        call unread_tensor(spec%layers(id)%params(4), 'moving_variance', [width])
+        call unread_tensor(spec%layers(id)%params(1), 'gamma', [width], ios)
+        if (ios == 0) call unread_tensor(spec%layers(id)%params(2), 'beta', [width], ios)
+        if (ios == 0) call unread_tensor(spec%layers(id)%params(3), 'moving_mean', [width], ios)
+        if (ios == 0) call unread_tensor(spec%layers(id)%params(4), 'moving_variance', [width], ios)
+        if (ios /= 0) then
+          call fail(fkb_err_io, 'layer line ' // int_to_str(n) // ': cannot allocate its ' // &
+                    int_to_str(4 * width) // ' weights')
+          close(unit)
+          return
+        end if
       end select
     end do
     spec%n_outputs = width
@@ -287,7 +341,8 @@ contains
     integer, intent(out) :: ios
     real(real32), allocatable :: w(:, :)
 
-    allocate(w(kernel%shape(2), kernel%shape(1)))
+    allocate(w(kernel%shape(2), kernel%shape(1)), stat=ios)
+    if (ios /= 0) return
     read(unit, *, iostat=ios) w
     if (ios == 0) kernel%values = reshape(transpose(w), [size(w)])
   end subroutine read_kernel
@@ -333,8 +388,12 @@ contains
       layer%attributes = [attribute('activation', trim(activation_name)), attribute('use_bias', '1')]
     end select
     allocate(layer%params(2))
-    call unread_tensor(layer%params(1), 'kernel', [n_out, n_in])
-    call unread_tensor(layer%params(2), 'bias', [n_out])
+    call unread_tensor(layer%params(1), 'kernel', [n_out, n_in], stat)
+    if (stat == 0) call unread_tensor(layer%params(2), 'bias', [n_out], stat)
+    if (stat /= 0) then
+      stat = fkb_err_io
+      msg = 'cannot allocate the ' // int_to_str(int(n_out, int64) * (n_in + 1)) // ' weights of the dense layer'
+    end if
   end subroutine make_dense
 
   subroutine make_layer(layer, kind, id, n_out)
@@ -360,25 +419,30 @@ contains
     end select
   end function known_activation
 
-  pure subroutine unread_tensor(tensor, name, shape)
+  pure subroutine unread_tensor(tensor, name, shape, stat)
     !! A tensor of Fortran shape `shape` (one or two extents) whose values
-    !! are still to be read, allocated in place: a kernel can be large.
+    !! are still to be read, allocated in place: a kernel can be large
+    !! (`stat` /= 0 when it cannot be allocated).
     type(tensor_spec), intent(out) :: tensor
     character(len=*), intent(in) :: name
     integer, intent(in) :: shape(:)
+    integer, intent(out) :: stat
     tensor%name = name
     tensor%rank = size(shape)
     tensor%shape = 1
     tensor%shape(1:size(shape)) = shape
-    allocate(tensor%values(product(shape)))
+    allocate(tensor%values(product(int(shape, int64))), stat=stat)
   end subroutine unread_tensor
 
   pure integer function positive_width(x) result(width)
-    !! The width on a layer line, truncated to an integer as the original
-    !! did; 0 when it is not at least 1.
+    !! The width on a layer line; 0 when it is not a whole number of at
+    !! least 1 (the original truncated a fraction: refused, as the Python
+    !! reader does).
     real(real32), intent(in) :: x
     width = 0
-    if (finite32(x) .and. x >= 1 .and. x < 2.0e9) width = int(x)
+    if (finite32(x) .and. x >= 1 .and. x < 2.0e9) then
+      if (x == aint(x)) width = int(x)
+    end if
   end function positive_width
 
 end module fkb_legacy

@@ -21,7 +21,7 @@ module fkb_model_file
   use fkb_spec_build, only: open_model_file, attribute, first_nonfinite, int_to_str, real64_repr
   use fkb_spec_query, only: parse_real
   use fkb_legacy, only: read_legacy_file
-  use fkb_files, only: max_model_file_bytes
+  use fkb_files, only: max_model_file_bytes, width_problem
   implicit none
   private
   public :: read_model_file, write_model_file, fkb_format_version
@@ -175,7 +175,7 @@ contains
 
     integer(int64), allocatable :: line_first(:), line_last(:)
     integer(int64) :: eol2, pos, eol, header_end, payload_bytes, declared_bytes
-    integer :: n_lines, i, version, n_layers, n_param_lines, layer, section, l
+    integer :: n_lines, i, version, n_layers, n_param_lines, layer, section, l, io_lines(2), alloc_stat
     integer, allocatable :: param_count(:)
     type(payload_entry), allocatable :: entries(:)
     integer :: n_entries
@@ -222,7 +222,11 @@ contains
     spec%sha256 = digest
 
     ! the header lines up to end_header
-    allocate(line_first(64), line_last(64))
+    allocate(line_first(64), line_last(64), stat=stat)
+    if (stat /= 0) then
+      call fail(fkb_err_io, 'cannot allocate the header''s line index')
+      return
+    end if
     n_lines = 0
     pos = eol2 + 1
     header_end = 0
@@ -254,16 +258,25 @@ contains
       end do
     end do
 
-    ! count layers and params, so that the spec is allocated once
+    ! count layers, params and io lines, so that the spec is allocated once
+    ! and no more than the header's lines (a file's io names are lines)
     n_layers = 0
     n_param_lines = 0
+    io_lines = 0
     do i = 1, n_lines
       select case (keyword(buffer(line_first(i):line_last(i))))
       case ('layer'); n_layers = n_layers + 1
       case ('param'); n_param_lines = n_param_lines + 1
+      case ('input'); io_lines(1) = io_lines(1) + 1
+      case ('output'); io_lines(2) = io_lines(2) + 1
       end select
     end do
-    allocate(param_count(n_layers), entries(n_param_lines))
+    allocate(param_count(n_layers), entries(n_param_lines), stat=stat)
+    if (stat == 0) allocate(spec%layers(n_layers), stat=stat)
+    if (stat /= 0) then
+      call fail(fkb_err_io, 'cannot allocate the index of its ' // int_to_str(n_lines) // ' header lines')
+      return
+    end if
     param_count = 0
     layer = 0
     in_layer = .false.
@@ -278,9 +291,12 @@ contains
         in_layer = .false.
       end select
     end do
-    allocate(spec%layers(n_layers))
     do l = 1, n_layers
-      allocate(spec%layers(l)%params(param_count(l)))
+      allocate(spec%layers(l)%params(param_count(l)), stat=stat)
+      if (stat /= 0) then
+        call fail(fkb_err_io, 'cannot allocate the index of its ' // int_to_str(n_lines) // ' header lines')
+        return
+      end if
     end do
 
     ! parse every line
@@ -289,7 +305,7 @@ contains
     n_entries = 0
     do i = 1, n_lines
       call parse_line(buffer(line_first(i):line_last(i)), spec, layer, section, &
-                      entries, n_entries, param_count, stat, problem)
+                      entries, n_entries, param_count, io_lines, stat, problem)
       if (stat /= fkb_ok) then
         call fail(stat, 'line ' // int_to_str(i + 2) // ': ' // problem)
         return
@@ -298,6 +314,17 @@ contains
     call check_header_complete(spec, n_layers, stat, problem)
     if (stat /= fkb_ok) then
       call fail(stat, problem)
+      return
+    end if
+    block
+      integer :: widths(n_layers)
+      do l = 1, n_layers
+        widths(l) = spec%layers(l)%n_out
+      end do
+      problem = width_problem(spec%n_inputs, widths)
+    end block
+    if (len(problem) > 0) then
+      call fail(fkb_err_format, problem)
       return
     end if
 
@@ -313,37 +340,43 @@ contains
       return
     end if
     pos = header_end + 1
+    alloc_stat = 0
     do i = 1, n_entries
       associate (e => entries(i), &
                  bytes => buffer(pos:pos + int(entries(i)%bytes, int64) * entries(i)%count - 1))
         select case (e%section)
         case (section_input_norm)
           if (e%param == 1) then
-            call decode_float32(bytes, spec%input_offset)
+            call decode_float32(bytes, spec%input_offset, alloc_stat)
           else
-            call decode_float32(bytes, spec%input_scale)
+            call decode_float32(bytes, spec%input_scale, alloc_stat)
           end if
         case (section_output_norm)
           if (e%param == 1) then
-            call decode_float32(bytes, spec%output_offset)
+            call decode_float32(bytes, spec%output_offset, alloc_stat)
           else
-            call decode_float32(bytes, spec%output_scale)
+            call decode_float32(bytes, spec%output_scale, alloc_stat)
           end if
         case (section_statistics)
           select case (e%param)
-          case (1); call decode_float32(bytes, spec%statistics%minimum)
-          case (2); call decode_float32(bytes, spec%statistics%maximum)
-          case (3); call decode_float32(bytes, spec%statistics%mean)
-          case (4); call decode_float32(bytes, spec%statistics%std)
-          case (5); call decode_float32(bytes, spec%statistics%basis)
-          case (6); call decode_float32(bytes, spec%statistics%variance)
+          case (1); call decode_float32(bytes, spec%statistics%minimum, alloc_stat)
+          case (2); call decode_float32(bytes, spec%statistics%maximum, alloc_stat)
+          case (3); call decode_float32(bytes, spec%statistics%mean, alloc_stat)
+          case (4); call decode_float32(bytes, spec%statistics%std, alloc_stat)
+          case (5); call decode_float32(bytes, spec%statistics%basis, alloc_stat)
+          case (6); call decode_float32(bytes, spec%statistics%variance, alloc_stat)
           end select
         case (section_layer)
-          call decode_float32(bytes, spec%layers(e%layer)%params(e%param)%values)
+          call decode_float32(bytes, spec%layers(e%layer)%params(e%param)%values, alloc_stat)
         case (section_training)
-          call decode_training(bytes, e%bytes, spec%training%tensors(e%param)%values)
+          call decode_training(bytes, e%bytes, spec%training%tensors(e%param)%values, alloc_stat)
         end select
       end associate
+      if (alloc_stat /= 0) then
+        call fail(fkb_err_io, 'cannot hold its ' // int_to_str(payload_bytes / 2_int64**20) // &
+                  ' MiB of weights in memory')
+        return
+      end if
       pos = pos + int(entries(i)%bytes, int64) * entries(i)%count
     end do
 
@@ -361,7 +394,7 @@ contains
 
   end subroutine parse_v1
 
-  subroutine parse_line(line, spec, layer, section, entries, n_entries, param_count, stat, problem)
+  subroutine parse_line(line, spec, layer, section, entries, n_entries, param_count, io_lines, stat, problem)
     !! Parses one header line (between the sha256 line and end_header) into
     !! the spec; `layer` and `section` track the section a param belongs to.
     character(len=*), intent(in) :: line
@@ -370,6 +403,8 @@ contains
     type(payload_entry), intent(inout) :: entries(:)
     integer, intent(inout) :: n_entries
     integer, intent(in) :: param_count(:)
+    integer, intent(in) :: io_lines(2)
+      !! the number of `input` and `output` lines of the header
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: problem
 
@@ -429,9 +464,9 @@ contains
       end if
 
     case ('input')
-      call parse_io_line(spec%n_inputs, spec%inputs)
+      call parse_io_line(spec%n_inputs, io_lines(1), spec%inputs)
     case ('output')
-      call parse_io_line(spec%n_outputs, spec%outputs)
+      call parse_io_line(spec%n_outputs, io_lines(2), spec%outputs)
 
     case ('input_normalization', 'output_normalization')
       if (n_tokens /= 1) then
@@ -656,16 +691,18 @@ contains
       has_normalization = .true.
     end subroutine start_normalization
 
-    subroutine parse_io_line(n_io, io)
-      !! `input <i> <name> <units>`; units are the rest of the line.
-      integer, intent(in) :: n_io
+    subroutine parse_io_line(n_io, n_lines, io)
+      !! `input <i> <name> <units>`; units are the rest of the line. Every
+      !! index needs its line, so `n_io` (allocated here) is at most the
+      !! `n_lines` the header has of them.
+      integer, intent(in) :: n_io, n_lines
       type(io_spec), allocatable, intent(inout) :: io(:)
-      integer :: index
+      integer :: index, alloc_stat
       if (n_io == 0) then
         call bad(fkb_err_format, word // ' line before n_' // word // 's')
         return
       end if
-      if (n_tokens < 3) then
+      if (n_tokens < 4) then   ! units are required (the Python reader agrees)
         call bad(fkb_err_format, 'expected ''' // word // ' <i> <name> <units>''')
         return
       end if
@@ -675,17 +712,24 @@ contains
                  ''' is not in 1..' // int_to_str(n_io))
         return
       end if
-      if (.not. allocated(io)) allocate(io(n_io))
+      if (n_lines < n_io) then   ! as the Python reader says it
+        call bad(fkb_err_format, word // ' lines given for ' // int_to_str(n_lines) // ' of the ' // &
+                 int_to_str(n_io) // ' ' // word // 's (all or none)')
+        return
+      end if
+      if (.not. allocated(io)) then
+        allocate(io(n_io), stat=alloc_stat)
+        if (alloc_stat /= 0) then
+          call bad(fkb_err_io, 'cannot allocate ' // int_to_str(n_io) // ' ' // word // ' names')
+          return
+        end if
+      end if
       if (allocated(io(index)%name)) then
         call bad(fkb_err_format, 'a second ' // word // ' line for index ' // int_to_str(index))
         return
       end if
       io(index)%name = line(first(3):last(3))
-      if (n_tokens == 3) then
-        io(index)%units = '1'
-      else
-        io(index)%units = line(first(4):len_trim(line))
-      end if
+      io(index)%units = line(first(4):len_trim(line))
     end subroutine parse_io_line
 
     subroutine parse_layer_line()
@@ -712,7 +756,11 @@ contains
         this%kind = line(first(3):last(3))
         this%n_out = n_out
         n_attributes = n_tokens - 5
-        allocate(this%attributes(n_attributes))
+        allocate(this%attributes(n_attributes), stat=stat)
+        if (stat /= 0) then
+          call bad(fkb_err_io, 'layer ' // int_to_str(id) // ': cannot allocate its attributes')
+          return
+        end if
         has_inputs = .false.
         k = 0
         do t = 5, n_tokens
@@ -963,49 +1011,52 @@ contains
     end do
   end subroutine parse_key_values
 
-  subroutine decode_training(bytes, width, values)
+  subroutine decode_training(bytes, width, values, stat)
     !! Values of a training tensor: IEEE float32 (`width` 4) or float64
-    !! (`width` 8), little-endian, into real64.
+    !! (`width` 8), little-endian, into real64; `stat` /= 0 if they cannot
+    !! be allocated.
     character(len=*), intent(in) :: bytes
     integer, intent(in) :: width
     real(real64), allocatable, intent(out) :: values(:)
+    integer, intent(out) :: stat
     real(real32), allocatable :: single(:)
     integer(int32), allocatable :: halves(:)
     integer :: n, i
+    n = len(bytes) / width
+    allocate (values(n), stat=stat)
+    if (stat /= 0 .or. n == 0) return
     if (width == 4) then
-      call decode_float32(bytes, single)
-      values = real(single, real64)
+      call decode_float32(bytes, single, stat)
+      if (stat == 0) values(:) = real(single, real64)
       return
     end if
-    n = len(bytes) / 8
-    allocate (values(n))
-    if (n == 0) return
     if (little_endian()) then
-      values = transfer(bytes, values, n)
+      values(:) = transfer(bytes, values, n)
     else
-      allocate (halves(2 * n))
-      halves = byte_swapped(transfer(bytes, 0_int32, 2 * n))
+      allocate (halves(2 * n), stat=stat)
+      if (stat /= 0) return
+      halves(:) = byte_swapped(transfer(bytes, 0_int32, 2 * n))
       do i = 1, n  ! the two swapped halves of each value change places
         values(i) = transfer([halves(2 * i), halves(2 * i - 1)], 1.0_real64)
       end do
     end if
   end subroutine decode_training
 
-  subroutine decode_float32(bytes, values)
-    !! IEEE float32 values from their little-endian bytes.
+  subroutine decode_float32(bytes, values, stat)
+    !! IEEE float32 values from their little-endian bytes; `stat` /= 0 if
+    !! they cannot be allocated.
     character(len=*), intent(in) :: bytes
     real(real32), allocatable, intent(out) :: values(:)
-    integer(int32), allocatable :: bits(:)
+    integer, intent(out) :: stat
     integer :: n
 
     n = len(bytes) / 4
-    allocate(values(n))
-    if (n == 0) return
+    allocate(values(n), stat=stat)
+    if (stat /= 0 .or. n == 0) return
     if (little_endian()) then
-      values = transfer(bytes, values, n)
+      values(:) = transfer(bytes, values, n)
     else
-      bits = byte_swapped(transfer(bytes, 0_int32, n))
-      values = transfer(bits, values, n)
+      values(:) = transfer(byte_swapped(transfer(bytes, 0_int32, n)), values, n)
     end if
   end subroutine decode_float32
 
