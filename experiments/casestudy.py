@@ -245,8 +245,10 @@ def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-CASESTUDY_PRODUCTS = ("data", "reference", "results", "emulators", "replicates", "casestudy.toml")
-"""What a case study writes in its folder (a folder holding any of them is not new)."""
+CASESTUDY_PRODUCTS = ("results", "emulators", "replicates", "casestudy.toml")
+"""What a case study writes in its folder (a folder holding any of them is not new). Not ``data`` and
+``reference``: those stages check their own configuration (``data.json``, ``coupled.json``), so a reference
+stage copied into a new folder is reused by a study of the same world."""
 
 
 def _identity_tables(tables: Mapping[str, Any]) -> dict[str, Any]:
