@@ -426,8 +426,10 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
               "| | emulator | optimizer | depth x width | learning rate | offline MSE | online T [K] "
               "| online q [g/kg] | online normalised |", "|---|---|---|---|---|---|---|---|---|",
               _emulator_row("best", stats["best"]), _emulator_row("worst", stats["worst"]), ""]
+    from experiments.finetune_report import finetune_lines
     from experiments.guard_report import fallback_lines
     lines += fallback_lines(results)
+    lines += finetune_lines(results)
     lines += ["## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     lines.append("")

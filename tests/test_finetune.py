@@ -163,7 +163,7 @@ def test_the_tuned_network_converts_to_keras_and_back(setup, tmp_path, capsys):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"finetune_learning_rate": 0.0}, "option 'finetune_learning_rate': must be positive and finite"),
-    ({"finetune_learning_rate": float("nan")}, "option 'finetune_learning_rate': must be positive and finite"),
+    ({"finetune_learning_rate": float("nan")}, "option 'finetune_learning_rate': expected a finite number"),
     ({"finetune_columns": 0}, "option 'finetune_columns': must be at least 1"),
     ({"finetune_every_steps": 0}, "option 'finetune_every_steps': must be at least 1"),
     ({"emulator_precision": "float64"}, "option 'finetune': the network trains in float32"),
@@ -178,3 +178,62 @@ def test_bad_finetune_options_are_refused(setup, overrides, message):
         options["emulator"] = [setup["emulator"]] * 2
     with pytest.raises(ValueError, match=message):
         Model(T10, options, initial_state=False)
+
+
+def test_couple_finetune_writes_the_tuned_network_and_its_record(setup, tiny_casestudy_reference, tmp_path,
+                                                                  capsys):
+    """`fkb couple --finetune`: score.json's fine-tuning record, the summary
+    line, OUT/tuned.fkb; the --finetune-* options need --finetune."""
+    from fkb_cli import main
+
+    reference, out = tiny_casestudy_reference["out"], tmp_path / "couple"
+    argv = ["couple", "--emulator", setup["emulator"], "--reference", str(reference), "--out", str(out),
+            "--days", "1", "--no-check", "--finetune", "--finetune-columns", "32", "--finetune-every-steps", "2",
+            "--finetune-learning-rate", "1e-3"]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    summary = __import__("json").loads((out / "score.json").read_text())
+    tuning = summary["finetune"]
+    assert tuning["columns"] == 32 and tuning["every_steps"] == 2 and tuning["learning_rate"] == 1e-3
+    assert tuning["status"] == "tuning" and not tuning["stopped"] and tuning["optimizer_steps"] == 12
+    assert tuning["teacher_fraction"] == pytest.approx(32 / 512 / 2)
+    assert np.isfinite(tuning["loss_first"]) and tuning["tuned_model"] == str(out / "tuned.fkb")
+    assert (out / "tuned.fkb").is_file() and "fine-tuning    tuning: loss" in stdout
+    assert main(["couple", "--emulator", setup["emulator"], "--reference", str(reference), "--out",
+                 str(tmp_path / "other"), "--finetune-columns", "32"]) == 1
+    assert "the --finetune-* options go with --finetune" in capsys.readouterr().err
+
+
+def test_the_case_study_pairs_runs_with_and_without_finetuning(setup, tiny_casestudy_reference, tmp_path):
+    """[coupled] finetune_run: the task couples the emulator a second time
+    with fine-tuning (its finetune_options), keeps the tuned network, and the
+    results and the report's section compare the pairs."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from coupler.results import results_dataset
+    from coupler.sweep import CoupledRunConfig, _couple_and_score, load_reference
+    from experiments.finetune_report import finetune_lines
+
+    config, reference = load_reference(tiny_casestudy_reference["out"])
+    with pytest.raises(ValueError, match="unknown finetune_options key 'rate'"):
+        CoupledRunConfig.from_dict({**config.to_dict(), "finetune_options": {"rate": 1.0}})
+    assert "finetune_run" not in config.to_dict()             # a reference folder's coupled.json as before
+    config = dataclasses.replace(config, days=1.0, window_days=1.0, fallback_run=False, finetune_run=True,
+                                 finetune_options={"columns": 32, "learning_rate": 1e-3})
+    records = []
+    for index in range(2):
+        work = tmp_path / f"e{index}"
+        work.mkdir()
+        task = SimpleNamespace(work_dir=str(work), coupled=config, reference=reference["reference"])
+        record = _couple_and_score(task, {"index": index, "status": "ok",
+                                          "artifacts": {"model_file": setup["emulator"]}})
+        records.append(record)
+    tuned = records[0]["online_finetune"]
+    assert tuned["finetune_columns"] == 32 and tuned["finetune_teacher_fraction"] == pytest.approx(32 / 512)
+    assert (tmp_path / "e0" / "tuned.fkb").is_file() and records[0]["artifacts"]["run_finetune"]
+    results = results_dataset(records)
+    assert results["finetune_learning_rate"].values.tolist() == [1e-3, 1e-3]
+    text = "\n".join(finetune_lines(results))
+    assert "## Online fine-tuning" in text and "McNemar's exact test" in text and "2 pairs" in text
+    assert "32 seeded columns every 1 model step(s)" in text
