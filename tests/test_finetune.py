@@ -126,6 +126,29 @@ def test_restart_continues_the_tuning_bit_for_bit(setup, tmp_path):
         Model.from_checkpoint(tmp_path / "straight.bin", {"emulator": str(other)})
 
 
+def test_one_and_two_threads_tune_to_the_same_bits(setup, tmp_path):
+    """The teacher runs its columns on OpenMP threads and training shares
+    its passes among them; neither may change a bit (checkpoints and tuned
+    networks compared byte for byte, each thread count a process of its own)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from gcm_toy import Model; "
+              f"m = Model({T10!r}, {{'physics': 'emulator', 'emulator': {setup['emulator']!r}, 'finetune': True, "
+              "'finetune_columns': 200, 'finetune_steps': 2, 'finetune_learning_rate': 1e-3}, initial_state=False); "
+              f"m.load_checkpoint({str(setup['checkpoint'])!r}); assert m.advance(6) is None; "
+              "m.save_checkpoint(sys.argv[1])")
+    paths = []
+    for threads in (1, 2):
+        path = tmp_path / f"threads{threads}.bin"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_DYNAMIC="false")
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
+        paths.append(path)
+    assert filecmp.cmp(paths[0], paths[1], shallow=False)
+    assert filecmp.cmp(finetune_state_path(paths[0]), finetune_state_path(paths[1]), shallow=False)
+
+
 def test_a_diverging_learning_rate_stops_tuning_and_keeps_the_last_good_weights(setup, tmp_path):
     """Adam at 1e30 makes the loss infinite after the first round: tuning
     stops there, the round is undone (the emulator's own weights, so the run
