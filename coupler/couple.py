@@ -35,7 +35,8 @@ from typing import Any, Mapping, Sequence
 
 import xarray as xr
 
-from coupler.sweep import FINETUNE_KEYS, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
+from coupler.crash_attribution import CRASH_FILE
+from coupler.sweep import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
 
@@ -157,6 +158,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
     coupled run's progress bar (None: when stderr is a terminal)."""
     from coupler.budgets import BUDGET_COLUMNS, budget_record
+    from coupler.crash_attribution import crash_record_path, read_crash_summary
     from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
@@ -167,7 +169,8 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     with replacing(run_path) as tmp_run:
         clock = time.perf_counter()
         tuned_path = out / "tuned.fkb"
-        coupled = coupled_run(files, config, tmp_run, progress=progress, tuned=tuned_path)
+        coupled = coupled_run(files, config, tmp_run, progress=progress, crash_record=crash_record_path(run_path),
+                              tuned=tuned_path)
         wall_seconds = time.perf_counter() - clock
         guard = guard_summary(coupled.run)
         finetune = finetune_summary(coupled.run)
@@ -224,7 +227,11 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "budgets": budgets, "reference_budgets": reference_budgets,
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
+    crash = read_crash_summary(crash_record_path(run_path))
+    if crash:
+        summary["crash"] = crash
     write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    write_text_replacing(out / REFERENCE_CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
     return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
 
 
@@ -294,6 +301,13 @@ def summary_lines(result: CoupleResult) -> list[str]:
                      f"interval, {_number(tuning['loss_last'])} in the last; {tuning['optimizer_steps']} optimizer "
                      f"steps; {100 * tuning['teacher_fraction']:.3g} % of the columns on the reference physics as "
                      f"the teacher; tuned network {tuning['tuned_model']}")
+    crash = s.get("crash")
+    if crash is not None:
+        ood = (f"inputs flagged out of distribution {crash['hours_ood_before_crash']:.3g} h before it"
+               if crash.get("ood_before_crash") else "inputs within the training distribution"
+               if crash.get("has_input_statistics") else "no input statistics in the model file")
+        lines.append(f"crash record   {CRASH_FILE} in {result.run_path.parent}: {ood}; `fkb crash-report "
+                     f"{result.run_path.parent}` tells it")
     lines.append(f"cost           {s['seconds_per_simulated_day']:.3g} s per simulated day")
     lines.append(f"wrote {result.run_path}, {result.score_path} and {result.json_path}")
     return lines

@@ -48,7 +48,7 @@ import xarray as xr
 from coupler.budgets import BUDGET_COLUMNS, budget_record
 from emulators.atomic_files import replacing
 
-__all__ = ["COLUMNS", "results_dataset", "collect_results", "reference_budgets", "write_results", "read_results",
+__all__ = ["COLUMNS", "CRASH_COLUMNS", "results_dataset", "collect_results", "reference_budgets", "write_results", "read_results",
            "per_emulator_variables", "require_columns"]
 
 _HYPERPARAMETERS = ("depth", "width", "leaky_relu_slope", "dropout", "batch_normalization", "optimizer",
@@ -138,6 +138,32 @@ FINETUNE_COLUMNS: dict[str, dict[str, str]] = {
 """Variables of a sweep whose coupled runs were also made with online
 fine-tuning (``[coupled] finetune_run``); absent otherwise."""
 
+CRASH_COLUMNS: dict[str, dict[str, str]] = {
+    "crash_ood": {"long_name": "1 if the crash columns' inputs were flagged out of the training distribution in "
+                               "the last day before the crash (-1: no crash record)", "units": "1"},
+    "crash_hours_ood": {"long_name": "hours from the first flagged input on the crash columns to the crash",
+                        "units": "hours"},
+    "crash_ood_whole_record": {"long_name": "1 if the crash columns were flagged from the first recorded step on "
+                                            "(the drift began before the recorded day)", "units": "1"},
+    "crash_distance_ratio": {"long_name": "largest guard distance on the crash columns over the last day, as a "
+                                          "multiple of the guard's threshold", "units": "1"},
+    "crash_max_abs_z": {"long_name": "largest |z| of an input on the crash columns over the last day", "units": "1"},
+    "crash_flagged_fraction_all": {"long_name": "fraction of all columns and steps flagged over the crash's last "
+                                                "day (base rate)", "units": "1"},
+    "crash_mse_crash_columns": {"long_name": "MSE of the emulator against the reference physics on the crash "
+                                             "columns' inputs over the last day, normalized units", "units": "1"},
+    "crash_mse_all_columns": {"long_name": "MSE of the emulator against the reference physics on all columns over "
+                                           "the crash's last day, normalized units", "units": "1"},
+}
+"""Variables of a sweep whose crashed runs have crash records
+(:mod:`coupler.crash_attribution`); absent when none has."""
+
+_CRASH_KEYS = {"crash_ood": "ood_before_crash", "crash_hours_ood": "hours_ood_before_crash",
+               "crash_ood_whole_record": "ood_whole_record",
+               "crash_distance_ratio": "max_distance_ratio", "crash_max_abs_z": "max_abs_z",
+               "crash_flagged_fraction_all": "flagged_fraction_all_columns",
+               "crash_mse_crash_columns": "mse_crash_columns", "crash_mse_all_columns": "mse_all_columns"}
+
 _DERIVED = ("online_error_over_noise_floor",)
 """Columns computed from the others and the noise floor, not read from a record."""
 
@@ -179,14 +205,16 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
     row.update({name: tuned.get(name) for name in (
         "finetune_teacher_fraction", "finetune_loss_first", "finetune_loss_last", "finetune_stopped",
         "finetune_learning_rate", "finetune_columns", "finetune_every_steps")})
+    crash = online.get("crash") or {}
+    row.update({name: crash.get(key) for name, key in _CRASH_KEYS.items()})
     return row
 
 
 def _column(name: str, values: list[Any]) -> np.ndarray:
     if name in _STRINGS:
         return np.array(["" if v is None else str(v) for v in values], dtype=object)
-    if name in ("batch_normalization", "crashed", "fallback_crashed", "finetune_crashed", "finetune_stopped",
-                "water_conservation"):
+    if name in ("batch_normalization", "crashed", "fallback_crashed", "finetune_crashed", "finetune_stopped", "water_conservation", "crash_ood",
+                "crash_ood_whole_record"):
         return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
     if name in ("depth", "width", "batch_size", "epochs", "seed", "epochs_trained", "best_epoch", "design_cell",
                 "design_repeat"):
@@ -209,6 +237,8 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
         columns.update(FALLBACK_COLUMNS)
     elif any((r.get("online") or {}).get("seconds_per_day") is not None for r in records):
         columns["seconds_per_day"] = FALLBACK_COLUMNS["seconds_per_day"]
+    if any((r.get("online") or {}).get("crash") for r in records):
+        columns.update(CRASH_COLUMNS)
     data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(columns[name]))
             for name in columns if name not in _DERIVED}
     ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
@@ -233,7 +263,7 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
     records = []
     for path in sorted((out / "results").glob("emulator_*.json")):
         with open(path) as fh:
-            records.append(json.load(fh))
+            records.append(_with_crash_record(json.load(fh), out))
     attrs: dict[str, Any] = {}
     floor_path = out / "reference" / "noise_floor.nc"
     if floor_path.is_file():
@@ -245,6 +275,23 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
             attrs["noise_floor_twins"] = int(floor.attrs.get("n_twins", 1))
     attrs.update(reference_budgets(out / "reference" / "reference.nc"))
     return results_dataset(records, attrs)
+
+
+def _with_crash_record(record: dict[str, Any], out: Path) -> dict[str, Any]:
+    """`record` with the summary of its run's crash record (made during the
+    run, or afterwards by ``fkb crash-report``) if it has none yet."""
+    from coupler.crash_attribution import crash_record_path, read_crash_summary
+
+    online = record.get("online")
+    if not online or not online.get("crashed") or online.get("crash"):
+        return record
+    run = Path((record.get("artifacts") or {}).get("run") or "")
+    if not run.is_file():
+        run = out / "emulators" / f"emulator_{int(record['index']):04d}" / "coupled.nc"
+    crash = read_crash_summary(crash_record_path(run))
+    if crash:
+        online["crash"] = crash
+    return record
 
 
 def require_columns(results: xr.Dataset, names: Sequence[str], purpose: str) -> None:

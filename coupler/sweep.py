@@ -33,6 +33,7 @@ import importlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import tomllib
@@ -62,7 +63,7 @@ from emulators.architectures import OPTIMIZERS, Hyperparameters  # noqa: E402
 from emulators.atomic_files import replacing, write_text_replacing  # noqa: E402
 
 __all__ = ["SearchSpace", "CoupledRunConfig", "CoupledRun", "EmulatorTask", "SweepConfig", "SweepSummary", "TaskFailed",
-           "coupled_run", "prepare_reference", "load_reference", "REFERENCE_CONFIG", "offline_task", "default_task", "execute_task", "run_sweep",
+           "coupled_run", "start_coupled_model", "prepare_reference", "load_reference", "REFERENCE_CONFIG", "offline_task", "default_task", "execute_task", "run_sweep",
            "run_sweep_from_config", "result_path", "finished_indices", "resolve_task"]
 
 RESULT_STATUSES = ("ok", "failed")
@@ -353,7 +354,8 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
 
 def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
                 out: str | os.PathLike | None = None, *, twin: int = 0,
-                progress: bool | None = False, tuned: str | os.PathLike | None = None) -> CoupledRun:
+                progress: bool | None = False, crash_record: str | os.PathLike | None = None,
+                tuned: str | os.PathLike | None = None) -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
     (None: the reference physics; a list of several: their ensemble) from
     the configured initial state; `twin` k > 0: the reference's k-th
@@ -363,23 +365,58 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
     (replacing a file of an earlier attempt). A run that crashes is a
     result: its stability record says when and why. `progress`: a progress
     bar (None: when stderr is a terminal; a sweep's tasks show none).
-    `tuned`: where a run with online fine-tuning (GCM option ``finetune``)
-    writes its tuned network at the end (a model file, even after a crash)."""
+    `crash_record`: if an emulator's run crashes, its last day is replayed
+    and recorded there (:mod:`coupler.crash_attribution`; the run keeps a
+    rolling checkpoint a day apart for it, removed at the end); a replay that
+    fails is told on stderr and leaves no record. `tuned`: where a run with
+    online fine-tuning (GCM option ``finetune``) writes its tuned network at
+    the end (a model file, even after a crash)."""
+    from coupler.crash_attribution import attribute_crash, rewind_dir
     from coupler.scoring import stability_record
+
+    rewind = None
+    if crash_record is not None:
+        Path(crash_record).unlink(missing_ok=True)       # the record of a run this one replaces
+    if crash_record is not None and _emulator_paths(emulator_path) and config.days > 1:
+        rewind = rewind_dir(crash_record)
+        shutil.rmtree(rewind, ignore_errors=True)
+    try:
+        with start_coupled_model(emulator_path, config, twin=twin) as model:
+            run = model.run(config.days, out, overwrite=True, progress=progress,
+                            checkpoint_every_days=1.0 if rewind else None, checkpoint_dir=rewind,
+                            keep_checkpoints=2 if rewind else None)
+            if tuned is not None and model.config.finetune:
+                model.save_finetuned(tuned)          # the library's writer replaces a file whole
+        if crash_record is not None and _emulator_paths(emulator_path) and run.attrs.get("run_status") == "crashed":
+            try:
+                attribute_crash(emulator_path, config, int(run.attrs["crash_step"]), crash_record, rewind=rewind)
+            except Exception as exc:          # the run is the result; its crash record is a bonus
+                print(f"crash record not written ({crash_record}): {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        if rewind is not None:
+            shutil.rmtree(rewind, ignore_errors=True)
+    return CoupledRun(run, stability_record(run, config.days))
+
+
+def start_coupled_model(emulator_path: EmulatorPaths, config: CoupledRunConfig, *, twin: int = 0,
+                        keep_training_batch: bool = False):
+    """The toy-GCM model of a coupled run (see :func:`coupled_run`) at its
+    first step, to be used in a ``with`` block."""
     from gcm_toy import Model
 
     overrides = config.gcm_overrides(emulator_path)
     seed = config.perturbation_seed + twin
     if twin and config.reseed_physics:
         overrides["seed"] = seed
-    with Model(config.preset, overrides) as model:
+    model = Model(config.preset, overrides, keep_training_batch=keep_training_batch)
+    try:
         if config.initial_checkpoint is not None:
             model.load_checkpoint(config.initial_checkpoint)
         _prepare_initial_state(model, config, config.perturbation_kelvin if twin else 0.0, seed)
-        run = model.run(config.days, out, overwrite=True, progress=progress)
-        if tuned is not None and model.config.finetune:
-            model.save_finetuned(tuned)          # the library's writer replaces a file whole
-    return CoupledRun(run, stability_record(run, config.days))
+    except BaseException:
+        model.close()
+        raise
+    return model
 
 
 def perturbed_paths(folder: Path, n: int) -> list[Path]:
@@ -564,11 +601,12 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
     fractions when it has one, and what fine-tuning did when it runs
     (``finetune_*``; the tuned network written to `tuned`)."""
     from coupler.budgets import budget_record
+    from coupler.crash_attribution import crash_record_path, read_crash_summary
     from coupler.scoring import finetune_summary, guard_summary, online_error
     from gcm_toy import open_output
 
     clock = time.perf_counter()
-    coupled = coupled_run(model_file, config, run_path, tuned=tuned)
+    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path), tuned=tuned)
     seconds = time.perf_counter() - clock
     with open_output(reference) as ref:
         error = online_error(coupled.run, ref, config.window_days)
@@ -577,6 +615,7 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
     tuning = finetune_summary(coupled.run) or {}
     budgets = budget_record(coupled.run)
     coupled.run.close()
+    crash = read_crash_summary(crash_record_path(run_path))
     return {
         "days_survived": float(stability["days_survived"]), "run_days": float(stability["run_days"]),
         "crashed": bool(stability["crashed"]), "run_status": stability.attrs["run_status"],
@@ -589,6 +628,7 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
         **{f"finetune_{key}": value for key, value in tuning.items()},
         # water [mm day-1] and energy [W m-2] budget residuals, first record to last (coupler.budgets)
         **budgets,
+        **({"crash": crash} if crash else {}),
     }
 
 

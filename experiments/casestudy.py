@@ -456,6 +456,7 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
     the report. Nothing is re-run; ``timings.json`` is left as it was."""
     from coupler.results import collect_results, write_results
     from experiments.report import check_reportable, headline_statistics, make_report
+    from experiments.warming import warming_lines
 
     out = Path(out_dir)
     for name in ("casestudy.toml", "timings.json", "results"):
@@ -474,7 +475,7 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
     write_results(results, out)
     reference = out / "reference" / "reference.nc"
     report = make_report(results, Path(report_dir) if report_dir else out,
-                         reference=reference if reference.is_file() else None)
+                         reference=reference if reference.is_file() else None, sections=warming_lines(out))
     result = CaseStudyResult(out, report, results, headline_statistics(results), None, timings["data"], config,
                              timings["stages_seconds"], world, invocations=read_invocations(out))
     lines = setup_section(result, timings.get("code", {}), rewritten_by=code_version())

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from experiments.paired import median_text, paired_runs, percent_text
+from experiments.paired import paired_runs, percent_text
+from experiments.report import format_median
 
 __all__ = ["finetune_lines"]
 
@@ -43,8 +44,8 @@ def finetune_lines(results: xr.Dataset) -> list[str]:
         *pairs.table_lines(results, "as trained", "fine-tuned online"),
         f"{pairs.mcnemar_text()} Columns and steps on the reference physics as the teacher: mean "
         f"{percent_text(float(np.nanmean(teacher)))}. Online loss (the MSE of the normalised outputs on a "
-        f"round's columns before its update): median {median_text(first)} in the first output interval, "
-        f"{median_text(last)} in the last; lower in the last for {int(np.sum(last < first))} of "
+        f"round's columns before its update): median {format_median(first)} in the first output interval, "
+        f"{format_median(last)} in the last; lower in the last for {int(np.sum(last < first))} of "
         f"{int(np.sum(np.isfinite(first) & np.isfinite(last)))}. Tuning stopped on a non-finite loss in "
         f"{int(stopped.sum())} of {n} runs (the last good weights kept).", ""]
     return lines

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from experiments.report import format_number
+from experiments.report import format_median, format_number
 
-__all__ = ["PairedRuns", "paired_runs", "median_text", "percent_text"]
+__all__ = ["PairedRuns", "paired_runs", "percent_text"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class PairedRuns:
             f"| median days survived | {format_number(float(np.median(results['days_survived'].values[ok])))} "
             f"| {format_number(float(np.median(results[f'{prefix}days_survived'].values[ok])))} |",
             f"| median online error, normalised (the {int(both.sum())} surviving both ways) "
-            f"| {median_text(error)} | {median_text(error_other)} |",
-            f"| median cost [s per simulated day] | {median_text(cost)} | {median_text(cost_other)} |", ""]
+            f"| {format_median(error)} | {format_median(error_other)} |",
+            f"| median cost [s per simulated day] | {format_median(cost)} | {format_median(cost_other)} |", ""]
 
     def mcnemar_text(self) -> str:
         return (f"Crashes avoided: {self.table[0][1]}; crashes caused: {self.table[1][0]} (McNemar's exact test "
@@ -79,11 +79,6 @@ def paired_runs(results: xr.Dataset, prefix: str) -> PairedRuns | None:
              [int(np.sum(~plain & other)), int(np.sum(~plain & ~other))]]
     p_value = float(mcnemar(table, exact=True).pvalue) if ok.sum() >= 2 else math.nan
     return PairedRuns(prefix, ok, plain, other, table, p_value, ~plain & ~other)
-
-
-def median_text(values: np.ndarray) -> str:
-    values = values[np.isfinite(values)]
-    return format_number(float(np.median(values))) if values.size else "-"
 
 
 def percent_text(value: float) -> str:

@@ -85,7 +85,7 @@ def plot_offline_vs_online(results: xr.Dataset, path: str | os.PathLike,
     """Online error against offline validation MSE (log-log), coloured by
     optimizer; crashed runs as crosses (at their error over the windows they
     survived, or on the top edge if they survived none); the noise floor as
-    a dashed line."""
+    a dashed line (the twins' mean) in a band (their range)."""
     plt = _pyplot()
     r = _finished(results)
     colors = optimizer_colors(results)
@@ -103,9 +103,13 @@ def plot_offline_vs_online(results: xr.Dataset, path: str | os.PathLike,
         ax.scatter(x[dead], np.where(np.isfinite(y[dead]) & (y[dead] > 0), y[dead], top), c=color, marker="x", s=50)
     if crashed.any():
         ax.scatter([], [], c="0.3", marker="x", label="crashed")
-    floor = results.attrs.get(f"noise_floor_{online.removeprefix('online_error_')}")
+    name = online.removeprefix("online_error_")
+    floor = results.attrs.get(f"noise_floor_{name}")
     if floor is not None and np.isfinite(floor) and floor > 0:
-        ax.axhline(floor, color="0.4", ls="--", lw=1, label="noise floor")
+        ax.axhline(floor, color="0.4", ls="--", lw=1, label="noise floor (twins' mean)")
+        low, high = (results.attrs.get(f"noise_floor_{name}_{end}") for end in ("min", "max"))
+        if low is not None and high is not None and np.isfinite([low, high]).all() and high > low > 0:
+            ax.axhspan(low, high, color="0.6", alpha=0.25, lw=0, label="twins' range")
     _log_axes(ax, x=(x > 0).any(), y=finite_y.size > 0)
     ax.set_xlabel("offline validation MSE (normalized outputs, 1)")
     ax.set_ylabel(f"{online.replace('_', ' ')} ({results[online].attrs.get('units', '1')})")
@@ -265,4 +269,57 @@ def plot_zonal_bias(run: xr.Dataset, reference: xr.Dataset, path: str | os.PathL
         ax.set_ylabel("pressure (hPa)")
         ax.set_title(label.split(" (")[0])
     fig.suptitle(title or f"zonal-mean bias, days {times[0]:g}-{times[-1]:g}")
+    return _save(fig, path)
+
+
+def plot_crash_attribution(results: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Histograms of the crash records: the largest distance on the crash
+    columns over the last day as a multiple of the guard's threshold (line
+    at 1: flagged beyond it), and the emulator's error on the crash columns'
+    inputs as a multiple of its offline validation error."""
+    plt = _pyplot()
+    has = (results["status"].values == "ok") & (results["crash_ood"].values >= 0)
+    ratio = results["crash_distance_ratio"].values[has]
+    error = results["crash_mse_crash_columns"].values[has] / results["offline_mse"].values[has]
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8))
+    for ax, values, label, title in (
+            (axes[0], ratio, "largest distance / guard threshold (1)", "how far out of the training data"),
+            (axes[1], error, "MSE on crash columns / offline MSE (1)", "how wrong before the crash")):
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            bins = np.logspace(np.log10(values.min()) - 0.05, np.log10(values.max()) + 0.05, 16)
+            ax.hist(values, bins=bins, color="0.4", edgecolor="k")
+        ax.axvline(1.0, color="tab:red", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("crashed runs (1)")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(f"crash attribution: {int(has.sum())} crashed runs with a record", fontsize=11)
+    return _save(fig, path)
+
+
+_COVARIATE_LABELS = {"log10_offline_mse": "offline MSE (per decade)", "log10_learning_rate": "learning rate (per decade)",
+                     "depth": "depth (per layer)", "width": "width (per unit)", "dropout": "dropout (per unit rate)",
+                     "batch_normalization": "batch normalization (on)",
+                     "water_conservation": "column-water conservation layer (on)"}
+
+
+def plot_hazard_ratios(table, info: dict, path: str | os.PathLike) -> Path:
+    """Forest plot of a Cox model's hazard ratios (experiments/survival.py
+    ``cox_hazards``) with their 95 % intervals, log scale, a line at 1."""
+    plt = _pyplot()
+    names = list(table.index)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.4))
+    y = np.arange(len(names))[::-1]
+    ratio, low, high = (table[c].to_numpy(float) for c in ("hazard_ratio", "lower_95", "upper_95"))
+    ax.errorbar(ratio, y, xerr=[ratio - low, high - ratio], fmt="o", color="k", ecolor="0.3", capsize=3)
+    ax.axvline(1.0, color="tab:red", ls="--", lw=1)
+    reference = info.get("reference_optimizer") or ""
+    labels = [_COVARIATE_LABELS.get(n, n.replace("optimizer_", "optimizer ") + (f" vs {reference}" if
+              n.startswith("optimizer_") and reference else "")) for n in names]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("hazard ratio of a crash (95 % interval)")
+    ax.set_title(f"Cox model of the crash hazard: {info.get('n', 0)} runs, {info.get('events', 0)} crashes",
+                 fontsize=10)
     return _save(fig, path)

@@ -5,7 +5,7 @@ command, never edited by hand: this copies what a reader needs from a case
 study's folder (``results.nc``/``.csv``, ``report.md`` and its figures,
 ``timings.json`` and ``invocations.json``, the configuration ``casestudy.toml``, the reference's
 ``world.json``, ``replicates.md`` and the replicates' reports when there are
-some) and writes ``PROVENANCE.md``: the command that ran the study, the
+some, the warm experiment's ``warming.json``) and writes ``PROVENANCE.md``: the command that ran the study, the
 commit of the code it ran (recorded by the study in ``timings.json``), the
 command that published it, and the date.
 
@@ -33,10 +33,13 @@ FILES = ("results.nc", "results.csv", "report.md", "timings.json", "invocations.
 
 
 def publish(out_dir: str | os.PathLike, dest: str | os.PathLike, command: str,
-            commit: str | None = None) -> Path:
+            commit: str | None = None, then: list[str] | None = None) -> Path:
     """Copy the case study in `out_dir` to `dest` (created; files it held
     before are replaced) with its ``PROVENANCE.md``; returns `dest`. `commit`:
-    the code's commit when ``timings.json`` does not record it."""
+    the code's commit when ``timings.json`` does not record it. `then`: the
+    commands run on the folder afterwards (crash records, the warm
+    experiment, the report written again), each with its commit, as the
+    provenance lists them."""
     out, dest = Path(out_dir), Path(dest)
     missing = [name for name in ("results.nc", "report.md", "timings.json", "casestudy.toml")
                if not (out / name).is_file()]
@@ -59,6 +62,9 @@ def publish(out_dir: str | os.PathLike, dest: str | os.PathLike, command: str,
     if (out / "reference" / "world.json").is_file():
         shutil.copy2(out / "reference" / "world.json", dest / "world.json")
         copied.append("world.json")
+    if (out / "warming" / "warming.json").is_file():
+        shutil.copy2(out / "warming" / "warming.json", dest / "warming.json")
+        copied.append("warming.json")
     for replicate in sorted((out / "replicates").glob("seed_*")):
         target = dest / "replicates" / replicate.name
         target.mkdir(parents=True, exist_ok=True)
@@ -70,6 +76,7 @@ def publish(out_dir: str | os.PathLike, dest: str | os.PathLike, command: str,
     lines = ["# Provenance", "",
              f"- produced by: `{command}`",
              f"- code: commit `{commit}`{dirty}",
+             *(f"- then: {line}" for line in then or []),
              f"- published by: `python -m experiments.publish {out} {dest} --command ...` on "
              f"{datetime.date.today().isoformat()}",
              "- files: " + ", ".join(f"`{name}`" for name in copied), "",
@@ -85,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", help="where to publish (e.g. docs/results/standard)")
     parser.add_argument("--command", required=True, help="the command that ran the study")
     parser.add_argument("--commit", help="the code's commit, when timings.json does not record it")
+    parser.add_argument("--then", action="append", metavar="TEXT",
+                        help="a command run on the folder afterwards, with its commit (repeatable)")
     args = parser.parse_args(argv)
     try:
-        dest = publish(args.out, args.dest, args.command, args.commit)
+        dest = publish(args.out, args.dest, args.command, args.commit, args.then)
     except (FileNotFoundError, ValueError) as error:
         print(f"publish: {error}", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ from coupler.budgets import BUDGET_COLUMNS
 from coupler.results import per_emulator_variables
 
 __all__ = ["headline_statistics", "conservation_statistics", "make_report", "format_interval", "check_reportable",
+           "format_number", "format_median",
            "ONLINE_ERRORS", "REPORT_COLUMNS", "MIN_FINISHED"]
 
 ONLINE_ERRORS = ("online_error_normalized", "online_error_t", "online_error_q")
@@ -213,6 +214,11 @@ def format_number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def format_median(values: np.ndarray, digits: int = 3) -> str:
+    """The median of the finite `values` for the report ('–' for none)."""
+    return format_number(_median(np.asarray(values, dtype=np.float64)), digits)
+
+
 def survival_lines(results: xr.Dataset) -> list[str]:
     """The report's section on survival: the log-rank test and the Cox table."""
     from experiments.survival import cox_hazards, logrank_by_optimizer
@@ -355,13 +361,15 @@ def _open_run(path: str):
 
 
 def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
-                reference: xr.Dataset | str | os.PathLike | None = None) -> Path:
+                reference: xr.Dataset | str | os.PathLike | None = None,
+                sections: list[str] | None = None) -> Path:
     """Write ``report.md`` and its figures into `out_dir`; the bias maps of
     the best and the worst survivor need `reference` (Dataset or path) and
     the runs' files (``run_path`` in the results). Results missing a column
     are refused (ValueError, one line); with fewer than :data:`MIN_FINISHED`
     finished emulators the report says so and nothing more. A designed
-    sweep's report has its designed comparison (experiments/designed.py)."""
+    sweep's report has its designed comparison (experiments/designed.py).
+    `sections`: more lines, before the figures (e.g. experiments/warming.py's)."""
     from coupler.results import require_columns
     from experiments import plots
     from experiments.designed import designed_lines, is_designed
@@ -383,6 +391,12 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         "survival.png": plots.plot_survival_curve(results, out / "survival.png"),
         "by_optimizer.png": plots.plot_optimizer_boxes(results, out / "by_optimizer.png"),
     }
+    from experiments.survival import cox_hazards
+    table, info = cox_hazards(results)
+    if len(table):
+        figures["hazard_ratios.png"] = plots.plot_hazard_ratios(table, info, out / "hazard_ratios.png")
+    if "crash_ood" in results and (results["crash_ood"].values >= 0).any():
+        figures["crash_attribution.png"] = plots.plot_crash_attribution(results, out / "crash_attribution.png")
     designed = is_designed(results)
     if designed:
         figures["design.png"] = plots.plot_design_grid(results, out / "design.png")
@@ -426,10 +440,13 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
               "| | emulator | optimizer | depth x width | learning rate | offline MSE | online T [K] "
               "| online q [g/kg] | online normalised |", "|---|---|---|---|---|---|---|---|---|",
               _emulator_row("best", stats["best"]), _emulator_row("worst", stats["worst"]), ""]
+    from experiments.crash_report import crash_lines
     from experiments.finetune_report import finetune_lines
     from experiments.guard_report import fallback_lines
     lines += fallback_lines(results)
     lines += finetune_lines(results)
+    lines += crash_lines(results)
+    lines += list(sections or [])
     lines += ["## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     lines.append("")

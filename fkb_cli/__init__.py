@@ -525,6 +525,15 @@ def _preflight(files, folder) -> None:
     print(f"pre-flight check: passed on {check.samples} columns of {data}")
 
 
+def cmd_crash_report(args: argparse.Namespace) -> None:
+    from coupler.crash_attribution import attribute_run, crash_record_path, format_crash_report
+    record_path = crash_record_path(Path(args.run_dir) / f"{args.run}.nc")
+    if args.replay or not record_path.is_file():
+        print(f"replaying the run's last day into {record_path} ...", flush=True)
+    record = attribute_run(args.run_dir, args.run, force=args.replay)
+    print(format_crash_report(record))
+
+
 def cmd_check(args: argparse.Namespace) -> None:
     from coupler.preflight import format_preflight, preflight_check, reference_data_of
     if (args.data is None) == (args.reference is None):
@@ -546,6 +555,15 @@ def cmd_check(args: argparse.Namespace) -> None:
     first = result.absurd[0]
     raise UserError(f"output {first.name} [{first.units}] {first.reason}"
                     + (f" (and {len(result.absurd) - 1} more)" if len(result.absurd) > 1 else ""))
+
+
+def cmd_warming(args: argparse.Namespace) -> None:
+    from experiments.casestudy import rewrite_report
+    from experiments.warming import WarmingConfig, run_warming
+    config = WarmingConfig(sst_offset=args.sst_offset, spinup_days=args.spinup_days, best=args.best,
+                           n_perturbed=args.twins)
+    print(f"wrote {run_warming(args.study, config)}")
+    print(f"wrote {rewrite_report(args.study)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -752,6 +770,35 @@ def add_casestudy_parsers(sub) -> None:
                    help="a case study's or fkb couple's reference folder (its data/training.nc)")
     p.add_argument("--samples", type=int, default=65536, metavar="N", help="columns checked, the last ones")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("crash-report", help="why a coupled run crashed: its last day replayed",
+                       description="Tell one coupled run's crash: where and why it broke, whether the emulator's "
+                                   "inputs on the crash columns had left its training distribution in the last "
+                                   "day (and since when), and its outputs against the reference physics' on the "
+                                   "same inputs. Reads the run's crash record (RUN_crash.nc, written by the "
+                                   "coupled run) or makes it by replaying the run from its start (bit for bit). "
+                                   "RUN_DIR is an fkb couple --out folder or a sweep's emulators/emulator_NNNN.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder of the coupled run (coupled.nc)")
+    p.add_argument("--run", default="coupled", metavar="NAME",
+                   help="the run NAME.nc in the folder (default: coupled; coupled_fallback for the guarded run)")
+    p.add_argument("--replay", action="store_true", help="replay even if a crash record is there (and rewrite it)")
+    p.set_defaults(func=cmd_crash_report)
+
+    p = sub.add_parser("warming", help="a finished case study's best survivors coupled in a warmer world",
+                       description="The uniform-warming experiment on a finished case study (fkb casestudy --out "
+                                   "DIR): SST raised everywhere by --sst-offset, the world spun up on the reference "
+                                   "physics from the study's control state, a warm reference run and twins, and the "
+                                   "--best survivors (trained on the control climate) coupled there and scored. "
+                                   "Writes DIR/warming/ and the report's section \"A warmer climate\" (fkb report "
+                                   "DIR). Resumable.")
+    p.add_argument("study", metavar="DIR", help="a finished case study's folder")
+    p.add_argument("--sst-offset", type=float, default=4.0, metavar="K", help="SST offset [K] (default 4)")
+    p.add_argument("--spinup-days", type=float, default=30.0, metavar="D",
+                   help="spin-up of the warm world on the reference physics [days] (default 30)")
+    p.add_argument("--best", type=int, default=5, metavar="N", help="the N best survivors are coupled (default 5)")
+    p.add_argument("--twins", type=int, default=2, metavar="N", help="perturbed twins of the warm reference "
+                   "(its noise floor; default 2)")
+    p.set_defaults(func=cmd_warming)
 
     p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
                        description="Collect a sweep's results into results.nc/.csv and write report.md with the "

@@ -29,6 +29,7 @@ _preload_blas()  # the BLAS the extension links, before the extension loads
 from gcm_toy import _gcm_core  # noqa: E402
 
 __all__ = ["GCMConfig", "ConfigLike", "Overrides", "load_config", "parse_overrides", "list_presets",
+           "checkpoint_config_path", "finetune_state_path",
            "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES", "MOIST_PHYSICS",
            "EMULATOR_PHYSICS", "PHYSICS_KEYS"]
 
@@ -218,6 +219,8 @@ class GCMConfig:
     cloud_backscatter: float = _phys("cloud_backscatter", "beta of the cloud reflectance (Lacis & Hansen)")
     surface_albedo: float = _phys("surface_albedo", "ocean shortwave albedo")
     skin_wind_speed: float = _phys("skin_wind_speed", "wind for the skin-air difference from SHFLX [m s-1]")
+    sst_offset: float = _phys("sst_offset", "uniform offset of the prescribed QOBS SST [K] (+4: a uniformly warmer "
+                              "climate, Cess et al. 1990)")
     drag_coefficient: float = _phys("drag_coefficient", "bulk momentum exchange coefficient C_D")
     heat_exchange_coefficient: float = _phys("heat_exchange_coefficient", "bulk heat/moisture coefficient C_H")
     min_wind_speed: float = _phys("min_wind_speed", "smallest |V| in the bulk formulas [m s-1]")
@@ -423,6 +426,20 @@ def _steps(seconds: float, dt: float, option: str, shown: str) -> int:
 
 
 # ------------------------------------------------------------------ loading
+def checkpoint_config_path(path: str | os.PathLike) -> Path:
+    """The configuration written next to a checkpoint: PATH.toml."""
+    path = Path(path)
+    return path.with_name(path.name + ".toml")
+
+
+def finetune_state_path(path: str | os.PathLike) -> Path:
+    """The fine-tuned network (weights and optimizer state) written next to
+    a checkpoint of a fine-tuning run: PATH.finetune.fkb (and its
+    PATH.finetune.fkb.state, whether tuning stopped)."""
+    path = Path(path)
+    return path.with_name(path.name + ".finetune.fkb")
+
+
 def list_presets() -> dict[str, str]:
     """Preset names and their one-line descriptions."""
     out = {}

@@ -23,7 +23,7 @@ import xarray as xr
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
 from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEIGHT_RAMPS, ConfigLike, GCMConfig,
-                             Overrides, load_config)
+                             Overrides, checkpoint_config_path, finetune_state_path, load_config)
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
 GRAVITY = 9.80616
@@ -91,20 +91,6 @@ class Failure:
                 "crash_step": self.step, "crash_time_days": self.time_days, "crash_lat": self.lat,
                 "crash_lon": self.lon, "crash_level": self.level, "crash_sigma": self.sigma,
                 "crash_variable": self.variable, "crash_value": self.value}
-
-
-def checkpoint_config_path(path: str | os.PathLike) -> Path:
-    """The configuration written next to a checkpoint: PATH.toml."""
-    path = Path(path)
-    return path.with_name(path.name + ".toml")
-
-
-def finetune_state_path(path: str | os.PathLike) -> Path:
-    """The fine-tuned network (weights and optimizer state) written next to
-    a checkpoint of a fine-tuning run: PATH.finetune.fkb (and its
-    PATH.finetune.fkb.state, whether tuning stopped)."""
-    path = Path(path)
-    return path.with_name(path.name + ".finetune.fkb")
 
 
 @dataclass(frozen=True)
@@ -468,8 +454,8 @@ class Model(FortranObject):
     # --------------------------------------------------------------- run
     def run(self, days: float | None = None, out: str | os.PathLike | None = None, *,
             restart: str | os.PathLike | None = None, progress: bool | None = None, overwrite: bool = False,
-            checkpoint_every_days: float | None = None, checkpoint_dir: str | os.PathLike | None = None
-            ) -> xr.Dataset:
+            checkpoint_every_days: float | None = None, checkpoint_dir: str | os.PathLike | None = None,
+            keep_checkpoints: int | None = None) -> xr.Dataset:
         """Run for `days` (default ``config.days``) and return the output
         records as a Dataset (see gcm_toy.output); with `out`, written to that
         netCDF file as the run goes and returned opened lazily from it.
@@ -479,11 +465,13 @@ class Model(FortranObject):
         ``run_status = "crashed"`` and ``crash_*`` attributes. `progress`:
         a progress bar on stderr (default: when stderr is a terminal).
         `checkpoint_every_days`: also write checkpoints at multiples of this
-        model time into `checkpoint_dir` (default: next to `out`)."""
+        model time into `checkpoint_dir` (default: next to `out`), only the
+        newest `keep_checkpoints` of them if given."""
         from gcm_toy.run import run_model
 
         return run_model(self, days, out, restart=restart, progress=progress, overwrite=overwrite,
-                         checkpoint_every_days=checkpoint_every_days, checkpoint_dir=checkpoint_dir)
+                         checkpoint_every_days=checkpoint_every_days, checkpoint_dir=checkpoint_dir,
+                         keep_checkpoints=keep_checkpoints)
 
     # ------------------------------------------------------------ timers
     def timers(self) -> dict[str, float]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from gcm_toy.config import steps_for_days, steps_per_output
+from gcm_toy.config import checkpoint_config_path, finetune_state_path, steps_for_days, steps_per_output
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, MemoryWriter, NetCDFWriter, Record
 
 if TYPE_CHECKING:
@@ -63,9 +63,12 @@ def finetune_attrs(model: "Model") -> dict[str, Any]:
 def run_model(model: "Model", days: float | None, out: str | os.PathLike | None, *,
               restart: str | os.PathLike | None = None, progress: bool | None = None, overwrite: bool = False,
               checkpoint_every_days: float | None = None,
-              checkpoint_dir: str | os.PathLike | None = None) -> xr.Dataset:
+              checkpoint_dir: str | os.PathLike | None = None,
+              keep_checkpoints: int | None = None) -> xr.Dataset:
     """Run `model` for `days` [days] (default: its config's) writing records
-    to `out` (netCDF4, incremental) or to memory; returns the Dataset."""
+    to `out` (netCDF4, incremental) or to memory; returns the Dataset.
+    `keep_checkpoints`: keep only the newest this many of the checkpoints
+    this run writes (a rolling rewind point), else all."""
     config = model.config
     if restart is not None:
         model.load_checkpoint(restart)
@@ -80,6 +83,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
             raise ValueError("option 'checkpoint_every_days': must be positive")
         if checkpoint_dir is None:
             checkpoint_dir = Path(out).parent if out is not None else Path.cwd()
+    if keep_checkpoints is not None and keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints: must be at least 1, got {keep_checkpoints}")
+    written: list[Path] = []
 
     start = model.step_count
     end = start + n_steps
@@ -148,7 +154,16 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
                 model.reset_means()
                 interval_start = step
             if per_checkpoint and step % per_checkpoint == 0:
-                model.save_checkpoint(Path(checkpoint_dir) / f"checkpoint_day{day_label(step * dt / 86400.0)}.bin")
+                written.append(model.save_checkpoint(
+                    Path(checkpoint_dir) / f"checkpoint_day{day_label(step * dt / 86400.0)}.bin"))
+                if keep_checkpoints is not None:
+                    for old in written[:-keep_checkpoints]:
+                        old.unlink(missing_ok=True)
+                        checkpoint_config_path(old).unlink(missing_ok=True)
+                        tuned = finetune_state_path(old)
+                        tuned.unlink(missing_ok=True)
+                        tuned.with_name(tuned.name + ".state").unlink(missing_ok=True)
+                    del written[:-keep_checkpoints]
     except BaseException as exc:  # keep what was written, say why it ends here
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {type(exc).__name__}: {exc}"
         writer.set_attrs({"run_status": status, "end_time_days": model.time_days})

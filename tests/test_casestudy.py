@@ -229,3 +229,37 @@ def test_bad_sweep_values_are_refused_before_any_work(old, new, message, tmp_pat
     with pytest.raises(ValueError, match=message):
         load_casestudy(preset)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_warm_experiment_couples_the_best_survivors_in_a_warmer_world(tiny_study, capsys):
+    """fkb warming: the +K world spun up from the control state, its
+    reference and twin, the best survivor coupled there, the report's
+    section (experiments/warming.py)."""
+    import json
+
+    from coupler.results import read_results
+    out = tiny_study["out"]
+    results = read_results(out / "results.nc")
+    survivors = int(((results["status"].values == "ok") & (results["crashed"].values == 0)).sum())
+    status, stdout, err = run_cli(["warming", out, "--sst-offset", "4", "--spinup-days", "1", "--best", "1",
+                                   "--twins", "1"], capsys)
+    assert status == 0, err
+    summary = json.loads((out / "warming" / "warming.json").read_text())
+    assert len(summary["emulators"]) == min(1, survivors)
+    climate = summary["climate"]
+    assert climate["warm"]["t"] > climate["control"]["t"] + 0.5        # the lowest level follows the SST
+    assert climate["warm"]["precipitation"] > 0 and summary["noise_floor"]["warm"] > 0
+    warm = json.loads((out / "warming" / "reference" / "coupled.json").read_text())
+    assert warm["overrides"]["sst_offset"] == 4.0 and warm["initial_checkpoint"].endswith("spinup.bin")
+    report = (out / "report.md").read_text()
+    assert "## A warmer climate (SST +4 K)" in report
+    for row in summary["emulators"]:
+        assert row["warm_error"] > 0 and row["control_error"] > 0
+    # resumable, and another configuration in the same folder is refused
+    status, _, err = run_cli(["warming", out, "--sst-offset", "4", "--spinup-days", "1", "--best", "1",
+                              "--twins", "1"], capsys)
+    assert status == 0, err
+    status, _, err = run_cli(["warming", out, "--sst-offset", "2", "--spinup-days", "1"], capsys)
+    assert status == 1 and "another configuration" in err
+    status, _, err = run_cli(["warming", out, "--sst-offset", "nan"], capsys)
+    assert status == 1 and "sst_offset" in err

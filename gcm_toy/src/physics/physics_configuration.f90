@@ -106,6 +106,11 @@ module physics_configuration
     real(real64) :: skin_wind_speed = 5.0_real64
       !! wind speed used to recover the skin-air temperature difference from the sensible heat flux [m s-1]
 
+    ! --- sea surface (host side) ----------------------------------------------
+    real(real64) :: sst_offset = 0.0_real64
+      !! uniform offset of the prescribed QOBS sea-surface temperature [K] (+4: the uniform-warming
+      !! aquaplanet experiment, Cess et al. 1990; Medeiros et al. 2015's aqua4K)
+
     ! --- surface fluxes (host side) -------------------------------------------
     real(real64) :: drag_coefficient = 1.0e-3_real64
       !! bulk momentum exchange coefficient C_D
@@ -218,6 +223,8 @@ contains
       msg = 'physics_config: pbl_entrain_min_jump must be > 0'
     else if (config%obliquity_deg < 0 .or. config%obliquity_deg > 90) then
       msg = 'physics_config: obliquity_deg must lie in [0, 90]'
+    else if (.not. (abs(config%sst_offset) <= 20.0_real64)) then
+      msg = 'physics_config: sst_offset must lie in [-20, 20] K'
     else if (config%year_length_days <= 0 .or. config%day_length <= 0) then
       msg = 'physics_config: year_length_days and day_length must be > 0'
     else

@@ -98,7 +98,7 @@ contains
     if (present(sst)) then
       diag%sst = sst
     else
-      diag%sst = sst_qobs(lat)
+      diag%sst = sst_qobs(lat) + config%sst_offset
     end if
     diag%solin = toa_insolation(lat, lon, time_seconds, config)
     call compute_surface_fluxes(config, ncol, nlev, t, q, u, v, ps, sigma, diag%sst, &
