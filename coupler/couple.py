@@ -37,13 +37,13 @@ from typing import Any, Mapping, Sequence
 import xarray as xr
 
 from coupler.crash_attribution import CRASH_FILE
-from coupler.sweep import REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run
+from coupler.sweep import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
 
 __all__ = ["KERAS_SUFFIXES", "COUPLE_PRODUCTS", "CoupleResult", "claim_couple_folder", "couple_identity",
-           "prepare_model_files", "check_interface", "couple_config",
-           "couple_and_score", "summary_lines"]
+           "prepare_model_files", "check_interface", "couple_config", "couple_and_score", "summary_lines",
+           "with_finetuning", "FINETUNE_KEYS"]
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 """Extensions of Keras files, converted to model files before coupling."""
@@ -203,7 +203,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     coupled run's progress bar (None: when stderr is a terminal)."""
     from coupler.budgets import BUDGET_COLUMNS, budget_record
     from coupler.crash_attribution import crash_record_path, read_crash_summary
-    from coupler.scoring import _start_day, guard_summary, noise_floor_of_files, score_run
+    from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -212,9 +212,14 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     run_path, score_path, json_path = out / "coupled.nc", out / "score.nc", out / "score.json"
     with replacing(run_path) as tmp_run:
         clock = time.perf_counter()
-        coupled = coupled_run(files, config, tmp_run, progress=progress, crash_record=crash_record_path(run_path))
+        tuned_path = out / "tuned.fkb"
+        coupled = coupled_run(files, config, tmp_run, progress=progress, crash_record=crash_record_path(run_path),
+                              tuned=tuned_path)
         wall_seconds = time.perf_counter() - clock
         guard = guard_summary(coupled.run)
+        finetune = finetune_summary(coupled.run)
+        if finetune is not None:
+            finetune["tuned_model"] = os.fspath(tuned_path)
         with open_output(reference["reference"]) as ref:
             score = score_run(coupled.run, ref, config.days, config.window_days).load()
             budgets, reference_budgets = budget_record(coupled.run), budget_record(ref)
@@ -260,6 +265,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "noise_floor": None if floor is None else {
             name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
         "guard": guard,
+        "finetune": finetune,
         "wall_seconds": wall_seconds,
         "seconds_per_simulated_day": wall_seconds / max(float(score["days_survived"]), 1e-9),
         "budgets": budgets, "reference_budgets": reference_budgets,
@@ -333,6 +339,12 @@ def summary_lines(result: CoupleResult) -> list[str]:
         lines.append(f"guard          {guard['policy']}: {100 * guard['mean_flagged_fraction']:.3g} % of the columns "
                      f"flagged, {100 * guard['mean_fallback_fraction']:.3g} % on the reference physics (mean over "
                      "the run)")
+    tuning = s.get("finetune")
+    if tuning is not None:
+        lines.append(f"fine-tuning    {tuning['status']}: loss {_number(tuning['loss_first'])} in the first output "
+                     f"interval, {_number(tuning['loss_last'])} in the last; {tuning['optimizer_steps']} optimizer "
+                     f"steps; {100 * tuning['teacher_fraction']:.3g} % of the columns on the reference physics as "
+                     f"the teacher; tuned network {tuning['tuned_model']}")
     crash = s.get("crash")
     if crash is not None:
         ood = (f"inputs flagged out of distribution {crash['hours_ood_before_crash']:.3g} h before it"

@@ -112,6 +112,32 @@ FALLBACK_COLUMNS: dict[str, dict[str, str]] = {
 """Variables of a sweep whose coupled runs were also made with the guard on
 fallback (``[coupled] fallback_run``); absent otherwise."""
 
+FINETUNE_COLUMNS: dict[str, dict[str, str]] = {
+    "finetune_days_survived": {"long_name": "model days the coupled run with online fine-tuning survived",
+                               "units": "days"},
+    "finetune_crashed": {"long_name": "1 if the coupled run with online fine-tuning crashed", "units": "1"},
+    "finetune_online_error_t": {"long_name": "online_error_t of the run with online fine-tuning", "units": "K"},
+    "finetune_online_error_q": {"long_name": "online_error_q of the run with online fine-tuning",
+                                "units": "g kg-1"},
+    "finetune_online_error_normalized": {"long_name": "online_error_normalized of the run with online "
+                                                      "fine-tuning", "units": "1"},
+    "finetune_teacher_fraction": {"long_name": "fraction of columns and steps the reference physics ran on as "
+                                               "the fine-tuning teacher", "units": "1"},
+    "finetune_loss_first": {"long_name": "online fine-tuning loss (MSE of the normalized outputs) in the first "
+                                         "output interval with a round", "units": "1"},
+    "finetune_loss_last": {"long_name": "online fine-tuning loss in the last output interval with a round",
+                           "units": "1"},
+    "finetune_stopped": {"long_name": "1 if fine-tuning stopped on a non-finite loss (last good weights kept)",
+                         "units": "1"},
+    "finetune_learning_rate": {"long_name": "Adam's learning rate of the online fine-tuning", "units": "1"},
+    "finetune_columns": {"long_name": "columns per fine-tuning round", "units": "1"},
+    "finetune_every_steps": {"long_name": "model steps between fine-tuning rounds", "units": "1"},
+    "finetune_seconds_per_day": {"long_name": "wall time of the run with online fine-tuning per simulated day",
+                                 "units": "s day-1"},
+}
+"""Variables of a sweep whose coupled runs were also made with online
+fine-tuning (``[coupled] finetune_run``); absent otherwise."""
+
 CRASH_COLUMNS: dict[str, dict[str, str]] = {
     "crash_ood": {"long_name": "1 if the crash columns' inputs were flagged out of the training distribution in "
                                "the last day before the crash (-1: no crash record)", "units": "1"},
@@ -172,6 +198,13 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
         "flagged_fraction", "seconds_per_day")})
     row["fallback_flagged_fraction"] = fallback.get("mean_flagged_fraction")
     row["fallback_fraction"] = fallback.get("mean_fallback_fraction")
+    tuned = record.get("online_finetune") or {}
+    row.update({f"finetune_{key}": tuned.get(key) for key in (
+        "days_survived", "crashed", "online_error_t", "online_error_q", "online_error_normalized",
+        "seconds_per_day")})
+    row.update({name: tuned.get(name) for name in (
+        "finetune_teacher_fraction", "finetune_loss_first", "finetune_loss_last", "finetune_stopped",
+        "finetune_learning_rate", "finetune_columns", "finetune_every_steps")})
     crash = online.get("crash") or {}
     row.update({name: crash.get(key) for name, key in _CRASH_KEYS.items()})
     return row
@@ -180,7 +213,7 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
 def _column(name: str, values: list[Any]) -> np.ndarray:
     if name in _STRINGS:
         return np.array(["" if v is None else str(v) for v in values], dtype=object)
-    if name in ("batch_normalization", "crashed", "fallback_crashed", "water_conservation", "crash_ood",
+    if name in ("batch_normalization", "crashed", "fallback_crashed", "finetune_crashed", "finetune_stopped", "water_conservation", "crash_ood",
                 "crash_ood_whole_record"):
         return np.array([-1 if v is None else int(bool(v)) for v in values], dtype=np.int8)
     if name in ("depth", "width", "batch_size", "epochs", "seed", "epochs_trained", "best_epoch", "design_cell",
@@ -197,6 +230,9 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
     rows = [_row(r) for r in records]
     index = np.array([int(r["index"]) for r in records], dtype=np.int64)
     columns = dict(COLUMNS)
+    if any(r.get("online_finetune") for r in records):
+        columns.update(FINETUNE_COLUMNS)
+        columns["seconds_per_day"] = FALLBACK_COLUMNS["seconds_per_day"]
     if any(r.get("online_fallback") for r in records):
         columns.update(FALLBACK_COLUMNS)
     elif any((r.get("online") or {}).get("seconds_per_day") is not None for r in records):

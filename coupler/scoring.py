@@ -277,6 +277,50 @@ def guard_summary(run: xr.Dataset) -> dict[str, Any] | None:
             "mean_fallback_fraction": float(fallback.mean()) if fallback.size else math.nan}
 
 
+def finetune_summary(run: xr.Dataset) -> dict[str, Any] | None:
+    """The online fine-tuning of a coupled run (None without it): its
+    options, the mean loss of the first and last output intervals with a
+    round (``FINETUNE_LOSS``) and over the run, whether tuning stopped and
+    why (the run record's ``finetune_status``), the optimizer steps, and
+    ``teacher_fraction``: the fraction of the columns and steps the
+    reference physics ran on as the teacher (the columns of a round over
+    the grid's, per round's interval, until tuning stopped or the run
+    ended)."""
+    if not _run_option(run, "finetune") or "FINETUNE_LOSS" not in run:
+        return None
+    from dataclasses import fields
+
+    from gcm_toy import GCMConfig
+
+    defaults = {f.name: f.default for f in fields(GCMConfig)}
+    option = {key: _run_option(run, f"finetune_{key}") for key in
+              ("every_steps", "columns", "steps", "learning_rate", "seed", "start_day")}
+    option = {key: defaults[f"finetune_{key}"] if value is None else value for key, value in option.items()}
+    loss = np.asarray(run["FINETUNE_LOSS"].values, dtype=np.float64)
+    finite = loss[np.isfinite(loss)]
+    ncol = int(run.sizes["lat"] * run.sizes["lon"])
+    start = float(run.attrs.get("start_time_days", math.nan))
+    end = float(run.attrs.get("end_time_days", math.nan))
+    stopped_step = int(run.attrs.get("finetune_stopped_step", -1))
+    tuned_until = end
+    dt = _run_option(run, "dt")
+    if stopped_step >= 0 and dt:
+        tuned_until = min(end, stopped_step * float(dt) / 86400.0)
+    if option["start_day"] is not None:
+        start_tuning = max(start, float(option["start_day"]))
+    else:
+        start_tuning = start
+    span = end - start
+    share = max(tuned_until - start_tuning, 0.0) / span if span > 0 else math.nan
+    return {**{f"{key}": option[key] for key in ("every_steps", "columns", "steps", "learning_rate", "seed")},
+            "status": str(run.attrs.get("finetune_status", "")), "stopped": stopped_step >= 0,
+            "stopped_step": stopped_step, "optimizer_steps": int(run.attrs.get("finetune_optimizer_steps", 0)),
+            "loss_first": float(finite[0]) if finite.size else math.nan,
+            "loss_last": float(finite[-1]) if finite.size else math.nan,
+            "loss_mean": float(finite.mean()) if finite.size else math.nan,
+            "teacher_fraction": min(int(option["columns"]), ncol) / ncol / int(option["every_steps"]) * share}
+
+
 def _run_option(run: xr.Dataset, key: str) -> Any:
     """An option of the configuration a run records (its ``configuration`` attribute, TOML)."""
     import tomllib

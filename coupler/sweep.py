@@ -228,6 +228,10 @@ class CoupledRunConfig:
     ``fallback_run``: the case study's task also couples every emulator
     with the GCM's out-of-distribution guard on fallback (the reference
     physics on the flagged columns, docs/gcm.md) and scores that run too.
+    ``finetune_run``: it also couples every emulator with online
+    fine-tuning (docs/gcm.md) with the options ``finetune_options`` (keys
+    of :data:`FINETUNE_KEYS`, e.g. ``{learning_rate = 1e-4}``; the GCM's
+    defaults otherwise), scores that run and keeps the tuned network.
     """
 
     preset: str = "held-suarez-t10"
@@ -245,6 +249,8 @@ class CoupledRunConfig:
     window_days: float = 30.0
     output_interval_hours: float = 24.0
     fallback_run: bool = False
+    finetune_run: bool = False
+    finetune_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -256,6 +262,10 @@ class CoupledRunConfig:
                              f"({self.days:g} days): nothing would be scored")
         if self.n_perturbed < 1:
             raise ValueError(f"coupled run: n_perturbed must be at least 1, got {self.n_perturbed}")
+        unknown = sorted(set(self.finetune_options) - set(FINETUNE_KEYS))
+        if unknown:
+            raise ValueError(f"coupled run: unknown finetune_options key {unknown[0]!r} (known: "
+                             f"{', '.join(FINETUNE_KEYS)})")
         if self.initial_relative_humidity is not None and not 0 <= self.initial_relative_humidity <= 1:
             raise ValueError(f"coupled run: initial_relative_humidity must be in [0, 1], "
                              f"got {self.initial_relative_humidity}")
@@ -321,7 +331,32 @@ class CoupledRunConfig:
         """The configuration as JSON-able data (:meth:`from_dict` reads it back)."""
         values = dataclasses.asdict(self)
         values["overrides"] = dict(self.overrides)
+        values["finetune_options"] = dict(self.finetune_options)
+        if not self.finetune_run and not self.finetune_options:   # as before the options existed: a reference
+            del values["finetune_run"], values["finetune_options"]  # folder's coupled.json still matches
         return values
+
+
+FINETUNE_KEYS = ("every_steps", "columns", "steps", "learning_rate", "seed")
+"""The fine-tuning options ``fkb couple --finetune-*`` and ``[coupled]
+finetune_options`` set: the GCM options ``finetune_KEY``."""
+
+
+def with_finetuning(config: "CoupledRunConfig", options: Mapping[str, Any] | None = None, *,
+                    start_day: float | None = None) -> "CoupledRunConfig":
+    """`config` with online fine-tuning on (docs/gcm.md): the GCM options
+    ``finetune = true`` and ``finetune_KEY`` for the `options` given (keys of
+    :data:`FINETUNE_KEYS`); `start_day`: the model day of the first round.
+    ValueError naming an unknown option."""
+    overrides = {**dict(config.overrides), "finetune": True}
+    for key, value in (options or {}).items():
+        if key not in FINETUNE_KEYS:
+            raise ValueError(f"unknown fine-tuning option {key!r} (known: {', '.join(FINETUNE_KEYS)})")
+        if value is not None:
+            overrides[f"finetune_{key}"] = value
+    if start_day is not None:
+        overrides["finetune_start_day"] = float(start_day)
+    return dataclasses.replace(config, overrides=overrides)
 
 
 def _emulator_paths(value) -> list[str]:
@@ -370,7 +405,8 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
 
 def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
                 out: str | os.PathLike | None = None, *, twin: int = 0,
-                progress: bool | None = False, crash_record: str | os.PathLike | None = None) -> CoupledRun:
+                progress: bool | None = False, crash_record: str | os.PathLike | None = None,
+                tuned: str | os.PathLike | None = None) -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
     (None: the reference physics; a list of several: their ensemble) from
     the configured initial state; `twin` k > 0: the reference's k-th
@@ -383,7 +419,9 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
     `crash_record`: if an emulator's run crashes, its last day is replayed
     and recorded there (:mod:`coupler.crash_attribution`; the run keeps a
     rolling checkpoint a day apart for it, removed at the end); a replay that
-    fails is told on stderr and leaves no record."""
+    fails is told on stderr and leaves no record. `tuned`: where a run with
+    online fine-tuning (GCM option ``finetune``) writes its tuned network at
+    the end (a model file, even after a crash)."""
     from coupler.crash_attribution import attribute_crash, rewind_dir
     from coupler.scoring import stability_record
 
@@ -398,6 +436,8 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
             run = model.run(config.days, out, overwrite=True, progress=progress,
                             checkpoint_every_days=1.0 if rewind else None, checkpoint_dir=rewind,
                             keep_checkpoints=2 if rewind else None)
+            if tuned is not None and model.config.finetune:
+                model.save_finetuned(tuned)          # the library's writer replaces a file whole
         if crash_record is not None and _emulator_paths(emulator_path) and run.attrs.get("run_status") == "crashed":
             try:
                 attribute_crash(emulator_path, config, int(run.attrs["crash_step"]), crash_record, rewind=rewind)
@@ -600,26 +640,34 @@ def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, A
         path = Path(task.work_dir) / "coupled_fallback.nc"
         record["online_fallback"] = _scored_run(model_file, guarded, path, task.reference)
         record["artifacts"]["run_fallback"] = os.fspath(path)
+    if task.coupled.finetune_run:
+        tuned = with_finetuning(task.coupled, task.coupled.finetune_options)
+        path, tuned_path = Path(task.work_dir) / "coupled_finetune.nc", Path(task.work_dir) / "tuned.fkb"
+        record["online_finetune"] = _scored_run(model_file, tuned, path, task.reference, tuned=tuned_path)
+        record["artifacts"]["run_finetune"] = os.fspath(path)
+        record["artifacts"]["tuned_model"] = os.fspath(tuned_path)
     return record
 
 
-def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference) -> dict[str, Any]:
+def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
+                tuned: Path | None = None) -> dict[str, Any]:
     """Couple `model_file` with `config` into `run_path` and score it
-    against `reference`: stability, online errors, cost, and the guard's
-    fractions when it has one."""
+    against `reference`: stability, online errors, cost, the guard's
+    fractions when it has one, and what fine-tuning did when it runs
+    (``finetune_*``; the tuned network written to `tuned`)."""
     from coupler.budgets import budget_record
-    from coupler.scoring import guard_summary, online_error
+    from coupler.crash_attribution import crash_record_path, read_crash_summary
+    from coupler.scoring import finetune_summary, guard_summary, online_error
     from gcm_toy import open_output
 
-    from coupler.crash_attribution import crash_record_path, read_crash_summary
-
     clock = time.perf_counter()
-    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path))
+    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path), tuned=tuned)
     seconds = time.perf_counter() - clock
     with open_output(reference) as ref:
         error = online_error(coupled.run, ref, config.window_days)
     stability = coupled.stability
     guard = guard_summary(coupled.run) or {}
+    tuning = finetune_summary(coupled.run) or {}
     budgets = budget_record(coupled.run)
     coupled.run.close()
     crash = read_crash_summary(crash_record_path(run_path))
@@ -632,6 +680,7 @@ def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference)
         "n_windows": int(error["n_windows"]),
         "seconds_per_day": seconds / max(float(stability["days_survived"]), 1e-9),
         **{key: guard[key] for key in ("mean_flagged_fraction", "mean_fallback_fraction") if key in guard},
+        **{f"finetune_{key}": value for key, value in tuning.items()},
         # water [mm day-1] and energy [W m-2] budget residuals, first record to last (coupler.budgets)
         **budgets,
         **({"crash": crash} if crash else {}),

@@ -441,8 +441,10 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
               "| online q [g/kg] | online normalised |", "|---|---|---|---|---|---|---|---|---|",
               _emulator_row("best", stats["best"]), _emulator_row("worst", stats["worst"]), ""]
     from experiments.crash_report import crash_lines
+    from experiments.finetune_report import finetune_lines
     from experiments.guard_report import fallback_lines
     lines += fallback_lines(results)
+    lines += finetune_lines(results)
     lines += crash_lines(results)
     lines += list(sections or [])
     lines += ["## Figures", ""]

@@ -525,6 +525,21 @@ def _couple(args: argparse.Namespace, out: Path, config, reference, stage, optio
                                        reference_outputs=args.reference_outputs.split(",")
                                        if args.reference_outputs else None)
         check_interface(config, files)         # and the partial-coupling options, before the run
+    if args.finetune:
+        from coupler.couple import with_finetuning
+        start = None
+        if args.finetune_after_days is not None:
+            from gcm_toy import open_output
+            with open_output(reference["reference"]) as ref:
+                start = float(ref.attrs["start_time_days"]) + args.finetune_after_days
+        config = with_finetuning(config, {"learning_rate": args.finetune_learning_rate,
+                                          "every_steps": args.finetune_every_steps,
+                                          "columns": args.finetune_columns, "steps": args.finetune_steps,
+                                          "seed": args.finetune_seed}, start_day=start)
+        check_interface(config, files)         # the fine-tuning options too, before the run
+    elif any(v is not None for v in (args.finetune_learning_rate, args.finetune_every_steps, args.finetune_columns,
+                                     args.finetune_steps, args.finetune_seed, args.finetune_after_days)):
+        raise UserError("the --finetune-* options go with --finetune")
     if not args.no_check:
         _preflight(files, args.reference or out / "casestudy")
     result = couple_and_score(files, config, reference, out, converted=converted,
@@ -775,6 +790,21 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--reference-outputs", default=None, metavar="GROUPS",
                    help="partial coupling: comma-separated output groups taken from the reference physics "
                         "(TPHYSTND, PHQ, FSNT, FSNS, FLNT, FLNS, PRECT)")
+    p.add_argument("--finetune", action="store_true",
+                   help="online fine-tuning: every N steps the reference physics teaches the network on a seeded "
+                        "subset of the columns (Adam, MSE); writes OUT/tuned.fkb (docs/gcm.md)")
+    p.add_argument("--finetune-learning-rate", type=float, default=None, metavar="R",
+                   help="fine-tuning: Adam's learning rate (default 1e-4)")
+    p.add_argument("--finetune-every-steps", type=int, default=None, metavar="N",
+                   help="fine-tuning: a round every N model steps (default 1)")
+    p.add_argument("--finetune-columns", type=int, default=None, metavar="M",
+                   help="fine-tuning: columns per round (default 64)")
+    p.add_argument("--finetune-steps", type=int, default=None, metavar="K",
+                   help="fine-tuning: optimizer steps per round (default 1)")
+    p.add_argument("--finetune-seed", type=int, default=None, metavar="S",
+                   help="fine-tuning: seed of the columns' choice (default 1)")
+    p.add_argument("--finetune-after-days", type=float, default=None, metavar="D",
+                   help="fine-tuning: the first round D days after the run's start (default: at once)")
     p.add_argument("--no-check", action="store_true",
                    help="couple even an emulator the pre-flight check finds absurd (see fkb check)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

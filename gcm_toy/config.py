@@ -29,7 +29,7 @@ _preload_blas()  # the BLAS the extension links, before the extension loads
 from gcm_toy import _gcm_core  # noqa: E402
 
 __all__ = ["GCMConfig", "ConfigLike", "Overrides", "load_config", "parse_overrides", "list_presets",
-           "checkpoint_config_path",
+           "checkpoint_config_path", "finetune_state_path",
            "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES", "MOIST_PHYSICS",
            "EMULATOR_PHYSICS", "PHYSICS_KEYS"]
 
@@ -100,8 +100,11 @@ def _core(key: str, doc: str):
     return field(default=value, metadata={"doc": doc, "core": True})
 
 
-def _opt(default, doc: str):
-    return field(default=default, metadata={"doc": doc, "core": False})
+def _opt(default, doc: str, quiet: bool = False):
+    """A Python-side option; `quiet`: left out of :meth:`GCMConfig.to_toml`
+    at its default (an option group added later, so that a configuration
+    that does not use it is written as before)."""
+    return field(default=default, metadata={"doc": doc, "core": False, "quiet": quiet})
 
 
 @dataclass
@@ -160,6 +163,16 @@ class GCMConfig:
                                                  "spin-up), the network after it")
     reference_outputs: tuple[str, ...] | None = _opt(None, "partial coupling: output groups taken from the reference "
                                                      "physics: " + ", ".join(OUTPUT_GROUPS))
+    finetune: bool = _opt(False, "online fine-tuning: the reference physics teaches the emulator on a seeded subset of "
+                                 "the columns (physics = emulator, float32; docs/gcm.md)", quiet=True)
+    finetune_every_steps: int = _opt(1, "fine-tuning: a round every this many model steps", quiet=True)
+    finetune_columns: int = _opt(64, "fine-tuning: columns per round (the teacher runs on them)", quiet=True)
+    finetune_steps: int = _opt(1, "fine-tuning: optimizer steps per round on its columns", quiet=True)
+    finetune_learning_rate: float = _opt(1e-4, "fine-tuning: learning rate of Adam (Keras's defaults otherwise; "
+                                               "MSE of the normalized outputs, as offline)", quiet=True)
+    finetune_seed: int = _opt(1, "fine-tuning: seed of the columns' choice", quiet=True)
+    finetune_start_day: float | None = _opt(None, "fine-tuning: first model day of a round (unset: from the start)",
+                                            quiet=True)
     # ---- moist column physics (reference, emulator, ensemble): physics_config ----
     n_subcolumns: int = _phys("n_subcolumns", "subcolumns per GCM column of the toy superparameterization", int)
     n_substeps: int = _phys("n_substeps", "sub-steps of each subcolumn per physics step", int)
@@ -279,6 +292,7 @@ class GCMConfig:
         if not (math.isfinite(self.guard_factor) and self.guard_factor > 0):
             raise ValueError(f"option 'guard_factor': must be finite and > 0, got {self.guard_factor}")
         self._check_partial_coupling()
+        self._check_finetune()
         if self.emulator_precision not in ("float32", "float64"):
             raise ValueError(f"option 'emulator_precision': must be 'float32' or 'float64', "
                              f"got {self.emulator_precision!r}")
@@ -342,6 +356,23 @@ class GCMConfig:
             raise ValueError(f"option 'reference_outputs': unknown output group {unknown[0]!r} "
                              f"(known: {', '.join(OUTPUT_GROUPS)})")
 
+    def _check_finetune(self) -> None:
+        for key in ("finetune_every_steps", "finetune_columns", "finetune_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"option {key!r}: must be at least 1, got {getattr(self, key)}")
+        rate = self.finetune_learning_rate
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"option 'finetune_learning_rate': must be positive and finite, got {rate}")
+        if self.finetune_start_day is not None and not math.isfinite(self.finetune_start_day):
+            raise ValueError(f"option 'finetune_start_day': must be finite, got {self.finetune_start_day}")
+        if not self.finetune:
+            return
+        if self.physics != "emulator":
+            raise ValueError(f"option 'finetune': physics {self.physics!r} has no single network to tune; set "
+                             "physics = 'emulator'")
+        if self.emulator_precision != "float32":
+            raise ValueError("option 'finetune': the network trains in float32; set emulator_precision = 'float32'")
+
     def replace(self, **changes: Any) -> "GCMConfig":
         """A copy with some options changed (checked like overrides)."""
         return load_config(self, changes)
@@ -356,7 +387,7 @@ class GCMConfig:
         lines = [f"# {line}" for line in header.splitlines()]
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None and not (f.metadata.get("quiet") and value == f.default):
                 lines.append(f"{f.name} = {_toml_value(value)}")
         return "\n".join(lines) + "\n"
 
@@ -452,6 +483,14 @@ def checkpoint_config_path(path: str | os.PathLike) -> Path:
     """The configuration written next to a checkpoint: PATH.toml."""
     path = Path(path)
     return path.with_name(path.name + ".toml")
+
+
+def finetune_state_path(path: str | os.PathLike) -> Path:
+    """The fine-tuned network (weights and optimizer state) written next to
+    a checkpoint of a fine-tuning run: PATH.finetune.fkb (and its
+    PATH.finetune.fkb.state, whether tuning stopped)."""
+    path = Path(path)
+    return path.with_name(path.name + ".finetune.fkb")
 
 
 def list_presets() -> dict[str, str]:

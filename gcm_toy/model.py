@@ -24,13 +24,14 @@ from emulators.atomic_files import replacing, write_text_replacing
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
 from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEIGHT_RAMPS, ConfigLike, GCMConfig,
-                             Overrides, checkpoint_config_path, load_config)
+                             Overrides, checkpoint_config_path, finetune_state_path, load_config)
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
 GRAVITY = 9.80616
 """g [m s-2], as in the core's gcm_constants."""
 
-__all__ = ["Model", "Failure", "GCMError", "STATUS_NAMES", "CRASH_STATUSES", "upgrade_checkpoint"]
+__all__ = ["Model", "Failure", "FinetuneStatus", "GCMError", "STATUS_NAMES", "CRASH_STATUSES", "finetune_state_path",
+           "upgrade_checkpoint"]
 
 STATUS_NAMES = {
     0: "ok",
@@ -121,6 +122,32 @@ def upgrade_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class FinetuneStatus:
+    """Where the emulator's online fine-tuning stands (gcm_finetune.f90)."""
+
+    loss_sum: float
+    """sum of the rounds' losses since the last reset of the means"""
+    loss_count: int
+    """rounds since the last reset of the means"""
+    rounds: int
+    """rounds this model took (a restart counts from 0 again)"""
+    iterations: int
+    """optimizer steps of the tuned network since it was compiled (restarts included)"""
+    stopped_step: int
+    """model step whose round failed and stopped tuning; -1: none"""
+    stop_reason: str
+
+    @property
+    def interval_loss(self) -> float:
+        """Mean loss of the rounds since the last reset (NaN: no round)."""
+        return self.loss_sum / self.loss_count if self.loss_count else float("nan")
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_step >= 0
+
+
 def _step_of_day(day: float, dt: float) -> int:
     """The model step at `day` days (rounded to the nearest step)."""
     return int(round(day * 86400.0 / dt))
@@ -172,6 +199,11 @@ class Model(FortranObject):
             network_start_step=(_step_of_day(c.network_start_day, c.dt) if c.network_start_day is not None
                                 else -2 ** 62),
             reference_outputs=[int(group in (c.reference_outputs or [])) for group in OUTPUT_GROUPS],
+            finetune=int(c.finetune), finetune_every_steps=c.finetune_every_steps,
+            finetune_columns=c.finetune_columns, finetune_steps=c.finetune_steps,
+            finetune_learning_rate=c.finetune_learning_rate, finetune_seed=c.finetune_seed,
+            finetune_start_step=(_step_of_day(c.finetune_start_day, c.dt) if c.finetune_start_day is not None
+                                 else -2 ** 62),
             keep_training_batch=int(keep_training_batch), physics_settings=c.physics_settings())
         _check(stat, msg)
         self._handle = int(handle)
@@ -295,6 +327,40 @@ class Model(FortranObject):
     def reset_means(self) -> None:
         _core.gcm_reset_mean(self._handle)
 
+    # ------------------------------------------------------ fine-tuning
+    def finetune_status(self) -> FinetuneStatus | None:
+        """The emulator's online fine-tuning (option ``finetune``): the
+        losses of the rounds since the last :meth:`reset_means`, the rounds
+        and optimizer steps taken, and whether (and why) tuning stopped;
+        None without fine-tuning."""
+        enabled, loss_sum, loss_count, rounds, iterations, stopped_step, reason, stat = _core.gcm_finetune_status(
+            self._handle)
+        if not int(enabled):
+            return None
+        return FinetuneStatus(float(loss_sum), int(loss_count), int(rounds), int(iterations), int(stopped_step),
+                              _text(reason))
+
+    def finetune_stop_message(self) -> str | None:
+        """'fine-tuning stopped at step S (day D): REASON; last good weights
+        kept', or None while tuning goes on (or without fine-tuning)."""
+        status = self.finetune_status()
+        if status is None or not status.stopped:
+            return None
+        day = status.stopped_step * self.config.dt / 86400.0
+        return (f"fine-tuning stopped at step {status.stopped_step} (day {day:g}): {status.stop_reason}; "
+                "last good weights kept")
+
+    def save_finetuned(self, path: str | os.PathLike) -> Path:
+        """Write the fine-tuned network as a model file (the library's
+        writer: weights, normalization, names and units, input statistics,
+        and its training state), e.g. ``tuned.fkb``; ``fkb convert tuned.fkb
+        tuned.keras`` converts it. ValueError without fine-tuning."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stat, msg = _core.gcm_finetune_save(self._handle, os.fspath(path), 0)
+        _check(stat, msg)
+        return path
+
     @property
     def physics_mode(self) -> str:
         """The cloud and radiation physics of the moist aquaplanet physics:
@@ -394,6 +460,9 @@ class Model(FortranObject):
         with replacing(path) as tmp:
             stat, msg = _core.gcm_write_checkpoint(self._handle, os.fspath(tmp))
             _check(stat, msg)
+        if self.config.finetune:   # the tuned network and its optimizer state: a restart continues them
+            stat, msg = _core.gcm_finetune_save(self._handle, os.fspath(finetune_state_path(path)), 1)
+            _check(stat, msg)
         header = (f"toy-GCM configuration of checkpoint {path.name}: day {self.time_days:g} "
                   f"(step {self.step_count})")
         write_text_replacing(checkpoint_config_path(path), self.config.to_toml(header))
@@ -407,6 +476,29 @@ class Model(FortranObject):
         stat, msg = _core.gcm_read_checkpoint(self._handle, os.fspath(path))
         _check(stat, msg)
         self.restarted_from = path
+        if self.config.finetune:
+            self._continue_finetuning(path)
+
+    def _continue_finetuning(self, path: Path) -> None:
+        """After loading checkpoint `path`: a checkpoint of a fine-tuning run
+        of the same emulator continues its tuned network and optimizer state
+        (PATH.finetune.fkb); one of a run without fine-tuning (e.g. the
+        reference's) starts tuning from the emulator's model file."""
+        sidecar = checkpoint_config_path(path)
+        if not sidecar.is_file():
+            return
+        written = load_config(sidecar)
+        if not written.finetune:
+            return
+        if [os.path.abspath(p) for p in written.emulator or []] != [os.path.abspath(p) for p in self.config.emulator]:
+            raise ValueError(f"checkpoint {path} fine-tuned the emulator {written.emulator[0]}, this run asks for "
+                             f"{self.config.emulator[0]}: restart with the same emulator (or without fine-tuning)")
+        state = finetune_state_path(path)
+        if not state.is_file():
+            raise FileNotFoundError(f"{state}: the fine-tuning state of checkpoint {path} is missing (written with "
+                                    "the checkpoint by a fine-tuning run)")
+        stat, msg = _core.gcm_finetune_load(self._handle, os.fspath(state))
+        _check(stat, msg)
 
     # --------------------------------------------------------------- run
     def run(self, days: float | None = None, out: str | os.PathLike | None = None, *,

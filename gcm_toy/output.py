@@ -77,6 +77,9 @@ DIAGNOSTICS: dict[str, dict[str, str]] = {
                                    "physics (emulator guard: fallback)", "units": "1"},
     "GUARD_FLAGGED_GLOBAL": {"long_name": "area-weighted global mean of GUARD_FLAGGED", "units": "1"},
     "PHYS_FALLBACK_GLOBAL": {"long_name": "area-weighted global mean of PHYS_FALLBACK", "units": "1"},
+    "FINETUNE_LOSS": {"long_name": "online fine-tuning loss: mean over the interval's rounds of the mean squared "
+                                   "error of the emulator's normalized outputs against the reference physics on "
+                                   "the round's columns, before the round's update (NaN: no round)", "units": "1"},
 }
 """CF attributes of the moist physics' diagnostics (CAM names and signs: SW
 net downward, LW net upward, fluxes positive upward). All are means over the
@@ -177,7 +180,7 @@ def variable_attrs(name: str, dt: float) -> dict[str, str]:
 
 def _dims(name: str) -> tuple[str, ...]:
     if name in DIAGNOSTICS:
-        if name == "QFILL" or name.endswith("_GLOBAL"):
+        if name in ("QFILL", "FINETUNE_LOSS") or name.endswith("_GLOBAL"):
             return ("time",)
         return ("time", "lev", "lat", "lon") if name == "CLOUD" else ("time", "lat", "lon")
     return ("time", "lat", "lon") if name.removesuffix("_mean") == "ps" else ("time", "lev", "lat", "lon")

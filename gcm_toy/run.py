@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from gcm_toy.config import checkpoint_config_path, steps_for_days, steps_per_output
+from gcm_toy.config import checkpoint_config_path, finetune_state_path, steps_for_days, steps_per_output
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, MemoryWriter, NetCDFWriter, Record
 
 if TYPE_CHECKING:
     from gcm_toy.model import Failure, Model
 
-__all__ = ["run_model", "day_label"]
+__all__ = ["run_model", "day_label", "finetune_attrs"]
 
 
 def day_label(days: float) -> str:
@@ -44,6 +44,20 @@ def _progress_bar(enabled: bool | None, total_days: float, start_day: float):
     return tqdm(total=round(total_days, 6), unit="day", disable=not enabled, file=sys.stderr, leave=True,
                 desc=f"gcm from day {start_day:g}", bar_format="{l_bar}{bar}| {n:.2f}/{total:g} days "
                 "[{elapsed}<{remaining}, {rate_fmt}]")
+
+
+def finetune_attrs(model: "Model") -> dict[str, Any]:
+    """The run record of online fine-tuning (empty without it):
+    ``finetune_status`` (``tuning`` or the stop message, e.g. 'fine-tuning
+    stopped at step S (day D): loss not finite ...; last good weights
+    kept'), ``finetune_stopped_step`` (-1: none) and
+    ``finetune_optimizer_steps`` (since the network was compiled, earlier
+    runs of a restart included)."""
+    status = model.finetune_status()
+    if status is None:
+        return {}
+    return {"finetune_status": model.finetune_stop_message() or "tuning",
+            "finetune_stopped_step": status.stopped_step, "finetune_optimizer_steps": status.iterations}
 
 
 def run_model(model: "Model", days: float | None, out: str | os.PathLike | None, *,
@@ -84,6 +98,8 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         names.append("QFILL")
     if config.guard != "off":
         names += list(GUARD_DIAGNOSTICS) + [f"{name}_GLOBAL" for name in GUARD_DIAGNOSTICS]
+    if config.finetune:
+        names.append("FINETUNE_LOSS")
     attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": f"toy GCM {config.short_name()}, physics '{config.physics}'"
@@ -131,6 +147,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
                 for name in GUARD_DIAGNOSTICS:
                     if name in diagnostics:
                         diagnostics[f"{name}_GLOBAL"] = np.float64(model.grid.global_mean(diagnostics[name]))
+                tuning = model.finetune_status()
+                if tuning is not None:
+                    diagnostics["FINETUNE_LOSS"] = np.float64(tuning.interval_loss)
                 writer.write(Record(time=step * dt / 86400.0, start=interval_start * dt / 86400.0,
                                     instant=model.fields(), mean=means, diagnostics=diagnostics))
                 model.reset_means()
@@ -142,6 +161,9 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
                     for old in written[:-keep_checkpoints]:
                         old.unlink(missing_ok=True)
                         checkpoint_config_path(old).unlink(missing_ok=True)
+                        tuned = finetune_state_path(old)
+                        tuned.unlink(missing_ok=True)
+                        tuned.with_name(tuned.name + ".state").unlink(missing_ok=True)
                     del written[:-keep_checkpoints]
     except BaseException as exc:  # keep what was written, say why it ends here
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {type(exc).__name__}: {exc}"
@@ -152,6 +174,7 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         bar.close()
 
     final = {"end_time_days": model.time_days, "run_status": "crashed" if failure else "completed"}
+    final.update(finetune_attrs(model))
     if failure is not None:
         final.update(failure.attrs())
     writer.set_attrs(final)

@@ -94,6 +94,38 @@ fallback_run = true        # every emulator also coupled with the guard on fallb
 """
 
 
+def climatology_model_file(training, path, normalized: bool = False):
+    """A network with fixed weights on the emulator interface of the
+    training data `training` (fkb data output): a zero kernel and, as bias,
+    the mean of each output (the climatological tendencies), with the data's
+    names and units; written to `path`, which is returned. Coupled, it
+    survives the tiny study's runs. Without `normalized` the bias is in
+    physical units and the file has no normalization; with it the file
+    carries the data's input and output normalization (as a trained
+    emulator's) and the bias is 0 in the normalized space."""
+    import numpy as np
+
+    from emulators.data import compute_normalization, open_dataset
+    from emulators.interface import Layout
+    from emulators.modelfile import LayerSpec, ModelSpec, Normalization, write_model_file
+
+    ds = open_dataset(training, time_chunk=None)
+    layout = Layout.for_dataset(ds)
+    norm = compute_normalization(ds, layout)
+    (in_offset, in_scale), (out_offset, out_scale) = norm.model_file_arrays()
+    bias = np.zeros_like(out_offset) if normalized else out_offset
+    dense = LayerSpec(1, "dense", layout.n_outputs, [0], {"activation": "linear", "use_bias": 1},
+                      {"kernel": np.zeros((layout.n_outputs, layout.n_inputs), np.float32),
+                       "bias": np.asarray(bias, np.float32)})
+    extra = dict(input_normalization=Normalization(in_offset, in_scale),
+                 output_normalization=Normalization(out_offset, out_scale)) if normalized else {}
+    spec = ModelSpec(n_inputs=layout.n_inputs, n_outputs=layout.n_outputs, layers=[dense], name="climatology",
+                     inputs=list(zip(norm.input_names, norm.input_units)),
+                     outputs=list(zip(norm.output_names, norm.output_units)), **extra)
+    write_model_file(spec, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_casestudy_reference(tmp_path_factory):
     """The first two stages of the TINY_CASESTUDY case study (reference data,

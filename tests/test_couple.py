@@ -27,23 +27,10 @@ def emulator(tiny_casestudy_reference, tmp_path_factory):
     model file, and the same network as a Keras file (with names and units,
     as `fkb convert` writes it)."""
     from emulators.convert import convert
-    from emulators.data import compute_normalization, open_dataset
-    from emulators.interface import Layout
-    from emulators.modelfile import LayerSpec, ModelSpec, write_model_file
+    from conftest import climatology_model_file
 
     root = tmp_path_factory.mktemp("couple-emulator")
-    ds = open_dataset(tiny_casestudy_reference["stage"].data["training"], time_chunk=None)
-    layout = Layout.for_dataset(ds)
-    norm = compute_normalization(ds, layout)
-    _, (out_offset, _) = norm.model_file_arrays()
-    dense = LayerSpec(1, "dense", layout.n_outputs, [0], {"activation": "linear", "use_bias": 1},
-                      {"kernel": np.zeros((layout.n_outputs, layout.n_inputs), np.float32),
-                       "bias": np.asarray(out_offset, np.float32)})
-    spec = ModelSpec(n_inputs=layout.n_inputs, n_outputs=layout.n_outputs, layers=[dense], name="climatology",
-                     inputs=list(zip(norm.input_names, norm.input_units)),
-                     outputs=list(zip(norm.output_names, norm.output_units)))
-    fkb = root / "climatology.fkb"
-    write_model_file(spec, fkb)
+    fkb = climatology_model_file(tiny_casestudy_reference["stage"].data["training"], root / "climatology.fkb")
     keras_file = root / "climatology.keras"
     convert(fkb, keras_file)
     return {"fkb": fkb, "keras": keras_file, "root": root}

@@ -12,7 +12,9 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
                       mass_fixer, humidity_fixer, t_min, t_max, wind_max, ps_min, ps_max, physics, &
                       physics_seed, emulator_paths, use_real64, limit_humidity, limit_precipitation, &
                       guard, guard_margin, guard_factor, network_weight, ramp, ramp_start_step, ramp_steps, &
-                      network_start_step, reference_outputs, keep_training_batch, physics_settings, handle, stat, msg)
+                      network_start_step, reference_outputs, finetune, finetune_every_steps, finetune_columns, &
+                      finetune_steps, finetune_learning_rate, finetune_seed, finetune_start_step, &
+                      keep_training_batch, physics_settings, handle, stat, msg)
   !! A new model from configuration values (see gcm_config for their meaning
   !! and units; nlon = nlat = 0 and n_sigma_half = 0 select the defaults) and
   !! the name of its physics. The state starts at rest, isothermal 288 K.
@@ -24,7 +26,11 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   !! guard 0 off, 1 clip, 2 fallback; its margin and distance factor) and
   !! partial coupling (network_weight, ramp 0 constant / 1 linear / 2 step,
   !! ramp_start_step, ramp_steps, network_start_step: model steps;
-  !! reference_outputs(7): 0/1 per output group, gcm_emulator).
+  !! reference_outputs(7): 0/1 per output group, gcm_emulator) and online
+  !! fine-tuning (finetune 0/1, a round every finetune_every_steps steps
+  !! from finetune_start_step on, of finetune_steps optimizer steps on
+  !! finetune_columns columns chosen with finetune_seed, Adam at
+  !! finetune_learning_rate; gcm_finetune).
   !! keep_training_batch /= 0 keeps the emulator
   !! inputs and outputs of every column of the last step (gcm_get_training_batch).
   !! physics_settings: namelist text changing the moist physics' settings
@@ -47,6 +53,9 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   integer, intent(in) :: ramp
   integer(int64), intent(in) :: ramp_start_step, ramp_steps, network_start_step
   integer, intent(in) :: reference_outputs(7)
+  integer, intent(in) :: finetune, finetune_columns, finetune_steps
+  integer(int64), intent(in) :: finetune_every_steps, finetune_seed, finetune_start_step
+  real(real64), intent(in) :: finetune_learning_rate
   character(len=*), intent(in) :: physics_settings
   integer, intent(out) :: handle, stat
   character(len=1024), intent(out) :: msg
@@ -89,6 +98,13 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   options%ramp_steps = ramp_steps
   options%network_start_step = network_start_step
   options%reference_outputs = reference_outputs /= 0
+  options%finetune%enabled = finetune /= 0
+  options%finetune%every_steps = finetune_every_steps
+  options%finetune%columns = finetune_columns
+  options%finetune%steps = finetune_steps
+  options%finetune%learning_rate = finetune_learning_rate
+  options%finetune%seed = finetune_seed
+  options%finetune%start_step = finetune_start_step
   options%physics_settings = trim(physics_settings)
 
   call new_slot(handle)
@@ -559,6 +575,65 @@ subroutine gcm_read_checkpoint(handle, path, stat, msg)
   call model_read_checkpoint(slots(handle)%s%model, path, stat, msg)
   call reset_means(slots(handle)%s)
 end subroutine gcm_read_checkpoint
+
+
+subroutine gcm_finetune_status(handle, enabled, loss_sum, loss_count, rounds, iterations, stopped_step, &
+                               stop_reason, stat)
+  !! The emulator's online fine-tuning: enabled (0/1), the sum and number of
+  !! the rounds' losses since the last reset of the means, the rounds of
+  !! this model, the optimizer steps since compile (restarts included), the
+  !! step whose round failed (-1: none) and why (see gcm_finetune).
+  use iso_fortran_env, only: real64, int64
+  use gcm_python_handles, only: slots, valid_handle, slot_finetune_status
+  use gcm_dycore, only: gcm_ok, gcm_err_state
+  implicit none
+  integer, intent(in) :: handle
+  integer, intent(out) :: enabled, loss_count, iterations, stat
+  real(real64), intent(out) :: loss_sum
+  integer(int64), intent(out) :: rounds, stopped_step
+  character(len=256), intent(out) :: stop_reason
+  stat = gcm_err_state
+  enabled = 0
+  loss_sum = 0
+  loss_count = 0
+  iterations = 0
+  rounds = 0
+  stopped_step = -1
+  stop_reason = ''
+  if (.not. valid_handle(handle)) return
+  stat = gcm_ok
+  call slot_finetune_status(slots(handle)%s, enabled, loss_sum, loss_count, rounds, iterations, stopped_step, &
+                            stop_reason)
+end subroutine gcm_finetune_status
+
+
+subroutine gcm_finetune_save(handle, path, with_state, stat, msg)
+  !! The fine-tuned network (weights and training state) to the model file
+  !! `path` and, with with_state /= 0, whether tuning stopped to
+  !! `path.state` (what a restart needs; gcm_finetune).
+  use gcm_python_handles, only: slots, missing_model, slot_finetune_save
+  implicit none
+  integer, intent(in) :: handle
+  character(len=*), intent(in) :: path
+  integer, intent(in) :: with_state
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  if (missing_model(handle, stat, msg)) return
+  call slot_finetune_save(slots(handle)%s, path, with_state /= 0, stat, msg)
+end subroutine gcm_finetune_save
+
+
+subroutine gcm_finetune_load(handle, path, stat, msg)
+  !! Continue fine-tuning from gcm_finetune_save's files (a restart).
+  use gcm_python_handles, only: slots, missing_model, slot_finetune_load
+  implicit none
+  integer, intent(in) :: handle
+  character(len=*), intent(in) :: path
+  integer, intent(out) :: stat
+  character(len=1024), intent(out) :: msg
+  if (missing_model(handle, stat, msg)) return
+  call slot_finetune_load(slots(handle)%s, path, stat, msg)
+end subroutine gcm_finetune_load
 
 
 subroutine gcm_global_means(handle, ps_mean, dry_mass, water, stat, msg)

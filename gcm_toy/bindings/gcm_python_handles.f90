@@ -13,15 +13,17 @@ module gcm_python_handles
                             aquaplanet_emulator_setup, aquaplanet_get_surface_diagnostics, &
                             aquaplanet_get_guard_diagnostics, &
                             aquaplanet_get_cloud_fraction, aquaplanet_get_training_batch, &
-                            aquaplanet_get_convective_precip
-  use gcm_emulator, only: emulator_options
+                            aquaplanet_get_convective_precip, aquaplanet_finetune_reset_loss, &
+                            aquaplanet_finetune_status, aquaplanet_finetune_save, aquaplanet_finetune_load
+  use gcm_emulator, only: emulator_options, finetune_options
   use physics_configuration, only: physics_config_read
   use physics_status, only: physics_ok
   implicit none
   private
   public :: model_slot, slots, new_slot, free_slot, valid_handle, missing_model, select_physics, physics_names, &
             initial_state_names, step_slot, reset_means, physics_options, n_diagnostics, accumulate_diagnostics, &
-            physics_failure, slot_training_batch, slot_physics_mode
+            physics_failure, slot_training_batch, slot_physics_mode, slot_finetune_status, slot_finetune_save, &
+            slot_finetune_load
 
   character(len=*), parameter :: physics_names = 'none, held-suarez, reference, emulator, ensemble'
     !! the physics `select_physics` knows, for messages and the Python side
@@ -54,6 +56,8 @@ module gcm_python_handles
     integer :: ramp = 0
     integer(int64) :: ramp_start_step = 0, ramp_steps = 0, network_start_step = -huge(1_int64)
     logical :: reference_outputs(7) = .false.
+    type(finetune_options) :: finetune
+      !! the emulator's online fine-tuning (gcm_finetune); off by default
   end type physics_options
 
   type :: model_slot
@@ -211,6 +215,7 @@ contains
       emulator%ramp_steps = options%ramp_steps
       emulator%network_start_step = options%network_start_step
       emulator%reference_outputs = options%reference_outputs
+      emulator%finetune = options%finetune
       allocate (aquaplanet_physics :: physics)
       select type (physics)
       type is (aquaplanet_physics)
@@ -384,6 +389,61 @@ contains
     end select
   end subroutine slot_physics_mode
 
+  subroutine slot_finetune_status(s, enabled, loss_sum, loss_count, rounds, iterations, stopped_step, stop_reason)
+    !! The emulator's online fine-tuning (aquaplanet_finetune_status);
+    !! enabled 0 for other physics.
+    type(model_slot), intent(in) :: s
+    integer, intent(out) :: enabled, loss_count, iterations
+    real(wp), intent(out) :: loss_sum
+    integer(int64), intent(out) :: rounds, stopped_step
+    character(len=*), intent(out) :: stop_reason
+    logical :: on
+    enabled = 0
+    loss_sum = 0.0_wp
+    loss_count = 0
+    iterations = 0
+    rounds = 0
+    stopped_step = -1
+    stop_reason = ''
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      call aquaplanet_finetune_status(p, on, loss_sum, loss_count, rounds, iterations, stopped_step, stop_reason)
+      enabled = merge(1, 0, on)
+    end select
+  end subroutine slot_finetune_status
+
+  subroutine slot_finetune_save(s, path, with_state, status, message)
+    !! The fine-tuned network to a model file (aquaplanet_finetune_save).
+    type(model_slot), intent(in) :: s
+    character(len=*), intent(in) :: path
+    logical, intent(in) :: with_state
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    status = gcm_err_state
+    message = 'no fine-tuned emulator (options finetune, physics emulator)'
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      call aquaplanet_finetune_save(p, path, with_state, status, message)
+    end select
+  end subroutine slot_finetune_save
+
+  subroutine slot_finetune_load(s, path, status, message)
+    !! Continue fine-tuning from a saved state (aquaplanet_finetune_load).
+    type(model_slot), intent(inout) :: s
+    character(len=*), intent(in) :: path
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    status = gcm_err_state
+    message = 'no fine-tuned emulator (options finetune, physics emulator)'
+    if (.not. allocated(s%physics)) return
+    select type (p => s%physics)
+    type is (aquaplanet_physics)
+      call aquaplanet_finetune_load(p, path, status, message)
+    end select
+  end subroutine slot_finetune_load
+
   subroutine reset_means(s)
     !! Start new time means: zero the running sums.
     type(model_slot), intent(inout) :: s
@@ -399,6 +459,12 @@ contains
     if (allocated(s%sum_diag)) s%sum_diag = 0.0_wp
     if (allocated(s%sum_cloud)) s%sum_cloud = 0.0_wp
     if (allocated(s%sum_precc)) s%sum_precc = 0.0_wp
+    if (allocated(s%physics)) then
+      select type (p => s%physics)
+      type is (aquaplanet_physics)
+        call aquaplanet_finetune_reset_loss(p)
+      end select
+    end if
   end subroutine reset_means
 
 end module gcm_python_handles

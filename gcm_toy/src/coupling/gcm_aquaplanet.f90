@@ -31,7 +31,7 @@ module gcm_aquaplanet
   use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
   use moist_thermodynamics, only: saturation_humidity
   use sea_surface, only: sst_qobs
-  use gcm_emulator, only: emulator_physics, emulator_options, emulator_physics_setup
+  use gcm_emulator, only: emulator_physics, emulator_options, emulator_physics_setup, emulator_finetune_load
   use gcm_emulator_interface, only: emulator_n_inputs, emulator_n_outputs, emulator_output_name, &
                                     pack_emulator_inputs, pack_emulator_outputs, int_text
   implicit none
@@ -40,6 +40,8 @@ module gcm_aquaplanet
             aquaplanet_get_training_batch, aquaplanet_get_surface_diagnostics, aquaplanet_get_guard_diagnostics, &
             aquaplanet_get_cloud_fraction, &
             aquaplanet_get_convective_precip, &
+            aquaplanet_finetune_status, aquaplanet_finetune_save, aquaplanet_finetune_load, &
+            aquaplanet_finetune_reset_loss, &
             set_aquaplanet_start
 
   type :: aquaplanet_config
@@ -360,6 +362,86 @@ contains
     status = gcm_ok
     message = ''
   end subroutine aquaplanet_get_guard_diagnostics
+
+  subroutine aquaplanet_finetune_status(self, enabled, loss_sum, loss_count, rounds, iterations, &
+                                       stopped_step, stop_reason)
+    !! The emulator's online fine-tuning (gcm_finetune): whether it runs,
+    !! the sum and number of the rounds' losses since the last reset, the
+    !! rounds of this model, the optimizer steps since compile (restarts
+    !! included), and the step whose round failed (-1: none) and why.
+    type(aquaplanet_physics), intent(in) :: self
+    logical, intent(out) :: enabled
+    real(wp), intent(out) :: loss_sum
+    integer, intent(out) :: loss_count, iterations
+    integer(int64), intent(out) :: rounds, stopped_step
+    character(len=*), intent(out) :: stop_reason
+    enabled = .false.
+    loss_sum = 0.0_wp
+    loss_count = 0
+    iterations = 0
+    rounds = 0
+    stopped_step = -1
+    stop_reason = ''
+    select type (scheme => self%scheme)
+    type is (emulator_physics)
+      if (.not. scheme%options%finetune%enabled) return
+      enabled = .true.
+      loss_sum = scheme%tuner%loss_sum
+      loss_count = scheme%tuner%loss_count
+      rounds = scheme%tuner%rounds
+      iterations = scheme%tuner%net%n_iterations()
+      stopped_step = scheme%tuner%stopped_step
+      if (allocated(scheme%tuner%stop_reason)) stop_reason = scheme%tuner%stop_reason
+    end select
+  end subroutine aquaplanet_finetune_status
+
+  subroutine aquaplanet_finetune_reset_loss(self)
+    !! Start a new sum of the fine-tuning losses (an output interval).
+    type(aquaplanet_physics), intent(inout) :: self
+    select type (scheme => self%scheme)
+    type is (emulator_physics)
+      call scheme%tuner%reset_loss()
+    end select
+  end subroutine aquaplanet_finetune_reset_loss
+
+  subroutine aquaplanet_finetune_save(self, path, with_state, status, message)
+    !! The fine-tuned network with its training state to the model file
+    !! `path`, and with `with_state` whether tuning stopped to `path.state`.
+    type(aquaplanet_physics), intent(in) :: self
+    character(len=*), intent(in) :: path
+    logical, intent(in) :: with_state
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    character(len=:), allocatable :: msg
+    integer :: stat
+    status = gcm_err_state
+    message = 'aquaplanet physics: no fine-tuned emulator (options finetune, physics emulator)'
+    select type (scheme => self%scheme)
+    type is (emulator_physics)
+      if (.not. scheme%options%finetune%enabled) return
+      call scheme%tuner%save_state(path, stat, msg, with_state)
+      message = msg
+      if (stat == physics_ok) status = gcm_ok
+    end select
+  end subroutine aquaplanet_finetune_save
+
+  subroutine aquaplanet_finetune_load(self, path, status, message)
+    !! Continue fine-tuning from `aquaplanet_finetune_save`'s files.
+    type(aquaplanet_physics), intent(inout) :: self
+    character(len=*), intent(in) :: path
+    integer, intent(out) :: status
+    character(len=*), intent(out) :: message
+    character(len=:), allocatable :: msg
+    integer :: stat
+    status = gcm_err_state
+    message = 'aquaplanet physics: no fine-tuned emulator (options finetune, physics emulator)'
+    select type (scheme => self%scheme)
+    type is (emulator_physics)
+      call emulator_finetune_load(scheme, path, stat, msg)
+      message = msg
+      if (stat == physics_ok) status = gcm_ok
+    end select
+  end subroutine aquaplanet_finetune_load
 
   subroutine aquaplanet_get_cloud_fraction(self, cloud_fraction, status, message)
     !! Cloud fraction of the last step (nlev, nlon, nlat), subcolumn mean;

@@ -45,12 +45,22 @@ module gcm_emulator
   !! from 0 to it there), and the output groups of `reference_outputs`
   !! (dT/dt, dq/dt, FSNT, FSNS, FLNT, FLNS, PRECT) come from the reference
   !! physics. Mixing runs the reference physics on every column.
+  !!
+  !! Online fine-tuning (off by default: then nothing of it exists or runs;
+  !! a single 32-bit network only): the network the emulator predicts with
+  !! is an `online_tuner`'s (`gcm_finetune`), which on its schedule takes
+  !! optimizer steps on a seeded subset of the columns with the reference
+  !! physics (`fallback`, keyed by column as above) as the teacher, at the
+  !! start of the call, before the batch is predicted with the weights as
+  !! they then stand. The teacher's outputs train the network only: the
+  !! columns it ran on still get the network's outputs.
   use iso_fortran_env, only: real32, real64, int64
   use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite, layer_registry
   use column_water_conservation, only: make_column_water_layer, column_water_kind
   use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
+  use gcm_finetune, only: finetune_options, online_tuner
   use gcm_emulator_interface, only: emulator_n_inputs, emulator_n_outputs, emulator_output_name, &
                                     emulator_output_units, pack_emulator_inputs, unpack_emulator_outputs, &
                                     pack_emulator_outputs, &
@@ -58,6 +68,7 @@ module gcm_emulator
   implicit none
   private
   public :: emulator_physics, emulator_options, emulator_physics_setup, guard_off, guard_clip, guard_fallback
+  public :: finetune_options, emulator_finetune_load
 
   integer, parameter :: guard_off = 0, guard_clip = 1, guard_fallback = 2
     !! policies of the out-of-distribution guard
@@ -89,6 +100,8 @@ module gcm_emulator
       !! the reference physics alone before this model step
     logical :: reference_outputs(n_output_groups) = .false.
       !! output groups taken from the reference physics
+    type(finetune_options) :: finetune
+      !! online fine-tuning (`gcm_finetune`); off by default
   end type emulator_options
 
   type, extends(emulated_physics_scheme) :: emulator_physics
@@ -124,6 +137,8 @@ module gcm_emulator
     real(real64), allocatable :: flagged(:), on_fallback(:)
       !! the last call's columns: flagged out of distribution, computed by
       !! the reference physics (1 or 0)
+    type(online_tuner) :: tuner
+      !! the network being fine-tuned online (options%finetune%enabled)
   contains
     procedure :: compute => emulator_compute
     procedure :: n_members => emulator_n_members
@@ -208,6 +223,18 @@ contains
         return
       end if
     end if
+    if (options%finetune%enabled) then
+      if (size(paths) /= 1 .or. options%use_real64) then
+        message = 'emulator: fine-tuning takes one network computing in float32 (physics emulator, ' // &
+                  'emulator_precision float32)'
+        return
+      end if
+      call self%tuner%setup(trim(paths(1)), registry, options%finetune, stat, msg)
+      if (stat /= physics_ok) then
+        message = 'emulator: ' // msg
+        return
+      end if
+    end if
     if (options%use_real64) then
       call self%ens64%load(paths, stat, msg)
     else
@@ -220,6 +247,26 @@ contains
     status = physics_ok
     message = ''
   end subroutine emulator_physics_setup
+
+  subroutine emulator_finetune_load(self, path, status, message)
+    !! Continue fine-tuning from the state `online_tuner%save_state` wrote
+    !! to `path` (a restart). status physics_ok, or physics_err_state with
+    !! a one-line message (also when this emulator does not fine-tune).
+    type(emulator_physics), intent(inout) :: self
+    character(len=*), intent(in) :: path
+    integer, intent(out) :: status
+    character(len=:), allocatable, intent(out) :: message
+    type(layer_registry) :: registry
+    character(len=:), allocatable :: msg
+    integer :: stat
+    status = physics_err_state
+    if (.not. self%options%finetune%enabled) then
+      message = 'emulator: this run does not fine-tune; it has no state to continue'
+      return
+    end if
+    call registry%add(column_water_kind, make_column_water_layer, stat, msg)
+    call self%tuner%load_state(path, registry, status, message)
+  end subroutine emulator_finetune_load
 
   pure integer function emulator_n_members(self)
     !! Number of member networks (0 before setup).
@@ -286,6 +333,13 @@ contains
     n_in = emulator_n_inputs(nlev)
     n_out = emulator_n_outputs(nlev)
     call reserve(self, n_in, n_out, ncol)
+    if (self%options%finetune%enabled) then
+      if (self%tuner%due(step)) then
+        call tune(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
+                  column_ids, seed, stat, msg)
+        if (stat /= physics_ok) return
+      end if
+    end if
     weight = network_weight(self%options, step)
     mixing = weight < 1.0_real64 .or. any(self%options%reference_outputs)
     if (mixing) then
@@ -331,6 +385,11 @@ contains
     if (self%options%use_real64) then
       call self%ens64%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), self%spread(:, 1:ncol), stat, msg, &
                               members=self%members(:, 1:ncol, :))
+    else if (self%options%finetune%enabled) then
+      ! the tuned network (the ensemble of one's member, as it computes it)
+      self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
+      call self%tuner%net%predict(self%x32(:, 1:ncol), self%members32(:, 1:ncol, 1), stat, msg)
+      if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%members32(:, 1:ncol, 1), real64)
     else
       self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
       call self%ens32%predict(self%x32(:, 1:ncol), self%y32(:, 1:ncol), self%spread32(:, 1:ncol), stat, msg, &
@@ -411,6 +470,42 @@ contains
     end do
     self%y(:, 1:ncol) = self%y(:, 1:ncol) / real(self%n_members(), real64)
   end subroutine members_mean
+
+  subroutine tune(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
+                  column_ids, seed, stat, msg)
+    !! A fine-tuning round: the reference physics on the tuner's columns,
+    !! then its optimizer steps on their inputs and the reference's outputs.
+    type(emulator_physics), intent(inout) :: self
+    type(physics_config), intent(in) :: config
+    integer, intent(in) :: ncol, nlev
+    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
+    real(real64), intent(in) :: sigma(:), sigma_half(0:)
+    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
+    real(real64), intent(in) :: dt
+    integer(int64), intent(in) :: step
+    integer, intent(in) :: column_ids(:)
+    integer(int64), intent(in) :: seed
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: msg
+    integer, allocatable :: idx(:)
+    real(real64), allocatable :: rt(:, :), rq(:, :), r1(:), r2(:), r3(:), r4(:), r5(:), xr(:, :), yr(:, :)
+    integer :: n
+    call self%tuner%choose_columns(step, column_ids(1:ncol), idx)
+    n = size(idx)
+    allocate (rt(nlev, n), rq(nlev, n), r1(n), r2(n), r3(n), r4(n), r5(n))
+    allocate (xr(emulator_n_inputs(nlev), n), yr(emulator_n_outputs(nlev), n))
+    call self%fallback%compute(config, n, nlev, t(:, idx), q(:, idx), ps(idx), sigma, sigma_half, solin(idx), &
+                               shflx(idx), lhflx(idx), dt, step, column_ids(idx), seed, rt, rq, r1, r2, r3, r4, &
+                               r5, stat, msg)
+    if (stat /= physics_ok) then
+      msg = 'emulator fine-tuning, the reference physics (teacher): ' // msg
+      return
+    end if
+    call pack_emulator_inputs(nlev, t(:, idx), q(:, idx), ps(idx), solin(idx), shflx(idx), lhflx(idx), xr)
+    call pack_emulator_outputs(nlev, rt, rq, r1, r2, r3, r4, r5, yr)
+    call self%tuner%learn(real(xr, real32), real(yr, real32), step, stat, msg)
+    if (stat /= physics_ok) msg = 'emulator ' // msg
+  end subroutine tune
 
   subroutine fall_back(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
                        column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
