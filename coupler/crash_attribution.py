@@ -33,13 +33,13 @@ the normalized output space of its offline validation error.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -351,7 +351,6 @@ def _load_run_setup(run_dir: Path, run_name: str):
     in `run_dir` (``fkb couple``'s folder, with its coupled.json, or a
     sweep's emulator folder, whose study holds it in ``reference/``)."""
     from coupler.sweep import REFERENCE_CONFIG, CoupledRunConfig, load_reference
-    import json
 
     own = run_dir / REFERENCE_CONFIG
     if own.is_file():

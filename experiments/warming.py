@@ -24,7 +24,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -98,7 +97,7 @@ def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfi
 
 def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
     from coupler.results import read_results
-    from coupler.sweep import _scored_run, load_reference, prepare_reference, start_coupled_model
+    from coupler.sweep import _json_safe, _scored_run, load_reference, prepare_reference, start_coupled_model
 
     control, control_paths = load_reference(out)
     folder = out / WARMING_DIR
@@ -140,7 +139,7 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
             if not model_file.is_file():
                 raise FileNotFoundError(f"{model_file}: the emulator's model file is not there to couple")
             record = _scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
-            write_text_replacing(record_path, json.dumps(_plain(record), indent=2) + "\n")
+            write_text_replacing(record_path, json.dumps(_json_safe(record), indent=2) + "\n")
         records.append({"emulator": index, **json.loads(record_path.read_text())})
 
     from xarray import open_dataset
@@ -168,13 +167,8 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
                            "warm": _global_means(Path(paths["reference"]), warm.window_days)},
                "emulators": rows}
     path = folder / "warming.json"
-    write_text_replacing(path, json.dumps(_plain(summary), indent=2) + "\n")
+    write_text_replacing(path, json.dumps(_json_safe(summary), indent=2) + "\n")
     return path
-
-
-def _plain(value: Any) -> Any:
-    from coupler.sweep import _json_safe
-    return _json_safe(value)
 
 
 def warming_lines(out_dir: str | os.PathLike) -> list[str]:
