@@ -87,6 +87,7 @@ METADATA_ENTRY = "fkb_metadata.json"
 _METADATA_FORMAT = "fkb-metadata"
 _METADATA_VERSION = 1
 _INPUT_NORMALIZATION = "input_normalization"
+_INPUT_RESCALING = "input_normalization_rescaling"   # after it, for input scales below 1e-7
 _OUTPUT_NORMALIZATION = "output_normalization"
 
 
@@ -800,6 +801,7 @@ def _apply_metadata(units: list[_Unit], n_inputs: int, metadata: dict, source: s
     by_name = {unit.name: unit for unit in units}
     alias: dict[str, str] = {"": ""}  # Keras layer name -> name of the spec node it stands for
     norms: dict[str, Normalization] = {}
+    covered_extra: set[str] = set()
     for key, invert in ((_INPUT_NORMALIZATION, 0), (_OUTPUT_NORMALIZATION, 1)):
         name = metadata.get(key)
         if name is None:
@@ -817,10 +819,21 @@ def _apply_metadata(units: list[_Unit], n_inputs: int, metadata: dict, source: s
             raise fail("the output normalization is not the last layer")
         norms[key] = (Normalization(unit.params["offset"], unit.params["scale"]) if rescaled else
                       Normalization(unit.params["mean"], _sqrt_scale(unit.params["variance"])))
+        rescaling = by_name.get(_INPUT_RESCALING) if key == _INPUT_NORMALIZATION else None
+        if rescaling is not None:
+            power = np.asarray(rescaling.params.get("scale"), dtype=np.float32)
+            if (rescaling.kind != "rescaling" or rescaling.sources != [name] or unit.consumers != [rescaling.name]
+                    or power.shape != norms[key].scale.shape or np.any(rescaling.params["offset"] != 0)
+                    or not np.all(power >= 1) or np.any(np.frexp(power)[0] != 0.5)):
+                raise fail(f"{_INPUT_RESCALING} is not a rescaling of {name} by powers of two")
+            norms[key] = Normalization(norms[key].offset, (norms[key].scale / power).astype(np.float32))
+            alias[rescaling.name] = ""
+            covered_extra.add(rescaling.name)
 
     layers: list[LayerSpec] = []
     ids = {"": 0}
     covered = {name for name in (metadata.get(_INPUT_NORMALIZATION), metadata.get(_OUTPUT_NORMALIZATION)) if name}
+    covered |= covered_extra
     last_name = None
     for position, entry in enumerate(metadata.get("layers") or [], start=1):
         names = entry.get("keras") or []
@@ -1034,7 +1047,8 @@ def _normalization_layer(norm: Normalization, invert: bool, name: str) -> Any:
     (a scale of at least 1e-7, Keras's floor, whose float32 square has the
     scale as its square root); else, for the outputs, a Rescaling layer with
     the vectors, which computes ``y * scale + offset`` as the runtime does
-    (physical tendencies in kg/kg/s have scales of 1e-8)."""
+    (physical tendencies in kg/kg/s have scales of 1e-8). Inputs with scales
+    below the floor go through :func:`_input_normalization_layers`."""
     scale = np.asarray(norm.scale, dtype=np.float32)
     variance = (scale * scale).astype(np.float32)
     exact = np.all(np.isfinite(variance)) and np.all(scale >= 1e-7) and np.array_equal(np.sqrt(variance), scale)
@@ -1050,6 +1064,34 @@ def _normalization_layer(norm: Normalization, invert: bool, name: str) -> Any:
         invert=invert,
         name=name,
     )
+
+
+def _powers_of_two_above_floor(scale: np.ndarray) -> np.ndarray:
+    """Per input, the smallest power of two p >= 1 with ``scale * p >= 1e-7``
+    (Keras's floor), in float32."""
+    exponent = np.maximum(np.ceil(np.log2(1e-7 / scale.astype(np.float64))), 0)
+    power = np.ldexp(np.float32(1), exponent.astype(np.int32)).astype(np.float32)
+    power[scale * power < np.float32(1e-7)] *= np.float32(2)      # log2 rounded down in float64
+    return power
+
+
+def _input_normalization_layers(norm: Normalization) -> list[Any]:
+    """Keras layers computing the runtime's ``(x - offset) / scale`` bit for bit.
+
+    Keras's Normalization divides by ``max(sqrt(variance), 1e-7)``, so a scale
+    below 1e-7 (an input that hardly varies in the training data) cannot be
+    held directly. Dividing by ``scale * p`` for a power of two ``p`` and then
+    multiplying by ``p`` (a Rescaling layer named :data:`_INPUT_RESCALING`)
+    gives the same float32 numbers: scaling by a power of two is exact, so
+    ``fl((x - offset) / (scale * p)) * p == fl((x - offset) / scale)`` unless a
+    value is subnormal."""
+    scale = np.asarray(norm.scale, dtype=np.float32)
+    if np.all(scale >= 1e-7) or not np.all(np.isfinite(scale) & (scale > 0)):
+        return [_normalization_layer(norm, False, _INPUT_NORMALIZATION)]
+    power = _powers_of_two_above_floor(scale)
+    shifted = Normalization(np.asarray(norm.offset, dtype=np.float32), (scale * power).astype(np.float32))
+    return [_normalization_layer(shifted, False, _INPUT_NORMALIZATION),
+            keras.layers.Rescaling(scale=power, offset=np.zeros_like(power), name=_INPUT_RESCALING)]
 
 
 def _metadata(spec: ModelSpec, groups: list[list[str]]) -> dict:
@@ -1083,7 +1125,8 @@ def spec_to_keras(spec: ModelSpec) -> Any:
     LeakyReLU/ELU. The FKB metadata rides along as ``model._fkb_metadata_json``
     (and :func:`write_keras` stores it in the ``.keras`` file). Raises
     ConversionError for what Keras cannot express (celu/squareplus with a
-    non-default parameter, SpatialDropout1D, a normalization scale below 1e-7).
+    non-default parameter, SpatialDropout1D). Normalization scales below
+    Keras's floor of 1e-7 are held exactly by a Rescaling layer beside it.
     """
     try:
         validate_spec(spec)
@@ -1099,7 +1142,8 @@ def spec_to_keras(spec: ModelSpec) -> Any:
     inputs = keras.Input(shape=(int(spec.n_inputs),), name="inputs")
     tensors: dict[int, Any] = {0: inputs}
     if spec.input_normalization is not None:
-        tensors[0] = _normalization_layer(spec.input_normalization, False, _INPUT_NORMALIZATION)(inputs)
+        for keras_layer in _input_normalization_layers(spec.input_normalization):
+            tensors[0] = keras_layer(tensors[0])
     groups: list[list[str]] = []
     pending: list[tuple[Any, list[np.ndarray]]] = []
     for layer in spec.layers:

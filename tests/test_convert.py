@@ -243,14 +243,44 @@ def test_specs_keras_cannot_express_are_refused(layer, message):
         spec_to_keras(ModelSpec(2, 2, [layer]))
 
 
-def test_an_input_scale_keras_cannot_hold_is_refused_naming_the_file_and_input(tmp_path):
+def test_input_scales_below_keras_floor_round_trip_exactly(tmp_path):
+    """An input that hardly varies in the training data (the top levels'
+    humidity) has a scale below the 1e-7 floor of Keras's Normalization layer:
+    it is divided by a power-of-two multiple and rescaled, bit for bit the
+    runtime's (x - offset) / scale, and comes back to the same model file."""
+    rng = np.random.default_rng(7)
+    scale = np.array([1.0, 1e-9, 3.7e-12, 2.5e-7, 1e-30], np.float32)
+    offset = np.array([0.5, 2e-9, 0.0, -1e-6, 0.0], np.float32)
+    spec = ModelSpec(5, 2, [LayerSpec(1, "dense", 2, [0], {"activation": "linear", "use_bias": 1},
+                                      {"kernel": rng.normal(size=(2, 5)).astype(np.float32),
+                                       "bias": rng.normal(size=2).astype(np.float32)})],
+                     input_normalization=Normalization(offset, scale))
+    write_model_file(spec, tmp_path / "tiny_scale.fkb")
+    convert(tmp_path / "tiny_scale.fkb", tmp_path / "tiny_scale.keras")
+    convert(tmp_path / "tiny_scale.keras", tmp_path / "back.fkb")
+    back = read_model_file(tmp_path / "back.fkb")
+    np.testing.assert_array_equal(back.input_normalization.scale, scale)
+    np.testing.assert_array_equal(back.input_normalization.offset, offset)
+    x = (offset + scale * rng.normal(size=(64, 5))).astype(np.float32)
+    normalized = keras.Model(*(lambda m: (m.input, m.get_layer("input_normalization_rescaling").output))(
+        keras.saving.load_model(tmp_path / "tiny_scale.keras")))
+    np.testing.assert_array_equal(np.asarray(normalized(x)), (x - offset) / scale)
+    np.testing.assert_array_equal(load(tmp_path / "back.fkb").predict(x), load(tmp_path / "tiny_scale.fkb").predict(x))
+
+
+def test_an_input_rescaling_that_is_not_by_powers_of_two_is_refused(tmp_path):
     spec = ModelSpec(2, 2, [LayerSpec(1, "softmax", 2, [0])],
                      input_normalization=Normalization(np.zeros(2, np.float32), np.array([1.0, 1e-9], np.float32)))
-    with pytest.raises(ConversionError, match="input_normalization scale of input 2 is 1e-09"):
-        spec_to_keras(spec)
-    write_model_file(spec, tmp_path / "tiny_scale.fkb")
-    with pytest.raises(ConversionError, match=r"tiny_scale\.fkb: input_normalization scale of input 2"):
-        convert(tmp_path / "tiny_scale.fkb", tmp_path / "out.keras")
+    write_keras(spec, tmp_path / "even.keras")
+    with zipfile.ZipFile(tmp_path / "even.keras") as archive:
+        metadata = archive.read(convert_module.METADATA_ENTRY)
+    model = keras.saving.load_model(tmp_path / "even.keras")
+    model.get_layer("input_normalization_rescaling").scale = [1.0, 3.0]
+    model.save(tmp_path / "odd.keras")
+    with zipfile.ZipFile(tmp_path / "odd.keras", "a") as archive:
+        archive.writestr(convert_module.METADATA_ENTRY, metadata)
+    with pytest.raises(ConversionError, match=r"odd\.keras: .*not a rescaling of input_normalization by powers of two"):
+        convert(tmp_path / "odd.keras", tmp_path / "odd.fkb")
 
 
 def test_output_scales_below_keras_floor_round_trip_exactly(tmp_path):
