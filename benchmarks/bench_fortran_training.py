@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,19 +40,10 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
+from machine import busy_neighbour, fma_peak  # noqa: E402
+
 CASES = [("FKB paper", 94, [256] * 5, 65, 1024), ("FKB paper", 94, [256] * 5, 65, 256),
          ("toy GCM", 24, [128] * 5, 25, 1024), ("toy GCM", 24, [128] * 5, 25, 256)]
-
-
-def fma_peak() -> float | None:
-    """One core's float32 multiply-add peak in GFLOP/s, or None without a C compiler."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "fma_peak"
-        subprocess.run([cc, "-O2", "-march=native", "-o", str(exe), str(HERE / "fma_peak.c")], check=True)
-        return float(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()[0])
 
 
 def flop_per_sample(n_in: int, widths: list[int], n_out: int) -> int:
@@ -132,12 +121,6 @@ def measure(engines: Engines, x, y, batch_size: int, repeats: int) -> dict[str, 
     return {"Fortran": best_seconds(lambda: engines.fortran_epoch(x, y, batch_size), repeats),
             "Keras": best_seconds(lambda: engines.keras_epoch(x, y, batch_size), repeats),
             "PyTorch": best_seconds(lambda: engines.torch_epoch(xt, yt, batch_size), repeats)}
-
-
-def busy_neighbour() -> subprocess.Popen:
-    """A process spinning on the machine's last core."""
-    code = f"import os; os.sched_setaffinity(0, {{{os.cpu_count() - 1}}})\nwhile True: pass"
-    return subprocess.Popen([sys.executable, "-c", code])
 
 
 def main() -> None:

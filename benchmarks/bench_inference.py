@@ -17,6 +17,7 @@ On the SP-CAM-sized network of the FKB paper, 94 -> 5 x 256 (LeakyReLU 0.3)
   of a model file with over a million parameters.
 
     .venv/bin/python benchmarks/bench_inference.py [--threads N] [--rounds R]
+    .venv/bin/python benchmarks/bench_inference.py --pairs 10 [--busy-neighbour]
 
 Every engine runs with the same number of threads (default: all cores), each
 in a process of its own (ONNX Runtime's and TensorFlow's thread pools spin
@@ -26,12 +27,23 @@ the Fortran runtime on that many OpenMP threads with one BLAS thread each
 The engines stay loaded in their processes, and each measurement is taken of
 the three in turn, for several rounds (``--rounds``, default 5); every time
 is the best of its rounds.
+
+``--pairs N`` asks how reliable the lead is rather than how large it is at
+best: N rounds, each starting every engine afresh in a process of its own,
+in turn (the first engine alternating), timing one column per call and
+batches of 256, 2048 and 8192 columns; each round gives a pair of times per
+engine and width, and the table shows the ratios' minimum, median and
+maximum over the pairs, how many pairs the runtime won, and its GFLOP/s
+beside the machine's multiply-add peak (``fma_peak.c`` times the threads).
+``--busy-neighbour`` runs the same with another process spinning on one
+core.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +52,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import busy_neighbour, fma_peak  # noqa: E402
 
 
 def best_time(fn, repeat: int = 7, min_seconds: float = 0.2) -> float:
@@ -227,13 +242,7 @@ def timed_rounds(files: dict[str, Path], n_inputs: int, columns: list[int], thre
 def bench_network(label: str, model, slope: float, tmp: Path, name: str, columns: list[int],
                   threads: int, rounds: int) -> Path:
     """The table of one network: each engine timed in its own process. Returns the model file."""
-    from emulators.convert import keras_to_spec
-    from emulators.modelfile import write_model_file
-
-    files = {"fkb": tmp / f"{name}.fkb", "onnx": tmp / f"{name}.onnx", "keras": tmp / f"{name}.keras"}
-    write_model_file(keras_to_spec(model), files["fkb"])
-    files["onnx"].write_bytes(onnx_model_bytes(model, slope))
-    model.save(files["keras"])
+    files = write_engine_files(model, slope, tmp, name)
     n_inputs = model.inputs[0].shape[-1]
     times = timed_rounds(files, n_inputs, columns, threads, rounds)
     y = np.asarray(times["fortran"]["check"])
@@ -297,6 +306,86 @@ def bench_load(model, path: Path) -> None:
           f"{1e3 * t:.1f} ms (Fortran reader, SHA-256 verified; target: well under 1 s)")
 
 
+ENGINES = ("fortran", "onnx", "keras")
+PAIRED_COLUMNS = [256, 2048, 8192]
+
+
+def paired_times(files: dict[str, Path], n_inputs: int, columns: list[int], threads: int,
+                 pairs: int) -> dict[str, dict[str, list[float]]]:
+    """times[key][engine]: one time per round (key: a batch width, or
+    "single"); in every round each engine is started afresh in a process of
+    its own and timed on every key, the engines one after the other."""
+    keys = [str(n) for n in columns] + ["single"]
+    times = {key: {engine: [] for engine in ENGINES} for key in keys}
+    for round_ in range(pairs):
+        order = ENGINES if round_ % 2 == 0 else ENGINES[1:] + ENGINES[:1]
+        for engine in order:
+            process = EngineProcess(engine, files, n_inputs, columns, threads)
+            try:
+                for key in keys:
+                    times[key][engine].append(process.time(key))
+            finally:
+                process.close()
+            time.sleep(0.2)
+    return times
+
+
+def _spread(values) -> str:
+    values = np.asarray(values)
+    return f"{values.min():.2f} / {np.median(values):.2f} / {values.max():.2f}"
+
+
+def bench_pairs(label: str, model, slope: float, tmp: Path, name: str, threads: int, pairs: int,
+                peak: float | None) -> None:
+    """The paired table of one network (see the module's docstring)."""
+    files = write_engine_files(model, slope, tmp, name)
+    times = paired_times(files, model.inputs[0].shape[-1], PAIRED_COLUMNS, threads, pairs)
+    flops_per_col = 2 * sum(k.size for k, _ in dense_weights(model))
+    peak_text = f"{peak * threads:.0f} GFLOP/s peak on {threads} cores" if peak else "peak unknown"
+    print(f"\n{label}: {pairs} pairs, every engine started afresh each round; ratio = other engine's time / "
+          f"Fortran's (> 1: Fortran faster), min / median / max; {peak_text}")
+    print(f"{'columns':>8} | {'Fortran GFLOP/s min/median/max':>30} {'% peak':>7} | {'ORT/Fortran':>18} "
+          f"{'won':>6} | {'Keras/Fortran':>18} {'won':>6}")
+    for key in [str(n) for n in PAIRED_COLUMNS] + ["single"]:
+        fortran = np.asarray(times[key]["fortran"])
+        n = 1 if key == "single" else int(key)
+        gflops = flops_per_col * n / fortran / 1e9
+        share = f"{100 * np.median(gflops) / (peak * threads):>6.0f}%" if peak else "      -"
+        cells = []
+        for other in ("onnx", "keras"):
+            ratio = np.asarray(times[key][other]) / fortran
+            cells.append(f"{_spread(ratio):>18} {int((ratio >= 1.0).sum()):>3}/{pairs:<2}")
+        shown = "1 (call)" if key == "single" else key
+        print(f"{shown:>8} | {_spread(gflops):>30} {share} | {cells[0]} | {cells[1]}")
+
+
+def write_engine_files(model, slope: float, tmp: Path, name: str) -> dict[str, Path]:
+    """The network as a model file, an ONNX graph and a .keras file."""
+    from emulators.convert import keras_to_spec
+    from emulators.modelfile import write_model_file
+
+    files = {"fkb": tmp / f"{name}.fkb", "onnx": tmp / f"{name}.onnx", "keras": tmp / f"{name}.keras"}
+    write_model_file(keras_to_spec(model), files["fkb"])
+    files["onnx"].write_bytes(onnx_model_bytes(model, slope))
+    model.save(files["keras"])
+    return files
+
+
+def main_pairs(args: argparse.Namespace) -> None:
+    peak = fma_peak()
+    neighbour = busy_neighbour() if args.busy_neighbour else None
+    try:
+        if neighbour is not None:
+            print(f"with a busy neighbour: another process spinning on core {os.cpu_count() - 1}")
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_pairs("FKB-paper emulator 94 -> 5 x 256 (LeakyReLU 0.3) -> 65", mlp(94, [256] * 5, 65, slope=0.3),
+                        0.3, Path(tmp), "paper", args.threads, args.pairs, peak)
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every engine")
@@ -305,6 +394,10 @@ def main() -> None:
     parser.add_argument("--child", choices=["fortran", "onnx", "keras"], help=argparse.SUPPRESS)
     parser.add_argument("--n-inputs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--columns", help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", type=int, help="paired mode: this many rounds of fresh engine processes, "
+                                                  "ratios' min/median/max (see above)")
+    parser.add_argument("--busy-neighbour", action="store_true",
+                        help="paired mode with another process spinning on one core")
     for kind in ("fkb", "onnx", "keras"):
         parser.add_argument(f"--{kind}", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,6 +405,13 @@ def main() -> None:
     if args.child:
         files = {"fkb": args.fkb, "onnx": args.onnx, "keras": args.keras}
         serve_engine(args.child, files, args.n_inputs, [int(c) for c in args.columns.split(",")], threads)
+        return
+    if args.busy_neighbour and args.pairs is None:
+        parser.error("--busy-neighbour belongs to the paired mode (--pairs N)")
+    if args.pairs is not None:
+        if args.pairs < 1:
+            parser.error(f"--pairs must be at least 1, not {args.pairs}")
+        main_pairs(args)
         return
     from emulators import blas
     blas.set_threads(threads)
