@@ -883,10 +883,11 @@ def write_model_file(spec: ModelSpec, path: PathLike) -> str:
 
 
 
-def check_readable_file(path: PathLike, limit: int = MAX_MODEL_FILE_BYTES) -> None:
+def check_readable_file(path: PathLike, limit: int = MAX_MODEL_FILE_BYTES, what: str = "a model file") -> None:
     """Refuse, with a ModelFileError of one line, a path that is not a regular
     file (a FIFO would block a reader, a device never end) or is larger than
-    `limit` bytes: the messages of the Fortran reader (fkb_files.f90)."""
+    `limit` bytes (`what` names the kind of file in that message): the
+    messages of the Fortran reader (fkb_files.f90)."""
     import stat as stat_module
 
     path = Path(path)
@@ -901,8 +902,8 @@ def check_readable_file(path: PathLike, limit: int = MAX_MODEL_FILE_BYTES) -> No
     if not stat_module.S_ISREG(info.st_mode):
         raise ModelFileError(f"{path}: is not a regular file (a FIFO, device or socket)")
     if info.st_size > limit:
-        raise ModelFileError(f"{path}: {info.st_size // 2 ** 20} MiB, more than the {limit // 2 ** 20} MiB a model "
-                             "file may have")
+        raise ModelFileError(f"{path}: {info.st_size // 2 ** 20} MiB, more than the {limit // 2 ** 20} MiB {what} "
+                             "may have")
 
 
 def _read_regular_file(path: Path) -> bytes:

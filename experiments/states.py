@@ -93,14 +93,13 @@ def check_state(name: str | os.PathLike, preset: str, overrides: Mapping[str, An
     of `preset` + `overrides`; else ValueError naming the first option that
     differs and the command that regenerates the state (FileNotFoundError if
     it is missing)."""
-    from gcm_toy.config import load_config
-    from gcm_toy.model import checkpoint_config_path
+    from gcm_toy.config import checkpoint_config_path, load_config, verified_checkpoint_config
 
     path = state_path(name, directory)
     regenerate_hint = f"regenerate it with `fkb gcm spin-up {name}` (docs/gcm.md, 'Shipped spun-up states')"
     if not path.is_file() or not checkpoint_config_path(path).is_file():
         raise FileNotFoundError(f"spun-up state {os.fspath(name)!r}: {path} or its .toml is missing; {regenerate_hint}")
-    shipped = _compared(load_config(checkpoint_config_path(path)))
+    shipped = _compared(load_config(verified_checkpoint_config(path)))
     wanted = _compared(load_config(preset, dict(overrides or {})))
     for key, value in wanted.items():
         if shipped.get(key) != value:

@@ -230,19 +230,29 @@ def _predict_ensemble(args: argparse.Namespace, x) -> None:
 
 
 def _load_array(path: str):
+    """The .npy array at `path`, after checking it is a regular file whose
+    array fits in the memory this process may use (emulators/machine_memory.py);
+    UserError in one line otherwise."""
     import numpy as np
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{path}: no such file")
+
+    from emulators.machine_memory import MEMORY_FRACTION, usable_memory
+    from emulators.modelfile import ModelFileError, check_readable_file
     try:
-        x = np.load(p, allow_pickle=False)
+        check_readable_file(path, limit=2 ** 62, what="an array")
+        x = np.load(path, mmap_mode="r", allow_pickle=False)    # the header only, and its size against the file's
+    except ModelFileError as exc:
+        raise UserError(str(exc)) from None
     except Exception as exc:  # numpy raises several types for a bad file
         raise UserError(f"{path}: not a readable .npy file ({exc})") from None
     if x.dtype.kind not in "fiu":
         raise UserError(f"{path}: array of dtype {x.dtype} is not numeric")
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    return x
+    need = x.size * max(x.dtype.itemsize, 8 if x.dtype not in (np.float32, np.float64) else 0)
+    have = usable_memory()
+    if have and need > MEMORY_FRACTION * have:
+        raise UserError(f"{path}: a {' x '.join(map(str, x.shape))} array of {x.dtype} needs "
+                        f"{need / 2 ** 30:.3g} GiB, more than {MEMORY_FRACTION:.0%} of the {have / 2 ** 30:.3g} GiB "
+                        "this process may use: predict it in parts")
+    return np.array(x, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
 
 
 def _save_array(path: str, y) -> None:

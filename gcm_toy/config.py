@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 from emulators.blas import preload as _preload_blas
+from emulators.machine_memory import MEMORY_FRACTION, usable_memory
 
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from gcm_toy import _gcm_core  # noqa: E402
 
 __all__ = ["GCMConfig", "ConfigLike", "Overrides", "load_config", "parse_overrides", "list_presets",
-           "checkpoint_config_path", "finetune_state_path",
+           "checkpoint_config_path", "checkpoint_config_text", "verified_checkpoint_config",
+           "checkpoint_content_hash", "finetune_state_path",
            "preset_path", "PRESET_DIR", "PHYSICS_NAMES", "INITIAL_STATE_NAMES", "MOIST_PHYSICS",
            "EMULATOR_PHYSICS", "PHYSICS_KEYS"]
 
@@ -324,14 +326,14 @@ class GCMConfig:
         """Refuse a grid whose state would not fit in a fraction of the
         machine's memory, before the core tries to allocate it (an
         allocation that fails aborts the process)."""
-        need, have = self.memory_estimate(), machine_memory()
+        need, have = self.memory_estimate(), usable_memory()
         if have and need > MEMORY_FRACTION * have:
             nlon = self.nlon or 4 * ((3 * self.truncation + 4) // 4)
             nlat = self.nlat or nlon // 2
             raise ValueError(f"grid T{self.truncation} {nlon} x {nlat} x {self.nlev} levels needs about "
                              f"{need / 2 ** 30:.3g} GiB of memory (estimate), more than "
-                             f"{MEMORY_FRACTION:.0%} of this machine's {have / 2 ** 30:.3g} GiB: check truncation, "
-                             "nlon, nlat and nlev")
+                             f"{MEMORY_FRACTION:.0%} of the {have / 2 ** 30:.3g} GiB this process may use: "
+                             "check truncation, nlon, nlat and nlev")
 
     def _check_partial_coupling(self) -> None:
         asked = (self.network_weight != 1.0 or self.weight_ramp != "constant" or self.network_start_day is not None
@@ -438,18 +440,6 @@ table entry ("legendre", P and its derivative over nspec x nlat): an upper
 estimate (a model built at T21 and T85 grew the process by 3 and 37 MiB,
 against 11 and 180 MiB estimated), so that a refusal is never wrong by much."""
 
-MEMORY_FRACTION = 0.5
-"""A configuration may take at most this fraction of the machine's memory."""
-
-
-def machine_memory() -> int:
-    """Physical memory of the machine [bytes] (0 if unknown)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return 0
-
-
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], GCMConfig]
 Overrides = Union[Mapping[str, Any], Iterable[str], None]
 
@@ -483,6 +473,55 @@ def checkpoint_config_path(path: str | os.PathLike) -> Path:
     """The configuration written next to a checkpoint: PATH.toml."""
     path = Path(path)
     return path.with_name(path.name + ".toml")
+
+
+_CHECKPOINT_MAGIC = b"GCMTOYCK"
+_CONFIG_HASH_LINE = re.compile(r"# sha256 ([0-9a-f]{64}) ")
+
+
+def checkpoint_content_hash(path: str | os.PathLike) -> str:
+    """The SHA-256 a checkpoint of format version 2 carries in its header
+    (gcm_checkpoint.f90); ValueError for other files."""
+    with open(path, "rb") as fh:
+        head = fh.read(12 + 64)
+    if head[:8] != _CHECKPOINT_MAGIC or len(head) < 12 + 64 or head[8:12] != (2).to_bytes(4, "little"):
+        raise ValueError(f"{path}: not a toy-GCM checkpoint of format version 2")
+    return head[12:].decode("ascii", "replace")
+
+
+def _config_digest(checkpoint_hash: str, body: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{checkpoint_hash}\n{body}".encode()).hexdigest()
+
+
+def checkpoint_config_text(body: str, checkpoint: str | os.PathLike) -> str:
+    """The text of PATH.toml for the (already written) checkpoint PATH: the
+    configuration's TOML `body`, under a first line holding the SHA-256 of the
+    checkpoint's own hash and the body, so that a changed or swapped
+    configuration is found on restart (:func:`verified_checkpoint_config`)."""
+    digest = _config_digest(checkpoint_content_hash(checkpoint), body)
+    return f"# sha256 {digest} (of checkpoint {Path(checkpoint).name}'s hash and the lines below)\n" + body
+
+
+def verified_checkpoint_config(checkpoint: str | os.PathLike) -> Path:
+    """PATH.toml of checkpoint PATH after checking that it is the one written
+    with it, unchanged; FileNotFoundError or ValueError in one line."""
+    sidecar = checkpoint_config_path(checkpoint)
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{sidecar}: the checkpoint's configuration is missing "
+                                "(pass the configuration explicitly)")
+    text = sidecar.read_text(encoding="utf-8", errors="replace")
+    first, _, body = text.partition("\n")
+    match = _CONFIG_HASH_LINE.match(first)
+    if match is None:
+        raise ValueError(f"{sidecar}: carries no hash (written before configurations were hashed): "
+                         "gcm_toy.upgrade_checkpoint adds it")
+    if match.group(1) != _config_digest(checkpoint_content_hash(checkpoint), body):
+        raise ValueError(f"{sidecar}: does not match checkpoint {Path(checkpoint).name} (edited, corrupt, or "
+                         "another checkpoint's): pass changes as overrides, or to accept the file as it is "
+                         "delete its first line and run gcm_toy.upgrade_checkpoint")
+    return sidecar
 
 
 def finetune_state_path(path: str | os.PathLike) -> Path:

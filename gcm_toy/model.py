@@ -24,7 +24,8 @@ from emulators.atomic_files import replacing, write_text_replacing
 from emulators.fortran_object import FortranObject
 from gcm_toy import _gcm_core as _core
 from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEIGHT_RAMPS, ConfigLike, GCMConfig,
-                             Overrides, checkpoint_config_path, finetune_state_path, load_config)
+                             Overrides, checkpoint_config_path, checkpoint_config_text, finetune_state_path,
+                             load_config, verified_checkpoint_config, _CHECKPOINT_MAGIC)
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
 GRAVITY = 9.80616
@@ -95,15 +96,13 @@ class Failure:
                 "crash_variable": self.variable, "crash_value": self.value}
 
 
-_CHECKPOINT_MAGIC = b"GCMTOYCK"
-
-
 def upgrade_checkpoint(path: str | os.PathLike) -> Path:
     """Give a checkpoint of format version 1 (written before checkpoints
     carried a hash) the content hash of version 2 (gcm_checkpoint.f90), in
-    place and atomically; the state is unchanged, and a run from it is bit
-    for bit what it was. The hash vouches for the file from now on, not for
-    what happened to it before. A version-2 checkpoint is left as it is."""
+    place and atomically, and its PATH.toml the hash that binds it to the
+    checkpoint (if it has none); the state is unchanged, and a run from it is
+    bit for bit what it was. The hashes vouch for the files from now on, not
+    for what happened to them before."""
     import hashlib
 
     path = Path(path)
@@ -111,14 +110,19 @@ def upgrade_checkpoint(path: str | os.PathLike) -> Path:
     if data[:8] != _CHECKPOINT_MAGIC or len(data) < 12:
         raise ValueError(f"{path}: not a toy-GCM checkpoint")
     version = int(np.frombuffer(data[8:12], dtype=np.int32)[0])
-    if version == 2:
-        return path
-    if version != 1:
+    if version not in (1, 2):
         raise ValueError(f"{path}: unsupported checkpoint version {version}")
-    body = data[12:]
-    with replacing(path) as tmp:
-        tmp.write_bytes(_CHECKPOINT_MAGIC + np.int32(2).tobytes() + hashlib.sha256(body).hexdigest().encode()
-                        + body)
+    if version == 1:
+        body = data[12:]
+        with replacing(path) as tmp:
+            tmp.write_bytes(_CHECKPOINT_MAGIC + np.int32(2).tobytes() + hashlib.sha256(body).hexdigest().encode()
+                            + body)
+    sidecar = checkpoint_config_path(path)
+    if sidecar.is_file():
+        text = sidecar.read_text(encoding="utf-8")
+        if not text.startswith("# sha256 "):
+            load_config(sidecar)   # a configuration, not any file
+            write_text_replacing(sidecar, checkpoint_config_text(text, path))
     return path
 
 
@@ -230,11 +234,7 @@ class Model(FortranObject):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such checkpoint")
         if config is None:
-            sidecar = checkpoint_config_path(path)
-            if not sidecar.is_file():
-                raise FileNotFoundError(f"{sidecar}: the checkpoint's configuration is missing "
-                                        "(pass the configuration explicitly)")
-            config = sidecar
+            config = verified_checkpoint_config(path)
         model = cls(config, overrides, initial_state=False)
         model.load_checkpoint(path)
         return model
@@ -465,7 +465,7 @@ class Model(FortranObject):
             _check(stat, msg)
         header = (f"toy-GCM configuration of checkpoint {path.name}: day {self.time_days:g} "
                   f"(step {self.step_count})")
-        write_text_replacing(checkpoint_config_path(path), self.config.to_toml(header))
+        write_text_replacing(checkpoint_config_path(path), checkpoint_config_text(self.config.to_toml(header), path))
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
@@ -484,10 +484,9 @@ class Model(FortranObject):
         of the same emulator continues its tuned network and optimizer state
         (PATH.finetune.fkb); one of a run without fine-tuning (e.g. the
         reference's) starts tuning from the emulator's model file."""
-        sidecar = checkpoint_config_path(path)
-        if not sidecar.is_file():
+        if not checkpoint_config_path(path).is_file():
             return
-        written = load_config(sidecar)
+        written = load_config(verified_checkpoint_config(path))
         if not written.finetune:
             return
         if [os.path.abspath(p) for p in written.emulator or []] != [os.path.abspath(p) for p in self.config.emulator]:

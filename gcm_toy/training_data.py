@@ -211,9 +211,9 @@ def run_data(args: argparse.Namespace) -> tuple[Path, Path]:
 
     overrides = parse_overrides(args.set)
     if args.restart:
-        from gcm_toy.model import checkpoint_config_path
+        from gcm_toy.config import verified_checkpoint_config
 
-        config = args.preset or checkpoint_config_path(args.restart)
+        config = args.preset or verified_checkpoint_config(args.restart)
         model = Model(config, overrides, initial_state=False, keep_training_batch=True)
         model.load_checkpoint(args.restart)
     else:

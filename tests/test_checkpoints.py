@@ -74,6 +74,33 @@ def test_a_version_1_checkpoint_is_refused_until_upgraded(tmp_path):
     assert np.array_equal(again.fields()["t"], model.fields()["t"])
 
 
+def test_a_checkpoint_configuration_changed_or_swapped_is_refused_in_one_line(tmp_path, capsys):
+    model = Model(T10)
+    model.advance(2)
+    path = model.save_checkpoint(tmp_path / "c.bin")
+    model.advance(1)
+    other = model.save_checkpoint(tmp_path / "other.bin")
+    sidecar = tmp_path / "c.bin.toml"
+    text = sidecar.read_text()
+    assert text.startswith("# sha256 ")
+    assert Model.from_checkpoint(path).step_count == 2
+    edited = text.replace("seed = ", "seed = 1", 1)              # one changed option
+    cases = {"edited": (edited, "does not match checkpoint c.bin (edited, corrupt, or another checkpoint's)"),
+             "swapped": ((tmp_path / "other.bin.toml").read_text(), "does not match checkpoint c.bin"),
+             "unhashed": (text.split("\n", 1)[1], "carries no hash (written before configurations were hashed)")}
+    for name, (content, problem) in cases.items():
+        sidecar.write_text(content)
+        with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+            Model.from_checkpoint(path)
+        assert main(["gcm", "run", "--restart", str(path), "--days", "1", "--out", str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and problem in err and "c.bin.toml" in err, err
+        assert not (tmp_path / name).exists()
+    upgrade_checkpoint(path)                                       # the unhashed file, accepted as it is
+    assert sidecar.read_text() == text and Model.from_checkpoint(path).step_count == 2
+    assert Model.from_checkpoint(other).step_count == 3
+
+
 def test_a_killed_run_and_its_restart_open_as_the_uninterrupted_run(tmp_path, capsys):
     whole = Model(T10).run(4, out=tmp_path / "whole.nc", progress=False)
     # killed after day 3, its last checkpoint from day 2: its records of days 2-3 are done again

@@ -236,3 +236,49 @@ def test_onnx_external_data_is_held_to_a_model_s_size(tmp_path, monkeypatch):
     with pytest.raises(ConversionError) as info:
         onnx_import.read_onnx_model(path)
     assert str(info.value) == f"{path}: its tensors' external data add up to more than the 1 MiB a model may have"
+
+
+def test_predict_refuses_an_input_array_that_is_no_file_or_cannot_fit(tmp_path, capsys, monkeypatch, no_hang):
+    import numpy as np
+
+    from emulators import machine_memory
+    from emulators.modelfile import LayerSpec, ModelSpec, write_model_file
+
+    model = tmp_path / "m.fkb"
+    write_model_file(ModelSpec(2, 2, [LayerSpec(1, "softmax", 2, [0])]), model)
+    fifo = tmp_path / "x.npy"
+    os.mkfifo(fifo)
+    header_only = tmp_path / "short.npy"       # a header declaring 10^12 samples, and no data
+    with open(header_only, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10 ** 12, 2)})
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((1000, 2), np.float32))
+    cases = [(fifo, "x.npy: is not a regular file (a FIFO, device or socket)"),
+             (Path("/dev/zero"), "/dev/zero: is not a regular file"),
+             (tmp_path, "is a directory"),
+             (header_only, "short.npy: not a readable .npy file")]
+    for path, reason in cases:
+        assert main(["predict", str(model), "-i", str(path), "-o", str(tmp_path / "y.npy")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and reason in err, err
+    monkeypatch.setattr(machine_memory, "usable_memory", lambda: 8000)   # a process allowed 8 kB
+    assert main(["predict", str(model), "-i", str(good), "-o", str(tmp_path / "y.npy")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "good.npy: a 1000 x 2 array of float32 needs" in err \
+        and "more than 50% of the" in err and "this process may use" in err, err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_usable_memory_takes_the_control_groups_limit_when_smaller(tmp_path):
+    from emulators.machine_memory import cgroup_memory_limit, physical_memory, usable_memory
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    v2.write_text("max\n")
+    assert cgroup_memory_limit((v2, v1)) == 0
+    v2.write_text("1073741824\n")
+    assert cgroup_memory_limit((v2, v1)) == 2 ** 30
+    v1.write_text("9223372036854771712\n")                          # cgroup v1's "unlimited"
+    assert cgroup_memory_limit((tmp_path / "none", v1)) == 0
+    assert cgroup_memory_limit((tmp_path / "none",)) == 0
+    assert 0 < usable_memory() <= physical_memory()
