@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import archgen
-from emulators import convert as convert_module
+from emulators import keras_import
 from emulators.convert import (
     ConversionError,
     UnsupportedModelError,
@@ -110,7 +110,7 @@ def test_generator_covers_every_layer_and_activation():
         "dropout:gaussian_dropout", "dropout:alpha_dropout",
     }  # fmt: skip
     assert expected_kinds <= kinds
-    supported = convert_module._SUPPORTED_CLASSES - {"InputLayer", "SpatialDropout1D"}  # the latter needs 3-D input
+    supported = keras_import._SUPPORTED_CLASSES - {"InputLayer", "SpatialDropout1D"}  # the latter needs 3-D input
     assert supported <= classes
 
 
@@ -452,14 +452,14 @@ def test_legacy_tf_keras_configs_are_checked():
         {"class_name": "LeakyReLU", "config": {"name": "lr", "alpha": 0.3, "dtype": "float32"}},
         {"class_name": "Dense", "config": {"name": "out", "units": 1, "activation": "linear", "dtype": "float32"}},
     )
-    convert_module._check_config(ok, "old.h5")
+    keras_import._check_config(ok, "old.h5")
     bad = legacy(
         {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3], "dtype": "float32", "name": "in"}},
         {"class_name": "Dense", "config": {"name": "d", "units": 4, "activation": "swish", "dtype": "float32"}},
         {"class_name": "TFOpLambda", "config": {"name": "tf.math.multiply", "dtype": "float32"}},
     )
     with pytest.raises(UnsupportedModelError, match=r"old.h5: layer 'tf.math.multiply' \(TFOpLambda\): layer class not supported"):
-        convert_module._check_config(bad, "old.h5")
+        keras_import._check_config(bad, "old.h5")
     wide = legacy({"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3, 2], "dtype": "float32", "name": "in"}})
     with pytest.raises(UnsupportedModelError, match="is not .batch, features."):
-        convert_module._check_config(wide, "old.h5")
+        keras_import._check_config(wide, "old.h5")
