@@ -37,7 +37,8 @@ from typing import Any, Mapping, Sequence
 import xarray as xr
 
 from coupler.crash_attribution import CRASH_FILE
-from coupler.sweep import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
+from coupler.records import json_safe
+from coupler.runs import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, coupled_run, with_finetuning
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
 
@@ -274,7 +275,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     crash = read_crash_summary(crash_record_path(run_path))
     if crash:
         summary["crash"] = crash
-    write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    write_text_replacing(json_path, json.dumps(json_safe(summary), indent=2) + "\n")
     write_text_replacing(out / REFERENCE_CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
     return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
 

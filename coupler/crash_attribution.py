@@ -132,7 +132,7 @@ def _rewind_points(folder: Path | None, dt: float) -> list[tuple[int, Path]]:
 def _replay(emulator_path, config, crash_step: int, rewind: Path | None) -> _Replay:
     """Take the coupled run up again a day (:data:`RECORD_DAYS`) before
     `crash_step` and step it to the crash, recording every column."""
-    from coupler.sweep import start_coupled_model
+    from coupler.runs import start_coupled_model
 
     with start_coupled_model(emulator_path, config, keep_training_batch=True) as model:
         record_steps = max(1, int(round(RECORD_DAYS * 86400.0 / model.config.dt)))
@@ -208,7 +208,7 @@ def _batch(model, last: int):
 
 def _statistics(emulator_path):
     from emulators.formats import load_spec
-    from coupler.sweep import _emulator_paths
+    from coupler.runs import _emulator_paths
     return load_spec(_emulator_paths(emulator_path)[0])
 
 
@@ -302,7 +302,7 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
 
 
 def _paths(emulator_path) -> list[str]:
-    from coupler.sweep import _emulator_paths
+    from coupler.runs import _emulator_paths
     return _emulator_paths(emulator_path)
 
 
@@ -350,7 +350,7 @@ def _load_run_setup(run_dir: Path, run_name: str):
     """The coupled-run configuration and the emulator of the run `run_name`
     in `run_dir` (``fkb couple``'s folder, with its coupled.json, or a
     sweep's emulator folder, whose study holds it in ``reference/``)."""
-    from coupler.sweep import REFERENCE_CONFIG, CoupledRunConfig, load_reference
+    from coupler.runs import REFERENCE_CONFIG, CoupledRunConfig, load_reference
 
     own = run_dir / REFERENCE_CONFIG
     if own.is_file():

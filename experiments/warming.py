@@ -97,7 +97,9 @@ def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfi
 
 def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
     from coupler.results import read_results
-    from coupler.sweep import _json_safe, _scored_run, load_reference, prepare_reference, start_coupled_model
+    from coupler.records import json_safe
+    from coupler.runs import load_reference, prepare_reference, start_coupled_model
+    from coupler.sweep.tasks import scored_run
 
     control, control_paths = load_reference(out)
     folder = out / WARMING_DIR
@@ -138,8 +140,8 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
             model_file = out / "emulators" / f"emulator_{index:04d}" / "emulator.fkb"
             if not model_file.is_file():
                 raise FileNotFoundError(f"{model_file}: the emulator's model file is not there to couple")
-            record = _scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
-            write_text_replacing(record_path, json.dumps(_json_safe(record), indent=2) + "\n")
+            record = scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
+            write_text_replacing(record_path, json.dumps(json_safe(record), indent=2) + "\n")
         records.append({"emulator": index, **json.loads(record_path.read_text())})
 
     from xarray import open_dataset
@@ -167,7 +169,7 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
                            "warm": _global_means(Path(paths["reference"]), warm.window_days)},
                "emulators": rows}
     path = folder / "warming.json"
-    write_text_replacing(path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    write_text_replacing(path, json.dumps(json_safe(summary), indent=2) + "\n")
     return path
 
 
