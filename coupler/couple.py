@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 import xarray as xr
 
 from coupler.crash_attribution import CRASH_FILE
-from coupler.records import json_safe
+from coupler.records import EmulatorResult, json_safe
 from coupler.runs import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, coupled_run, with_finetuning
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
@@ -54,7 +54,8 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 class CoupleResult:
     """What :func:`couple_and_score` made: the files, the score Dataset
     (:func:`coupler.scoring.score_run` plus ``noise_floor_*``), the
-    configuration of the run and the reference it was scored against."""
+    configuration of the run and the reference it was scored against; the
+    scored run as the sweep records it (``result``)."""
 
     run_path: Path
     score_path: Path
@@ -64,6 +65,7 @@ class CoupleResult:
     config: CoupledRunConfig
     model_files: list[Path]
     converted: dict[str, Path]
+    result: EmulatorResult | None = None
 
 
 def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
@@ -250,6 +252,8 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     with replacing(score_path) as tmp:
         score.to_netcdf(tmp, engine="netcdf4")
 
+    result = EmulatorResult.scored(score, score, wall_seconds, budgets=budgets, guard=guard, finetune=finetune,
+                                   crash=read_crash_summary(crash_record_path(run_path)))
     summary = {
         "emulators": [os.fspath(f) for f in files],
         "converted": {k: os.fspath(v) for k, v in (converted or {}).items()},
@@ -258,26 +262,26 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "reference_days": ref_days,
         "start_day": start_day,
         "run_days": float(config.days), "window_days": float(config.window_days),
-        "run_status": score.attrs["run_status"], "crash_reason": score.attrs["crash_reason"],
+        "run_status": result.run_status, "crash_reason": result.crash_reason,
         "crash_time_days": score.attrs["crash_time_days"],
-        "days_survived": float(score["days_survived"]), "n_windows": int(score["n_windows"]),
-        "online_error_t": float(score["online_error_t"]), "online_error_q": float(score["online_error_q"]),
-        "online_error_normalized": float(score["online_error_normalized"]),
+        "days_survived": result.days_survived, "n_windows": result.n_windows,
+        "online_error_t": result.online_error_t, "online_error_q": result.online_error_q,
+        "online_error_normalized": result.online_error_normalized,
         "noise_floor": None if floor is None else {
             name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
-        "guard": guard,
-        "finetune": finetune,
+        "guard": result.guard,
+        "finetune": result.finetune,
         "wall_seconds": wall_seconds,
-        "seconds_per_simulated_day": wall_seconds / max(float(score["days_survived"]), 1e-9),
-        "budgets": budgets, "reference_budgets": reference_budgets,
+        "seconds_per_simulated_day": result.seconds_per_day,
+        "budgets": result.budgets, "reference_budgets": reference_budgets,
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
-    crash = read_crash_summary(crash_record_path(run_path))
-    if crash:
-        summary["crash"] = crash
+    if result.crash:
+        summary["crash"] = result.crash
     write_text_replacing(json_path, json.dumps(json_safe(summary), indent=2) + "\n")
     write_text_replacing(out / REFERENCE_CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
-    return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
+    return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}),
+                        result)
 
 
 def _number(value: float, digits: int = 4) -> str:

@@ -140,8 +140,8 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
             model_file = out / "emulators" / f"emulator_{index:04d}" / "emulator.fkb"
             if not model_file.is_file():
                 raise FileNotFoundError(f"{model_file}: the emulator's model file is not there to couple")
-            record = scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
-            write_text_replacing(record_path, json.dumps(json_safe(record), indent=2) + "\n")
+            result = scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
+            write_text_replacing(record_path, json.dumps(json_safe(result.to_record()), indent=2) + "\n")
         records.append({"emulator": index, **json.loads(record_path.read_text())})
 
     from xarray import open_dataset

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import dask
 import numpy as np
 
+from coupler.records import EmulatorResult
 from coupler.runs import CoupledRunConfig, coupled_run, with_finetuning
 from coupler.sweep.result_files import read_result
 from emulators.architectures import Hyperparameters
@@ -113,28 +114,29 @@ def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, A
     if model_file is None:
         raise ValueError("the default task needs the exported model file (export = true)")
     run_path = Path(task.work_dir) / "coupled.nc"
-    record["online"] = scored_run(model_file, task.coupled, run_path, task.reference)
+    record["online"] = scored_run(model_file, task.coupled, run_path, task.reference).to_record()
     record["artifacts"]["run"] = os.fspath(run_path)
     if task.coupled.fallback_run:
         guarded = dataclasses.replace(task.coupled, overrides={**dict(task.coupled.overrides), "guard": "fallback"})
         path = Path(task.work_dir) / "coupled_fallback.nc"
-        record["online_fallback"] = scored_run(model_file, guarded, path, task.reference)
+        record["online_fallback"] = scored_run(model_file, guarded, path, task.reference).to_record()
         record["artifacts"]["run_fallback"] = os.fspath(path)
     if task.coupled.finetune_run:
         tuned = with_finetuning(task.coupled, task.coupled.finetune_options)
         path, tuned_path = Path(task.work_dir) / "coupled_finetune.nc", Path(task.work_dir) / "tuned.fkb"
-        record["online_finetune"] = scored_run(model_file, tuned, path, task.reference, tuned=tuned_path)
+        record["online_finetune"] = scored_run(model_file, tuned, path, task.reference,
+                                               tuned=tuned_path).to_record()
         record["artifacts"]["run_finetune"] = os.fspath(path)
         record["artifacts"]["tuned_model"] = os.fspath(tuned_path)
     return record
 
 
 def scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
-                tuned: Path | None = None) -> dict[str, Any]:
+               tuned: Path | None = None) -> EmulatorResult:
     """Couple `model_file` with `config` into `run_path` and score it
     against `reference`: stability, online errors, cost, the guard's
     fractions when it has one, and what fine-tuning did when it runs
-    (``finetune_*``; the tuned network written to `tuned`)."""
+    (the tuned network written to `tuned`)."""
     from coupler.budgets import budget_record
     from coupler.crash_attribution import crash_record_path, read_crash_summary
     from coupler.scoring import finetune_summary, guard_summary, online_error
@@ -145,26 +147,12 @@ def scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
     seconds = time.perf_counter() - clock
     with open_output(reference) as ref:
         error = online_error(coupled.run, ref, config.window_days)
-    stability = coupled.stability
-    guard = guard_summary(coupled.run) or {}
-    tuning = finetune_summary(coupled.run) or {}
+    guard = guard_summary(coupled.run)
+    tuning = finetune_summary(coupled.run)
     budgets = budget_record(coupled.run)
     coupled.run.close()
-    crash = read_crash_summary(crash_record_path(run_path))
-    return {
-        "days_survived": float(stability["days_survived"]), "run_days": float(stability["run_days"]),
-        "crashed": bool(stability["crashed"]), "run_status": stability.attrs["run_status"],
-        "crash_reason": stability.attrs["crash_reason"],
-        "online_error_t": float(error["online_error_t"]), "online_error_q": float(error["online_error_q"]),
-        "online_error_normalized": float(error["online_error_normalized"]),
-        "n_windows": int(error["n_windows"]),
-        "seconds_per_day": seconds / max(float(stability["days_survived"]), 1e-9),
-        **{key: guard[key] for key in ("mean_flagged_fraction", "mean_fallback_fraction") if key in guard},
-        **{f"finetune_{key}": value for key, value in tuning.items()},
-        # water [mm day-1] and energy [W m-2] budget residuals, first record to last (coupler.budgets)
-        **budgets,
-        **({"crash": crash} if crash else {}),
-    }
+    return EmulatorResult.scored(coupled.stability, error, seconds, budgets=budgets, guard=guard, finetune=tuning,
+                                 crash=read_crash_summary(crash_record_path(run_path)))
 
 
 def resolve_task(name: str | Callable) -> Callable[[EmulatorTask], dict]:
