@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from emulators.atomic_files import replacing, write_text_replacing
+from emulators.settings import dataclass_from_table
 
 
 # -------------------------------------------------------------- coupled run
@@ -103,11 +104,7 @@ class CoupledRunConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "CoupledRunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown coupled-run option {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        return cls(**values)
+        return dataclass_from_table(cls, values, "coupled-run option")
 
     def gcm_overrides(self, emulator_path: EmulatorPaths) -> dict[str, Any]:
         """The GCM options of the run: the reference physics without an

@@ -48,6 +48,7 @@ from coupler.folder_identity import claim_folder, code_version
 from coupler.folder_lock import folder_lock
 from coupler.sweep import SweepConfig
 from emulators.atomic_files import write_text_replacing
+from emulators.settings import check_known_keys, dataclass_from_table
 from experiments.invocations import InvocationLog, read_invocations, total_seconds
 from experiments.report import conservation_statistics, format_interval, format_number
 from experiments.states import check_state
@@ -113,11 +114,7 @@ class ReferenceDataConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReferenceDataConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown [reference] option {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        return cls(**values)
+        return dataclass_from_table(cls, values, "[reference] option")
 
 
 @dataclass(frozen=True)
@@ -196,13 +193,9 @@ def load_casestudy(preset: str | os.PathLike | Mapping[str, Any]) -> CaseStudyCo
             raise ValueError(f"{path}: not valid TOML ({exc})") from None
         name, source = path.stem.removeprefix("casestudy-"), os.fspath(path)
     known = ("casestudy", "reference") + _SWEEP_TABLES
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown case-study table [{unknown[0]}] (known: {', '.join(known)})")
+    check_known_keys(data, known, "case-study table", quote="[{}]".format)
     head = dict(data.get("casestudy", {}))
-    extra = sorted(set(head) - {"name", "description", "workers"})
-    if extra:
-        raise ValueError(f"unknown [casestudy] option {extra[0]!r} (known: description, name, workers)")
+    check_known_keys(head, {"name", "description", "workers"}, "[casestudy] option")
     for table, options in _OWN_OPTIONS.items():
         for option in options:
             if option in data.get(table, {}):

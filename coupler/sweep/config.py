@@ -23,6 +23,7 @@ from coupler.sweep.tasks import (
     resolve_task,
 )
 from emulators.architectures import Hyperparameters
+from emulators.settings import check_known_keys
 
 
 MAX_EMULATORS = 1_000_000
@@ -79,9 +80,7 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike = ".") -> "SweepConfig":
-        unknown = sorted(set(data) - {"sweep", "space", "training", "coupled", "design"})
-        if unknown:
-            raise ValueError(f"unknown table [{unknown[0]}] (known: sweep, space, training, coupled, design)")
+        check_known_keys(data, ("sweep", "space", "training", "coupled", "design"), "table", quote="[{}]".format)
         sweep = dict(data.get("sweep", {}))
         design = None
         if "design" in data:
@@ -92,9 +91,7 @@ class SweepConfig:
                         raise ValueError(f"[design] factor {factor!r} is also set in [{table}]; a factor's "
                                          "values are its levels: remove it there")
             sweep.setdefault("n_emulators", design.n_emulators)
-        known = {"n_emulators", "seed", "data", "task", "task_timeout_seconds"}
-        if set(sweep) - known:
-            raise ValueError(f"unknown sweep option {sorted(set(sweep) - known)[0]!r} (known: {', '.join(sorted(known))})")
+        check_known_keys(sweep, {"n_emulators", "seed", "data", "task", "task_timeout_seconds"}, "sweep option")
         if sweep.get("data"):
             sweep["data"] = os.fspath(Path(base_dir) / sweep["data"])
         training = dict(data.get("training", {}))

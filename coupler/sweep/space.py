@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from emulators.architectures import Hyperparameters, OPTIMIZERS
+from emulators.architectures import OPTIMIZERS, Hyperparameters
+from emulators.settings import dataclass_from_table
 
 
 # ------------------------------------------------------------- search space
@@ -64,11 +65,8 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SearchSpace":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown search-space option {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return dataclass_from_table(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()},
+                                    "search-space option")
 
     def fixed_values(self, exclude: Sequence[str] = ()) -> dict[str, Any]:
         """The space's hyperparameters as fixed values, for a designed sweep
