@@ -36,9 +36,12 @@ from typing import Any, Mapping, Sequence
 
 import xarray as xr
 
-from coupler.crash_attribution import CRASH_FILE
+from coupler.budgets import BUDGET_COLUMNS, budget_record
+from coupler.crash_attribution import CRASH_FILE, crash_record_path, read_crash_summary
+from coupler.folder_identity import FolderConflict, claim_folder
 from coupler.records import EmulatorResult, json_safe
 from coupler.runs import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, coupled_run, with_finetuning
+from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
 
@@ -143,8 +146,6 @@ def claim_couple_folder(out_dir: str | os.PathLike, identity: Mapping[str, Any],
     this run finished (``score.json``) is refused too, unless `overwrite`
     (which removes the old run's files first). Call it with the folder
     locked (:func:`coupler.folder_lock.folder_lock`)."""
-    from coupler.folder_identity import FolderConflict, claim_folder
-
     out = Path(out_dir)
     claimed = claim_folder(out, "couple", identity, products=COUPLE_PRODUCTS, start_over=overwrite)
     if (out / "score.json").is_file() and not overwrite:
@@ -204,9 +205,6 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
     coupled run's progress bar (None: when stderr is a terminal)."""
-    from coupler.budgets import BUDGET_COLUMNS, budget_record
-    from coupler.crash_attribution import crash_record_path, read_crash_summary
-    from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
     out = Path(out_dir)

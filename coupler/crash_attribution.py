@@ -45,6 +45,9 @@ import numpy as np
 import xarray as xr
 
 from emulators.atomic_files import replacing
+from emulators.formats import load_spec
+from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, guard_scores
+from emulators.interface import input_names, output_names
 
 __all__ = ["CRASH_FILE", "MAX_COLUMNS", "ReplayError", "crash_columns", "attribute_crash", "crash_record_path",
            "rewind_dir", "attribute_run", "format_crash_report", "crash_summary", "read_crash_summary"]
@@ -207,7 +210,6 @@ def _batch(model, last: int):
 
 
 def _statistics(emulator_path):
-    from emulators.formats import load_spec
     from coupler.runs import _emulator_paths
     return load_spec(_emulator_paths(emulator_path)[0])
 
@@ -219,9 +221,6 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
     :class:`coupler.sweep.CoupledRunConfig`), from the latest checkpoint in
     `rewind` a day or more before it, else from the run's start, and write
     the crash record to `out` (see the module). Returns it (loaded)."""
-    from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, guard_scores
-    from emulators.interface import input_names, output_names
-
     replay = _replay(emulator_path, config, int(crash_step), Path(rewind) if rewind is not None else None)
     spec = _statistics(emulator_path)
     cols = replay.columns

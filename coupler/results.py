@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from coupler.budgets import BUDGET_COLUMNS, budget_record
+from coupler.crash_attribution import crash_record_path, read_crash_summary
 from coupler.records import EmulatorResult
 from emulators.atomic_files import replacing
 
@@ -290,8 +291,6 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
 def _with_crash_record(record: dict[str, Any], out: Path) -> dict[str, Any]:
     """`record` with the summary of its run's crash record (made during the
     run, or afterwards by ``fkb crash-report``) if it has none yet."""
-    from coupler.crash_attribution import crash_record_path, read_crash_summary
-
     online = record.get("online")
     if not online or not online.get("crashed") or online.get("crash"):
         return record

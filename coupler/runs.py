@@ -24,6 +24,8 @@ from typing import Any, Mapping, NamedTuple, Sequence, Union
 import numpy as np
 import xarray as xr
 
+from coupler.crash_attribution import attribute_crash, rewind_dir
+from coupler.scoring import noise_floor_of_files, stability_record
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.settings import dataclass_from_table
 
@@ -250,9 +252,6 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
     fails is told on stderr and leaves no record. `tuned`: where a run with
     online fine-tuning (GCM option ``finetune``) writes its tuned network at
     the end (a model file, even after a crash)."""
-    from coupler.crash_attribution import attribute_crash, rewind_dir
-    from coupler.scoring import stability_record
-
     rewind = None
     if crash_record is not None:
         Path(crash_record).unlink(missing_ok=True)       # the record of a run this one replaces
@@ -312,7 +311,6 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     with the missing ones), a folder of another configuration is refused
     (ValueError). Returns the paths: ``reference``, ``perturbed`` (a list),
     ``noise_floor``."""
-    from coupler.scoring import noise_floor_of_files
     from gcm_toy import open_output
 
     out = Path(out_dir)

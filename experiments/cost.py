@@ -41,6 +41,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coupler.scoring import online_error
+from emulators.train import train_emulator
+
 __all__ = ["measure_task_cost", "main"]
 
 
@@ -50,9 +53,7 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
     at reduced size in `out_dir` and extrapolate to the preset's size.
     Returns (and writes to ``out_dir/cost.json``) the measured seconds, the
     scale factors and the extrapolated seconds of the full task."""
-    from coupler.scoring import online_error
     from coupler.sweep import limit_threads, coupled_run
-    from emulators.train import train_emulator
     from experiments.casestudy import load_casestudy, make_reference_data
     from gcm_toy import open_output
 

@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from coupler.folder_lock import folder_lock
+from coupler.records import json_safe
+from coupler.results import read_results
+from coupler.runs import load_reference, prepare_reference, start_coupled_model
 from emulators.atomic_files import replacing, write_text_replacing
 
 __all__ = ["WarmingConfig", "run_warming", "warming_lines", "WARMING_DIR"]
@@ -87,8 +91,6 @@ def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfi
     """Run (or continue) the warm experiment of the finished case study in
     `out_dir` (see the module); returns the path of ``warming.json``. The
     study's folder is locked meanwhile (:mod:`coupler.folder_lock`)."""
-    from coupler.folder_lock import folder_lock
-
     if not (Path(out_dir) / "results.nc").is_file():
         raise FileNotFoundError(f"{out_dir}: not a finished case study (no results.nc)")
     with folder_lock(out_dir):
@@ -96,9 +98,6 @@ def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfi
 
 
 def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
-    from coupler.results import read_results
-    from coupler.records import json_safe
-    from coupler.runs import load_reference, prepare_reference, start_coupled_model
     from coupler.sweep.tasks import scored_run
 
     control, control_paths = load_reference(out)

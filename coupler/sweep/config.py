@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from coupler.design import Design
+from coupler.folder_identity import claim_folder
+from coupler.folder_lock import folder_lock
 from coupler.records import json_safe
+from coupler.results import collect_results, write_results
 from coupler.runs import CoupledRunConfig, prepare_reference
 from coupler.sweep.runner import SweepSummary, run_sweep
 from coupler.sweep.space import SearchSpace
@@ -163,8 +166,6 @@ def claim_sweep_folder(config: SweepConfig, out_dir: str | os.PathLike, *, start
     space, training, coupled run, seed or data is refused naming the
     differences (FolderConflict, a ValueError), unless `start_over`, which
     removes the old sweep's results first. Returns the FolderIdentity."""
-    from coupler.folder_identity import claim_folder
-
     return claim_folder(out_dir, "sweep", sweep_identity(config), products=SWEEP_PRODUCTS, legacy=_legacy_sweep,
                         added=ADDED_SETTINGS, start_over=start_over)
 
@@ -189,9 +190,6 @@ def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, sc
     first (:func:`check_sweep`), then, with the folder locked, the folder
     claimed (:func:`claim_sweep_folder`; `start_over` removes the results of
     another configuration); `log` gets the note of a changed code version."""
-    from coupler.folder_lock import folder_lock
-    from coupler.results import collect_results, write_results
-
     out = Path(out_dir)
     check_sweep(config)
     with folder_lock(out):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from coupler.folder_lock import folder_lock
 from coupler.sweep.result_files import finished_indices, write_result
 from coupler.sweep.tasks import (
     DEFAULT_TASK_TIMEOUT,
@@ -93,8 +94,6 @@ def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
     after N s"; the sweep goes on (a LocalCluster's nanny, or an external
     worker's, starts a new worker; a worker started with ``--no-nanny`` is
     gone). The folder is locked for the call (:mod:`coupler.folder_lock`)."""
-    from coupler.folder_lock import folder_lock
-
     function = resolve_task(task_function)
     if task_timeout is not None:
         task_timeout = check_task_timeout(task_timeout)

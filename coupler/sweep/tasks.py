@@ -21,11 +21,15 @@ from typing import Any, Callable, Mapping
 import dask
 import numpy as np
 
+from coupler.budgets import budget_record
+from coupler.crash_attribution import crash_record_path, read_crash_summary
 from coupler.records import EmulatorResult
 from coupler.runs import CoupledRunConfig, coupled_run, with_finetuning
+from coupler.scoring import finetune_summary, guard_summary, online_error
 from coupler.sweep.result_files import read_result
 from emulators.architectures import Hyperparameters
 from emulators.atomic_files import write_text_replacing
+from emulators.train import train_emulator
 
 
 DEFAULT_TASK_TIMEOUT = 6 * 3600.0
@@ -65,8 +69,6 @@ def offline_task(task: EmulatorTask) -> dict[str, Any]:
     model file, metrics) and return its offline metrics: normalized MSE of
     all outputs and R² (mean of the per-variable pooled R²) on the
     validation and test splits, and R² per variable on validation."""
-    from emulators.train import train_emulator
-
     if not task.data:
         raise ValueError("the sweep has no training data (option data)")
     result = train_emulator(None, task.data, hyperparameters=task.hyperparameters, out_dir=task.work_dir,
@@ -137,9 +139,6 @@ def scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
     against `reference`: stability, online errors, cost, the guard's
     fractions when it has one, and what fine-tuning did when it runs
     (the tuned network written to `tuned`)."""
-    from coupler.budgets import budget_record
-    from coupler.crash_attribution import crash_record_path, read_crash_summary
-    from coupler.scoring import finetune_summary, guard_summary, online_error
     from gcm_toy import open_output
 
     clock = time.perf_counter()

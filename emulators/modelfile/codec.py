@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emulators.atomic_files import replacing
 from emulators.modelfile.fkb_text import _parse_fkb_text
 from emulators.modelfile.spec import (
     AttributeValue,
@@ -209,7 +210,6 @@ def write_model_file(spec: ModelSpec, path: PathLike) -> str:
     except ValueError as exc:
         raise ModelFileError(f"{path}: cannot write model: {exc}") from None
     digest = data.split(b"\n", 2)[1].split(b" ")[1].decode("ascii")
-    from emulators.atomic_files import replacing
     try:
         with replacing(path, fsync=True) as tmp:
             tmp.write_bytes(data)
