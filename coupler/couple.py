@@ -45,6 +45,9 @@ from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_f
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
 
+# TensorFlow and the toy GCM (its Fortran extension) are imported inside the functions that use them,
+# so that importing this module does not load them (start-up time).
+
 __all__ = ["KERAS_SUFFIXES", "COUPLE_PRODUCTS", "CoupleResult", "claim_couple_folder", "couple_identity",
            "prepare_model_files", "check_interface", "couple_config", "couple_and_score", "summary_lines",
            "with_finetuning", "FINETUNE_KEYS"]

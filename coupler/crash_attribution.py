@@ -49,6 +49,10 @@ from emulators.formats import load_spec
 from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, guard_scores
 from emulators.interface import input_names, output_names
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time); coupler.runs imports this module, so this module
+# imports it inside functions.
+
 __all__ = ["CRASH_FILE", "MAX_COLUMNS", "ReplayError", "crash_columns", "attribute_crash", "crash_record_path",
            "rewind_dir", "attribute_run", "format_crash_report", "crash_summary", "read_crash_summary"]
 

@@ -27,6 +27,9 @@ import numpy as np
 from emulators.data import open_dataset
 from emulators.interface import Layout
 
+# The Fortran runtime is imported inside the functions that use it, so that importing this module does
+# not load it (start-up time).
+
 __all__ = ["ABSURD_FACTOR", "MAX_SAMPLES", "VariableCheck", "PreflightResult", "preflight_check",
            "reference_data_of", "format_preflight"]
 

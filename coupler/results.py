@@ -50,6 +50,9 @@ from coupler.crash_attribution import crash_record_path, read_crash_summary
 from coupler.records import EmulatorResult
 from emulators.atomic_files import replacing
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 __all__ = ["COLUMNS", "CRASH_COLUMNS", "results_dataset", "collect_results", "reference_budgets", "write_results", "read_results",
            "per_emulator_variables", "require_columns"]
 

@@ -29,6 +29,9 @@ from coupler.scoring import noise_floor_of_files, stability_record
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.settings import dataclass_from_table
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 
 # -------------------------------------------------------------- coupled run
 EmulatorPaths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], None]

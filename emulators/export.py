@@ -20,6 +20,9 @@ from emulators.interface import input_names, input_units, output_names, output_u
 from emulators.metrics import predict_physical
 from emulators.modelfile import Normalization, write_model_file
 
+# TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
+# importing this module does not load them (start-up time).
+
 __all__ = ["emulator_spec", "emulator_spec_of", "export_emulator", "with_gcm_interface", "convert_for_gcm",
            "runtime_relative_error"]
 

@@ -43,6 +43,9 @@ from emulators.modelfile import (
     validate_spec,
 )
 
+# h5py is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 
 # --------------------------------------------------------------------------
 # Inspection of saved configurations (before anything is loaded)

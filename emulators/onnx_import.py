@@ -66,6 +66,9 @@ from emulators.onnx_interpreter import MIN_OPSET, _Interpreter, _check_operators
 from emulators.onnx_lowering import _Lowering, _finish
 from emulators.onnx_patterns import _recognize
 
+# onnx is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 
 __all__ = ["METADATA_KEYS", "MIN_OPSET", "max_opset", "onnx_to_spec", "read_onnx_model"]
 

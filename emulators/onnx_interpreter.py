@@ -16,6 +16,9 @@ from onnx import numpy_helper
 
 from emulators.formats import ConversionError, UnsupportedModelError
 
+# onnx is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 
 MIN_OPSET = 13
 """The oldest opset of the default domain the importer reads."""

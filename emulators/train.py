@@ -47,6 +47,9 @@ from emulators.input_statistics import input_statistics
 from emulators.interface import INPUT_VARIABLES, OUTPUT_VARIABLES, Layout
 from emulators.metrics import plot_r2_by_level, save_metrics
 
+# TensorFlow is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
+
 __all__ = ["LoaderOptions", "TrainingResult", "train_emulator", "training_input_statistics", "keras_batches",
            "add_train_arguments", "run_train"]
 

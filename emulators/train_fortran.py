@@ -40,6 +40,9 @@ from emulators.architectures import PLATEAU_MIN_DELTA, Hyperparameters
 from emulators.data import ColumnStream
 from emulators.modelfile import write_model_file
 
+# TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
+# importing this module does not load them (start-up time).
+
 __all__ = ["EarlyStopping", "ReduceOnPlateau", "fit_in_fortran", "stream_arrays", "loss_value"]
 
 

@@ -14,6 +14,9 @@ import numpy as np
 
 from emulators.modelfile import Normalization, write_model_file
 
+# TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
+# importing this module does not load them (start-up time).
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -66,6 +66,9 @@ from experiments.survival import with_survival
 from experiments.warming import warming_lines
 from experiments.world import WorldMetrics, format_world, world_metrics
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 __all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "ReferenceStage", "list_presets",
            "load_casestudy", "make_reference_data", "prepare_casestudy_reference", "rewrite_report", "run_casestudy",
            "summary_lines"]

@@ -44,6 +44,9 @@ from typing import Any
 from coupler.scoring import online_error
 from emulators.train import train_emulator
 
+# Dask, the toy GCM (its Fortran extension) and TensorFlow are imported inside the functions that use
+# them, so that importing this module does not load them (start-up time).
+
 __all__ = ["measure_task_cost", "main"]
 
 

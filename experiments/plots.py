@@ -15,6 +15,9 @@ import xarray as xr
 from experiments.designed import cell_table, design_frame
 from experiments.survival import kaplan_meier
 
+# matplotlib is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
+
 __all__ = ["plot_offline_vs_online", "plot_days_survived", "plot_survival_curve", "plot_optimizer_boxes",
            "plot_design_grid", "plot_zonal_bias", "plot_latitude_pressure", "optimizer_colors"]
 

@@ -39,6 +39,11 @@ from experiments import plots
 from experiments.designed import designed_lines, is_designed
 from experiments.survival import cox_hazards, logrank_by, logrank_by_optimizer
 
+# SciPy and the toy GCM (its Fortran extension) are imported inside the functions that use them, so
+# that importing this module does not load them (start-up time); the report's section modules
+# (crash_report, finetune_report, guard_report) import this module, so it imports them inside
+# make_report.
+
 __all__ = ["headline_statistics", "conservation_statistics", "make_report", "format_interval", "check_reportable",
            "format_number", "format_median",
            "ONLINE_ERRORS", "REPORT_COLUMNS", "MIN_FINISHED"]

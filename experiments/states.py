@@ -26,6 +26,9 @@ from typing import Any, Mapping
 
 from emulators.settings import check_known_keys
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 __all__ = ["STATE_DIR", "StateRecipe", "recipes", "state_path", "check_state", "regenerate"]
 
 STATE_DIR = Path(__file__).resolve().parent / "states"

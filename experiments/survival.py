@@ -45,6 +45,9 @@ import xarray as xr
 
 from coupler.results import require_columns
 
+# statsmodels and SciPy are imported inside the functions that use them, so that importing this module
+# does not load them (start-up time).
+
 __all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_test", "logrank_by", "logrank_by_optimizer",
            "cox_fit",
            "cox_hazards", "survival_dataset", "with_survival", "SURVIVAL_COLUMNS"]

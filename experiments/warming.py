@@ -33,6 +33,9 @@ from coupler.results import read_results
 from coupler.runs import load_reference, prepare_reference, start_coupled_model
 from emulators.atomic_files import replacing, write_text_replacing
 
+# The toy GCM (its Fortran extension) and Dask are imported inside the functions that use them, so
+# that importing this module does not load them (start-up time).
+
 __all__ = ["WarmingConfig", "run_warming", "warming_lines", "WARMING_DIR"]
 
 WARMING_DIR = "warming"

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from fkb_cli.errors import UserError
 
+# Each command imports what it runs when it runs, so that `fkb --help` and a user's mistake load no
+# TensorFlow, Dask or Fortran extension.
+
 
 # ----------------------------------------------------------------- convert
 def _load_plugins(names: list[str]) -> None:

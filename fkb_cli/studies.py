@@ -11,6 +11,9 @@ from pathlib import Path
 from fkb_cli.errors import UserError
 from fkb_cli.models import _add_interface_arguments
 
+# Each command imports what it runs when it runs, so that `fkb --help` and a user's mistake load no
+# TensorFlow, Dask or Fortran extension.
+
 
 # -------------------------------------------------- sweep, score, report
 def cmd_sweep(args: argparse.Namespace) -> None:

@@ -38,6 +38,9 @@ from gcm_toy.model import Model
 from gcm_toy.output import CALENDAR, TIME_UNITS, Grid, _clean_attrs
 from gcm_toy.run import _progress_bar, day_label
 
+# netCDF4 is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 __all__ = ["TrainingDataWriter", "write_training_data", "add_data_arguments", "run_data"]
 
 

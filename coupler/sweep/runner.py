@@ -25,6 +25,9 @@ from coupler.sweep.tasks import (
 )
 from coupler.worker_environment import WORKER_ENVIRONMENT
 
+# Dask and tqdm are imported inside the functions that use them, so that importing this module does
+# not load them (start-up time).
+
 
 # -------------------------------------------------------------------- sweep
 @dataclass

@@ -31,6 +31,9 @@ from emulators.architectures import Hyperparameters
 from emulators.atomic_files import write_text_replacing
 from emulators.train import train_emulator
 
+# The toy GCM (its Fortran extension), TensorFlow and Dask are imported inside the functions that use
+# them, so that importing this module does not load them (start-up time).
+
 
 DEFAULT_TASK_TIMEOUT = 6 * 3600.0
 """Seconds one emulator's task may run (train, export, couple, score) before

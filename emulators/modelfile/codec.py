@@ -32,6 +32,9 @@ from emulators.modelfile.spec import (
 from emulators.modelfile.tokens import _format_attribute, _header_int, _parse_attribute, _positive_int
 from emulators.modelfile.validation import _GENERATOR_MAX, _STATISTICS_VECTORS, validate_spec
 
+# The Fortran runtime is imported inside the functions that use it, so that importing this module does
+# not load it (start-up time).
+
 
 # --------------------------------------------------------------------------
 # Writing

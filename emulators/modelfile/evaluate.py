@@ -17,6 +17,9 @@ from emulators.modelfile.spec import (
     activation_alpha,
 )
 
+# SciPy is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 
 # --------------------------------------------------------------------------
 # Reference evaluation (float64)
