@@ -36,10 +36,17 @@ from typing import Any, Mapping, Sequence
 
 import xarray as xr
 
-from coupler.crash_attribution import CRASH_FILE
-from coupler.sweep import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
+from coupler.budgets import BUDGET_COLUMNS, budget_record
+from coupler.crash_attribution import CRASH_FILE, crash_record_path, read_crash_summary
+from coupler.folder_identity import FolderConflict, claim_folder
+from coupler.records import EmulatorResult, json_safe
+from coupler.runs import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, coupled_run, with_finetuning
+from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
+
+# TensorFlow and the toy GCM (its Fortran extension) are imported inside the functions that use them,
+# so that importing this module does not load them (start-up time).
 
 __all__ = ["KERAS_SUFFIXES", "COUPLE_PRODUCTS", "CoupleResult", "claim_couple_folder", "couple_identity",
            "prepare_model_files", "check_interface", "couple_config", "couple_and_score", "summary_lines",
@@ -53,7 +60,8 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 class CoupleResult:
     """What :func:`couple_and_score` made: the files, the score Dataset
     (:func:`coupler.scoring.score_run` plus ``noise_floor_*``), the
-    configuration of the run and the reference it was scored against."""
+    configuration of the run and the reference it was scored against; the
+    scored run as the sweep records it (``result``)."""
 
     run_path: Path
     score_path: Path
@@ -63,6 +71,7 @@ class CoupleResult:
     config: CoupledRunConfig
     model_files: list[Path]
     converted: dict[str, Path]
+    result: EmulatorResult | None = None
 
 
 def prepare_model_files(emulators: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
@@ -140,8 +149,6 @@ def claim_couple_folder(out_dir: str | os.PathLike, identity: Mapping[str, Any],
     this run finished (``score.json``) is refused too, unless `overwrite`
     (which removes the old run's files first). Call it with the folder
     locked (:func:`coupler.folder_lock.folder_lock`)."""
-    from coupler.folder_identity import FolderConflict, claim_folder
-
     out = Path(out_dir)
     claimed = claim_folder(out, "couple", identity, products=COUPLE_PRODUCTS, start_over=overwrite)
     if (out / "score.json").is_file() and not overwrite:
@@ -201,9 +208,6 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     the twins ``reference["perturbed"]``, a list of runs, if given). Writes ``out_dir/coupled.nc``,
     ``score.nc`` and ``score.json``; a crashed run is a result. `progress`: the
     coupled run's progress bar (None: when stderr is a terminal)."""
-    from coupler.budgets import BUDGET_COLUMNS, budget_record
-    from coupler.crash_attribution import crash_record_path, read_crash_summary
-    from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -249,6 +253,8 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
     with replacing(score_path) as tmp:
         score.to_netcdf(tmp, engine="netcdf4")
 
+    result = EmulatorResult.scored(score, score, wall_seconds, budgets=budgets, guard=guard, finetune=finetune,
+                                   crash=read_crash_summary(crash_record_path(run_path)))
     summary = {
         "emulators": [os.fspath(f) for f in files],
         "converted": {k: os.fspath(v) for k, v in (converted or {}).items()},
@@ -257,26 +263,26 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "reference_days": ref_days,
         "start_day": start_day,
         "run_days": float(config.days), "window_days": float(config.window_days),
-        "run_status": score.attrs["run_status"], "crash_reason": score.attrs["crash_reason"],
+        "run_status": result.run_status, "crash_reason": result.crash_reason,
         "crash_time_days": score.attrs["crash_time_days"],
-        "days_survived": float(score["days_survived"]), "n_windows": int(score["n_windows"]),
-        "online_error_t": float(score["online_error_t"]), "online_error_q": float(score["online_error_q"]),
-        "online_error_normalized": float(score["online_error_normalized"]),
+        "days_survived": result.days_survived, "n_windows": result.n_windows,
+        "online_error_t": result.online_error_t, "online_error_q": result.online_error_q,
+        "online_error_normalized": result.online_error_normalized,
         "noise_floor": None if floor is None else {
             name: float(score[f"noise_floor_{name}"]) for name in ("t", "q", "normalized")},
-        "guard": guard,
-        "finetune": finetune,
+        "guard": result.guard,
+        "finetune": result.finetune,
         "wall_seconds": wall_seconds,
-        "seconds_per_simulated_day": wall_seconds / max(float(score["days_survived"]), 1e-9),
-        "budgets": budgets, "reference_budgets": reference_budgets,
+        "seconds_per_simulated_day": result.seconds_per_day,
+        "budgets": result.budgets, "reference_budgets": reference_budgets,
         "run": os.fspath(run_path), "score": os.fspath(score_path),
     }
-    crash = read_crash_summary(crash_record_path(run_path))
-    if crash:
-        summary["crash"] = crash
-    write_text_replacing(json_path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    if result.crash:
+        summary["crash"] = result.crash
+    write_text_replacing(json_path, json.dumps(json_safe(summary), indent=2) + "\n")
     write_text_replacing(out / REFERENCE_CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
-    return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}))
+    return CoupleResult(run_path, score_path, json_path, score, summary, config, files, dict(converted or {}),
+                        result)
 
 
 def _number(value: float, digits: int = 4) -> str:

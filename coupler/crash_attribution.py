@@ -45,6 +45,13 @@ import numpy as np
 import xarray as xr
 
 from emulators.atomic_files import replacing
+from emulators.formats import load_spec
+from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, guard_scores
+from emulators.interface import input_names, output_names
+
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time); coupler.runs imports this module, so this module
+# imports it inside functions.
 
 __all__ = ["CRASH_FILE", "MAX_COLUMNS", "ReplayError", "crash_columns", "attribute_crash", "crash_record_path",
            "rewind_dir", "attribute_run", "format_crash_report", "crash_summary", "read_crash_summary"]
@@ -132,7 +139,7 @@ def _rewind_points(folder: Path | None, dt: float) -> list[tuple[int, Path]]:
 def _replay(emulator_path, config, crash_step: int, rewind: Path | None) -> _Replay:
     """Take the coupled run up again a day (:data:`RECORD_DAYS`) before
     `crash_step` and step it to the crash, recording every column."""
-    from coupler.sweep import start_coupled_model
+    from coupler.runs import start_coupled_model
 
     with start_coupled_model(emulator_path, config, keep_training_batch=True) as model:
         record_steps = max(1, int(round(RECORD_DAYS * 86400.0 / model.config.dt)))
@@ -207,8 +214,7 @@ def _batch(model, last: int):
 
 
 def _statistics(emulator_path):
-    from emulators.formats import load_spec
-    from coupler.sweep import _emulator_paths
+    from coupler.runs import _emulator_paths
     return load_spec(_emulator_paths(emulator_path)[0])
 
 
@@ -219,9 +225,6 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
     :class:`coupler.sweep.CoupledRunConfig`), from the latest checkpoint in
     `rewind` a day or more before it, else from the run's start, and write
     the crash record to `out` (see the module). Returns it (loaded)."""
-    from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, guard_scores
-    from emulators.interface import input_names, output_names
-
     replay = _replay(emulator_path, config, int(crash_step), Path(rewind) if rewind is not None else None)
     spec = _statistics(emulator_path)
     cols = replay.columns
@@ -302,7 +305,7 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
 
 
 def _paths(emulator_path) -> list[str]:
-    from coupler.sweep import _emulator_paths
+    from coupler.runs import _emulator_paths
     return _emulator_paths(emulator_path)
 
 
@@ -350,7 +353,7 @@ def _load_run_setup(run_dir: Path, run_name: str):
     """The coupled-run configuration and the emulator of the run `run_name`
     in `run_dir` (``fkb couple``'s folder, with its coupled.json, or a
     sweep's emulator folder, whose study holds it in ``reference/``)."""
-    from coupler.sweep import REFERENCE_CONFIG, CoupledRunConfig, load_reference
+    from coupler.runs import REFERENCE_CONFIG, CoupledRunConfig, load_reference
 
     own = run_dir / REFERENCE_CONFIG
     if own.is_file():

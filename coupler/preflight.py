@@ -24,6 +24,12 @@ from typing import Sequence
 
 import numpy as np
 
+from emulators.data import open_dataset
+from emulators.interface import Layout
+
+# The Fortran runtime is imported inside the functions that use it, so that importing this module does
+# not load it (start-up time).
+
 __all__ = ["ABSURD_FACTOR", "MAX_SAMPLES", "VariableCheck", "PreflightResult", "preflight_check",
            "reference_data_of", "format_preflight"]
 
@@ -84,9 +90,7 @@ def preflight_check(model_files: Sequence[str | os.PathLike], data: str | os.Pat
     mean, as the GCM uses it) on the interface data `data` (the last
     `max_samples` columns). ValueError for data that do not fit the
     networks' interface."""
-    from emulators.data import open_dataset
     from emulators.fkb import load, load_ensemble
-    from emulators.interface import Layout
 
     files = [os.fspath(f) for f in model_files]
     with open_dataset(data, time_chunk=None) as ds:

@@ -46,7 +46,12 @@ import numpy as np
 import xarray as xr
 
 from coupler.budgets import BUDGET_COLUMNS, budget_record
+from coupler.crash_attribution import crash_record_path, read_crash_summary
+from coupler.records import EmulatorResult
 from emulators.atomic_files import replacing
+
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
 
 __all__ = ["COLUMNS", "CRASH_COLUMNS", "results_dataset", "collect_results", "reference_budgets", "write_results", "read_results",
            "per_emulator_variables", "require_columns"]
@@ -158,55 +163,64 @@ CRASH_COLUMNS: dict[str, dict[str, str]] = {
 """Variables of a sweep whose crashed runs have crash records
 (:mod:`coupler.crash_attribution`); absent when none has."""
 
-_CRASH_KEYS = {"crash_ood": "ood_before_crash", "crash_hours_ood": "hours_ood_before_crash",
-               "crash_ood_whole_record": "ood_whole_record",
-               "crash_distance_ratio": "max_distance_ratio", "crash_max_abs_z": "max_abs_z",
-               "crash_flagged_fraction_all": "flagged_fraction_all_columns",
-               "crash_mse_crash_columns": "mse_crash_columns", "crash_mse_all_columns": "mse_all_columns"}
-
 _DERIVED = ("online_error_over_noise_floor",)
 """Columns computed from the others and the noise floor, not read from a record."""
 
 _STRINGS = ("optimizer", "status", "error", "crash_reason", "run_path")
 
+_RUN_COLUMNS = ("days_survived", "crashed", "online_error_t", "online_error_q", "online_error_normalized",
+                "seconds_per_day")
+"""The columns of a coupled run, again for the runs with the guard on fallback and with fine-tuning."""
+
+_FINETUNE_KEYS = ("teacher_fraction", "loss_first", "loss_last", "stopped", "learning_rate", "columns",
+                  "every_steps")
+
+# Where each column comes from: (column, source, key). A source is a part of
+# an emulator's result record: "record" itself, one of its tables
+# ("hyperparameters", "offline", "artifacts", "design"), or a coupled run's
+# EmulatorResult ("online", "online_fallback", "online_finetune") whose
+# attribute is `key` ("budgets.NAME", "guard.NAME", "finetune.NAME" and
+# "crash.NAME" look into its tables).
+_SOURCES: tuple[tuple[str, str, str], ...] = (
+    *((name, "hyperparameters", name) for name in _HYPERPARAMETERS),
+    ("status", "record", "status"), ("error", "record", "error"),
+    ("offline_mse", "offline", "validation_mse"), ("offline_r2", "offline", "validation_r2"),
+    ("test_mse", "offline", "test_mse"), ("test_r2", "offline", "test_r2"),
+    *((name, "online", name) for name in ("days_survived", "run_days", "crashed", "crash_reason", "online_error_t",
+                                           "online_error_q", "online_error_normalized", "seconds_per_day")),
+    *((name, "online", f"budgets.{name}") for name in BUDGET_COLUMNS),
+    ("run_path", "artifacts", "run"),
+    ("epochs_trained", "offline", "epochs"), ("best_epoch", "offline", "best_epoch"),
+    ("design_cell", "design", "cell"), ("design_repeat", "design", "repeat"),
+    *((f"fallback_{name}", "online_fallback", name) for name in _RUN_COLUMNS),
+    ("fallback_flagged_fraction", "online_fallback", "guard.mean_flagged_fraction"),
+    ("fallback_fraction", "online_fallback", "guard.mean_fallback_fraction"),
+    *((f"finetune_{name}", "online_finetune", name) for name in _RUN_COLUMNS),
+    *((f"finetune_{key}", "online_finetune", f"finetune.{key}") for key in _FINETUNE_KEYS),
+    ("crash_ood", "online", "crash.ood_before_crash"), ("crash_hours_ood", "online", "crash.hours_ood_before_crash"),
+    ("crash_ood_whole_record", "online", "crash.ood_whole_record"),
+    ("crash_distance_ratio", "online", "crash.max_distance_ratio"), ("crash_max_abs_z", "online", "crash.max_abs_z"),
+    ("crash_flagged_fraction_all", "online", "crash.flagged_fraction_all_columns"),
+    ("crash_mse_crash_columns", "online", "crash.mse_crash_columns"),
+    ("crash_mse_all_columns", "online", "crash.mse_all_columns"),
+)
+
+
+def _lookup(source: Any, key: str) -> Any:
+    """`key` of a record's table (a dict) or of an EmulatorResult; "a.b": b of its table a."""
+    name, _, rest = key.partition(".")
+    value = source.get(name) if isinstance(source, Mapping) else getattr(source, name)
+    return _lookup(value or {}, rest) if rest else value
+
 
 def _row(record: Mapping[str, Any]) -> dict[str, Any]:
-    hp = record.get("hyperparameters", {})
-    offline = record.get("offline") or {}
-    online = record.get("online") or {}
-    row: dict[str, Any] = {name: hp.get(name) for name in _HYPERPARAMETERS}
-    if hp and row["water_conservation"] is None:    # recorded before the hyperparameter existed: no layer
-        row["water_conservation"] = False
-    row.update({
-        "status": record.get("status", ""), "error": record.get("error") or "",
-        "offline_mse": offline.get("validation_mse"), "offline_r2": offline.get("validation_r2"),
-        "test_mse": offline.get("test_mse"), "test_r2": offline.get("test_r2"),
-        "days_survived": online.get("days_survived"), "run_days": online.get("run_days"),
-        "crashed": online.get("crashed"), "crash_reason": online.get("crash_reason") or "",
-        "online_error_t": online.get("online_error_t"), "online_error_q": online.get("online_error_q"),
-        "online_error_normalized": online.get("online_error_normalized"),
-        **{name: online.get(name) for name in BUDGET_COLUMNS},
-        "run_path": (record.get("artifacts") or {}).get("run") or "",
-        "seconds_per_day": online.get("seconds_per_day"),
-        "epochs_trained": offline.get("epochs"), "best_epoch": offline.get("best_epoch"),
-        "design_cell": (record.get("design") or {}).get("cell"),
-        "design_repeat": (record.get("design") or {}).get("repeat"),
-    })
-    fallback = record.get("online_fallback") or {}
-    row.update({f"fallback_{key}": fallback.get(key) for key in (
-        "days_survived", "crashed", "online_error_t", "online_error_q", "online_error_normalized",
-        "flagged_fraction", "seconds_per_day")})
-    row["fallback_flagged_fraction"] = fallback.get("mean_flagged_fraction")
-    row["fallback_fraction"] = fallback.get("mean_fallback_fraction")
-    tuned = record.get("online_finetune") or {}
-    row.update({f"finetune_{key}": tuned.get(key) for key in (
-        "days_survived", "crashed", "online_error_t", "online_error_q", "online_error_normalized",
-        "seconds_per_day")})
-    row.update({name: tuned.get(name) for name in (
-        "finetune_teacher_fraction", "finetune_loss_first", "finetune_loss_last", "finetune_stopped",
-        "finetune_learning_rate", "finetune_columns", "finetune_every_steps")})
-    crash = online.get("crash") or {}
-    row.update({name: crash.get(key) for name, key in _CRASH_KEYS.items()})
+    sources = {"record": record,
+               **{name: record.get(name) or {} for name in ("hyperparameters", "offline", "artifacts", "design")},
+               **{name: EmulatorResult.from_record(record.get(name))
+                  for name in ("online", "online_fallback", "online_finetune")}}
+    row = {column: _lookup(sources[source], key) for column, source, key in _SOURCES}
+    if sources["hyperparameters"] and row["water_conservation"] is None:
+        row["water_conservation"] = False    # recorded before the hyperparameter existed: no layer
     return row
 
 
@@ -280,8 +294,6 @@ def collect_results(out_dir: str | os.PathLike) -> xr.Dataset:
 def _with_crash_record(record: dict[str, Any], out: Path) -> dict[str, Any]:
     """`record` with the summary of its run's crash record (made during the
     run, or afterwards by ``fkb crash-report``) if it has none yet."""
-    from coupler.crash_attribution import crash_record_path, read_crash_summary
-
     online = record.get("online")
     if not online or not online.get("crashed") or online.get("crash"):
         return record

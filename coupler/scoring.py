@@ -37,6 +37,9 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 __all__ = ["DEFAULT_WINDOW_DAYS", "guard_summary", "window_means", "pressure_area_weights", "online_error", "noise_floor",
            "noise_floor_of_files",
            "stability_record", "score_run"]

@@ -27,6 +27,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+# TensorFlow is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
+
 __all__ = ["Hyperparameters", "build_emulator", "build_learning_rate", "build_optimizer", "build_loss", "ACTIVATIONS",
            "OPTIMIZERS", "SCHEDULES", "LOSSES", "ALLOWED_LAYERS"]
 

@@ -24,6 +24,9 @@ import ctypes
 import os
 from functools import lru_cache
 
+# scipy_openblas32 is imported inside the functions that use it, so that importing this module does
+# not load it (start-up time).
+
 
 @lru_cache(maxsize=None)
 def preload() -> ctypes.CDLL | None:

@@ -47,6 +47,9 @@ import xarray as xr
 
 from emulators.interface import LEVEL_DIM, SAMPLE_DIMS, VARIABLES, Layout, check_dataset
 
+# Dask is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 __all__ = [
     "SPLITS", "SplitFractions", "NormalizationStats", "RunningMoments", "ColumnStream", "open_dataset",
     "split_by_time", "iter_blocks", "compute_normalization", "level_thickness", "DEFAULT_TIME_BLOCK",

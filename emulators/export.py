@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from emulators.data import NormalizationStats
+from emulators.formats import ConversionError, format_of, load_spec
+from emulators.interface import input_names, input_units, output_names, output_units
 from emulators.metrics import predict_physical
+from emulators.modelfile import Normalization, write_model_file
+
+# TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
+# importing this module does not load them (start-up time).
 
 __all__ = ["emulator_spec", "emulator_spec_of", "export_emulator", "with_gcm_interface", "convert_for_gcm",
            "runtime_relative_error"]
@@ -46,8 +52,6 @@ def with_gcm_interface(spec, normalization: NormalizationStats | None = None, so
     count comes from its widths (``2 nlev + 4`` inputs, ``2 nlev + 5``
     outputs). ValueError of one line, naming `source`, when the widths do not
     fit or the model normalizes already."""
-    from emulators.interface import input_names, input_units, output_names, output_units
-
     if normalization is not None:
         if spec.input_normalization is not None or spec.output_normalization is not None:
             raise ValueError(f"{source}: normalizes its inputs or outputs already; give no --normalization")
@@ -69,8 +73,6 @@ def convert_for_gcm(src: str | os.PathLike, dst: str | os.PathLike,
     with the GCM's interface attached (:func:`with_gcm_interface`; with
     `normalization`, the ``normalization.nc`` of its training set). Returns
     the spec written."""
-    from emulators.formats import ConversionError, format_of, load_spec
-
     target = format_of(dst)
     if target is None or target.write is None or Path(dst).suffix.lower() not in target.write_suffixes:
         raise ConversionError(f"{dst}: cannot write this format (write .fkb, .keras or .onnx)")
@@ -83,8 +85,6 @@ def convert_for_gcm(src: str | os.PathLike, dst: str | os.PathLike,
 def emulator_spec_of(spec, normalization: NormalizationStats, source: str = "model"):
     """`spec` in normalized units with `normalization`'s names, units, offsets
     and scales attached (what :func:`emulator_spec` does for a Keras model)."""
-    from emulators.modelfile import Normalization
-
     n_in, n_out = len(normalization.input_names), len(normalization.output_names)
     if (spec.n_inputs, spec.n_outputs) != (n_in, n_out):
         raise ValueError(f"{source}: maps {spec.n_inputs} -> {spec.n_outputs} values but its normalization "
@@ -101,8 +101,6 @@ def export_emulator(model, normalization: NormalizationStats, path: str | os.Pat
                     name: str | None = None, statistics=None) -> Path:
     """Write the model file of a trained emulator to ``path`` (with the
     training inputs' `statistics` when given); returns the path."""
-    from emulators.modelfile import write_model_file
-
     path = Path(path)
     write_model_file(emulator_spec(model, normalization, name, statistics), path)
     return path

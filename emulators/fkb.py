@@ -31,6 +31,7 @@ from emulators.fortran_object import FortranObject
 
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from emulators import _fkb_runtime as _rt  # noqa: E402
+from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, GuardScores
 
 _FLOAT32 = np.dtype(np.float32)
 
@@ -168,8 +169,6 @@ class Network(FortranObject):
         that fraction of its width; ``distance_factor`` (default 2) flags
         columns beyond that multiple of the training's 99.9th-percentile
         distance. FKBError for a model file without input statistics."""
-        from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, GuardScores
-
         margin = DEFAULT_MARGIN if margin is None else float(margin)
         distance_factor = DEFAULT_DISTANCE_FACTOR if distance_factor is None else float(distance_factor)
         x = np.asarray(x)

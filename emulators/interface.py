@@ -35,7 +35,7 @@ __all__ = [
     "DEFAULT_NLEV", "SAMPLE_DIMS", "LEVEL_DIM", "Variable", "VARIABLES",
     "INPUT_VARIABLES", "OUTPUT_VARIABLES", "COORDINATE_ATTRS", "Layout",
     "input_names", "output_names", "input_units", "output_units",
-    "stack_inputs", "stack_outputs", "unstack", "check_dataset", "annotate",
+    "stack_inputs", "stack_outputs", "unstack", "check_dataset",
     "variable_attrs", "nlev_of",
 ]
 
@@ -319,16 +319,3 @@ def unstack(array: np.ndarray, variables: Sequence[str], like: xr.Dataset) -> xr
         else:
             data_vars[name] = (SAMPLE_DIMS, block.reshape(shape), variable_attrs(name))
     return xr.Dataset(data_vars, coords=coords)
-
-
-def annotate(ds: xr.Dataset) -> xr.Dataset:
-    """A copy of ``ds`` with the interface's CF attributes on every interface
-    variable and coordinate it holds (for writers of training data)."""
-    ds = ds.copy()
-    for name in ds.data_vars:
-        if name in VARIABLES:
-            ds[name].attrs.update(variable_attrs(str(name)))
-    for name, attrs in COORDINATE_ATTRS.items():
-        if name in ds.coords:
-            ds[name].attrs.update(attrs)
-    return ds

@@ -28,6 +28,9 @@ import xarray as xr
 from emulators.data import DEFAULT_TIME_BLOCK, NormalizationStats, RunningMoments, iter_blocks
 from emulators.interface import COORDINATE_ATTRS, LEVEL_DIM, VARIABLES, Layout
 
+# matplotlib is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
+
 __all__ = ["predict_physical", "evaluate_emulator", "save_metrics", "plot_r2_by_level", "squared_units"]
 
 

@@ -26,6 +26,9 @@ import xarray as xr
 from emulators.atomic_files import replacing
 from emulators.interface import COORDINATE_ATTRS, INPUT_VARIABLES, LEVEL_DIM, OUTPUT_VARIABLES, VARIABLES, variable_attrs
 
+# netCDF4 is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 __all__ = ["synthetic_dataset", "write_synthetic_dataset", "TIME_UNITS", "TIME_STEP_DAYS"]
 
 TIME_UNITS = "days since 2000-01-01 00:00:00"

@@ -40,10 +40,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from emulators.architectures import Hyperparameters
+from emulators.architectures import Hyperparameters, build_emulator, build_loss, build_optimizer, plateau_callback
 from emulators.data import (DEFAULT_MEMORY_BUDGET, DEFAULT_TIME_BLOCK, ColumnStream, NormalizationStats,
                             SplitFractions, compute_normalization, level_thickness, open_dataset, split_by_time)
+from emulators.input_statistics import input_statistics
 from emulators.interface import INPUT_VARIABLES, OUTPUT_VARIABLES, Layout
+from emulators.metrics import plot_r2_by_level, save_metrics
+
+# TensorFlow is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
 
 __all__ = ["LoaderOptions", "TrainingResult", "train_emulator", "training_input_statistics", "keras_batches",
            "add_train_arguments", "run_train"]
@@ -242,7 +247,6 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
 
     import keras
 
-    from emulators.architectures import build_emulator, build_loss, build_optimizer, plateau_callback
 
     _seed_everything(hp.seed)
     if model is None:
@@ -312,8 +316,6 @@ def training_input_statistics(ds: xr.Dataset, layout: Layout, normalization: Nor
     """The distribution of the training inputs ``ds`` in physical units
     (:func:`emulators.input_statistics.input_statistics`, two passes over
     the data in batches), for the model file's ``input_statistics``."""
-    from emulators.input_statistics import input_statistics
-
     offset = np.asarray(normalization.input_offset, np.float64)
     scale = np.asarray(normalization.input_scale, np.float64)
 
@@ -336,8 +338,6 @@ def _hyperparameters(value) -> Hyperparameters:
 
 def _save(result: TrainingResult, out: Path, source, split: SplitFractions, n_train: int,
           export: bool) -> None:
-    from emulators.metrics import plot_r2_by_level, save_metrics
-
     files = result.files
     files["model"] = out / "model.keras"
     result.model.save(files["model"])

@@ -38,6 +38,10 @@ import numpy as np
 
 from emulators.architectures import PLATEAU_MIN_DELTA, Hyperparameters
 from emulators.data import ColumnStream
+from emulators.modelfile import write_model_file
+
+# TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
+# importing this module does not load them (start-up time).
 
 __all__ = ["EarlyStopping", "ReduceOnPlateau", "fit_in_fortran", "stream_arrays", "loss_value"]
 
@@ -149,7 +153,6 @@ def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
     naming the epoch (the runtime keeps the last good weights)."""
     from emulators.convert import keras_to_spec, load_spec, spec_to_keras
     from emulators.fkb import FKBError, load
-    from emulators.modelfile import write_model_file
 
     x, y = stream_arrays(train_stream)
     x_val, y_val = stream_arrays(val_stream)

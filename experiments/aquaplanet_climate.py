@@ -36,6 +36,9 @@ import xarray as xr
 from experiments.held_suarez import after_spinup, open_run
 from experiments.plots import plot_latitude_pressure
 
+# matplotlib is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
+
 __all__ = ["aquaplanet_climate", "headline_numbers", "format_numbers", "plot_aquaplanet", "aquaplanet_report",
            "Headline", "SECONDS_PER_DAY"]
 

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emulators.modelfile import Normalization, write_model_file
+
+# TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
+# importing this module does not load them (start-up time).
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -36,7 +41,6 @@ def run_demo(out: Path, seed: int = 0) -> bool:
     import keras
     from emulators.convert import keras_to_spec
     from emulators.fkb import load
-    from emulators.modelfile import Normalization, write_model_file
 
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)

@@ -46,13 +46,28 @@ from typing import Any, Mapping, Sequence
 
 from coupler.folder_identity import claim_folder, code_version
 from coupler.folder_lock import folder_lock
-from coupler.sweep import SweepConfig
+from coupler.results import collect_results, write_results
+from coupler.sweep import SweepConfig, prepare_reference, run_sweep
 from emulators.atomic_files import write_text_replacing
+from emulators.settings import check_known_keys, dataclass_from_table
+from experiments.designed import designed_statistics, is_designed
 from experiments.invocations import InvocationLog, read_invocations, total_seconds
-from experiments.report import conservation_statistics, format_interval, format_number
+from experiments.replicates import replicate_folder, write_replicates_report
+from experiments.report import (
+    check_reportable,
+    conservation_statistics,
+    format_interval,
+    format_number,
+    headline_statistics,
+    make_report,
+)
 from experiments.states import check_state
 from experiments.survival import with_survival
+from experiments.warming import warming_lines
 from experiments.world import WorldMetrics, format_world, world_metrics
+
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
 
 __all__ = ["PRESET_DIR", "ReferenceDataConfig", "CaseStudyConfig", "CaseStudyResult", "ReferenceStage", "list_presets",
            "load_casestudy", "make_reference_data", "prepare_casestudy_reference", "rewrite_report", "run_casestudy",
@@ -113,11 +128,7 @@ class ReferenceDataConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ReferenceDataConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown [reference] option {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        return cls(**values)
+        return dataclass_from_table(cls, values, "[reference] option")
 
 
 @dataclass(frozen=True)
@@ -196,13 +207,9 @@ def load_casestudy(preset: str | os.PathLike | Mapping[str, Any]) -> CaseStudyCo
             raise ValueError(f"{path}: not valid TOML ({exc})") from None
         name, source = path.stem.removeprefix("casestudy-"), os.fspath(path)
     known = ("casestudy", "reference") + _SWEEP_TABLES
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown case-study table [{unknown[0]}] (known: {', '.join(known)})")
+    check_known_keys(data, known, "case-study table", quote="[{}]".format)
     head = dict(data.get("casestudy", {}))
-    extra = sorted(set(head) - {"name", "description", "workers"})
-    if extra:
-        raise ValueError(f"unknown [casestudy] option {extra[0]!r} (known: description, name, workers)")
+    check_known_keys(head, {"name", "description", "workers"}, "[casestudy] option")
     for table, options in _OWN_OPTIONS.items():
         for option in options:
             if option in data.get(table, {}):
@@ -353,8 +360,6 @@ def prepare_casestudy_reference(config: CaseStudyConfig, out_dir: str | os.PathL
 
 
 def _prepare_reference_locked(config: CaseStudyConfig, out: Path, progress, log) -> ReferenceStage:
-    from coupler.sweep import prepare_reference
-
     _claim_folder(config, out, log)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -473,8 +478,6 @@ def _run_stages(config: CaseStudyConfig, out: Path, scheduler, n_workers, progre
                 only: Sequence[int] | None, replicates: int, log, invocation: InvocationLog,
                 task_timeout: float | None = None) -> CaseStudyResult:
     """The stages of :func:`run_casestudy`, each recorded in `invocation` when done."""
-    from experiments.replicates import replicate_folder, write_replicates_report
-
     start = time.perf_counter()
     stage = prepare_casestudy_reference(config, out, progress=progress, log=log)
     data, sweep, paths, seconds = stage.data, stage.sweep, stage.paths, dict(stage.seconds)
@@ -514,10 +517,6 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
     ``casestudy.toml``, ``timings.json`` and ``reference/world.json``, and a
     line naming both the commit that ran the study and the one that wrote
     the report. Nothing is re-run; ``timings.json`` is left as it was."""
-    from coupler.results import collect_results, write_results
-    from experiments.report import check_reportable, headline_statistics, make_report
-    from experiments.warming import warming_lines
-
     out = Path(out_dir)
     for name in ("casestudy.toml", "timings.json", "results"):
         if not (out / name).exists():
@@ -549,10 +548,6 @@ def _run_sweep_stage(sweep: SweepConfig, out: Path, paths: Mapping[str, Any], sc
     """One sweep of the study in `out` (its emulators, results and report),
     scored against the reference runs `paths`: (summary, results, report,
     headline statistics)."""
-    from coupler.results import collect_results, write_results
-    from coupler.sweep import run_sweep
-    from experiments.report import headline_statistics, make_report
-
     log(f"sweep: {sweep.n_emulators} emulators (seed {sweep.seed}"
         + (f"; design {sweep.design.describe()}" if sweep.design is not None else "") + "), one Dask task each "
         f"({'scheduler ' + scheduler if scheduler else 'local cluster'}) in {out / 'emulators'}")
@@ -674,8 +669,6 @@ def _emulators_line(sweep: SweepConfig) -> str:
 
 def _designed_summary(results) -> list[str]:
     """A designed sweep's line: its first factor compared within the others (experiments/designed.py)."""
-    from experiments.designed import designed_statistics, is_designed
-
     if not is_designed(results):
         return []
     try:

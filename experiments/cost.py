@@ -41,6 +41,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coupler.scoring import online_error
+from emulators.train import train_emulator
+
+# Dask, the toy GCM (its Fortran extension) and TensorFlow are imported inside the functions that use
+# them, so that importing this module does not load them (start-up time).
+
 __all__ = ["measure_task_cost", "main"]
 
 
@@ -50,9 +56,7 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
     at reduced size in `out_dir` and extrapolate to the preset's size.
     Returns (and writes to ``out_dir/cost.json``) the measured seconds, the
     scale factors and the extrapolated seconds of the full task."""
-    from coupler.scoring import online_error
     from coupler.sweep import limit_threads, coupled_run
-    from emulators.train import train_emulator
     from experiments.casestudy import load_casestudy, make_reference_data
     from gcm_toy import open_output
 

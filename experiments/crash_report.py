@@ -18,6 +18,9 @@ import xarray as xr
 
 from experiments.report import format_median, format_number
 
+# statsmodels is imported inside the functions that use it, so that importing this module does not
+# load it (start-up time).
+
 __all__ = ["crash_lines", "crash_statistics"]
 
 

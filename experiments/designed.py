@@ -45,6 +45,9 @@ import xarray as xr
 from coupler.results import require_columns
 from experiments.survival import cox_fit, logrank_test, survival_frame
 
+# statsmodels and SciPy are imported inside the functions that use them, so that importing this module
+# does not load them (start-up time).
+
 __all__ = ["MIN_FINISHED", "is_designed", "design_factors", "level_label", "design_frame", "cell_table",
            "designed_statistics", "designed_lines"]
 

@@ -26,6 +26,9 @@ import xarray as xr
 
 from experiments.plots import plot_latitude_pressure
 
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 __all__ = ["open_run", "after_spinup", "zonal_mean_climate", "jet_maxima", "tropical_surface_wind", "plot_climate",
            "held_suarez_report", "Jet"]
 

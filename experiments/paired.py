@@ -20,6 +20,9 @@ import xarray as xr
 
 from experiments.report import format_median, format_number
 
+# statsmodels is imported inside the functions that use it, so that importing this module does not
+# load it (start-up time).
+
 __all__ = ["PairedRuns", "paired_runs", "percent_text"]
 
 

@@ -12,6 +12,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from experiments.designed import cell_table, design_frame
+from experiments.survival import kaplan_meier
+
+# matplotlib is imported inside the functions that use it, so that importing this module does not load
+# it (start-up time).
+
 __all__ = ["plot_offline_vs_online", "plot_days_survived", "plot_survival_curve", "plot_optimizer_boxes",
            "plot_design_grid", "plot_zonal_bias", "plot_latitude_pressure", "optimizer_colors"]
 
@@ -142,8 +148,6 @@ def plot_days_survived(results: xr.Dataset, path: str | os.PathLike) -> Path:
 def plot_survival_curve(results: xr.Dataset, path: str | os.PathLike) -> Path:
     """Kaplan-Meier survival curves of the coupled runs (runs alive at the end
     censored there) with 95 % confidence bands, all and by optimizer."""
-    from experiments.survival import kaplan_meier
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.5))
     colors = {"all": "k", **optimizer_colors(results)}
@@ -199,7 +203,6 @@ def plot_design_grid(results: xr.Dataset, path: str | os.PathLike) -> Path:
     numbers (survived/coupled; failed tasks marked)."""
     from matplotlib.colors import LogNorm
 
-    from experiments.designed import cell_table, design_frame
 
     frame, factors = design_frame(results)
     cells = cell_table(frame, factors)

@@ -34,7 +34,15 @@ import numpy as np
 import xarray as xr
 
 from coupler.budgets import BUDGET_COLUMNS
-from coupler.results import per_emulator_variables
+from coupler.results import per_emulator_variables, require_columns
+from experiments import plots
+from experiments.designed import designed_lines, is_designed
+from experiments.survival import cox_hazards, logrank_by, logrank_by_optimizer
+
+# SciPy and the toy GCM (its Fortran extension) are imported inside the functions that use them, so
+# that importing this module does not load them (start-up time); the report's section modules
+# (crash_report, finetune_report, guard_report) import this module, so it imports them inside
+# make_report.
 
 __all__ = ["headline_statistics", "conservation_statistics", "make_report", "format_interval", "check_reportable",
            "format_number", "format_median",
@@ -55,8 +63,6 @@ def check_reportable(results: xr.Dataset) -> None:
     """ValueError, in one line, for results the report cannot be made of: a
     missing column (a results file of an older version) or fewer than
     :data:`MIN_FINISHED` finished emulators."""
-    from coupler.results import require_columns
-
     require_columns(results, REPORT_COLUMNS, "the report")
     finished = int((results["status"].values == "ok").sum())
     if finished < MIN_FINISHED:
@@ -109,8 +115,6 @@ def _median(values: np.ndarray) -> float:
 
 def headline_statistics(results: xr.Dataset) -> dict[str, Any]:
     """The report's numbers as a dict (see the module docstring)."""
-    from coupler.results import require_columns
-
     require_columns(results, REPORT_COLUMNS, "the report")
     ok = results["status"].values == "ok"
     crashed = results["crashed"].values == 1
@@ -175,8 +179,6 @@ def conservation_statistics(results: xr.Dataset) -> dict[str, Any]:
     without a budget (crashed in their first output interval) and
     survivors; and ``logrank``, the test of equal survival with and without
     the layer (None unless both were drawn)."""
-    from experiments.survival import logrank_by
-
     reference = {name: results.attrs.get(f"reference_{name}") for name in BUDGET_COLUMNS}
     recorded = all(name in results for name in BUDGET_COLUMNS) and int(results.attrs.get("budget_records", 0)) > 0
     stats: dict[str, Any] = {"recorded": recorded, "reference": reference, "groups": {}, "logrank": None,
@@ -221,8 +223,6 @@ def format_median(values: np.ndarray, digits: int = 3) -> str:
 
 def survival_lines(results: xr.Dataset) -> list[str]:
     """The report's section on survival: the log-rank test and the Cox table."""
-    from experiments.survival import cox_hazards, logrank_by_optimizer
-
     test = logrank_by_optimizer(results)
     table, info = cox_hazards(results)
     lines = ["## Survival analysis (statsmodels)", "",
@@ -370,10 +370,6 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
     finished emulators the report says so and nothing more. A designed
     sweep's report has its designed comparison (experiments/designed.py).
     `sections`: more lines, before the figures (e.g. experiments/warming.py's)."""
-    from coupler.results import require_columns
-    from experiments import plots
-    from experiments.designed import designed_lines, is_designed
-
     require_columns(results, REPORT_COLUMNS, "the report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -391,7 +387,6 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
         "survival.png": plots.plot_survival_curve(results, out / "survival.png"),
         "by_optimizer.png": plots.plot_optimizer_boxes(results, out / "by_optimizer.png"),
     }
-    from experiments.survival import cox_hazards
     table, info = cox_hazards(results)
     if len(table):
         figures["hazard_ratios.png"] = plots.plot_hazard_ratios(table, info, out / "hazard_ratios.png")

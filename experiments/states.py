@@ -24,6 +24,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from emulators.settings import check_known_keys
+
+# The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
+# this module does not load it (start-up time).
+
 __all__ = ["STATE_DIR", "StateRecipe", "recipes", "state_path", "check_state", "regenerate"]
 
 STATE_DIR = Path(__file__).resolve().parent / "states"
@@ -58,10 +63,10 @@ def recipes(directory: str | os.PathLike = STATE_DIR) -> dict[str, StateRecipe]:
     out = {}
     for name, table in data.items():
         table = dict(table)
-        known = {"preset", "days", "overrides", "from", "description"}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ValueError(f"{path}: [{name}] has an unknown option {unknown[0]!r}")
+        try:
+            check_known_keys(table, {"preset", "days", "overrides", "from", "description"}, f"[{name}] option")
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         out[name] = StateRecipe(name=name, preset=str(table["preset"]), days=float(table["days"]),
                                 overrides=dict(table.get("overrides", {})), start=table.get("from"),
                                 description=str(table.get("description", "")))

@@ -43,6 +43,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from coupler.results import require_columns
+
+# statsmodels and SciPy are imported inside the functions that use them, so that importing this module
+# does not load them (start-up time).
+
 __all__ = ["KaplanMeier", "survival_frame", "kaplan_meier", "logrank_test", "logrank_by", "logrank_by_optimizer",
            "cox_fit",
            "cox_hazards", "survival_dataset", "with_survival", "SURVIVAL_COLUMNS"]
@@ -63,8 +68,6 @@ def survival_frame(results: xr.Dataset, extra: dict[str, Any] | None = None) -> 
     factor levels); ``water_conservation`` is 0 for results of before the
     hyperparameter, which had no layer. A missing column of the results is
     a one-line ValueError."""
-    from coupler.results import require_columns
-
     require_columns(results, SURVIVAL_COLUMNS, "the survival analysis")
     ok = results["status"].values == "ok"
     conservation = (results["water_conservation"].values.astype(float) if "water_conservation" in results

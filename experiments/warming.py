@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from coupler.folder_lock import folder_lock
+from coupler.records import json_safe
+from coupler.results import read_results
+from coupler.runs import load_reference, prepare_reference, start_coupled_model
 from emulators.atomic_files import replacing, write_text_replacing
+
+# The toy GCM (its Fortran extension) and Dask are imported inside the functions that use them, so
+# that importing this module does not load them (start-up time).
 
 __all__ = ["WarmingConfig", "run_warming", "warming_lines", "WARMING_DIR"]
 
@@ -87,8 +94,6 @@ def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfi
     """Run (or continue) the warm experiment of the finished case study in
     `out_dir` (see the module); returns the path of ``warming.json``. The
     study's folder is locked meanwhile (:mod:`coupler.folder_lock`)."""
-    from coupler.folder_lock import folder_lock
-
     if not (Path(out_dir) / "results.nc").is_file():
         raise FileNotFoundError(f"{out_dir}: not a finished case study (no results.nc)")
     with folder_lock(out_dir):
@@ -96,8 +101,7 @@ def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfi
 
 
 def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
-    from coupler.results import read_results
-    from coupler.sweep import _json_safe, _scored_run, load_reference, prepare_reference, start_coupled_model
+    from coupler.sweep.tasks import scored_run
 
     control, control_paths = load_reference(out)
     folder = out / WARMING_DIR
@@ -138,8 +142,8 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
             model_file = out / "emulators" / f"emulator_{index:04d}" / "emulator.fkb"
             if not model_file.is_file():
                 raise FileNotFoundError(f"{model_file}: the emulator's model file is not there to couple")
-            record = _scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
-            write_text_replacing(record_path, json.dumps(_json_safe(record), indent=2) + "\n")
+            result = scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
+            write_text_replacing(record_path, json.dumps(json_safe(result.to_record()), indent=2) + "\n")
         records.append({"emulator": index, **json.loads(record_path.read_text())})
 
     from xarray import open_dataset
@@ -167,7 +171,7 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
                            "warm": _global_means(Path(paths["reference"]), warm.window_days)},
                "emulators": rows}
     path = folder / "warming.json"
-    write_text_replacing(path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    write_text_replacing(path, json.dumps(json_safe(summary), indent=2) + "\n")
     return path
 
 

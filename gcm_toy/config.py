@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Union
 
 from emulators.blas import preload as _preload_blas
 from emulators.machine_memory import MEMORY_FRACTION, usable_memory
+from emulators.settings import dataclass_from_table
 
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from gcm_toy import _gcm_core  # noqa: E402
@@ -575,11 +576,7 @@ def load_config(source: ConfigLike = "held-suarez", overrides: Overrides = None)
     else:
         values = _read_toml(preset_path(source))
     values.update(parse_overrides(overrides))
-    known = {f.name for f in fields(GCMConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    return GCMConfig(**values)
+    return dataclass_from_table(GCMConfig, values, "option")
 
 
 def parse_overrides(overrides: Overrides) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from gcm_toy.config import (EMULATOR_PHYSICS, GUARD_POLICIES, OUTPUT_GROUPS, WEI
                              load_config, verified_checkpoint_config, _CHECKPOINT_MAGIC)
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, Grid, state_dataset
 
+# gcm_toy.run imports this module, so this module imports it inside Model.run.
+
 GRAVITY = 9.80616
 """g [m s-2], as in the core's gcm_constants."""
 

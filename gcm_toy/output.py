@@ -31,6 +31,9 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import xarray as xr
 
+# netCDF4 is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 __all__ = ["FIELDS", "DIAGNOSTICS", "DIAGNOSTIC_ORDER", "TIME_UNITS", "CALENDAR", "Grid", "Record", "NetCDFWriter", "MemoryWriter",
            "open_output", "open_outputs", "state_dataset"]
 

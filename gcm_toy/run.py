@@ -25,6 +25,9 @@ import xarray as xr
 from gcm_toy.config import checkpoint_config_path, finetune_state_path, steps_for_days, steps_per_output
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, MemoryWriter, NetCDFWriter, Record
 
+# tqdm is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
+
 if TYPE_CHECKING:
     from gcm_toy.model import Failure, Model
 

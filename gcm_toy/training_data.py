@@ -32,15 +32,19 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-from gcm_toy.config import MOIST_PHYSICS, steps_for_days
+from emulators import interface
+from gcm_toy.config import MOIST_PHYSICS, parse_overrides, steps_for_days
 from gcm_toy.model import Model
 from gcm_toy.output import CALENDAR, TIME_UNITS, Grid, _clean_attrs
+from gcm_toy.run import _progress_bar, day_label
+
+# netCDF4 is imported inside the functions that use it, so that importing this module does not load it
+# (start-up time).
 
 __all__ = ["TrainingDataWriter", "write_training_data", "add_data_arguments", "run_data"]
 
 
 def _interface():
-    from emulators import interface
     return interface
 
 
@@ -129,8 +133,6 @@ def write_training_data(model: Model, days: float, out: str | os.PathLike, *, in
     that fails the crash check raises RuntimeError (training data come from a
     healthy run); the file keeps the samples written before, with
     ``run_status = "crashed"``. Returns the path."""
-    from gcm_toy.run import _progress_bar
-
     config = model.config
     if config.physics not in MOIST_PHYSICS:
         raise ValueError(f"training data need the moist physics (physics = reference), not {config.physics!r}")
@@ -206,9 +208,6 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_data(args: argparse.Namespace) -> tuple[Path, Path]:
     """``fkb data``: the training dataset and the final checkpoint of a run."""
-    from gcm_toy.config import parse_overrides
-    from gcm_toy.run import day_label
-
     overrides = parse_overrides(args.set)
     if args.restart:
         from gcm_toy.config import verified_checkpoint_config

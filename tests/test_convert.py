@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import archgen
-from emulators import convert as convert_module
+from emulators import keras_import
 from emulators.convert import (
     ConversionError,
     UnsupportedModelError,
@@ -110,7 +110,7 @@ def test_generator_covers_every_layer_and_activation():
         "dropout:gaussian_dropout", "dropout:alpha_dropout",
     }  # fmt: skip
     assert expected_kinds <= kinds
-    supported = convert_module._SUPPORTED_CLASSES - {"InputLayer", "SpatialDropout1D"}  # the latter needs 3-D input
+    supported = keras_import._SUPPORTED_CLASSES - {"InputLayer", "SpatialDropout1D"}  # the latter needs 3-D input
     assert supported <= classes
 
 
@@ -273,12 +273,12 @@ def test_an_input_rescaling_that_is_not_by_powers_of_two_is_refused(tmp_path):
                      input_normalization=Normalization(np.zeros(2, np.float32), np.array([1.0, 1e-9], np.float32)))
     write_keras(spec, tmp_path / "even.keras")
     with zipfile.ZipFile(tmp_path / "even.keras") as archive:
-        metadata = archive.read(convert_module.METADATA_ENTRY)
+        metadata = archive.read(keras_import.METADATA_ENTRY)
     model = keras.saving.load_model(tmp_path / "even.keras")
     model.get_layer("input_normalization_rescaling").scale = [1.0, 3.0]
     model.save(tmp_path / "odd.keras")
     with zipfile.ZipFile(tmp_path / "odd.keras", "a") as archive:
-        archive.writestr(convert_module.METADATA_ENTRY, metadata)
+        archive.writestr(keras_import.METADATA_ENTRY, metadata)
     with pytest.raises(ConversionError, match=r"odd\.keras: .*not a rescaling of input_normalization by powers of two"):
         convert(tmp_path / "odd.keras", tmp_path / "odd.fkb")
 
@@ -482,14 +482,14 @@ def test_legacy_tf_keras_configs_are_checked():
         {"class_name": "LeakyReLU", "config": {"name": "lr", "alpha": 0.3, "dtype": "float32"}},
         {"class_name": "Dense", "config": {"name": "out", "units": 1, "activation": "linear", "dtype": "float32"}},
     )
-    convert_module._check_config(ok, "old.h5")
+    keras_import._check_config(ok, "old.h5")
     bad = legacy(
         {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3], "dtype": "float32", "name": "in"}},
         {"class_name": "Dense", "config": {"name": "d", "units": 4, "activation": "swish", "dtype": "float32"}},
         {"class_name": "TFOpLambda", "config": {"name": "tf.math.multiply", "dtype": "float32"}},
     )
     with pytest.raises(UnsupportedModelError, match=r"old.h5: layer 'tf.math.multiply' \(TFOpLambda\): layer class not supported"):
-        convert_module._check_config(bad, "old.h5")
+        keras_import._check_config(bad, "old.h5")
     wide = legacy({"class_name": "InputLayer", "config": {"batch_input_shape": [None, 3, 2], "dtype": "float32", "name": "in"}})
     with pytest.raises(UnsupportedModelError, match="is not .batch, features."):
-        convert_module._check_config(wide, "old.h5")
+        keras_import._check_config(wide, "old.h5")

@@ -235,7 +235,8 @@ def test_the_case_study_pairs_runs_with_and_without_finetuning(setup, tiny_cases
     from types import SimpleNamespace
 
     from coupler.results import results_dataset
-    from coupler.sweep import CoupledRunConfig, _couple_and_score, load_reference
+    from coupler.sweep import CoupledRunConfig, load_reference
+    from coupler.sweep.tasks import _couple_and_score
     from experiments.finetune_report import finetune_lines
 
     config, reference = load_reference(tiny_casestudy_reference["out"])

@@ -1,7 +1,9 @@
 """The packages' layers point down (docs/architecture.md): emulators <- gcm_toy
 <- coupler <- experiments <- fkb_cli, each importing only those below it.
 import-linter checks the contract in pyproject.toml ([tool.importlinter]); a
-tree with an upward import breaks it."""
+tree with an upward import breaks it. No module imports a private name
+(``_name``) of another package: a small scan of the sources checks that,
+which import-linter cannot express."""
 from __future__ import annotations
 
 import subprocess
@@ -43,3 +45,44 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
                       'layers = ["high", "low"]\n')
     result = lint(tmp_path, config)
     assert result.returncode == 1 and "layers point down BROKEN" in result.stdout
+
+
+PACKAGES = ("emulators", "gcm_toy", "coupler", "experiments", "fkb_cli")
+
+
+def private_imports(root: Path) -> list[str]:
+    """Imports, anywhere in a module (function-local ones too), of a private
+    name (``_name``) or a private module of another of the packages."""
+    import ast
+
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [(node.module, [alias.name for alias in node.names])]
+                elif isinstance(node, ast.Import):
+                    modules = [(alias.name, []) for alias in node.names]
+                else:
+                    continue
+                for module, names in modules:
+                    parts = module.split(".")
+                    if parts[0] not in PACKAGES or parts[0] == package:
+                        continue
+                    private = [p for p in parts[1:] if p.startswith("_")] + [n for n in names if n.startswith("_")]
+                    if private:
+                        found.append(f"{path.relative_to(root)}:{node.lineno}: {module} {private[0]}")
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another_package():
+    assert private_imports(ROOT) == []
+
+
+def test_a_private_import_from_another_package_is_found(tmp_path):
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "coupler" / "a.py").write_text("def f():\n    from emulators.modelfile import _CUSTOM_KINDS\n")
+    (tmp_path / "coupler" / "b.py").write_text("from coupler.sweep import _private_to_coupler\n")
+    assert private_imports(tmp_path) == ["coupler/a.py:2: emulators.modelfile _CUSTOM_KINDS"]

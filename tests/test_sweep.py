@@ -316,16 +316,16 @@ def _kill_the_worker_for_good(task):
 def test_local_cluster_whose_workers_die_at_start_up_stops_the_sweep(tmp_path, monkeypatch):
     """Dask's nanny restarts a dead worker for ever; when every restart dies
     at start-up the sweep must fail with a message, not wait for ever."""
-    import coupler.sweep as sweep
+    import coupler.sweep.runner as runner
     from distributed import LocalCluster
-    from coupler.sweep import EmulatorTask
+    from coupler.sweep import ClusterError, EmulatorTask
     preload = tmp_path / "die_if_marked.py"
     preload.write_text(f"import os\nif os.path.exists({str(tmp_path / 'workers-die')!r}):\n    os._exit(3)\n")
-    monkeypatch.setattr(sweep, "_local_cluster", lambda n: LocalCluster(
+    monkeypatch.setattr(runner, "_local_cluster", lambda n: LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, preload=[str(preload)]))
     task = EmulatorTask(index=0, hyperparameters=Hyperparameters(), work_dir=os.fspath(tmp_path / "e0"))
     started = time.monotonic()
-    with pytest.raises(sweep.ClusterError, match="no live worker for 5 s"):
+    with pytest.raises(ClusterError, match="no live worker for 5 s"):
         run_sweep([task], tmp_path / "out", _kill_the_worker_for_good, progress=False, worker_timeout=5)
     assert time.monotonic() - started < 90
 
