@@ -79,6 +79,17 @@ def dense_kernel() -> str:
     return "avx512" if _rt.get_dense_kernel() else "blas"
 
 
+def _bits(dtype: np.dtype) -> int:
+    """The runtime's real kind of float32 (32) or float64 (64) arrays."""
+    return 32 if dtype == _FLOAT32 else 64
+
+
+def _entry(name: str, bits: int):
+    """The extension's entry point `name` in the real kind of `bits` (the
+    bindings generate one per kind from one template: fortran/bindings/*.fypp)."""
+    return getattr(_rt, f"{name}{bits}")
+
+
 def _message(raw) -> str:
     if isinstance(raw, np.ndarray):
         raw = raw.tobytes()
@@ -149,10 +160,8 @@ class Network(FortranObject):
             raise FKBError(
                 f"{self.path}: input has shape {x.shape}, expected (n, {self.n_inputs})", 6)
         x = np.ascontiguousarray(x)
-        if x.dtype == np.float32:
-            y, stat, msg = _rt.predict32(self._handle(32), x.T, self.n_outputs)
-        else:
-            y, stat, msg = _rt.predict64(self._handle(64), x.T, self.n_outputs)
+        bits = _bits(x.dtype)
+        y, stat, msg = _entry("predict", bits)(self._handle(bits), x.T, self.n_outputs)
         if stat != 0:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
         y = y.T
@@ -180,10 +189,8 @@ class Network(FortranObject):
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise FKBError(f"{self.path}: input has shape {x.shape}, expected (n, {self.n_inputs})", 6)
         x = np.ascontiguousarray(x)
-        if x.dtype == np.float32:
-            z, d, outside, flagged, stat, msg = _rt.guard32(self._handle(32), x.T, margin, distance_factor)
-        else:
-            z, d, outside, flagged, stat, msg = _rt.guard64(self._handle(64), x.T, margin, distance_factor)
+        bits = _bits(x.dtype)
+        z, d, outside, flagged, stat, msg = _entry("guard", bits)(self._handle(bits), x.T, margin, distance_factor)
         if stat != 0:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
         return GuardScores(z, d, outside, flagged.astype(bool))
@@ -272,7 +279,7 @@ class Network(FortranObject):
         ``(n, n_outputs)`` (as Keras's ``train_on_batch``); returns the
         minibatch loss before the step."""
         precision, x, y = self._training_arrays(x, y)
-        step = _rt.train_step32 if precision == 32 else _rt.train_step64
+        step = _entry("train_step", precision)
         self._stepped = True
         loss, stat, msg = step(self._handle(precision), x.T, y.T)
         if stat != 0:
@@ -290,7 +297,7 @@ class Network(FortranObject):
         ``fit(2)``, :meth:`save`, ``load``, ``fit(3)`` equals ``fit(5)``.
         """
         precision, x, y = self._training_arrays(x, y)
-        fit = _rt.fit32 if precision == 32 else _rt.fit64
+        fit = _entry("fit", precision)
         self._stepped = True
         history, stat, msg = fit(self._handle(precision), x.T, y.T, int(epochs),
                                  int(batch_size), 0 if seed is None else int(seed),
@@ -303,7 +310,7 @@ class Network(FortranObject):
         """The minibatch loss and its gradient with respect to the trainable
         weights (the order of :meth:`weights`), without a step."""
         precision, x, y = self._training_arrays(x, y)
-        gradient = _rt.gradient32 if precision == 32 else _rt.gradient64
+        gradient = _entry("gradient", precision)
         grad, loss, stat, msg = gradient(self._handle(precision), x.T, y.T, self.n_trainable)
         if stat != 0:
             raise FKBError(f"{self.path}: {_message(msg)}", int(stat))
@@ -466,7 +473,7 @@ class Ensemble(FortranObject):
         seed = int(seed)
         if not -2**63 <= seed < 2**63:
             raise FKBError(f"seed {seed} does not fit in 64 bits", 8)
-        run = _rt.ensemble_predict32 if self.precision == 32 else _rt.ensemble_predict64
+        run = _entry("ensemble_predict", self.precision)
         keep = self.n_members if members else 0
         mean, std, ys, stat, msg = run(self._handle, x.T, self.n_outputs, keep,
                                        float(noise_std), seed)

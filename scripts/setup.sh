@@ -38,7 +38,7 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing Python dependencies (first run takes a few minutes)"
   "$py" -m pip install -q --upgrade pip
   "$py" -m pip install -q -c requirements/constraints.txt \
-    meson-python meson ninja numpy scipy-openblas32 onnx onnxruntime \
+    meson-python meson ninja fypp numpy scipy-openblas32 onnx onnxruntime \
     keras tensorflow-cpu h5py xarray netCDF4 dask distributed scipy matplotlib tqdm statsmodels pytest hypothesis import-linter
   rm -f "$venv"/.fkb-deps-* && touch "$stamp"
 fi

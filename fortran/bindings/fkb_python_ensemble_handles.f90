@@ -2,16 +2,15 @@
 ! (fkb_python_ensemble.f90), as fkb_python_handles.f90 is for networks.
 
 module fkb_python_ensemble_handles
-  use fkb, only: ensemble_r32, ensemble_r64
+  use fkb, only: ensemble_any
   implicit none
   private
   public :: ensemble_slot, ensembles, new_ensemble_slot, valid_ensemble
 
   type :: ensemble_slot
     logical :: used = .false.
-    integer :: precision = 32
-    type(ensemble_r32) :: ens32
-    type(ensemble_r64) :: ens64
+    type(ensemble_any) :: ens
+      !! in the precision chosen at load (32 or 64 bits)
   end type ensemble_slot
 
   type(ensemble_slot), allocatable, target :: ensembles(:)

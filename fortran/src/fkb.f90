@@ -29,10 +29,15 @@ module fkb
   !!
   !!     call ens%load_folder('emulators/', stat, msg)   ! or ens%load(paths, ...)
   !!     call ens%predict(x, mean, std, stat, msg, members=y_all, noise_std=0.1_real32, seed=1_int64)
+  !!
+  !! `ensemble_any` is one handle for both kinds: the precision is chosen
+  !! when loading (`precision=32` or `64`) and `predict` takes real32 or
+  !! real64 arrays either way.
   use fkb_network_r32, only: network, network_r32 => network
   use fkb_network_r64, only: network_r64 => network
   use fkb_ensemble_r32, only: ensemble, ensemble_r32 => ensemble
   use fkb_ensemble_r64, only: ensemble_r64 => ensemble
+  use fkb_ensemble_any, only: ensemble_any
   use fkb_noise, only: ensemble_noise
   use fkb_layers_r32, only: layer, layer_registry
   use fkb_layers_r64, only: layer_r64 => layer, layer_registry_r64 => layer_registry
@@ -50,7 +55,7 @@ module fkb
   implicit none
   private
   public :: network, network_r32, network_r64
-  public :: ensemble, ensemble_r32, ensemble_r64, ensemble_noise
+  public :: ensemble, ensemble_r32, ensemble_r64, ensemble_any, ensemble_noise
   public :: layer, layer_registry, layer_r64, layer_registry_r64
   public :: has_attribute, get_real_attribute, get_int_attribute, get_flag_attribute, &
             get_name_attribute, check_attribute_keys, check_param_names, get_vector_param, &

@@ -3,10 +3,11 @@ program test_ensemble
   !! members equal to the single networks bit for bit, mean and standard
   !! deviation against a hand computation (32 and 64 bit), folder loading in
   !! name order, results independent of the number of OpenMP threads, the
-  !! seeded input perturbation reproduced by hand, and the errors.
+  !! seeded input perturbation reproduced by hand, the kind-agnostic handle
+  !! `ensemble_any` against the ensemble of each kind, and the errors.
   use iso_fortran_env, only: real32, real64, int64
   !$ use omp_lib, only: omp_set_num_threads
-  use fkb, only: network, network_r64, ensemble, ensemble_r64, ensemble_noise, model_spec, &
+  use fkb, only: network, network_r64, ensemble, ensemble_r64, ensemble_any, ensemble_noise, model_spec, &
                  io_spec, write_model_file, fkb_ok, fkb_err_shape, fkb_err_io, &
                  fkb_err_argument, fkb_err_nonfinite
   use fkb_noise, only: threefry4x32
@@ -30,6 +31,7 @@ program test_ensemble
   call test_folder(t)
   call test_threads(t)
   call test_noise(t)
+  call test_any_kind(t)
   call test_errors(t)
   call t%finish()
 
@@ -331,6 +333,63 @@ contains
       call t%check(all(clean(:, :, k) == y), 'noise_std = 0 is the plain prediction')
     end do
   end subroutine test_noise
+
+  subroutine test_any_kind(t)
+    !! `ensemble_any` in either precision, called with arrays of either
+    !! kind, is the ensemble of its precision on the inputs rounded to it,
+    !! bit for bit (noise included); a bad precision and a call before
+    !! loading are errors.
+    type(tester), intent(inout) :: t
+    type(ensemble_any) :: any
+    type(ensemble) :: e32
+    type(ensemble_r64) :: e64
+    real(real32) :: x32(n_in, n_col), m32(2, n_col), s32(2, n_col), y32(2, n_col, 3)
+    real(real32) :: am32(2, n_col), as32(2, n_col), ay32(2, n_col, 3)
+    real(real64) :: x64(n_in, n_col), m64(2, n_col), s64(2, n_col), y64(2, n_col, 3)
+    real(real64) :: am64(2, n_col), as64(2, n_col), ay64(2, n_col, 3)
+    integer :: stat
+    character(len=:), allocatable :: msg
+    character(len=len(models) + 7) :: paths(3)
+    paths = member_paths()
+    x32 = inputs()
+    x64 = real(x32, real64) + 1.0d-9           ! not representable in 32 bits: rounded by the handle
+    call any%predict(x64, am64, as64, stat, msg)
+    call t%check(stat == fkb_err_argument .and. msg == 'predict: the ensemble is not loaded', 'any: not loaded')
+    call any%load(paths, stat, msg, precision=16)
+    call t%check(stat == fkb_err_argument .and. msg == 'load: precision must be 32 or 64, not 16', &
+                 'any: precision 16 refused')
+    call t%check(.not. any%is_loaded(), 'any: a refused load leaves nothing loaded')
+    ! 32-bit members, called with real64 and with real32 arrays
+    call e32%load(paths, stat, msg)
+    call e32%predict(real(x64, real32), m32, s32, stat, msg, members=y32, noise_std=0.25, seed=7_int64)
+    call any%load(paths, stat, msg)
+    call t%status(stat, fkb_ok, msg, 'any: load at 32 bits')
+    call t%check(any%precision() == 32 .and. any%n_members() == 3 .and. any%n_inputs() == n_in .and. &
+                 any%n_outputs() == 2 .and. any%member_path(2) == paths(2), 'any: sizes and paths at 32 bits')
+    call any%predict(x64, am64, as64, stat, msg, members=ay64, noise_std=0.25d0, seed=7_int64)
+    call t%status(stat, fkb_ok, msg, 'any: predict real64 arrays with 32-bit members')
+    call t%check(all(am64 == real(m32, real64)) .and. all(as64 == real(s32, real64)) .and. &
+                 all(ay64 == real(y32, real64)), 'any(32) on real64 arrays = ensemble on rounded inputs')
+    call any%predict(real(x64, real32), am32, as32, stat, msg)
+    call e32%predict(real(x64, real32), m32, s32, stat, msg)
+    call t%check(all(am32 == m32) .and. all(as32 == s32), 'any(32) on real32 arrays = ensemble')
+    ! 64-bit members, called with real32 and with real64 arrays
+    call e64%load(paths, stat, msg)
+    call e64%predict(real(x32, real64), m64, s64, stat, msg, members=y64)
+    call any%load(paths, stat, msg, precision=64)
+    call t%status(stat, fkb_ok, msg, 'any: load at 64 bits')
+    call any%predict(x32, am32, as32, stat, msg, members=ay32)
+    call t%status(stat, fkb_ok, msg, 'any: predict real32 arrays with 64-bit members')
+    call t%check(all(am32 == real(m64, real32)) .and. all(as32 == real(s64, real32)) .and. &
+                 all(ay32 == real(y64, real32)), 'any(64) on real32 arrays = ensemble_r64, rounded')
+    call e64%predict(x64, m64, s64, stat, msg)
+    call any%predict(x64, am64, as64, stat, msg)
+    call t%check(all(am64 == m64) .and. all(as64 == s64), 'any(64) on real64 arrays = ensemble_r64')
+    call any%predict(x64(:, 1:10), am64(:, 1:9), as64(:, 1:9), stat, msg)
+    call t%check(stat == fkb_err_shape, 'any: a shape the members refuse is refused')
+    call any%clear()
+    call t%check(.not. any%is_loaded() .and. any%n_members() == 0, 'any: cleared')
+  end subroutine test_any_kind
 
   subroutine test_errors(t)
     type(tester), intent(inout) :: t

@@ -1,0 +1,5 @@
+module fkb_ensemble_work_r64
+  !! The work arrays of `ensemble_any` in real64; the source is `fkb_ensemble_work.inc`.
+  use iso_fortran_env, only: wp => real64
+  include 'fkb_ensemble_work.inc'
+end module fkb_ensemble_work_r64
