@@ -229,16 +229,16 @@ def test_an_unregistered_custom_layer_is_refused_by_name(tmp_path):
         keras_to_spec(tmp_path / "odd.keras")
 
 
-def test_the_python_runtime_runs_the_layer_at_32_bit_and_names_it_at_64(converted):
-    # the binding registers the column-water layer for its 32-bit networks (the
-    # Fortran trainer of emulators.train and the offline checks use them)
+def test_the_python_runtime_runs_the_layer_at_32_and_64_bit(converted):
+    # the binding registers the column-water layer, written once for both
+    # kinds (column_water_conservation.inc), for its 32- and 64-bit networks
     net = load(converted)
     x, _ = samples(2, 40)
     y_keras = np.asarray(emulator(seed=5)(x))
     assert np.max(np.abs(net.predict(x) - y_keras)) <= 1e-5 * np.max(np.abs(y_keras))
-    # the layer has no 64-bit version: the 64-bit copy is refused by name
-    with pytest.raises(FKBError, match=rf"unknown layer type {KIND} \(for a custom layer, register its constructor"):
-        net.predict(x.astype(np.float64))
+    y64 = net.predict(x.astype(np.float64))
+    assert y64.dtype == np.float64
+    assert np.max(np.abs(y64 - y_keras)) <= 1e-5 * np.max(np.abs(y_keras))
 
 
 def test_readers_without_the_layer_name_it_and_say_how_to_register_it(converted, monkeypatch, capsys):

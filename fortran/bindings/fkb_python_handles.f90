@@ -1,10 +1,15 @@
 ! The handle table behind the flat Python entry points (fkb_python.f90).
 
 module fkb_python_handles
-  use fkb, only: network_r32, network_r64, layer_registry
+  use fkb, only: network_r32, network_r64, layer_registry, layer_registry_r64
   implicit none
   private
   public :: slot, slots, new_slot, valid_handle, usable, keep_message, kept_message, known_layers
+
+  interface known_layers
+    !! The registry of the custom layers the runtime knows, of either kind.
+    module procedure known_layers_r32, known_layers_r64
+  end interface known_layers
 
   type :: slot
     logical :: used = .false.
@@ -69,16 +74,25 @@ contains
     stat = 0
   end function usable
 
-  subroutine known_layers(registry)
-    !! The custom layers the Python runtime runs and trains at 32 bit:
-    !! the column-water-conservation layer (emulators/conservation.py,
-    !! fortran/example/custom_layer/column_water_conservation.f90).
+  subroutine known_layers_r32(registry)
+    !! The custom layers the Python runtime runs and trains: the
+    !! column-water-conservation layer (emulators/conservation.py,
+    !! fortran/example/custom_layer/column_water_conservation.inc), 32-bit.
     use column_water_conservation, only: make_column_water_layer, column_water_kind
     type(layer_registry), intent(out) :: registry
     integer :: stat
     character(len=:), allocatable :: msg
     call registry%add(column_water_kind, make_column_water_layer, stat, msg)
-  end subroutine known_layers
+  end subroutine known_layers_r32
+
+  subroutine known_layers_r64(registry)
+    !! The same custom layers for the 64-bit networks.
+    use column_water_conservation_r64, only: make_column_water_layer, column_water_kind
+    type(layer_registry_r64), intent(out) :: registry
+    integer :: stat
+    character(len=:), allocatable :: msg
+    call registry%add(column_water_kind, make_column_water_layer, stat, msg)
+  end subroutine known_layers_r64
 
   subroutine keep_message(msg)
     !! Keep a failed call's message for `kept_message`.

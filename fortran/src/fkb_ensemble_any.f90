@@ -178,7 +178,7 @@ contains
     integer(int64), intent(in), optional :: seed
     real(real32) :: sigma
     integer(int64) :: key
-    integer :: members_shape(3)
+    integer :: members_shape(3), n, m
     if (.not. loaded(self, stat, msg)) return
     members_shape = 0
     if (present(members)) members_shape = shape(members)
@@ -193,17 +193,20 @@ contains
     associate (w => self%w64)
       call w%fit(shape(x), shape(mean), members_shape, stat, msg)
       if (stat /= fkb_ok) return
-      w%x = real(x, real64)
+      n = size(x, 2)
+      m = size(mean, 2)
+      w%x(:, 1:n) = real(x, real64)
       if (present(members)) then
-        call self%r64%predict(w%x, w%mean, w%std, stat, msg, members=w%members, noise_std=real(sigma, real64), &
-                              seed=key)
-        if (stat == fkb_ok) members = real(w%members, real32)
+        call self%r64%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
+                              members=w%members(:, 1:size(members, 2), :), noise_std=real(sigma, real64), seed=key)
+        if (stat == fkb_ok) members = real(w%members(:, 1:size(members, 2), :), real32)
       else
-        call self%r64%predict(w%x, w%mean, w%std, stat, msg, noise_std=real(sigma, real64), seed=key)
+        call self%r64%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
+                              noise_std=real(sigma, real64), seed=key)
       end if
       if (stat /= fkb_ok) return
-      mean = real(w%mean, real32)
-      std = real(w%std, real32)
+      mean = real(w%mean(:, 1:m), real32)
+      std = real(w%std(:, 1:m), real32)
     end associate
   end subroutine predict_real32
 
@@ -219,7 +222,7 @@ contains
     integer(int64), intent(in), optional :: seed
     real(real64) :: sigma
     integer(int64) :: key
-    integer :: members_shape(3)
+    integer :: members_shape(3), n, m
     if (.not. loaded(self, stat, msg)) return
     members_shape = 0
     if (present(members)) members_shape = shape(members)
@@ -234,17 +237,20 @@ contains
     associate (w => self%w32)
       call w%fit(shape(x), shape(mean), members_shape, stat, msg)
       if (stat /= fkb_ok) return
-      w%x = real(x, real32)
+      n = size(x, 2)
+      m = size(mean, 2)
+      w%x(:, 1:n) = real(x, real32)
       if (present(members)) then
-        call self%r32%predict(w%x, w%mean, w%std, stat, msg, members=w%members, noise_std=real(sigma, real32), &
-                              seed=key)
-        if (stat == fkb_ok) members = real(w%members, real64)
+        call self%r32%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
+                              members=w%members(:, 1:size(members, 2), :), noise_std=real(sigma, real32), seed=key)
+        if (stat == fkb_ok) members = real(w%members(:, 1:size(members, 2), :), real64)
       else
-        call self%r32%predict(w%x, w%mean, w%std, stat, msg, noise_std=real(sigma, real32), seed=key)
+        call self%r32%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
+                              noise_std=real(sigma, real32), seed=key)
       end if
       if (stat /= fkb_ok) return
-      mean = real(w%mean, real64)
-      std = real(w%std, real64)
+      mean = real(w%mean(:, 1:m), real64)
+      std = real(w%std(:, 1:m), real64)
     end associate
   end subroutine predict_real64
 
