@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from emulators.settings import read_settings_file
 
 # TensorFlow is imported inside the functions that use it, so that importing this module does not load
 # it (start-up time).
@@ -139,13 +139,7 @@ class Hyperparameters:
     def from_toml(cls, path: str | os.PathLike) -> "Hyperparameters":
         """From a TOML file of ``key = value`` lines (top level, or in a
         ``[hyperparameters]`` table)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        data = read_settings_file(path, "file")
         if "hyperparameters" in data and isinstance(data["hyperparameters"], dict):
             data = data["hyperparameters"]
         return cls.from_dict(data)

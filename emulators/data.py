@@ -45,6 +45,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import xarray as xr
 
+from emulators.atomic_files import replacing
 from emulators.interface import LEVEL_DIM, SAMPLE_DIMS, VARIABLES, Layout, check_dataset
 
 # Dask is imported inside the functions that use it, so that importing this module does not load it
@@ -321,7 +322,8 @@ class NormalizationStats:
     def save(self, path: str | os.PathLike) -> Path:
         """Write to netCDF."""
         path = Path(path)
-        self.to_dataset().to_netcdf(path, engine="netcdf4")
+        with replacing(path) as tmp:
+            self.to_dataset().to_netcdf(tmp, engine="netcdf4")
         return path
 
     @classmethod

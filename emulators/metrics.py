@@ -25,6 +25,7 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
+from emulators.atomic_files import replacing
 from emulators.data import DEFAULT_TIME_BLOCK, NormalizationStats, RunningMoments, iter_blocks
 from emulators.interface import COORDINATE_ATTRS, LEVEL_DIM, VARIABLES, Layout
 
@@ -132,7 +133,8 @@ def evaluate_emulator(model, splits: Mapping[str, xr.Dataset], layout: Layout,
 def save_metrics(metrics: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write metrics to netCDF (string coordinates as variable-length strings)."""
     path = Path(path)
-    metrics.to_netcdf(path, engine="netcdf4")
+    with replacing(path) as tmp:
+        metrics.to_netcdf(tmp, engine="netcdf4")
     return path
 
 

@@ -1,15 +1,31 @@
 """Settings tables (a TOML table, a dict of options) checked against the
 names they may hold: one message for an unknown key, in every layer that
 reads settings (the GCM's options, a sweep's and a case study's tables,
-the shipped states' recipes)."""
+the shipped states' recipes), and one reader of a settings file."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tomllib
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-__all__ = ["check_known_keys", "dataclass_from_table"]
+__all__ = ["check_known_keys", "dataclass_from_table", "read_settings_file"]
 
 T = TypeVar("T")
+
+
+def read_settings_file(path: str | os.PathLike, what: str | None = None) -> dict[str, Any]:
+    """The tables of a TOML file. FileNotFoundError ``PATH: no such WHAT``
+    (with `what`; else the OS's), ValueError ``PATH: not valid TOML (...)``."""
+    path = Path(path)
+    if what is not None and not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
 
 
 def check_known_keys(table: Iterable[str], known: Iterable[str], what: str, *,

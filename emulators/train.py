@@ -41,6 +41,7 @@ import numpy as np
 import xarray as xr
 
 from emulators.architectures import Hyperparameters, build_emulator, build_loss, build_optimizer, plateau_callback
+from emulators.atomic_files import write_text_replacing
 from emulators.data import (DEFAULT_MEMORY_BUDGET, DEFAULT_TIME_BLOCK, ColumnStream, NormalizationStats,
                             SplitFractions, compute_normalization, level_thickness, open_dataset, split_by_time)
 from emulators.input_statistics import input_statistics
@@ -266,7 +267,7 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         files["hyperparameters"] = out / "hyperparameters.toml"
-        files["hyperparameters"].write_text(hp.to_toml())
+        write_text_replacing(files["hyperparameters"], hp.to_toml())
         files["normalization"] = normalization.save(out / "normalization.nc")
     timer = _epoch_timer()
     all_callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp.patience,
@@ -288,7 +289,7 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
         from emulators.train_fortran import fit_in_fortran
         model, history = fit_in_fortran(model, hp, train_stream, val_stream)
         if out is not None:
-            files["history_csv"].write_text("epoch,loss,val_loss\n" + "".join(
+            write_text_replacing(files["history_csv"], "epoch,loss,val_loss\n" + "".join(
                 f"{i},{loss!r},{val!r}\n" for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))))
     else:
         fit = model.fit(keras_batches(train_stream, endless=True), steps_per_epoch=len(train_stream),
@@ -357,7 +358,7 @@ def _save(result: TrainingResult, out: Path, source, split: SplitFractions, n_tr
         "hyperparameters": result.hyperparameters.to_dict(),
     }
     files["training"] = out / "training.json"
-    files["training"].write_text(json.dumps(record, indent=2) + "\n")
+    write_text_replacing(files["training"], json.dumps(record, indent=2) + "\n")
     if result.metrics is not None:
         files["metrics"] = save_metrics(result.metrics, out / "metrics.nc")
         files["r2_plot"] = plot_r2_by_level(result.metrics, out / "r2_by_level.png",

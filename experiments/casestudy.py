@@ -49,7 +49,7 @@ from coupler.folder_lock import folder_lock
 from coupler.results import collect_results, write_results
 from coupler.sweep import SweepConfig, prepare_reference, run_sweep
 from emulators.atomic_files import write_text_replacing
-from emulators.settings import check_known_keys, dataclass_from_table
+from emulators.settings import check_known_keys, dataclass_from_table, read_settings_file
 from experiments.designed import designed_statistics, is_designed
 from experiments.invocations import InvocationLog, read_invocations, total_seconds
 from experiments.replicates import replicate_folder, write_replicates_report
@@ -201,10 +201,7 @@ def load_casestudy(preset: str | os.PathLike | Mapping[str, Any]) -> CaseStudyCo
         data, name, source = dict(preset), "custom", "(dict)"
     else:
         path = _preset_path(preset)
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        data = read_settings_file(path)
         name, source = path.stem.removeprefix("casestudy-"), os.fspath(path)
     known = ("casestudy", "reference") + _SWEEP_TABLES
     check_known_keys(data, known, "case-study table", quote="[{}]".format)

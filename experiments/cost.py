@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from coupler.scoring import online_error
+from emulators.atomic_files import write_text_replacing
 from emulators.train import train_emulator
 
 # Dask, the toy GCM (its Fortran extension) and TensorFlow are imported inside the functions that use
@@ -134,7 +135,7 @@ def measure_task_cost(preset: str, out_dir: str | os.PathLike, *, emulator: int 
                      "n_perturbed": sweep.coupled.n_perturbed,
                      "sample_ratio": sample_ratio},
             "measured": measured, "extrapolated": extrapolated}
-    (out / "cost.json").write_text(json.dumps(info, indent=2, default=float) + "\n")
+    write_text_replacing(out / "cost.json", json.dumps(info, indent=2, default=float) + "\n")
     for line in table_lines(info):
         log(line)
     return info

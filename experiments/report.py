@@ -35,6 +35,7 @@ import xarray as xr
 
 from coupler.budgets import BUDGET_COLUMNS
 from coupler.results import per_emulator_variables, require_columns
+from emulators.atomic_files import write_text_replacing
 from experiments import plots
 from experiments.designed import designed_lines, is_designed
 from experiments.survival import cox_hazards, logrank_by, logrank_by_optimizer
@@ -376,9 +377,9 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
     finished = int((results["status"].values == "ok").sum())
     if finished < MIN_FINISHED:
         path = out / "report.md"
-        path.write_text("# Offline versus online: case-study report\n\n"
-                        f"{finished} of {results.sizes['emulator']} emulators finished: no statistics, tables or "
-                        f"figures before at least {MIN_FINISHED} have.\n")
+        write_text_replacing(path, "# Offline versus online: case-study report\n\n"
+                             f"{finished} of {results.sizes['emulator']} emulators finished: no statistics, tables "
+                             f"or figures before at least {MIN_FINISHED} have.\n")
         return path
     stats = headline_statistics(results)
     figures = {
@@ -446,5 +447,5 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
     lines += [f"![{name}]({name})" for name in figures]
     lines.append("")
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    write_text_replacing(path, "\n".join(lines))
     return path

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Union
 
 from emulators.blas import preload as _preload_blas
 from emulators.machine_memory import MEMORY_FRACTION, usable_memory
-from emulators.settings import dataclass_from_table
+from emulators.settings import dataclass_from_table, read_settings_file
 
 _preload_blas()  # the BLAS the extension links, before the extension loads
 from gcm_toy import _gcm_core  # noqa: E402
@@ -555,14 +555,6 @@ def preset_path(name: str | os.PathLike) -> Path:
     return candidate
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
-
-
 def load_config(source: ConfigLike = "held-suarez", overrides: Overrides = None) -> GCMConfig:
     """A checked configuration from a preset name, a TOML file, a dict or a
     GCMConfig, with `overrides` (dict, or "key=value" strings) applied on top.
@@ -574,7 +566,7 @@ def load_config(source: ConfigLike = "held-suarez", overrides: Overrides = None)
     elif isinstance(source, Mapping):
         values = dict(source)
     else:
-        values = _read_toml(preset_path(source))
+        values = read_settings_file(preset_path(source))
     values.update(parse_overrides(overrides))
     return dataclass_from_table(GCMConfig, values, "option")
 

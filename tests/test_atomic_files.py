@@ -65,3 +65,46 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_writes_outside_replacing(root) -> list[str]:
+    """Writes of a file that do not go through emulators.atomic_files: a
+    ``write_text``/``write_bytes``/``to_netcdf`` on, or an ``open(..., "w")``
+    of, anything but the temporary path that ``replacing`` yields, and
+    ``os.replace``/``os.rename`` outside atomic_files (appending a line to a
+    log is no such write)."""
+    import ast
+    from pathlib import Path
+
+    found = []
+    for package in ("emulators", "gcm_toy", "coupler", "experiments", "fkb_cli"):
+        for path in sorted((Path(root) / package).rglob("*.py")):
+            if path.name == "atomic_files.py" or "tests_fortran" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                func, where = node.func, f"{path.relative_to(root)}:{node.lineno}"
+                if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes", "to_netcdf"):
+                    target = func.value if func.attr != "to_netcdf" else (node.args[0] if node.args else None)
+                    if not (isinstance(target, ast.Name) and target.id.startswith("tmp")):
+                        found.append(f"{where}: {func.attr}")
+                elif isinstance(func, ast.Name) and func.id == "open" and len(node.args) > 1:
+                    mode = node.args[1]
+                    if (isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wx")
+                            and not (isinstance(node.args[0], ast.Name) and node.args[0].id.startswith("tmp"))):
+                        found.append(f"{where}: open")
+                elif (isinstance(func, ast.Attribute) and func.attr in ("replace", "rename")
+                      and isinstance(func.value, ast.Name) and func.value.id == "os"):
+                    found.append(f"{where}: os.{func.attr}")
+    return found
+
+
+def test_every_file_is_written_through_atomic_files():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    # a shipped state is a checkpoint and its .toml written by the model beside each other: both are
+    # written under a partial name and renamed together (experiments/states.py)
+    allowed = {"experiments/states.py"}
+    assert [w for w in file_writes_outside_replacing(root) if w.split(":")[0] not in allowed] == []

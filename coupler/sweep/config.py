@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,7 +25,7 @@ from coupler.sweep.tasks import (
     resolve_task,
 )
 from emulators.architectures import Hyperparameters
-from emulators.settings import check_known_keys
+from emulators.settings import check_known_keys, read_settings_file
 
 
 MAX_EMULATORS = 1_000_000
@@ -73,13 +72,7 @@ class SweepConfig:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "SweepConfig":
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such sweep configuration")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
-        return cls.from_dict(data, base_dir=path.parent)
+        return cls.from_dict(read_settings_file(path, "sweep configuration"), base_dir=path.parent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base_dir: str | os.PathLike = ".") -> "SweepConfig":
