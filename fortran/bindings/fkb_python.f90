@@ -26,7 +26,8 @@ subroutine load(path, precision, handle, stat, msg)
     msg = 'precision must be 32 or 64'
     return
   end if
-  call new_slot(handle)
+  call new_slot(handle, stat, msg)
+  if (stat /= fkb_ok) return
   if (precision == 32) then
     call known_layers(registry)
     call slots(handle)%net32%load(path, stat, message, registry=registry)

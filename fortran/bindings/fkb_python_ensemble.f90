@@ -36,7 +36,8 @@ subroutine ensemble_load(paths, precision, handle, stat, msg)
     width = max(width, length)
     start = start + length + 1
   end do
-  call new_ensemble_slot(handle)
+  call new_ensemble_slot(handle, stat, msg)
+  if (stat /= fkb_ok) return
   call load_lines(n, width)
   if (stat /= fkb_ok) then
     msg = message
@@ -94,7 +95,8 @@ subroutine ensemble_load_folder(folder, precision, handle, stat, msg)
     msg = 'precision must be 32 or 64'
     return
   end if
-  call new_ensemble_slot(handle)
+  call new_ensemble_slot(handle, stat, msg)
+  if (stat /= fkb_ok) return
   if (precision == 32) then
     call known_layers(registry)
     call ensembles(handle)%ens32%load_folder(folder, stat, message, registry=registry)

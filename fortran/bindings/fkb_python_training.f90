@@ -250,9 +250,10 @@ end subroutine gradient64
 
 subroutine get_weights(handle, n_train, w, stat, msg)
   !! The trainable weights of a compiled network, as float64.
-  use iso_fortran_env, only: real32, real64
+  use iso_fortran_env, only: real32, real64, int64
   use fkb_python_handles, only: slots, valid_handle
-  use fkb, only: fkb_err_argument
+  use fkb, only: fkb_err_argument, fkb_err_memory
+  use fkb_status, only: allocation_failure
   implicit none
   integer, intent(in) :: handle, n_train
   real(real64), intent(out) :: w(n_train)
@@ -267,7 +268,12 @@ subroutine get_weights(handle, n_train, w, stat, msg)
     return
   end if
   if (slots(handle)%precision == 32) then
-    allocate (w32(n_train))
+    allocate (w32(n_train), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      msg = allocation_failure('get_weights: a float32 copy of the weights', int(n_train, int64), 4)
+      return
+    end if
     call slots(handle)%net32%get_weights(w32, stat, message)
     w = real(w32, real64)
   else

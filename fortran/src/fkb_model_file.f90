@@ -16,7 +16,8 @@ module fkb_model_file
   use iso_c_binding, only: c_char, c_int, c_null_char
   use fkb_spec, only: model_spec, tensor_spec, io_spec, training_tensor, attribute_spec, statistics_spec
   use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
-                        fkb_err_shape, fkb_err_nonfinite, fkb_err_argument
+                        fkb_err_shape, fkb_err_nonfinite, fkb_err_argument, fkb_err_memory, &
+                        allocation_failure
   use fkb_sha256, only: sha256_hex
   use fkb_spec_build, only: open_model_file, attribute, first_nonfinite, int_to_str, real64_repr
   use fkb_spec_query, only: parse_real
@@ -55,6 +56,10 @@ module fkb_model_file
     !! A growing string, so that building a header is linear in its length.
     character(len=:), allocatable :: text
     integer :: length = 0
+    logical :: failed = .false.
+      !! its text could not grow: it ignores further text
+    integer(int64) :: wanted = 0
+      !! the capacity that could not be allocated
   end type text_builder
 
   interface
@@ -147,10 +152,10 @@ contains
       close(unit)
       return
     end if
-    allocate(character(len=file_size) :: buffer, stat=ios, errmsg=iomsg)
+    allocate(character(len=file_size) :: buffer, stat=ios)
     if (ios /= 0) then
-      stat = fkb_err_io
-      msg = path // ': cannot hold its ' // int_to_str(int(file_size / 2_int64**20)) // ' MiB in memory'
+      stat = fkb_err_memory
+      msg = path // ': ' // allocation_failure('its contents', file_size, 1)
       close(unit)
       return
     end if
@@ -224,7 +229,7 @@ contains
     ! the header lines up to end_header
     allocate(line_first(64), line_last(64), stat=stat)
     if (stat /= 0) then
-      call fail(fkb_err_io, 'cannot allocate the header''s line index')
+      call fail(fkb_err_memory, allocation_failure('the header''s line index', 128_int64, 8))
       return
     end if
     n_lines = 0
@@ -238,7 +243,14 @@ contains
         if (buffer(pos:eol - 1) == 'end_header') header_end = eol
       end if
       if (header_end > 0) exit
-      if (n_lines == size(line_first)) call grow(line_first, line_last)
+      if (n_lines == size(line_first)) then
+        call grow(line_first, line_last, stat)
+        if (stat /= 0) then
+          call fail(fkb_err_memory, allocation_failure('the header''s line index', &
+                                                       4_int64 * n_lines, 8))
+          return
+        end if
+      end if
       n_lines = n_lines + 1
       line_first(n_lines) = pos
       line_last(n_lines) = eol - 1
@@ -274,7 +286,10 @@ contains
     allocate(param_count(n_layers), entries(n_param_lines), stat=stat)
     if (stat == 0) allocate(spec%layers(n_layers), stat=stat)
     if (stat /= 0) then
-      call fail(fkb_err_io, 'cannot allocate the index of its ' // int_to_str(n_lines) // ' header lines')
+      call fail(fkb_err_memory, allocation_failure('the list of its ' // int_to_str(n_layers) // &
+                                                   ' layers and ' // int_to_str(n_param_lines) // &
+                                                   ' params', int(n_layers + n_param_lines, int64), &
+                                                   storage_size(spec%layers) / 8))
       return
     end if
     param_count = 0
@@ -294,7 +309,9 @@ contains
     do l = 1, n_layers
       allocate(spec%layers(l)%params(param_count(l)), stat=stat)
       if (stat /= 0) then
-        call fail(fkb_err_io, 'cannot allocate the index of its ' // int_to_str(n_lines) // ' header lines')
+        call fail(fkb_err_memory, allocation_failure('the list of the ' // int_to_str(param_count(l)) &
+                                                     // ' params of layer ' // int_to_str(l), &
+                                                     int(param_count(l), int64), 8))
         return
       end if
     end do
@@ -373,8 +390,10 @@ contains
         end select
       end associate
       if (alloc_stat /= 0) then
-        call fail(fkb_err_io, 'cannot hold its ' // int_to_str(payload_bytes / 2_int64**20) // &
-                  ' MiB of weights in memory')
+        call fail(fkb_err_memory, allocation_failure('its weights (' // &
+                                                     int_to_str(payload_bytes / 2_int64**20) // &
+                                                     ' MiB in all)', int(entries(i)%count, int64), &
+                                                     entries(i)%bytes))
         return
       end if
       pos = pos + int(entries(i)%bytes, int64) * entries(i)%count
@@ -420,7 +439,11 @@ contains
         return
       end if
     end do
-    call split_tokens(line, first, last, n_tokens)
+    call split_tokens(line, first, last, n_tokens, stat)
+    if (stat /= fkb_ok) then
+      call bad(stat, allocation_failure('the token index of a header line', int(len(line), int64), 8))
+      return
+    end if
     if (n_tokens == 0) then
       call bad(fkb_err_format, 'empty line')
       return
@@ -503,11 +526,15 @@ contains
       end if
       call parse_key_values(line, first, last, 2, spec%training%attributes, stat, problem)
       if (stat /= fkb_ok) return
+      allocate (spec%training%generator_ids(0), spec%training%generator_states(0), stat=stat)
+      if (stat == 0) allocate (spec%training%tensors(0), stat=stat)
+      if (stat /= 0) then
+        call bad(fkb_err_memory, 'out of memory: cannot allocate the empty lists of the training section')
+        return
+      end if
       call parse_precision()
       spec%training%present = .true.
       spec%training%schedule = ''
-      allocate (spec%training%generator_ids(0), spec%training%generator_states(0), &
-                spec%training%tensors(0))
       section = section_training
 
     case ('optimizer', 'schedule')
@@ -720,7 +747,8 @@ contains
       if (.not. allocated(io)) then
         allocate(io(n_io), stat=alloc_stat)
         if (alloc_stat /= 0) then
-          call bad(fkb_err_io, 'cannot allocate ' // int_to_str(n_io) // ' ' // word // ' names')
+          call bad(fkb_err_memory, allocation_failure(int_to_str(n_io) // ' ' // word // ' names', &
+                                                      int(n_io, int64), 64))
           return
         end if
       end if
@@ -758,7 +786,8 @@ contains
         n_attributes = n_tokens - 5
         allocate(this%attributes(n_attributes), stat=stat)
         if (stat /= 0) then
-          call bad(fkb_err_io, 'layer ' // int_to_str(id) // ': cannot allocate its attributes')
+          call bad(fkb_err_memory, 'layer ' // int_to_str(id) // ': ' // &
+                   allocation_failure('its attributes', int(n_attributes, int64), 64))
           return
         end if
         has_inputs = .false.
@@ -778,7 +807,11 @@ contains
             end if
             has_inputs = .true.
             call parse_int_list(line(eq + 1:last(t)), this%inputs, stat)
-            if (stat /= fkb_ok) then
+            if (stat == fkb_err_memory) then
+              call bad(stat, 'layer ' // int_to_str(id) // ': ' // &
+                       allocation_failure('its list of inputs', int(len(line), int64), 4))
+              return
+            else if (stat /= fkb_ok) then
               call bad(fkb_err_format, 'layer ' // int_to_str(id) // ': malformed ''' // &
                        line(first(t):last(t)) // '''')
               return
@@ -989,8 +1022,13 @@ contains
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(inout) :: problem
     integer :: t, eq, k, j
-    allocate (attributes(max(0, size(first) - start + 1)))
-    stat = fkb_ok
+    allocate (attributes(max(0, size(first) - start + 1)), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      problem = allocation_failure('the key=value list of a header line', &
+                                   int(max(0, size(first) - start + 1), int64), 64)
+      return
+    end if
     do t = start, size(first)
       eq = index(line(first(t):last(t)), '=')
       if (eq <= 1 .or. first(t) + eq - 1 == last(t)) then
@@ -1138,7 +1176,19 @@ contains
     call add(header, 'end_header' // newline)
 
     ! the hashed body: header lines after sha256, then the payload
-    allocate(body(int(header%length, int64) + 4 * n_values + n_training_bytes))
+    if (header%failed) then
+      stat = fkb_err_memory
+      msg = path // ': ' // allocation_failure('the header text', header%wanted, 1)
+      return
+    end if
+    allocate(body(int(header%length, int64) + 4 * n_values + n_training_bytes), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      msg = path // ': ' // allocation_failure('the file''s contents', &
+                                               int(header%length, int64) + 4 * n_values + &
+                                               n_training_bytes, 1)
+      return
+    end if
     body(1:header%length) = transfer(header%text(1:header%length), body, header%length)
     p = header%length
     if (spec%has_input_normalization) then
@@ -1171,6 +1221,7 @@ contains
           call put(real(spec%training%tensors(k)%values, real32))
         else
           call put64(spec%training%tensors(k)%values)
+          if (stat /= fkb_ok) return
         end if
       end do
     end if
@@ -1304,7 +1355,13 @@ contains
       if (little_endian()) then
         body(p + 1:p + 8 * n) = transfer(values, body, 8 * n)
       else
-        allocate (halves(2 * n))
+        allocate (halves(2 * n), stat=stat)
+        if (stat /= 0) then
+          stat = fkb_err_memory
+          msg = path // ': ' // allocation_failure('the byte-swapped training values', &
+                                                   2_int64 * n, 4)
+          return
+        end if
         halves = byte_swapped(transfer(values, 0_int32, 2 * n))
         do i = 1, n
           body(p + 8 * i - 7:p + 8 * i) = transfer([halves(2 * i), halves(2 * i - 1)], body, 8)
@@ -1764,9 +1821,25 @@ contains
     type(text_builder), intent(inout) :: builder
     character(len=*), intent(in) :: text
     character(len=:), allocatable :: grown
-    if (.not. allocated(builder%text)) allocate(character(len=max(4096, 2 * len(text))) :: builder%text)
+    integer :: capacity, stat
+    if (builder%failed) return
+    if (.not. allocated(builder%text)) then
+      capacity = max(4096, 2 * len(text))
+      allocate(character(len=capacity) :: builder%text, stat=stat)
+      if (stat /= 0) then
+        builder%failed = .true.
+        builder%wanted = capacity
+        return
+      end if
+    end if
     if (builder%length + len(text) > len(builder%text)) then
-      allocate(character(len=max(2 * len(builder%text), builder%length + len(text))) :: grown)
+      capacity = max(2 * len(builder%text), builder%length + len(text))
+      allocate(character(len=capacity) :: grown, stat=stat)
+      if (stat /= 0) then
+        builder%failed = .true.
+        builder%wanted = capacity
+        return
+      end if
       grown(1:builder%length) = builder%text(1:builder%length)
       call move_alloc(grown, builder%text)
     end if
@@ -1774,14 +1847,18 @@ contains
     builder%length = builder%length + len(text)
   end subroutine add
 
-  subroutine grow(a, b)
-    !! Doubles two index arrays, keeping their contents.
+  subroutine grow(a, b, stat)
+    !! Doubles two index arrays, keeping their contents; `stat` /= 0 (and
+    !! both unchanged, or only `a` doubled) if one cannot be allocated.
     integer(int64), allocatable, intent(inout) :: a(:), b(:)
+    integer, intent(out) :: stat
     integer(int64), allocatable :: t(:)
-    allocate(t(2 * size(a)))
+    allocate(t(2 * size(a)), stat=stat)
+    if (stat /= 0) return
     t(1:size(a)) = a
     call move_alloc(t, a)
-    allocate(t(2 * size(b)))
+    allocate(t(2 * size(b)), stat=stat)
+    if (stat /= 0) return
     t(1:size(b)) = b
     call move_alloc(t, b)
   end subroutine grow
@@ -1811,11 +1888,13 @@ contains
     end do
   end subroutine next_token
 
-  pure subroutine split_tokens(line, first, last, n)
-    !! All space-separated tokens of a line.
+  pure subroutine split_tokens(line, first, last, n, stat)
+    !! All space-separated tokens of a line; `stat` is `fkb_err_memory` if
+    !! their index cannot be allocated.
     character(len=*), intent(in) :: line
     integer, allocatable, intent(out) :: first(:), last(:)
     integer, intent(out) :: n
+    integer, intent(out) :: stat
     integer :: pos, f, l
     n = 0
     pos = 1
@@ -1825,7 +1904,11 @@ contains
       n = n + 1
       pos = l + 1
     end do
-    allocate(first(n), last(n))
+    allocate(first(n), last(n), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      return
+    end if
     n = 0
     pos = 1
     do
@@ -1887,7 +1970,11 @@ contains
     do i = 1, len(text)
       if (text(i:i) == ',') n = n + 1
     end do
-    allocate(values(n))
+    allocate(values(n), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      return
+    end if
     start = 1
     do i = 1, n
       comma = index(text(start:), ',')
@@ -1907,13 +1994,16 @@ contains
     character(len=*), intent(in) :: line, word
     integer, intent(out) :: value
     logical, intent(out) :: ok
-    integer, allocatable :: first(:), last(:)
-    integer :: n, stat
+    integer :: first(3), last(3), stat
     value = 0
-    call split_tokens(line, first, last, n)
-    ok = n == 2
+    call next_token(line, 1, first(1), last(1))
+    ok = first(1) > 0
     if (.not. ok) return
-    ok = line(first(1):last(1)) == word
+    call next_token(line, last(1) + 1, first(2), last(2))
+    ok = first(2) > 0
+    if (.not. ok) return
+    call next_token(line, last(2) + 1, first(3), last(3))
+    ok = first(3) == 0 .and. line(first(1):last(1)) == word
     if (.not. ok) return
     call parse_int(line(first(2):last(2)), value, stat)
     ok = stat == fkb_ok
