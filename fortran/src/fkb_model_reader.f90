@@ -25,7 +25,7 @@ module fkb_model_reader
 contains
 
   subroutine read_model_file(path, spec, stat, msg)
-    !! Reads a model file (format version 1, or an original FKB text file)
+    !! Reads a model file (format versions 1 to 3, or an original FKB text file)
     !! into a model spec.
     character(len=*), intent(in) :: path
       !! file to read
