@@ -48,6 +48,7 @@ STATUS_NAMES = {
     6: "shape error",
     7: "non-finite value",
     8: "invalid argument",
+    9: "out of memory",
 }
 
 

@@ -39,7 +39,7 @@ if [ ! -f "$stamp" ]; then
   "$py" -m pip install -q --upgrade pip
   "$py" -m pip install -q -c requirements/constraints.txt \
     meson-python meson ninja fypp numpy scipy-openblas32 onnx onnxruntime \
-    keras tensorflow-cpu h5py xarray netCDF4 dask distributed scipy matplotlib tqdm statsmodels pytest hypothesis import-linter
+    keras tensorflow-cpu h5py xarray netCDF4 dask distributed scipy matplotlib tqdm statsmodels pytest hypothesis import-linter ford
   rm -f "$venv"/.fkb-deps-* && touch "$stamp"
 fi
 

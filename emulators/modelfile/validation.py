@@ -159,8 +159,9 @@ def _check_layer(layer: LayerSpec, position: int, widths: dict[int, int]) -> Non
 
 
 def _check_values(layer: LayerSpec) -> None:
-    """What the Fortran builders (fkb_layers.inc) refuse of a layer's values,
-    refused here too, so that both readers accept the same files."""
+    """What the Fortran builders (the layers' setup, fortran/src/fkb_layer_*.inc)
+    refuse of a layer's values, refused here too, so that both readers accept
+    the same files."""
     attrs = layer.attributes
     nonnegative = {"relu": ("negative_slope", "threshold", "max_value"), "dropout": ("rate", "stddev")}
     for key in nonnegative.get(layer.kind, ()):

@@ -17,19 +17,38 @@ module fkb_python_ensemble_handles
 
 contains
 
-  subroutine new_ensemble_slot(handle)
-    !! A free slot (the table grows when full).
+  subroutine new_ensemble_slot(handle, stat, msg)
+    !! A free slot (the table grows when full); `handle` 0 and `stat`
+    !! `fkb_err_memory` if the table cannot grow.
+    use fkb, only: fkb_ok, fkb_err_memory
     integer, intent(out) :: handle
+    integer, intent(out) :: stat
+    character(len=*), intent(inout) :: msg
     type(ensemble_slot), allocatable :: grown(:)
-    integer :: i
-    if (.not. allocated(ensembles)) allocate (ensembles(4))
+    integer :: i, n
+    handle = 0
+    stat = fkb_ok
+    if (.not. allocated(ensembles)) then
+      allocate (ensembles(4), stat=stat)
+      if (stat /= 0) then
+        stat = fkb_err_memory
+        msg = 'out of memory: cannot allocate the table of 4 ensemble handles'
+        return
+      end if
+    end if
     do i = 1, size(ensembles)
       if (.not. ensembles(i)%used) then
         handle = i
         return
       end if
     end do
-    allocate (grown(2 * size(ensembles)))
+    n = 2 * size(ensembles)
+    allocate (grown(n), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      write (msg, '(a, i0, a)') 'out of memory: cannot allocate the table of ', n, ' ensemble handles'
+      return
+    end if
     grown(1:size(ensembles)) = ensembles
     call move_alloc(grown, ensembles)
     handle = size(ensembles) / 2 + 1

@@ -24,18 +24,38 @@ module fkb_python_handles
 
 contains
 
-  subroutine new_slot(handle)
+  subroutine new_slot(handle, stat, msg)
+    !! A free slot (the table grows when full); `handle` 0 and `stat`
+    !! `fkb_err_memory` if the table cannot grow.
+    use fkb, only: fkb_ok, fkb_err_memory
     integer, intent(out) :: handle
+    integer, intent(out) :: stat
+    character(len=*), intent(inout) :: msg
     type(slot), allocatable :: grown(:)
-    integer :: i
-    if (.not. allocated(slots)) allocate(slots(8))
+    integer :: i, n
+    handle = 0
+    stat = fkb_ok
+    if (.not. allocated(slots)) then
+      allocate(slots(8), stat=stat)
+      if (stat /= 0) then
+        stat = fkb_err_memory
+        msg = 'out of memory: cannot allocate the table of 8 network handles'
+        return
+      end if
+    end if
     do i = 1, size(slots)
       if (.not. slots(i)%used) then
         handle = i
         return
       end if
     end do
-    allocate(grown(2 * size(slots)))
+    n = 2 * size(slots)
+    allocate(grown(n), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      write (msg, '(a, i0, a)') 'out of memory: cannot allocate the table of ', n, ' network handles'
+      return
+    end if
     grown(1:size(slots)) = slots
     call move_alloc(grown, slots)
     handle = size(slots) / 2 + 1

@@ -46,7 +46,7 @@ module fkb
                             check_param_names, get_vector_param, get_matrix_param
   use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
                         fkb_err_unsupported, fkb_err_shape, fkb_err_nonfinite, &
-                        fkb_err_argument, fkb_status_name
+                        fkb_err_argument, fkb_err_memory, fkb_status_name
   use fkb_spec, only: model_spec, layer_spec, tensor_spec, attribute_spec, io_spec
   use fkb_model_file, only: read_model_file, write_model_file
   use fkb_dense_kernel, only: dense_kernel_available
@@ -62,7 +62,7 @@ module fkb
             get_matrix_param
   public :: fkb_ok, fkb_err_io, fkb_err_format, fkb_err_version, fkb_err_hash, &
             fkb_err_unsupported, fkb_err_shape, fkb_err_nonfinite, fkb_err_argument, &
-            fkb_status_name
+            fkb_err_memory, fkb_status_name
   public :: model_spec, layer_spec, tensor_spec, attribute_spec, io_spec
   public :: read_model_file, write_model_file
   public :: dense_kernel_available

@@ -5,7 +5,8 @@ module fkb_dirlist
   !! sorting (byte order, as Python's `sorted`) is done here so that the
   !! order never depends on the file system.
   use iso_c_binding, only: c_ptr, c_char, c_int, c_null_char, c_associated
-  use fkb_status, only: fkb_ok, fkb_err_io
+  use iso_fortran_env, only: int64
+  use fkb_status, only: fkb_ok, fkb_err_io, fkb_err_memory, allocation_failure, int_to_str
   implicit none
   private
   public :: dir_entry, list_directory, sort_entries
@@ -54,29 +55,46 @@ contains
     character(kind=c_char) :: buf(name_capacity)
     integer(c_int) :: length
     integer :: n, i
-    allocate (entries(16))
+    stat = fkb_ok
+    allocate (entries(0), stat=stat)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      msg = 'out of memory: cannot allocate the list of files of ' // trim(dir)
+      return
+    end if
     n = 0
     handle = c_dir_open(trim(dir) // c_null_char)
     if (.not. c_associated(handle)) then
       stat = fkb_err_io
       msg = trim(dir) // ': no such folder, or it cannot be read'
-      deallocate (entries)
-      allocate (entries(0))
       return
     end if
     do while (c_dir_next(handle, buf, int(name_capacity, c_int), length) /= 0)
       if (n == size(entries)) then
-        allocate (grown(2 * n))
+        allocate (grown(max(16, 2 * n)), stat=stat)
+        if (stat /= 0) then
+          msg = allocation_failure(trim(dir) // ': the list of ' // int_to_str(max(16, 2 * n)) // &
+                                   ' files', int(max(16, 2 * n), int64), storage_size(grown) / 8)
+          exit
+        end if
         grown(1:n) = entries
         call move_alloc(grown, entries)
       end if
       n = n + 1
-      allocate (character(len=min(int(length), name_capacity)) :: entries(n)%name)
+      allocate (character(len=min(int(length), name_capacity)) :: entries(n)%name, stat=stat)
+      if (stat /= 0) then
+        msg = allocation_failure(trim(dir) // ': a file name', int(length, int64), 1)
+        exit
+      end if
       do i = 1, len(entries(n)%name)
         entries(n)%name(i:i) = buf(i)
       end do
     end do
     call c_dir_close(handle)
+    if (stat /= 0) then
+      stat = fkb_err_memory
+      return
+    end if
     entries = entries(1:n)
     call sort_entries(entries)
     stat = fkb_ok

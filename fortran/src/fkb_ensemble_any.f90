@@ -23,8 +23,7 @@ module fkb_ensemble_any
   use fkb_layers_r64, only: layer_registry_r64 => layer_registry
   use fkb_ensemble_work_r32, only: work_r32 => ensemble_work
   use fkb_ensemble_work_r64, only: work_r64 => ensemble_work
-  use fkb_status, only: fkb_ok, fkb_err_argument
-  use fkb_spec_build, only: int_to_str
+  use fkb_status, only: fkb_ok, fkb_err_argument, int_to_str
   implicit none
   private
   public :: ensemble_any

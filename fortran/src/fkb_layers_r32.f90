@@ -1,12 +1,13 @@
 module fkb_layers_r32
   !! Layers in real32; the source is `fkb_layers.inc`.
   use iso_fortran_env, only: wp => real32
-  use fkb_blas, only: gemm => sgemm, gemv => sgemv
-  use fkb_dense_kernel, only: dense_kernel_available, kernel_packed_size => dense_packed_size_r32, &
-                              kernel_pack => dense_pack_r32, kernel_apply => dense_apply_r32, &
-                              kernel_pack_transposed => dense_pack_transposed_r32, &
-                              kernel_weight_grad => dense_weight_grad_r32, dense_tile_columns, &
-                              epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
-  use fkb_activations_r32, only: apply_activation, activation_backward
+  use fkb_layer_base_r32, only: layer, layer_slot
+  use fkb_layer_dense_r32, only: dense_layer
+  use fkb_layer_activations_r32, only: activation_layer, relu_layer, leaky_relu_layer, elu_layer, &
+                                       prelu_layer, softmax_layer
+  use fkb_layer_dropout_r32, only: dropout_layer
+  use fkb_layer_normalization_r32, only: batch_normalization_layer, layer_normalization_layer, &
+                                         normalization_layer, rescaling_layer
+  use fkb_layer_merge_r32, only: merge_layer, concatenate_layer
   include 'fkb_layers.inc'
 end module fkb_layers_r32

@@ -17,7 +17,8 @@ module fkb_legacy
   !! them), a truncated file (the original kept random weights).
   use iso_fortran_env, only: real32, int64, iostat_end
   use fkb_spec, only: model_spec, layer_spec, tensor_spec
-  use fkb_status, only: fkb_ok, fkb_err_format, fkb_err_unsupported, fkb_err_nonfinite, fkb_err_io
+  use fkb_status, only: fkb_ok, fkb_err_format, fkb_err_unsupported, fkb_err_nonfinite, fkb_err_io, &
+                        fkb_err_memory, allocation_failure
   use fkb_files, only: width_problem, values_problem
   use fkb_spec_build, only: open_model_file, attribute, finite32, first_nonfinite, int_to_str, &
                             real32_repr
@@ -76,7 +77,9 @@ contains
 
     allocate(names(n_lines), info(n_lines), stat=ios)
     if (ios /= 0) then
-      call fail(fkb_err_io, 'cannot allocate its ' // int_to_str(n_lines) // ' layer lines')
+      call fail(fkb_err_memory, allocation_failure('its ' // int_to_str(n_lines) // ' layer lines', &
+                                                   int(n_lines, int64), &
+                                                   (storage_size(names) + storage_size(info)) / 8))
       close(unit)
       return
     end if
@@ -93,7 +96,8 @@ contains
     ! 3 = batch normalization, -1 = the activation line of a dense layer.
     allocate(kind_of(n_lines), width_of(n_lines), stat=ios)
     if (ios /= 0) then
-      call fail(fkb_err_io, 'cannot allocate its ' // int_to_str(n_lines) // ' layer lines')
+      call fail(fkb_err_memory, allocation_failure('its ' // int_to_str(n_lines) // ' layer lines', &
+                                                   int(n_lines, int64), 8))
       close(unit)
       return
     end if
@@ -206,7 +210,8 @@ contains
     ! Build the layers; widths follow the last dense layer (or the input).
     allocate(spec%layers(n_layers), stat=ios)
     if (ios /= 0) then
-      call fail(fkb_err_io, 'cannot allocate its ' // int_to_str(n_layers) // ' layers')
+      call fail(fkb_err_memory, allocation_failure('its ' // int_to_str(n_layers) // ' layers', &
+                                                   int(n_layers, int64), storage_size(spec%layers) / 8))
       close(unit)
       return
     end if
@@ -236,7 +241,13 @@ contains
         call make_layer(spec%layers(id), 'dropout', id, width)
         spec%layers(id)%attributes = [attribute('variant', 'dropout'), &
                                       attribute('rate', real32_repr(info(n)))]
-        allocate(spec%layers(id)%params(0))
+        allocate(spec%layers(id)%params(0), stat=ios)
+        if (ios /= 0) then
+          call fail(fkb_err_memory, 'layer line ' // int_to_str(n) // &
+                    ': out of memory: cannot allocate its empty list of weights')
+          close(unit)
+          return
+        end if
       case (3)
         id = id + 1
         width_of(n) = width
@@ -244,14 +255,15 @@ contains
         spec%layers(id)%attributes = [attribute('epsilon', '0.001'), attribute('center', '1'), &
                                       attribute('scale', '1')]
         ! stored in Keras's order; read below in the original's order
-        allocate(spec%layers(id)%params(4))
-        call unread_tensor(spec%layers(id)%params(1), 'gamma', [width], ios)
+        allocate(spec%layers(id)%params(4), stat=ios)
+        if (ios == 0) call unread_tensor(spec%layers(id)%params(1), 'gamma', [width], ios)
         if (ios == 0) call unread_tensor(spec%layers(id)%params(2), 'beta', [width], ios)
         if (ios == 0) call unread_tensor(spec%layers(id)%params(3), 'moving_mean', [width], ios)
         if (ios == 0) call unread_tensor(spec%layers(id)%params(4), 'moving_variance', [width], ios)
         if (ios /= 0) then
-          call fail(fkb_err_io, 'layer line ' // int_to_str(n) // ': cannot allocate its ' // &
-                    int_to_str(4 * width) // ' weights')
+          call fail(fkb_err_memory, 'layer line ' // int_to_str(n) // ': ' // &
+                    allocation_failure('its 4 x ' // int_to_str(width) // ' weights', &
+                                       4_int64 * width, 4))
           close(unit)
           return
         end if
@@ -387,12 +399,13 @@ contains
       ! the original ignored their number
       layer%attributes = [attribute('activation', trim(activation_name)), attribute('use_bias', '1')]
     end select
-    allocate(layer%params(2))
-    call unread_tensor(layer%params(1), 'kernel', [n_out, n_in], stat)
+    allocate(layer%params(2), stat=stat)
+    if (stat == 0) call unread_tensor(layer%params(1), 'kernel', [n_out, n_in], stat)
     if (stat == 0) call unread_tensor(layer%params(2), 'bias', [n_out], stat)
     if (stat /= 0) then
-      stat = fkb_err_io
-      msg = 'cannot allocate the ' // int_to_str(int(n_out, int64) * (n_in + 1)) // ' weights of the dense layer'
+      stat = fkb_err_memory
+      msg = allocation_failure('the weights of the dense layer (' // int_to_str(n_out) // ' x ' // &
+                               int_to_str(n_in + 1) // ')', int(n_out, int64) * (n_in + 1), 4)
     end if
   end subroutine make_dense
 

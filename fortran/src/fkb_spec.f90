@@ -64,7 +64,7 @@ module fkb_spec
     character(len=:), allocatable :: optimizer
     type(attribute_spec), allocatable :: optimizer_attributes(:)
     character(len=:), allocatable :: schedule
-      !! empty: no schedule line
+      !! the schedule's kind, empty without a schedule line
     type(attribute_spec), allocatable :: schedule_attributes(:)
     integer, allocatable :: generator_ids(:)
       !! node ids of the `generator` lines (0: fit's shuffling)

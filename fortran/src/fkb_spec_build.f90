@@ -8,18 +8,12 @@ module fkb_spec_build
   !! like -ffast-math) and numbers as text for messages and attribute values.
   use iso_fortran_env, only: real32, real64, int32, int64
   use fkb_spec, only: attribute_spec
-  use fkb_status, only: fkb_ok, fkb_err_io
+  use fkb_status, only: fkb_ok, fkb_err_io, int_to_str
   use fkb_files, only: regular_file_problem
   implicit none
   private
   public :: open_model_file, attribute, finite32, first_nonfinite, int_to_str, real32_repr, &
             real64_repr
-
-  interface int_to_str
-    !! An integer (default kind or `int64`) as text, without blanks.
-    module procedure int_to_str_default
-    module procedure int_to_str_int64
-  end interface int_to_str
 
   integer(int32), parameter :: exponent_bits = int(z'7F800000', int32)
     !! the exponent field of a float32; all ones for NaN and infinity
@@ -85,20 +79,6 @@ contains
       end if
     end do
   end function first_nonfinite
-
-  pure function int_to_str_default(i) result(s)
-    integer, intent(in) :: i
-    character(len=:), allocatable :: s
-    s = int_to_str_int64(int(i, int64))
-  end function int_to_str_default
-
-  pure function int_to_str_int64(i) result(s)
-    integer(int64), intent(in) :: i
-    character(len=:), allocatable :: s
-    character(len=24) :: buffer
-    write(buffer, '(i0)') i
-    s = trim(buffer)
-  end function int_to_str_int64
 
   function real32_repr(x) result(text)
     !! The shortest decimal that reads back as the same `real32`, written

@@ -54,10 +54,10 @@ contains
                     real_attr('initial_accumulator_value', opt%initial_accumulator_value), &
                     real_attr('epsilon', opt%epsilon)]
     case default
-      allocate (attributes(0))
+      attributes = [attribute_spec ::]
     end select
     schedule = ''
-    allocate (schedule_attributes(0))
+    schedule_attributes = [attribute_spec ::]
     if (opt%has_schedule .and. opt%schedule%kind == schedule_exponential) then
       schedule = 'exponential'
       schedule_attributes = [ &
@@ -179,9 +179,8 @@ contains
     case (opt_adagrad)
       call push('accumulator', 1)
     end select
-    allocate (names(n), slots(n))
-    names(1:n) = found(1:n)
-    slots(1:n) = slot_of(1:n)
+    names = found(1:n)
+    slots = slot_of(1:n)
   contains
     subroutine push(name, slot)
       character(len=*), intent(in) :: name
@@ -198,11 +197,7 @@ contains
     !! A layer spec holding `attributes`, to read them with `fkb_spec_query`.
     type(attribute_spec), allocatable, intent(in) :: attributes(:)
     type(layer_spec) :: lspec
-    integer :: n
-    n = 0
-    if (allocated(attributes)) n = size(attributes)
-    allocate (lspec%attributes(n))
-    if (n > 0) lspec%attributes(1:n) = attributes(1:n)
+    if (allocated(attributes)) lspec%attributes = attributes
   end function key_values
 
   subroutine check_keys(attributes, keys, all_required, what, stat, msg)

@@ -1,11 +1,12 @@
 program test_errors
   !! Every refusal comes back as a status and a one-line message naming the
   !! problem: bad shapes and non-finite values in `predict`, and every kind
-  !! of inconsistent model in `from_spec` (messages name the layer).
-  use iso_fortran_env, only: real32, real64
+  !! of inconsistent model in `from_spec` (messages name the layer), and a
+  !! training batch too large for memory.
+  use iso_fortran_env, only: real32, real64, int64
   use ieee_arithmetic, only: ieee_value, ieee_quiet_nan, ieee_positive_inf
   use fkb, only: network, network_r64, model_spec, fkb_ok, fkb_err_format, fkb_err_shape, &
-                 fkb_err_nonfinite, fkb_err_unsupported, fkb_err_argument
+                 fkb_err_nonfinite, fkb_err_unsupported, fkb_err_argument, fkb_err_memory, sgd
   use fkb_test_specs, only: layer, attr, param, no_attrs, no_params
   use fkb_testing, only: tester
   implicit none
@@ -15,6 +16,7 @@ program test_errors
   t%suite = 'errors'
   call test_predict_errors(t)
   call test_model_errors(t)
+  call test_batch_beyond_memory(t)
   call t%finish()
 
 contains
@@ -289,5 +291,53 @@ contains
     call expect_refusal(t, s, fkb_err_format, [character(len=40) :: &
                         'missing attribute scale'], 'layer normalization without scale')
   end subroutine test_model_errors
+
+  subroutine test_batch_beyond_memory(t)
+    !! A minibatch of 2**18 columns for a network a million wide needs a
+    !! workspace of 2**40 bytes: `train_step` says so and the network goes
+    !! on training on batches that fit. (Skipped where the system hands out
+    !! any amount of address space, as Linux's overcommit_memory=1 does.)
+    type(tester), intent(inout) :: t
+    integer, parameter :: wide = 1000000, n_huge = 2**18
+    type(network) :: net
+    type(model_spec) :: spec
+    real(real32), allocatable :: x(:, :), y(:, :)
+    integer(int64), allocatable :: probe(:)
+    real(real64), allocatable :: k1(:), k2(:), b1(:)
+    integer :: stat, i
+    character(len=:), allocatable :: msg
+    allocate (probe(2_int64**37), stat=stat)
+    if (stat == 0) then
+      write (*, '(a)') 'errors: skipped the batch beyond memory (2**40 bytes can be allocated here)'
+      return
+    end if
+    allocate (k1(wide), k2(wide), b1(wide))
+    do i = 1, wide  ! (heap arrays: a million-value constructor overflows the stack)
+      k1(i) = 1d-6 * modulo(i, 13)
+      k2(i) = 1d-6 * modulo(i, 7)
+    end do
+    b1 = 0
+    spec%n_inputs = 1
+    spec%n_outputs = 1
+    spec%layers = [ &
+      layer('dense', wide, [0], [attr('activation', 'relu'), attr('use_bias', '1')], &
+            [param('kernel', [wide, 1], k1), param('bias', [wide, 1], b1)]), &
+      layer('dense', 1, [1], [attr('activation', 'linear'), attr('use_bias', '1')], &
+            [param('kernel', [1, wide], k2), param('bias', [1, 1], [0d0])])]
+    call net%from_spec(spec, stat, msg)
+    call t%status(stat, fkb_ok, msg, 'the wide network builds')
+    call net%compile(sgd(), 'mse', stat, msg)
+    call t%status(stat, fkb_ok, msg, 'the wide network compiles')
+    allocate (x(1, n_huge), y(1, n_huge))
+    x = 0.5
+    y = 1.0
+    call net%train_step(x, y, stat, msg)
+    call t%status(stat, fkb_err_memory, msg, 'a batch beyond memory', &
+                  [character(len=40) :: 'train: out of memory', 'workspace (1000002 x 262144)', &
+                   '1048578097152 bytes'])
+    call net%train_step(x(:, 1:2), y(:, 1:2), stat, msg)
+    call t%status(stat, fkb_ok, msg, 'a batch that fits, after one beyond memory')
+    call t%check(net%n_iterations() == 1, 'only the batch that fits took a step')
+  end subroutine test_batch_beyond_memory
 
 end program test_errors

@@ -1,0 +1,13 @@
+module fkb_layer_dense_r64
+  !! The dense layer in real64; the source is `fkb_layer_dense.inc`.
+  use iso_fortran_env, only: wp => real64
+  use fkb_blas, only: gemm => dgemm, gemv => dgemv
+  use fkb_dense_kernel, only: dense_kernel_available, kernel_packed_size => dense_packed_size_r64, &
+                              kernel_pack => dense_pack_r64, kernel_apply => dense_apply_r64, &
+                              kernel_pack_transposed => dense_pack_transposed_r64, &
+                              kernel_weight_grad => dense_weight_grad_r64, dense_tile_columns, &
+                              epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
+  use fkb_activations_r64, only: apply_activation, activation_backward
+  use fkb_layer_base_r64
+  include 'fkb_layer_dense.inc'
+end module fkb_layer_dense_r64
