@@ -8,5 +8,14 @@ module fkb_layers_r32
                               kernel_weight_grad => dense_weight_grad_r32, dense_tile_columns, &
                               epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
   use fkb_activations_r32, only: apply_activation, activation_backward
+  ! the modules fkb_layers.inc uses, named here for build tools that do not read
+  ! include files (fpm): nothing imported
+  use fkb_spec, only:
+  use fkb_status, only:
+  use fkb_spec_query, only:
+  use fkb_spec_build, only:
+  use fkb_activation_codes, only:
+  use fkb_batch_blocks, only:
+  use fkb_lehmer, only:
   include 'fkb_layers.inc'
 end module fkb_layers_r32
