@@ -39,6 +39,7 @@ import xarray as xr
 from coupler.crash_attribution import CRASH_FILE
 from coupler.sweep import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
 from emulators.atomic_files import replacing, write_text_replacing
+from emulators.netcdf_files import write_dataset
 from emulators.formats import needs_conversion
 
 __all__ = ["KERAS_SUFFIXES", "COUPLE_PRODUCTS", "CoupleResult", "claim_couple_folder", "couple_identity",
@@ -246,8 +247,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "reference": os.fspath(reference["reference"]), "run": os.fspath(run_path),
         "run_days_requested": float(config.days)})
     score.attrs["crash_time_days"] = float(score.attrs.get("crash_time_days", math.nan))
-    with replacing(score_path) as tmp:
-        score.to_netcdf(tmp, engine="netcdf4")
+    write_dataset(score, score_path, note="score of a coupled emulator run")
 
     summary = {
         "emulators": [os.fspath(f) for f in files],

@@ -62,6 +62,8 @@ import xarray as xr  # noqa: E402
 from coupler.design import Design  # noqa: E402
 from emulators.architectures import OPTIMIZERS, Hyperparameters  # noqa: E402
 from emulators.atomic_files import replacing, write_text_replacing  # noqa: E402
+from emulators.netcdf_files import write_dataset  # noqa: E402
+from emulators.progress import progress_bar  # noqa: E402
 
 __all__ = ["SearchSpace", "CoupledRunConfig", "CoupledRun", "EmulatorTask", "SweepConfig", "SweepSummary", "TaskFailed",
            "coupled_run", "start_coupled_model", "prepare_reference", "load_reference", "REFERENCE_CONFIG", "offline_task", "default_task", "execute_task", "run_sweep",
@@ -406,7 +408,7 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
 def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
                 out: str | os.PathLike | None = None, *, twin: int = 0,
                 progress: bool | None = False, crash_record: str | os.PathLike | None = None,
-                tuned: str | os.PathLike | None = None) -> CoupledRun:
+                tuned: str | os.PathLike | None = None, progress_label: str = "coupled run") -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
     (None: the reference physics; a list of several: their ensemble) from
     the configured initial state; `twin` k > 0: the reference's k-th
@@ -433,7 +435,7 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
         shutil.rmtree(rewind, ignore_errors=True)
     try:
         with start_coupled_model(emulator_path, config, twin=twin) as model:
-            run = model.run(config.days, out, overwrite=True, progress=progress,
+            run = model.run(config.days, out, overwrite=True, progress=progress, progress_label=progress_label,
                             checkpoint_every_days=1.0 if rewind else None, checkpoint_dir=rewind,
                             keep_checkpoints=2 if rewind else None)
             if tuned is not None and model.config.finetune:
@@ -475,7 +477,8 @@ def perturbed_paths(folder: Path, n: int) -> list[Path]:
     return [folder / f"perturbed_{k}.nc" for k in range(1, n + 1)]
 
 
-def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
+def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike,
+                      progress: bool | None = None) -> dict[str, Any]:
     """The reference run, its ``config.n_perturbed`` perturbed twins and
     their noise floor in ``out_dir`` (``reference.nc``, ``perturbed_K.nc``,
     ``noise_floor.nc``), and the configuration they were run with
@@ -483,7 +486,8 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     call with the same configuration are kept (an interrupted call continues
     with the missing ones), a folder of another configuration is refused
     (ValueError). Returns the paths: ``reference``, ``perturbed`` (a list),
-    ``noise_floor``."""
+    ``noise_floor``. `progress`: each run's progress bar (None: on a
+    terminal)."""
     from coupler.scoring import noise_floor_of_files
     from gcm_toy import open_output
 
@@ -508,15 +512,15 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
         if path.is_file():          # finished: runs are written under another name and moved in when done
             continue
         with replacing(path) as tmp:
-            run = coupled_run(None, config, tmp, twin=twin).run
+            label = f"perturbed twin {twin}" if twin else "reference run"
+            run = coupled_run(None, config, tmp, twin=twin, progress=progress, progress_label=label).run
             status, reason = run.attrs.get("run_status"), run.attrs.get("crash_reason", "")
             run.close()
             if status != "completed":
                 raise RuntimeError(f"the reference run {path.name} did not complete: {reason}")
     with open_output(paths["reference"]) as reference:
         floor = noise_floor_of_files(reference, paths["perturbed"], config.window_days)
-    with replacing(paths["noise_floor"]) as tmp:
-        floor.to_netcdf(tmp)
+    write_dataset(floor, paths["noise_floor"], note="noise floor of the perturbed reference runs")
     return paths
 
 
@@ -650,18 +654,20 @@ def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, A
 
 
 def _scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
-                tuned: Path | None = None) -> dict[str, Any]:
+                tuned: Path | None = None, progress: bool | None = False) -> dict[str, Any]:
     """Couple `model_file` with `config` into `run_path` and score it
     against `reference`: stability, online errors, cost, the guard's
     fractions when it has one, and what fine-tuning did when it runs
-    (``finetune_*``; the tuned network written to `tuned`)."""
+    (``finetune_*``; the tuned network written to `tuned`). `progress`: the
+    run's progress bar (a sweep's tasks show none)."""
     from coupler.budgets import budget_record
     from coupler.crash_attribution import crash_record_path, read_crash_summary
     from coupler.scoring import finetune_summary, guard_summary, online_error
     from gcm_toy import open_output
 
     clock = time.perf_counter()
-    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path), tuned=tuned)
+    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path), tuned=tuned,
+                          progress=progress)
     seconds = time.perf_counter() - clock
     with open_output(reference) as ref:
         error = online_error(coupled.run, ref, config.window_days)
@@ -944,15 +950,6 @@ def _local_cluster(n_workers: int | None):
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
 
 
-def _progress_bar(total: int, initial: int, enabled: bool | None):
-    from tqdm import tqdm
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit="emulator", desc="sweep", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
-
-
 def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
               task_function: str | Callable[[EmulatorTask], dict] = default_task, *,
               scheduler: str | None = None, n_workers: int | None = None, progress: bool | None = None,
@@ -1003,7 +1000,7 @@ def _run_sweep_locked(tasks, out_dir: Path, function, scheduler, n_workers, prog
 
     cluster = None if scheduler else _local_cluster(n_workers)
     client = Client(scheduler if scheduler else cluster, timeout="30s")
-    bar = _progress_bar(len(tasks), summary.skipped, progress)
+    bar = progress_bar(len(tasks), "sweep", unit="emulator", initial=summary.skipped, progress=progress)
     token = uuid.uuid4().hex[:8]
     try:
         futures = {}
@@ -1236,7 +1233,7 @@ def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, sc
             log(identity.note)
         reference = None
         if resolve_task(config.task) is default_task:
-            reference = prepare_reference(config.coupled, out / "reference")["reference"]
+            reference = prepare_reference(config.coupled, out / "reference", progress=progress)["reference"]
         summary = run_sweep(config.tasks(out, reference), out, config.task, scheduler=scheduler,
                             n_workers=n_workers, progress=progress, retry_failed=retry_failed,
                             task_timeout=config.task_timeout_seconds)

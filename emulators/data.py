@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from emulators.interface import LEVEL_DIM, SAMPLE_DIMS, VARIABLES, Layout, check_dataset
+from emulators.netcdf_files import write_dataset
 
 __all__ = [
     "SPLITS", "SplitFractions", "NormalizationStats", "RunningMoments", "ColumnStream", "open_dataset",
@@ -296,11 +297,12 @@ class NormalizationStats:
                 "input_scale": ("input", self.input_scale, {"long_name": "input normalization scale"}),
                 "output_offset": ("output", self.output_offset, {"long_name": "output normalization offset y * scale + offset"}),
                 "output_scale": ("output", self.output_scale, {"long_name": "output normalization scale"}),
-                "input_units": ("input", np.array(self.input_units, dtype=object)),
-                "output_units": ("output", np.array(self.output_units, dtype=object)),
+                "input_units": ("input", np.array(self.input_units, dtype=object), {"long_name": "units of the input"}),
+                "output_units": ("output", np.array(self.output_units, dtype=object),
+                                 {"long_name": "units of the output"}),
             },
-            coords={"input": np.array(self.input_names, dtype=object),
-                    "output": np.array(self.output_names, dtype=object)},
+            coords={"input": ("input", np.array(self.input_names, dtype=object), {"long_name": "input name"}),
+                    "output": ("output", np.array(self.output_names, dtype=object), {"long_name": "output name"})},
             attrs={**self.attrs, "output_scaling": self.output_scaling, "n_samples": self.n_samples},
         )
 
@@ -318,7 +320,7 @@ class NormalizationStats:
     def save(self, path: str | os.PathLike) -> Path:
         """Write to netCDF."""
         path = Path(path)
-        self.to_dataset().to_netcdf(path, engine="netcdf4")
+        write_dataset(self.to_dataset(), path)
         return path
 
     @classmethod

@@ -44,6 +44,7 @@ from emulators.architectures import Hyperparameters
 from emulators.data import (DEFAULT_MEMORY_BUDGET, DEFAULT_TIME_BLOCK, ColumnStream, NormalizationStats,
                             SplitFractions, compute_normalization, level_thickness, open_dataset, split_by_time)
 from emulators.interface import INPUT_VARIABLES, OUTPUT_VARIABLES, Layout
+from emulators.progress import add_progress_option
 
 __all__ = ["LoaderOptions", "TrainingResult", "train_emulator", "training_input_statistics", "keras_batches",
            "add_train_arguments", "run_train"]
@@ -282,7 +283,7 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
         if callbacks:
             raise ValueError("Keras callbacks need the Keras trainer (hyperparameter trainer = \"keras\")")
         from emulators.train_fortran import fit_in_fortran
-        model, history = fit_in_fortran(model, hp, train_stream, val_stream)
+        model, history = fit_in_fortran(model, hp, train_stream, val_stream, progress=bool(verbose))
         if out is not None:
             files["history_csv"].write_text("epoch,loss,val_loss\n" + "".join(
                 f"{i},{loss!r},{val!r}\n" for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))))
@@ -399,6 +400,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="who trains: Keras model.fit or the Fortran runtime (default: the hyperparameters', "
                              "fortran)")
     parser.add_argument("--no-export", action="store_true", help="do not write the model file")
+    add_progress_option(parser)
     return parser
 
 
@@ -418,7 +420,8 @@ def run_train(args: argparse.Namespace) -> TrainingResult:
     data = args.data if len(args.data) > 1 else args.data[0]
     result = train_emulator(None, data, hyperparameters=hp, out_dir=args.out,
                             inputs=_names(args.inputs), outputs=_names(args.outputs), split=split,
-                            loader=loader, output_scaling=args.output_scaling, export=not args.no_export)
+                            loader=loader, output_scaling=args.output_scaling, export=not args.no_export,
+                            verbose=0 if args.progress is False else None)
     print(f"trained {len(result.history['loss'])} epochs in {sum(result.history['seconds']):.1f} s; "
           f"best validation loss {result.best_val_loss:.4g} (epoch {result.best_epoch})")
     if result.metrics is not None:

@@ -95,6 +95,7 @@ def check_state(name: str | os.PathLike, preset: str, overrides: Mapping[str, An
     it is missing)."""
     from gcm_toy.config import load_config
     from gcm_toy.model import checkpoint_config_path
+    from gcm_toy.run import days_progress_bar
 
     path = state_path(name, directory)
     regenerate_hint = f"regenerate it with `fkb gcm spin-up {name}` (docs/gcm.md, 'Shipped spun-up states')"
@@ -132,14 +133,14 @@ def regenerate(name: str, directory: str | os.PathLike = STATE_DIR, days: float 
     with model:
         log(f"spin-up {name!r}: {recipe.preset} from day {model.time_days:g} for {days:g} days")
         remaining = steps_for_days(days, model.config.dt)
-        chunk = max(1, steps_for_days(10.0, model.config.dt) if days >= 10 else remaining)
-        while remaining > 0:
-            failure = model.advance(min(chunk, remaining))
-            if failure is not None:
-                raise RuntimeError(f"spin-up {name!r} crashed at day {failure.time_days:g}: {failure.reason}")
-            remaining -= min(chunk, remaining)
-            if progress:
-                log(f"  day {model.time_days:g}")
+        chunk = max(1, steps_for_days(1.0, model.config.dt) if days >= 1 else remaining)
+        with days_progress_bar(progress, days, model.time_days, f"spin-up {name}") as bar:
+            while remaining > 0:
+                failure = model.advance(min(chunk, remaining))
+                if failure is not None:
+                    raise RuntimeError(f"spin-up {name!r} crashed at day {failure.time_days:g}: {failure.reason}")
+                bar.update(min(chunk, remaining) * model.config.dt / 86400.0)
+                remaining -= min(chunk, remaining)
         target = out / f"{name}.bin"
         partial = out / f".{name}.{os.getpid()}.partial.bin"
         model.save_checkpoint(partial)

@@ -21,6 +21,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
+from emulators.progress import add_progress_option  # noqa: E402  (light: no TensorFlow, no xarray)
+
+
 class UserError(Exception):
     """A mistake in the command's input: reported in one line, exit status 1."""
 
@@ -292,7 +295,7 @@ def cmd_gcm_run(args: argparse.Namespace) -> None:
     start = model.time_days
     output = out / f"gcm_day{day_label(start)}.nc"
     ds = model.run(args.days, output, overwrite=args.overwrite, checkpoint_every_days=args.checkpoint_every,
-                   checkpoint_dir=out)
+                   checkpoint_dir=out, progress=args.progress)
     records = f"{ds.sizes['time']} records"
     if ds.attrs["run_status"] == "crashed":
         message = f"run stopped at day {float(ds.attrs['crash_time_days']):g}: {ds.attrs['crash_reason']}"
@@ -339,14 +342,15 @@ def cmd_gcm_twin(args: argparse.Namespace) -> None:
         raise UserError(f"{target} exists (pass --overwrite to replace it)")
     if args.restart is None and args.preset is None:
         raise UserError("give --restart CHECKPOINT (a spun-up state) or --preset NAME (with --spinup-days)")
-    result = run_twins(args.preset, args.restart, overrides=parse_overrides(args.set),
-                       spinup_days=args.spinup_days, days=args.days, amplitude=args.perturb, kind=args.perturbation,
-                       n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours,
-                       reseed_physics=args.reseed_physics)
+    from gcm_toy.run import days_progress_bar
+    with days_progress_bar(args.progress, args.days, 0.0, f"control and {args.twins} twins") as bar:
+        result = run_twins(args.preset, args.restart, overrides=parse_overrides(args.set),
+                           spinup_days=args.spinup_days, days=args.days, amplitude=args.perturb,
+                           kind=args.perturbation, n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours,
+                           reseed_physics=args.reseed_physics, progress=lambda day: bar.update(day - bar.n))
     out.mkdir(parents=True, exist_ok=True)
-    from emulators.atomic_files import replacing
-    with replacing(target) as tmp:
-        result.curves.to_netcdf(tmp)
+    from emulators.netcdf_files import write_dataset
+    write_dataset(result.curves, target)
     print(twin_table(result))
     print(f"wrote {target}")
 
@@ -357,7 +361,7 @@ def cmd_gcm_spin_up(args: argparse.Namespace) -> None:
         for name, recipe in recipes().items():
             print(f"{name:<18} {recipe.description}")
         return
-    regenerate(args.name, days=args.days, out_dir=args.out, progress=True)
+    regenerate(args.name, days=args.days, out_dir=args.out, progress=args.progress)
 
 
 def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
@@ -384,7 +388,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     config = dataclasses.replace(config, **changes)    # checked again: SweepConfig's ranges
     resolve_task(config.task)  # a bad task name is a one-line error before any cluster starts
     summary = run_sweep_from_config(config, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                                    progress=False if args.no_progress else None, retry_failed=args.retry_failed,
+                                    progress=args.progress, retry_failed=args.retry_failed,
                                     start_over=args.overwrite)
     print(summary)
     print(f"wrote {Path(args.out) / 'results'}/ and {Path(args.out) / 'results.nc'} (+ .csv)")
@@ -434,9 +438,8 @@ def cmd_score(args: argparse.Namespace) -> None:
               f"range {float(floor['online_error_normalized_min']):.4g}-"
               f"{float(floor['online_error_normalized_max']):.4g})")
     if args.output:
-        from emulators.atomic_files import replacing
-        with replacing(args.output) as tmp:
-            score.to_netcdf(tmp)
+        from emulators.netcdf_files import write_dataset
+        write_dataset(score, args.output, note="score of a GCM run against a reference run")
         print(f"wrote {args.output}")
 
 
@@ -511,7 +514,7 @@ def _couple(args: argparse.Namespace, out: Path, config, reference, stage, optio
     check_interface(config, files)
     if stage is not None:
         from experiments.casestudy import prepare_casestudy_reference
-        made = prepare_casestudy_reference(stage, out / "casestudy", progress=False if args.no_progress else None)
+        made = prepare_casestudy_reference(stage, out / "casestudy", progress=args.progress)
         config, reference = couple_config(made.sweep.coupled, **options), made.paths
         print(f"reference: {out / 'casestudy'} (reuse it with --reference {out / 'casestudy'})")
     if any(v is not None for v in (args.network_weight, args.weight_ramp, args.spinup_days, args.reference_outputs)):
@@ -543,7 +546,7 @@ def _couple(args: argparse.Namespace, out: Path, config, reference, stage, optio
     if not args.no_check:
         _preflight(files, args.reference or out / "casestudy")
     result = couple_and_score(files, config, reference, out, converted=converted,
-                              progress=False if args.no_progress else None)
+                              progress=args.progress)
     print("\n".join(summary_lines(result)))
 
 
@@ -600,8 +603,8 @@ def cmd_warming(args: argparse.Namespace) -> None:
     from experiments.warming import WarmingConfig, run_warming
     config = WarmingConfig(sst_offset=args.sst_offset, spinup_days=args.spinup_days, best=args.best,
                            n_perturbed=args.twins)
-    print(f"wrote {run_warming(args.study, config)}")
-    print(f"wrote {rewrite_report(args.study)}")
+    print(f"wrote {run_warming(args.study, config, progress=args.progress)}")
+    print(f"wrote {rewrite_report(args.study, progress=args.progress)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -613,7 +616,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise UserError(f"{folder}: no such sweep folder")
     if (folder / "casestudy.toml").is_file() and (folder / "timings.json").is_file():
         from experiments.casestudy import rewrite_report
-        print(f"wrote {rewrite_report(folder, args.out)}")
+        print(f"wrote {rewrite_report(folder, args.out, progress=args.progress)}")
         return
     if (folder / "results").is_dir():
         results = with_survival(collect_results(folder))
@@ -626,7 +629,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     reference = args.reference or (folder / "reference" / "reference.nc")
     if not Path(reference).is_file():
         reference = None
-    path = make_report(results, args.out or folder, reference=reference)
+    path = make_report(results, args.out or folder, reference=reference, progress=args.progress)
     print(f"wrote {path}")
 
 
@@ -641,7 +644,7 @@ def cmd_casestudy(args: argparse.Namespace) -> None:
         check_task_timeout(args.task_timeout, "--task-timeout")
     try:
         result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                               progress=False if args.no_progress else None, retry_failed=args.retry_failed,
+                               progress=args.progress, retry_failed=args.retry_failed,
                                only=only, replicates=args.replicates, task_timeout=args.task_timeout)
     except ValueError as error:
         if str(error).startswith("--only"):
@@ -699,7 +702,7 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--task-timeout", type=float, default=None, metavar="SECONDS",
                    help="stop an emulator's task after SECONDS and record it as failed (default: the preset's "
                         "[sweep] task_timeout_seconds, else 6 hours)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=cmd_casestudy)
 
     p = sub.add_parser("sweep", help="train, couple and score emulators drawn from a hyperparameter space, on Dask",
@@ -724,7 +727,7 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a folder holding a sweep of another configuration (its results, emulators "
                         "and reference runs are removed)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("score", help="stability and online error of a GCM run against a reference run",
@@ -807,7 +810,7 @@ def add_casestudy_parsers(sub) -> None:
                    help="fine-tuning: the first round D days after the run's start (default: at once)")
     p.add_argument("--no-check", action="store_true",
                    help="couple even an emulator the pre-flight check finds absurd (see fkb check)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=cmd_couple)
 
     p = sub.add_parser("check", help="pre-flight check of an emulator on reference data, before coupling it",
@@ -851,6 +854,7 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--best", type=int, default=5, metavar="N", help="the N best survivors are coupled (default 5)")
     p.add_argument("--twins", type=int, default=2, metavar="N", help="perturbed twins of the warm reference "
                    "(its noise floor; default 2)")
+    add_progress_option(p)
     p.set_defaults(func=cmd_warming)
 
     p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
@@ -861,18 +865,11 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("sweep", metavar="DIR", help="sweep output folder")
     p.add_argument("--reference", help="reference run for the bias maps (default: DIR/reference/reference.nc)")
     p.add_argument("--out", help="report folder (default: DIR)")
+    add_progress_option(p)
     p.set_defaults(func=cmd_report)
 
 
 # ------------------------------------------------------------------ parser
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("fkb")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _add_interface_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interface", choices=("gcm",), default=None,
                    help="attach the toy GCM's input and output names and units to a model of your own "
@@ -883,9 +880,10 @@ def _add_interface_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emulators.provenance import package_version
     parser = argparse.ArgumentParser(
         prog="fkb", description="Fortran-Keras Bridge: run Keras networks in Fortran, and test them online in a toy GCM.")
-    parser.add_argument("--version", action="version", version=f"fkb {_version()}")
+    parser.add_argument("--version", action="version", version=f"fkb {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -1010,6 +1008,7 @@ def add_gcm_parser(sub) -> None:
                    help="also write a checkpoint into DIR at every multiple of DAYS of model time")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--fail-on-crash", action="store_true", help="exit 1 if the run crashes")
+    add_progress_option(p)
     p.set_defaults(func=cmd_gcm_run)
 
     p = gcm.add_parser("twin", help="twin experiment: growth of a small temperature perturbation",
@@ -1039,6 +1038,7 @@ def add_gcm_parser(sub) -> None:
                    help="override a configuration option (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/twin.nc")
+    add_progress_option(p)
     p.set_defaults(func=cmd_gcm_twin)
 
     p = gcm.add_parser("spin-up", help="make a shipped spun-up state from its recipe",
@@ -1051,6 +1051,7 @@ def add_gcm_parser(sub) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write the state here instead of experiments/states/")
     p.add_argument("--list", action="store_true", help="list the recipes")
+    add_progress_option(p)
     p.set_defaults(func=cmd_gcm_spin_up)
 
     p = gcm.add_parser("presets", help="list the presets", description="List the toy-GCM presets.")
@@ -1084,10 +1085,19 @@ def add_gcm_parser(sub) -> None:
     p.set_defaults(func=cmd_gcm_plot_aquaplanet)
 
 
+def _check_output_folder(args: argparse.Namespace) -> None:
+    """Every command's ``--out`` names a folder: refuse, before anything is
+    written, one that is a file (or anything else), --overwrite or not."""
+    out = getattr(args, "out", None)
+    if out is not None and os.path.lexists(out) and not os.path.isdir(out):
+        raise UserError(f"{out}: exists and is not a folder (--out names an output folder); left as it was")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_output_folder(args)
         args.func(args)
         sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's last flush
     except KeyboardInterrupt:

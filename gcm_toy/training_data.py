@@ -23,7 +23,6 @@ that coupled runs can start from the state where the data end).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 from pathlib import Path
@@ -34,6 +33,8 @@ import xarray as xr
 
 from gcm_toy.config import MOIST_PHYSICS, steps_for_days
 from gcm_toy.model import Model
+from emulators.progress import add_progress_option
+from emulators.provenance import with_history
 from gcm_toy.output import CALENDAR, TIME_UNITS, Grid, _clean_attrs
 
 __all__ = ["TrainingDataWriter", "write_training_data", "add_data_arguments", "run_data"]
@@ -129,7 +130,7 @@ def write_training_data(model: Model, days: float, out: str | os.PathLike, *, in
     that fails the crash check raises RuntimeError (training data come from a
     healthy run); the file keeps the samples written before, with
     ``run_status = "crashed"``. Returns the path."""
-    from gcm_toy.run import _progress_bar
+    from gcm_toy.run import days_progress_bar
 
     config = model.config
     if config.physics not in MOIST_PHYSICS:
@@ -140,25 +141,22 @@ def write_training_data(model: Model, days: float, out: str | os.PathLike, *, in
     n_steps = steps_for_days(days, dt, "days")
     if n_steps < per_sample:
         raise ValueError(f"option 'days': {days:g} days hold no sample interval of {interval_hours:g} h")
-    bar = _progress_bar(progress, (n_spinup + n_steps) * dt / 86400.0, model.time_days)
+    bar = days_progress_bar(progress, (n_spinup + n_steps) * dt / 86400.0, model.time_days, "training data")
     try:
         failure = model.advance(n_spinup)
         bar.update(n_spinup * dt / 86400.0)
         if failure is not None:
             raise RuntimeError(f"the spin-up crashed at day {failure.time_days:g}: {failure.reason}")
-        attrs = {
-            "Conventions": "CF-1.8",
+        attrs = with_history({
             "title": f"emulator training data from the toy GCM {config.short_name()}, physics '{config.physics}'",
             "source": "gcm_toy: inputs and outputs of the cloud and radiation physics of every column "
                       "(emulators.interface)",
-            "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} gcm_toy training data, "
-                       f"{days:g} days after day {model.time_days:g}, every {interval_hours:g} h",
             "physics": config.physics,
             "configuration": config.to_toml(),
             "sample_interval_hours": interval_hours,
             "spinup_days": spinup_days,
             "run_status": "running",
-        }
+        }, note=f"gcm_toy training data, {days:g} days after day {model.time_days:g}, every {interval_hours:g} h")
         writer = TrainingDataWriter(out, model.grid, attrs, dtype=dtype, overwrite=overwrite)
         try:
             for _ in range(n_steps // per_sample):
@@ -202,6 +200,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("float32", "float64"), default="float32",
                         help="precision of the stored samples (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing training.nc")
+    add_progress_option(parser)
 
 
 def run_data(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -222,7 +221,7 @@ def run_data(args: argparse.Namespace) -> tuple[Path, Path]:
     with model:
         path = write_training_data(model, args.days, out / "training.nc", interval_hours=args.interval_hours,
                                    spinup_days=args.spinup_days, overwrite=args.overwrite, dtype=args.precision,
-                                   progress=None)
+                                   progress=args.progress)
         checkpoint = model.save_checkpoint(out / f"checkpoint_day{day_label(model.time_days)}.bin")
     with xr.open_dataset(path, decode_times=False) as ds:
         n = ds.sizes["time"]
