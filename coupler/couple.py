@@ -39,8 +39,8 @@ import xarray as xr
 from coupler.crash_attribution import CRASH_FILE
 from coupler.sweep import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, _json_safe, coupled_run, with_finetuning
 from emulators.atomic_files import replacing, write_text_replacing
-from emulators.netcdf_files import write_dataset
 from emulators.formats import needs_conversion
+from emulators.netcdf_files import write_dataset
 
 __all__ = ["KERAS_SUFFIXES", "COUPLE_PRODUCTS", "CoupleResult", "claim_couple_folder", "couple_identity",
            "prepare_model_files", "check_interface", "couple_config", "couple_and_score", "summary_lines",

@@ -95,7 +95,6 @@ def check_state(name: str | os.PathLike, preset: str, overrides: Mapping[str, An
     it is missing)."""
     from gcm_toy.config import load_config
     from gcm_toy.model import checkpoint_config_path
-    from gcm_toy.run import days_progress_bar
 
     path = state_path(name, directory)
     regenerate_hint = f"regenerate it with `fkb gcm spin-up {name}` (docs/gcm.md, 'Shipped spun-up states')"
@@ -118,6 +117,7 @@ def regenerate(name: str, directory: str | os.PathLike = STATE_DIR, days: float 
     from gcm_toy import Model
     from gcm_toy.config import steps_for_days
     from gcm_toy.model import checkpoint_config_path
+    from gcm_toy.run import days_progress_bar
 
     known = recipes(directory)
     if name not in known:
