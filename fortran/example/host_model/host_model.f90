@@ -18,74 +18,45 @@ program host_model
 
   type(network) :: net
   real(real32), allocatable :: x(:, :), y(:, :)
-  character(len=:), allocatable :: msg, columns
+  character(len=:), allocatable :: msg
+  character(len=4096) :: model, columns, inputs, outputs
   integer :: stat, n_columns, unit
 
-  if (command_argument_count() /= 4) then
-    write (error_unit, '(a)') 'usage: host_model MODEL N_COLUMNS INPUTS.bin OUTPUTS.bin'
-    stop 2, quiet=.true.
-  end if
-  call net%load(argument(1), stat, msg)
-  call check(stat, msg)
-  columns = argument(2)
+  if (command_argument_count() /= 4) call fail('usage: host_model MODEL N_COLUMNS INPUTS.bin OUTPUTS.bin')
+  call get_command_argument(1, model)
+  call get_command_argument(2, columns)
+  call get_command_argument(3, inputs)
+  call get_command_argument(4, outputs)
+
+  ! the library never stops a program: it returns a status and a message
+  call net%load(trim(model), stat, msg)
+  if (stat /= fkb_ok) call fail(msg)
   read (columns, *, iostat=stat) n_columns
-  if (stat /= 0 .or. n_columns < 1) then
-    msg = 'N_COLUMNS must be a positive integer, not ' // columns
-    call check(1, msg)
-  end if
+  if (stat /= 0 .or. n_columns < 1) call fail('N_COLUMNS must be a positive integer')
 
   allocate (x(net%n_inputs(), n_columns), y(net%n_outputs(), n_columns))
-  open (newunit=unit, file=argument(3), access='stream', form='unformatted', status='old', action='read', &
+  open (newunit=unit, file=trim(inputs), access='stream', form='unformatted', status='old', action='read', &
         iostat=stat)
   if (stat == 0) read (unit, iostat=stat) x
-  if (stat /= 0) then
-    msg = argument(3) // ': cannot read ' // itoa(size(x)) // ' float32 values'
-    call check(1, msg)
-  end if
+  if (stat /= 0) call fail(trim(inputs) // ': cannot read n_inputs x N_COLUMNS float32 values')
   close (unit)
 
   call net%predict(x, y, stat, msg)
-  call check(stat, msg)
+  if (stat /= fkb_ok) call fail(msg)
 
-  open (newunit=unit, file=argument(4), access='stream', form='unformatted', status='replace', action='write', &
-        iostat=stat)
+  open (newunit=unit, file=trim(outputs), access='stream', form='unformatted', status='replace', &
+        action='write', iostat=stat)
   if (stat == 0) write (unit, iostat=stat) y
-  if (stat /= 0) then
-    msg = argument(4) // ': cannot write the predictions'
-    call check(1, msg)
-  end if
+  if (stat /= 0) call fail(trim(outputs) // ': cannot write the predictions')
   close (unit)
 
 contains
 
-  subroutine check(stat, msg)
-    !! Stop with the message if `stat` is an error.
-    integer, intent(in) :: stat
-    character(len=:), allocatable, intent(in) :: msg
-    if (stat == fkb_ok) return
-    if (allocated(msg)) then
-      write (error_unit, '(a)') 'host_model: ' // msg
-    else
-      write (error_unit, '(a)') 'host_model: failed'
-    end if
+  subroutine fail(message)
+    !! The reason on stderr, exit status 1.
+    character(len=*), intent(in) :: message
+    write (error_unit, '(a)') 'host_model: ' // message
     stop 1, quiet=.true.
-  end subroutine check
-
-  function argument(i) result(arg)
-    integer, intent(in) :: i
-    character(len=:), allocatable :: arg
-    integer :: n
-    call get_command_argument(i, length=n)
-    allocate (character(len=n) :: arg)
-    call get_command_argument(i, arg)
-  end function argument
-
-  function itoa(i) result(text)
-    integer, intent(in) :: i
-    character(len=:), allocatable :: text
-    character(len=24) :: buffer
-    write (buffer, '(i0)') i
-    text = trim(buffer)
-  end function itoa
+  end subroutine fail
 
 end program host_model
