@@ -44,6 +44,7 @@ from coupler.runs import FINETUNE_KEYS, REFERENCE_CONFIG, CoupledRunConfig, coup
 from coupler.scoring import _start_day, finetune_summary, guard_summary, noise_floor_of_files, score_run
 from emulators.atomic_files import replacing, write_text_replacing
 from emulators.formats import needs_conversion
+from emulators.netcdf_files import write_dataset
 
 # TensorFlow and the toy GCM (its Fortran extension) are imported inside the functions that use them,
 # so that importing this module does not load them (start-up time).
@@ -250,8 +251,7 @@ def couple_and_score(model_files: Sequence[str | os.PathLike], config: CoupledRu
         "reference": os.fspath(reference["reference"]), "run": os.fspath(run_path),
         "run_days_requested": float(config.days)})
     score.attrs["crash_time_days"] = float(score.attrs.get("crash_time_days", math.nan))
-    with replacing(score_path) as tmp:
-        score.to_netcdf(tmp, engine="netcdf4")
+    write_dataset(score, score_path, note="score of a coupled emulator run")
 
     result = EmulatorResult.scored(score, score, wall_seconds, budgets=budgets, guard=guard, finetune=finetune,
                                    crash=read_crash_summary(crash_record_path(run_path)))

@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from emulators.atomic_files import replacing
 from emulators.formats import load_spec
 from emulators.input_statistics import DEFAULT_DISTANCE_FACTOR, DEFAULT_MARGIN, guard_scores
 from emulators.interface import input_names, output_names
+from emulators.netcdf_files import write_dataset
 
 # The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
 # this module does not load it (start-up time); coupler.runs imports this module, so this module
@@ -243,14 +243,17 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
         "emulator": "\n".join(os.path.abspath(p) for p in _paths(emulator_path)),
     }
     data: dict[str, Any] = {}
-    coords = {"step": ("step", np.asarray(replay.steps, np.int64)),
+    coords = {"step": ("step", np.asarray(replay.steps, np.int64), {"units": "1", "long_name": "model time step"}),
               "time": ("step", np.asarray(replay.time_days), {"units": "days", "long_name": "model time of the state the physics saw"}),
-              "column": ("column", np.asarray(cols, np.int64)),
+              # labels, not CF coordinate variables: the columns are in crash order, the names strings
+              "column_index": ("column", np.asarray(cols, np.int64),
+                               {"units": "1", "long_name": "index of the column on the grid (lat index * nlon + lon index)"}),
               "lat": ("column", replay.grid.lat[np.asarray(cols, int) // nlon] if cols else np.zeros(0),
-                      {"units": "degrees_north"}),
+                      {"units": "degrees_north", "standard_name": "latitude"}),
               "lon": ("column", replay.grid.lon[np.asarray(cols, int) % nlon] if cols else np.zeros(0),
-                      {"units": "degrees_east"}),
-              "input": ("input", input_names(nlev)), "output": ("output", output_names(nlev))}
+                      {"units": "degrees_east", "standard_name": "longitude"}),
+              "input_name": ("input", input_names(nlev), {"long_name": "name of the emulator input"}),
+              "output_name": ("output", output_names(nlev), {"long_name": "name of the emulator output"})}
     data["x"] = (("step", "column", "input"), x_all[:, cols], {"long_name": "the emulator's inputs (physical units)"})
     data["y_emulator"] = (("step", "column", "output"), y_all[:, cols], {"long_name": "the emulator's outputs"})
     data["y_reference"] = (("step", "column", "output"), r_all[:, cols],
@@ -299,8 +302,7 @@ def attribute_crash(emulator_path, config, crash_step: int, out: str | os.PathLi
                      "Conventions": "CF-1.8",
                      **{k: (int(v) if isinstance(v, bool) else v) for k, v in summary.items()}})
     out = Path(out)
-    with replacing(out) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
+    write_dataset(ds, out, note="crash record: the last day before the crash, replayed")
     return ds
 
 

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from emulators.provenance import package_version
+
 from emulators.atomic_files import write_text_replacing
 
 __all__ = ["IDENTITY_FILE", "LEGACY_KINDS", "FolderConflict", "FolderIdentity", "claim_folder", "code_version",
@@ -91,13 +93,7 @@ def code_version() -> dict[str, Any]:
     """The code running: the package version, the commit of this checkout
     (``git rev-parse HEAD``) and whether it has changes not committed; the
     commit keys are missing outside a git checkout."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        package = version("fkb")
-    except PackageNotFoundError:
-        package = "unknown"
-    info: dict[str, Any] = {"package": package}
+    info: dict[str, Any] = {"package": package_version()}
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

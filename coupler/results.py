@@ -49,6 +49,7 @@ from coupler.budgets import BUDGET_COLUMNS, budget_record
 from coupler.crash_attribution import crash_record_path, read_crash_summary
 from coupler.records import EmulatorResult
 from emulators.atomic_files import replacing
+from emulators.netcdf_files import check_netcdf_file, write_dataset
 
 # The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
 # this module does not load it (start-up time).
@@ -255,7 +256,8 @@ def results_dataset(records: Sequence[Mapping[str, Any]], attrs: Mapping[str, An
         columns.update(CRASH_COLUMNS)
     data = {name: ("emulator", _column(name, [row[name] for row in rows]), dict(columns[name]))
             for name in columns if name not in _DERIVED}
-    ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep"})})
+    ds = xr.Dataset(data, coords={"emulator": ("emulator", index, {"long_name": "emulator index in the sweep",
+                                                                  "units": "1"})})
     ds.attrs = {"title": "offline and online scores of the emulators of a sweep",
                 "missing_values": "NaN for numbers, -1 for integers and flags, empty text",
                 "budget_records": sum(1 for r in records if "water_budget_residual" in (r.get("online") or {})),
@@ -344,9 +346,7 @@ def write_results(results: xr.Dataset, out_dir: str | os.PathLike, stem: str = "
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nc_path, csv_path = out / f"{stem}.nc", out / f"{stem}.csv"
-    encoding = {name: {"dtype": str} for name in _STRINGS if name in results}
-    with replacing(nc_path) as tmp:
-        results.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    write_dataset(results, nc_path)
     with replacing(csv_path) as tmp:
         results[per_emulator_variables(results)].to_dataframe().to_csv(tmp)   # one row per emulator
     return nc_path, csv_path
@@ -356,8 +356,10 @@ def read_results(path: str | os.PathLike) -> xr.Dataset:
     """A results dataset from ``results.nc`` or a sweep folder."""
     path = Path(path)
     if path.is_dir():
-        nc = path / "results.nc"
-        return xr.load_dataset(nc) if nc.is_file() else collect_results(path)
+        if not (path / "results.nc").is_file():
+            return collect_results(path)
+        path = path / "results.nc"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such results file")
+    check_netcdf_file(path)
     return xr.load_dataset(path)

@@ -27,6 +27,7 @@ import xarray as xr
 from coupler.crash_attribution import attribute_crash, rewind_dir
 from coupler.scoring import noise_floor_of_files, stability_record
 from emulators.atomic_files import replacing, write_text_replacing
+from emulators.netcdf_files import write_dataset
 from emulators.settings import dataclass_from_table
 
 # The toy GCM (its Fortran extension) is imported inside the functions that use it, so that importing
@@ -239,7 +240,7 @@ def _prepare_initial_state(model, config: CoupledRunConfig, perturbation_kelvin:
 def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
                 out: str | os.PathLike | None = None, *, twin: int = 0,
                 progress: bool | None = False, crash_record: str | os.PathLike | None = None,
-                tuned: str | os.PathLike | None = None) -> CoupledRun:
+                tuned: str | os.PathLike | None = None, progress_label: str = "coupled run") -> CoupledRun:
     """Run the GCM for ``config.days`` with the emulator at `emulator_path`
     (None: the reference physics; a list of several: their ensemble) from
     the configured initial state; `twin` k > 0: the reference's k-th
@@ -263,7 +264,7 @@ def coupled_run(emulator_path: EmulatorPaths, config: CoupledRunConfig,
         shutil.rmtree(rewind, ignore_errors=True)
     try:
         with start_coupled_model(emulator_path, config, twin=twin) as model:
-            run = model.run(config.days, out, overwrite=True, progress=progress,
+            run = model.run(config.days, out, overwrite=True, progress=progress, progress_label=progress_label,
                             checkpoint_every_days=1.0 if rewind else None, checkpoint_dir=rewind,
                             keep_checkpoints=2 if rewind else None)
             if tuned is not None and model.config.finetune:
@@ -305,7 +306,8 @@ def perturbed_paths(folder: Path, n: int) -> list[Path]:
     return [folder / f"perturbed_{k}.nc" for k in range(1, n + 1)]
 
 
-def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
+def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike,
+                      progress: bool | None = None) -> dict[str, Any]:
     """The reference run, its ``config.n_perturbed`` perturbed twins and
     their noise floor in ``out_dir`` (``reference.nc``, ``perturbed_K.nc``,
     ``noise_floor.nc``), and the configuration they were run with
@@ -313,7 +315,8 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
     call with the same configuration are kept (an interrupted call continues
     with the missing ones), a folder of another configuration is refused
     (ValueError). Returns the paths: ``reference``, ``perturbed`` (a list),
-    ``noise_floor``."""
+    ``noise_floor``. `progress`: each run's progress bar (None: on a
+    terminal)."""
     from gcm_toy import open_output
 
     out = Path(out_dir)
@@ -337,15 +340,15 @@ def prepare_reference(config: CoupledRunConfig, out_dir: str | os.PathLike) -> d
         if path.is_file():          # finished: runs are written under another name and moved in when done
             continue
         with replacing(path) as tmp:
-            run = coupled_run(None, config, tmp, twin=twin).run
+            label = f"perturbed twin {twin}" if twin else "reference run"
+            run = coupled_run(None, config, tmp, twin=twin, progress=progress, progress_label=label).run
             status, reason = run.attrs.get("run_status"), run.attrs.get("crash_reason", "")
             run.close()
             if status != "completed":
                 raise RuntimeError(f"the reference run {path.name} did not complete: {reason}")
     with open_output(paths["reference"]) as reference:
         floor = noise_floor_of_files(reference, paths["perturbed"], config.window_days)
-    with replacing(paths["noise_floor"]) as tmp:
-        floor.to_netcdf(tmp)
+    write_dataset(floor, paths["noise_floor"], note="noise floor of the perturbed reference runs")
     return paths
 
 

@@ -102,7 +102,8 @@ def window_means(run: xr.Dataset, window_days: float = DEFAULT_WINDOW_DAYS,
         out[v] = xr.DataArray(data, dims=("window", *dims), attrs=dict(run[f"{v}_mean"].attrs))
     windows = np.array(complete, dtype=int)
     coords: dict[str, Any] = {
-        "window": ("window", windows, {"long_name": f"index of the {window_days:g}-day window from the run's start"}),
+        "window": ("window", windows, {"units": "1",
+                                        "long_name": f"index of the {window_days:g}-day window from the run's start"}),
         "window_start": ("window", start + windows * window_days, {"units": "days", "long_name": "window start"}),
         "window_end": ("window", start + (windows + 1) * window_days, {"units": "days", "long_name": "window end"}),
     }
@@ -173,7 +174,7 @@ def online_error(run: xr.Dataset, reference: xr.Dataset,
         value = float(ds[key].mean()) if n else math.nan
         ds[f"online_error_{name}"] = xr.DataArray(value, attrs={
             "units": units, "long_name": f"mean over the windows survived of {key}"})
-    ds["n_windows"] = xr.DataArray(n, attrs={"long_name": "complete windows scored"})
+    ds["n_windows"] = xr.DataArray(n, attrs={"units": "1", "long_name": "complete windows scored"})
     ds.attrs = {"window_days": float(window_days),
                 "definition": "sqrt(sum W (X - X_ref)^2), W = dsigma * ps_ref * gw normalised per window; "
                               "zonal and window means of the interval means"}
@@ -196,7 +197,8 @@ def noise_floor(reference: xr.Dataset, perturbed: xr.Dataset | Sequence[xr.Datas
     errors = [online_error(twin, reference, window_days) for twin in twins]
     per_twin = xr.concat([e.drop_vars([n for n in e if n.startswith("online_error")]) for e in errors],
                          dim="twin", coords="minimal", compat="override")
-    per_twin = per_twin.assign_coords(twin=np.arange(1, len(twins) + 1))
+    per_twin = per_twin.assign_coords(twin=("twin", np.arange(1, len(twins) + 1),
+                                            {"units": "1", "long_name": "perturbed twin number"}))
     ds = per_twin.copy()
     for name, units in (("t", "K"), ("q", "g kg-1"), ("normalized", "1")):
         rmse = per_twin[f"rmse_{name}"]
@@ -250,9 +252,10 @@ def stability_record(run: xr.Dataset, run_days: float | None = None) -> xr.Datas
                                                                   "long_name": "model days before the run stopped"}),
          "run_days": xr.DataArray(float(run_days) if run_days is not None else math.nan,
                                   attrs={"units": "days", "long_name": "planned run length"}),
-         "crashed": xr.DataArray(np.int8(status == "crashed"), attrs={"long_name": "1 if the crash check fired"}),
+         "crashed": xr.DataArray(np.int8(status == "crashed"), attrs={"units": "1",
+                                                                      "long_name": "1 if the crash check fired"}),
          "completed": xr.DataArray(np.int8(status == "completed"),
-                                   attrs={"long_name": "1 if the run reached its planned end"})},
+                                   attrs={"units": "1", "long_name": "1 if the run reached its planned end"})},
         attrs={"run_status": status, "crash_reason": reason, "crash_time_days": crash_time})
 
 
@@ -262,7 +265,7 @@ def score_run(run: xr.Dataset, reference: xr.Dataset, run_days: float | None = N
     from :func:`stability_record`)."""
     stability = stability_record(run, run_days)
     error = online_error(run, reference, window_days)
-    ds = xr.merge([stability, error], combine_attrs="drop")
+    ds = xr.merge([stability, error], combine_attrs="override")   # each variable keeps its units and long name
     ds.attrs = {**error.attrs, **stability.attrs}
     return ds
 

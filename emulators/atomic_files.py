@@ -12,9 +12,11 @@ failure leaves the old file as it was. What is at the path is respected:
   /dev/null or /dev/full, a FIFO) is refused with one line before anything is
   written, instead of being replaced by a regular file.
 
-    with replacing("results.nc") as tmp:
-        dataset.to_netcdf(tmp)
+    with replacing("model.fkb") as tmp:
+        convert(source, tmp)
     write_text_replacing("report.md", text)
+
+(netCDF files go through emulators.netcdf_files.write_dataset, which uses it.)
 """
 from __future__ import annotations
 

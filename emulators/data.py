@@ -45,8 +45,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import xarray as xr
 
-from emulators.atomic_files import replacing
-from emulators.interface import LEVEL_DIM, SAMPLE_DIMS, VARIABLES, Layout, check_dataset
+from emulators.interface import SAMPLE_DIMS, VARIABLES, Layout, check_dataset
+from emulators.netcdf_files import write_dataset
 
 # Dask is imported inside the functions that use it, so that importing this module does not load it
 # (start-up time).
@@ -300,11 +300,12 @@ class NormalizationStats:
                 "input_scale": ("input", self.input_scale, {"long_name": "input normalization scale"}),
                 "output_offset": ("output", self.output_offset, {"long_name": "output normalization offset y * scale + offset"}),
                 "output_scale": ("output", self.output_scale, {"long_name": "output normalization scale"}),
-                "input_units": ("input", np.array(self.input_units, dtype=object)),
-                "output_units": ("output", np.array(self.output_units, dtype=object)),
+                "input_units": ("input", np.array(self.input_units, dtype=object), {"long_name": "units of the input"}),
+                "output_units": ("output", np.array(self.output_units, dtype=object),
+                                 {"long_name": "units of the output"}),
             },
-            coords={"input": np.array(self.input_names, dtype=object),
-                    "output": np.array(self.output_names, dtype=object)},
+            coords={"input": ("input", np.array(self.input_names, dtype=object), {"long_name": "input name"}),
+                    "output": ("output", np.array(self.output_names, dtype=object), {"long_name": "output name"})},
             attrs={**self.attrs, "output_scaling": self.output_scaling, "n_samples": self.n_samples},
         )
 
@@ -322,8 +323,7 @@ class NormalizationStats:
     def save(self, path: str | os.PathLike) -> Path:
         """Write to netCDF."""
         path = Path(path)
-        with replacing(path) as tmp:
-            self.to_dataset().to_netcdf(tmp, engine="netcdf4")
+        write_dataset(self.to_dataset(), path)
         return path
 
     @classmethod

@@ -25,9 +25,9 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
-from emulators.atomic_files import replacing
 from emulators.data import DEFAULT_TIME_BLOCK, NormalizationStats, RunningMoments, iter_blocks
 from emulators.interface import COORDINATE_ATTRS, LEVEL_DIM, VARIABLES, Layout
+from emulators.netcdf_files import write_dataset
 
 # matplotlib is imported inside the functions that use it, so that importing this module does not load
 # it (start-up time).
@@ -94,10 +94,11 @@ def evaluate_emulator(model, splits: Mapping[str, xr.Dataset], layout: Layout,
         r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
 
     like = next(iter(splits.values()))
-    coords = {"split": ("split", np.array(names, dtype=object)),
-              "variable": ("variable", np.array(layout.outputs, dtype=object))}
+    coords = {"split": ("split", np.array(names, dtype=object), {"long_name": "data split evaluated"}),
+              "variable": ("variable", np.array(layout.outputs, dtype=object), {"long_name": "output variable"})}
     if LEVEL_DIM in like.coords:
-        coords[LEVEL_DIM] = (LEVEL_DIM, like[LEVEL_DIM].values, dict(like[LEVEL_DIM].attrs))
+        level_attrs = {k: v for k, v in like[LEVEL_DIM].attrs.items() if k != "bounds"}   # the bounds stay behind
+        coords[LEVEL_DIM] = (LEVEL_DIM, like[LEVEL_DIM].values, level_attrs)
     else:
         coords[LEVEL_DIM] = (LEVEL_DIM, np.arange(1, layout.nlev + 1), dict(COORDINATE_ATTRS[LEVEL_DIM]))
     data_vars = {}
@@ -133,8 +134,7 @@ def evaluate_emulator(model, splits: Mapping[str, xr.Dataset], layout: Layout,
 def save_metrics(metrics: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write metrics to netCDF (string coordinates as variable-length strings)."""
     path = Path(path)
-    with replacing(path) as tmp:
-        metrics.to_netcdf(tmp, engine="netcdf4")
+    write_dataset(metrics, path)
     return path
 
 

@@ -25,6 +25,7 @@ import xarray as xr
 
 from emulators.atomic_files import replacing
 from emulators.interface import COORDINATE_ATTRS, INPUT_VARIABLES, LEVEL_DIM, OUTPUT_VARIABLES, VARIABLES, variable_attrs
+from emulators.provenance import with_history
 
 # netCDF4 is imported inside the functions that use it, so that importing this module does not load it
 # (start-up time).
@@ -162,8 +163,8 @@ def _dataset(block: dict[str, np.ndarray], time_index: np.ndarray, grid: dict[st
     coords[LEVEL_DIM][2]["bounds"] = "lev_bnds"
     data_vars["lev_bnds"] = ((LEVEL_DIM, "nv"), np.stack([half[:-1], half[1:]], axis=1),
                              {"long_name": "sigma at the half levels bounding each level", "units": "1"})
-    attrs = {"title": "synthetic emulator training data (emulators.synthetic)",
-             "Conventions": "CF-1.8", "source": f"emulators.synthetic seed={seed} noise={noise}"}
+    attrs = with_history({"title": "synthetic emulator training data (emulators.synthetic)",
+                          "source": f"emulators.synthetic seed={seed} noise={noise}"})
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 

@@ -47,6 +47,7 @@ from emulators.data import (DEFAULT_MEMORY_BUDGET, DEFAULT_TIME_BLOCK, ColumnStr
 from emulators.input_statistics import input_statistics
 from emulators.interface import INPUT_VARIABLES, OUTPUT_VARIABLES, Layout
 from emulators.metrics import plot_r2_by_level, save_metrics
+from emulators.progress import add_progress_option
 
 # TensorFlow is imported inside the functions that use it, so that importing this module does not load
 # it (start-up time).
@@ -287,7 +288,7 @@ def train_emulator(model, dataset: str | os.PathLike | Sequence | xr.Dataset, *,
         if callbacks:
             raise ValueError("Keras callbacks need the Keras trainer (hyperparameter trainer = \"keras\")")
         from emulators.train_fortran import fit_in_fortran
-        model, history = fit_in_fortran(model, hp, train_stream, val_stream)
+        model, history = fit_in_fortran(model, hp, train_stream, val_stream, progress=bool(verbose))
         if out is not None:
             write_text_replacing(files["history_csv"], "epoch,loss,val_loss\n" + "".join(
                 f"{i},{loss!r},{val!r}\n" for i, (loss, val) in enumerate(zip(history["loss"], history["val_loss"]))))
@@ -400,6 +401,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="who trains: Keras model.fit or the Fortran runtime (default: the hyperparameters', "
                              "fortran)")
     parser.add_argument("--no-export", action="store_true", help="do not write the model file")
+    add_progress_option(parser)
     return parser
 
 
@@ -419,7 +421,8 @@ def run_train(args: argparse.Namespace) -> TrainingResult:
     data = args.data if len(args.data) > 1 else args.data[0]
     result = train_emulator(None, data, hyperparameters=hp, out_dir=args.out,
                             inputs=_names(args.inputs), outputs=_names(args.outputs), split=split,
-                            loader=loader, output_scaling=args.output_scaling, export=not args.no_export)
+                            loader=loader, output_scaling=args.output_scaling, export=not args.no_export,
+                            verbose=0 if args.progress is False else None)
     print(f"trained {len(result.history['loss'])} epochs in {sum(result.history['seconds']):.1f} s; "
           f"best validation loss {result.best_val_loss:.4g} (epoch {result.best_epoch})")
     if result.metrics is not None:

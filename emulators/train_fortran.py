@@ -39,6 +39,7 @@ import numpy as np
 from emulators.architectures import PLATEAU_MIN_DELTA, Hyperparameters
 from emulators.data import ColumnStream
 from emulators.modelfile import write_model_file
+from emulators.progress import progress_bar
 
 # TensorFlow and the Fortran runtime are imported inside the functions that use them, so that
 # importing this module does not load them (start-up time).
@@ -143,14 +144,15 @@ def _optimizer_settings(hp: Hyperparameters, steps_per_epoch: int) -> tuple[str,
 
 
 def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
-                   val_stream: ColumnStream) -> tuple[Any, dict[str, list[float]]]:
+                   val_stream: ColumnStream, progress: bool | None = None) -> tuple[Any, dict[str, list[float]]]:
     """Train the Keras ``model`` (built, initialized, normalized units) in the
     Fortran runtime on the two streams' samples; returns ``model`` with the
     trained weights (the best epoch's) and the history (``loss``,
     ``val_loss``, ``seconds``).
 
     A loss that becomes NaN or infinite stops training with a ValueError
-    naming the epoch (the runtime keeps the last good weights)."""
+    naming the epoch (the runtime keeps the last good weights). `progress`:
+    a bar of the epochs with their losses (None: on a terminal)."""
     from emulators.convert import keras_to_spec, load_spec, spec_to_keras
     from emulators.fkb import FKBError, load
 
@@ -168,6 +170,7 @@ def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
             stopping = EarlyStopping(hp.patience)
             plateau = ReduceOnPlateau(hp.lr_decay_rate, hp.lr_decay_epochs) \
                 if hp.lr_schedule == "plateau" else None
+            bar = progress_bar(hp.epochs, "training (Fortran)", unit="epoch", progress=progress)
             for epoch in range(hp.epochs):
                 t0 = time.perf_counter()
                 try:
@@ -184,11 +187,14 @@ def fit_in_fortran(model, hp: Hyperparameters, train_stream: ColumnStream,
                     lowered = plateau.update(val_loss, rate)
                     if lowered != rate:
                         net.learning_rate = lowered
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", val_loss=f"{val_loss:.4g}")
                 keep, stop = stopping.update(epoch, val_loss)
                 if keep:
                     net.save(best_file)
                 if stop:
                     break
+            bar.close()
         _take_weights(model, spec_to_keras(load_spec(best_file)))
     return model, history
 

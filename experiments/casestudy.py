@@ -374,7 +374,7 @@ def _prepare_reference_locked(config: CaseStudyConfig, out: Path, progress, log)
     reused = (out / "reference" / "noise_floor.nc").is_file()
     log(f"reference runs: {coupled.days:g} days from day {data['coupled_start_day']:g}, and {coupled.n_perturbed} "
         f"twins from states perturbed by {coupled.perturbation_kelvin:g} K (noise floor) in {out / 'reference'}")
-    paths = prepare_reference(coupled, out / "reference")
+    paths = prepare_reference(coupled, out / "reference", progress=progress)
     _timed(seconds, "reference_runs", clock)
     if reused:
         seconds["reference_runs"] = 0.0
@@ -507,13 +507,15 @@ def _run_stages(config: CaseStudyConfig, out: Path, scheduler, n_workers, progre
                            replicates_report)
 
 
-def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | None = None) -> Path:
+def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | None = None,
+                   progress: bool | None = None) -> Path:
     """Write a finished case study's report again with the code running now
     (``fkb report OUT`` on a case-study folder): results and report from the
     emulators' records, the setup section from the folder's own
     ``casestudy.toml``, ``timings.json`` and ``reference/world.json``, and a
     line naming both the commit that ran the study and the one that wrote
-    the report. Nothing is re-run; ``timings.json`` is left as it was."""
+    the report. Nothing is re-run; ``timings.json`` is left as it was.
+    `progress`: the report's progress bar (None: on a terminal)."""
     out = Path(out_dir)
     for name in ("casestudy.toml", "timings.json", "results"):
         if not (out / name).exists():
@@ -531,7 +533,8 @@ def rewrite_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike | N
     write_results(results, out)
     reference = out / "reference" / "reference.nc"
     report = make_report(results, Path(report_dir) if report_dir else out,
-                         reference=reference if reference.is_file() else None, sections=warming_lines(out))
+                         reference=reference if reference.is_file() else None, sections=warming_lines(out),
+                         progress=progress)
     result = CaseStudyResult(out, report, results, headline_statistics(results), None, timings["data"], config,
                              timings["stages_seconds"], world, invocations=read_invocations(out))
     lines = setup_section(result, timings.get("code", {}), rewritten_by=code_version())
@@ -559,7 +562,7 @@ def _run_sweep_stage(sweep: SweepConfig, out: Path, paths: Mapping[str, Any], sc
     log(f"  {summary}")
     results = with_survival(collect_results(out))
     write_results(results, out)
-    report = make_report(results, out, reference=paths["reference"])
+    report = make_report(results, out, reference=paths["reference"], progress=progress)
     return summary, results, report, headline_statistics(results)
 
 

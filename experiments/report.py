@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import xarray as xr
 from coupler.budgets import BUDGET_COLUMNS
 from coupler.results import per_emulator_variables, require_columns
 from emulators.atomic_files import write_text_replacing
+from emulators.progress import progress_bar
 from experiments import plots
 from experiments.designed import designed_lines, is_designed
 from experiments.survival import cox_hazards, logrank_by, logrank_by_optimizer
@@ -361,16 +363,29 @@ def _open_run(path: str):
     return open_output(path) if path and Path(path).is_file() else None
 
 
+def _plot_bias(path: Path, *, label: str, survivor: dict[str, Any], reference: xr.Dataset) -> Path | None:
+    """The zonal-mean bias map of a survivor's run (None when its run file
+    is not there)."""
+    from experiments import plots
+
+    run = _open_run(survivor["run_path"])
+    if run is None:
+        return None
+    return plots.plot_zonal_bias(run, reference, path, title=f"{label} survivor: emulator {survivor['emulator']} "
+                                                            f"({survivor['optimizer']})")
+
+
 def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
                 reference: xr.Dataset | str | os.PathLike | None = None,
-                sections: list[str] | None = None) -> Path:
+                sections: list[str] | None = None, progress: bool | None = None) -> Path:
     """Write ``report.md`` and its figures into `out_dir`; the bias maps of
     the best and the worst survivor need `reference` (Dataset or path) and
     the runs' files (``run_path`` in the results). Results missing a column
     are refused (ValueError, one line); with fewer than :data:`MIN_FINISHED`
     finished emulators the report says so and nothing more. A designed
     sweep's report has its designed comparison (experiments/designed.py).
-    `sections`: more lines, before the figures (e.g. experiments/warming.py's)."""
+    `sections`: more lines, before the figures (e.g. experiments/warming.py's).
+    `progress`: a bar of the statistics and figures (None: on a terminal)."""
     require_columns(results, REPORT_COLUMNS, "the report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,30 +396,39 @@ def make_report(results: xr.Dataset, out_dir: str | os.PathLike,
                              f"{finished} of {results.sizes['emulator']} emulators finished: no statistics, tables "
                              f"or figures before at least {MIN_FINISHED} have.\n")
         return path
+    bar = progress_bar(10, "report", unit="step", progress=progress)
     stats = headline_statistics(results)
-    figures = {
-        "offline_vs_online.png": plots.plot_offline_vs_online(results, out / "offline_vs_online.png"),
-        "days_survived.png": plots.plot_days_survived(results, out / "days_survived.png"),
-        "survival.png": plots.plot_survival_curve(results, out / "survival.png"),
-        "by_optimizer.png": plots.plot_optimizer_boxes(results, out / "by_optimizer.png"),
-    }
+    bar.update(1)
     table, info = cox_hazards(results)
-    if len(table):
-        figures["hazard_ratios.png"] = plots.plot_hazard_ratios(table, info, out / "hazard_ratios.png")
-    if "crash_ood" in results and (results["crash_ood"].values >= 0).any():
-        figures["crash_attribution.png"] = plots.plot_crash_attribution(results, out / "crash_attribution.png")
+    bar.update(1)
     designed = is_designed(results)
-    if designed:
-        figures["design.png"] = plots.plot_design_grid(results, out / "design.png")
     if reference is not None and not isinstance(reference, xr.Dataset):
         reference = _open_run(os.fspath(reference))
+    plotters = {
+        "offline_vs_online.png": lambda path: plots.plot_offline_vs_online(results, path),
+        "days_survived.png": lambda path: plots.plot_days_survived(results, path),
+        "survival.png": lambda path: plots.plot_survival_curve(results, path),
+        "by_optimizer.png": lambda path: plots.plot_optimizer_boxes(results, path),
+    }
+    if len(table):
+        plotters["hazard_ratios.png"] = lambda path: plots.plot_hazard_ratios(table, info, path)
+    if "crash_ood" in results and (results["crash_ood"].values >= 0).any():
+        plotters["crash_attribution.png"] = lambda path: plots.plot_crash_attribution(results, path)
+    if designed:
+        plotters["design.png"] = lambda path: plots.plot_design_grid(results, path)
     for label in ("best", "worst"):
         e = stats[label]
-        run = _open_run(e["run_path"]) if e is not None and reference is not None else None
-        if run is not None:
-            name = f"bias_{label}.png"
-            figures[name] = plots.plot_zonal_bias(
-                run, reference, out / name, title=f"{label} survivor: emulator {e['emulator']} ({e['optimizer']})")
+        if e is not None and reference is not None:
+            plotters[f"bias_{label}.png"] = partial(_plot_bias, label=label, survivor=e, reference=reference)
+    bar.reset(total=2 + len(plotters))
+    bar.update(2)
+    figures = {}
+    for name, plot in plotters.items():
+        drawn = plot(out / name)
+        if drawn is not None:
+            figures[name] = drawn
+        bar.update(1)
+    bar.close()
 
     floor = stats["noise_floor"]
     lines = [

@@ -121,6 +121,7 @@ def regenerate(name: str, directory: str | os.PathLike = STATE_DIR, days: float 
     from gcm_toy import Model
     from gcm_toy.config import steps_for_days
     from gcm_toy.model import checkpoint_config_path
+    from gcm_toy.run import days_progress_bar
 
     known = recipes(directory)
     if name not in known:
@@ -136,14 +137,14 @@ def regenerate(name: str, directory: str | os.PathLike = STATE_DIR, days: float 
     with model:
         log(f"spin-up {name!r}: {recipe.preset} from day {model.time_days:g} for {days:g} days")
         remaining = steps_for_days(days, model.config.dt)
-        chunk = max(1, steps_for_days(10.0, model.config.dt) if days >= 10 else remaining)
-        while remaining > 0:
-            failure = model.advance(min(chunk, remaining))
-            if failure is not None:
-                raise RuntimeError(f"spin-up {name!r} crashed at day {failure.time_days:g}: {failure.reason}")
-            remaining -= min(chunk, remaining)
-            if progress:
-                log(f"  day {model.time_days:g}")
+        chunk = max(1, steps_for_days(1.0, model.config.dt) if days >= 1 else remaining)
+        with days_progress_bar(progress, days, model.time_days, f"spin-up {name}") as bar:
+            while remaining > 0:
+                failure = model.advance(min(chunk, remaining))
+                if failure is not None:
+                    raise RuntimeError(f"spin-up {name!r} crashed at day {failure.time_days:g}: {failure.reason}")
+                bar.update(min(chunk, remaining) * model.config.dt / 86400.0)
+                remaining -= min(chunk, remaining)
         target = out / f"{name}.bin"
         partial = out / f".{name}.{os.getpid()}.partial.bin"
         model.save_checkpoint(partial)

@@ -90,17 +90,19 @@ def _global_means(path: Path, window_days: float) -> dict[str, float]:
     return out
 
 
-def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfig(), *, log=print) -> Path:
+def run_warming(out_dir: str | os.PathLike, config: WarmingConfig = WarmingConfig(), *, log=print,
+                progress: bool | None = None) -> Path:
     """Run (or continue) the warm experiment of the finished case study in
     `out_dir` (see the module); returns the path of ``warming.json``. The
-    study's folder is locked meanwhile (:mod:`coupler.folder_lock`)."""
+    study's folder is locked meanwhile (:mod:`coupler.folder_lock`).
+    `progress`: the runs' progress bars (None: on a terminal)."""
     if not (Path(out_dir) / "results.nc").is_file():
         raise FileNotFoundError(f"{out_dir}: not a finished case study (no results.nc)")
     with folder_lock(out_dir):
-        return _run_warming(Path(out_dir), config, log)
+        return _run_warming(Path(out_dir), config, log, progress)
 
 
-def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
+def _run_warming(out: Path, config: WarmingConfig, log, progress: bool | None) -> Path:
     from coupler.sweep.tasks import scored_run
 
     control, control_paths = load_reference(out)
@@ -120,7 +122,7 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
             "on the reference physics")
         spin = dataclasses.replace(control, overrides=warm_overrides)
         with start_coupled_model(None, spin) as model:
-            run = model.run(config.spinup_days, None, progress=False)
+            run = model.run(config.spinup_days, None, progress=progress, progress_label="warm spin-up")
             if run.attrs.get("run_status") != "completed":
                 raise RuntimeError(f"the warm spin-up did not complete: {run.attrs.get('crash_reason')}")
             with replacing(spinup) as tmp:
@@ -128,7 +130,7 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
     warm = dataclasses.replace(control, overrides=warm_overrides, initial_checkpoint=os.fspath(spinup.resolve()),
                                initial_relative_humidity=None, n_perturbed=config.n_perturbed, fallback_run=False)
     log(f"warming: the warm reference run and {config.n_perturbed} twins in {folder / 'reference'}")
-    paths = prepare_reference(warm, folder / "reference")
+    paths = prepare_reference(warm, folder / "reference", progress=progress)
 
     results = read_results(out / "results.nc")
     chosen = _best_survivors(results, config.best)
@@ -142,7 +144,7 @@ def _run_warming(out: Path, config: WarmingConfig, log) -> Path:
             model_file = out / "emulators" / f"emulator_{index:04d}" / "emulator.fkb"
             if not model_file.is_file():
                 raise FileNotFoundError(f"{model_file}: the emulator's model file is not there to couple")
-            result = scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"])
+            result = scored_run(model_file, warm, run_dir / "coupled.nc", paths["reference"], progress=progress)
             write_text_replacing(record_path, json.dumps(json_safe(result.to_record()), indent=2) + "\n")
         records.append({"emulator": index, **json.loads(record_path.read_text())})
 

@@ -34,18 +34,11 @@ __all__ = ["UserError", "build_parser", "describe_spec", "main"]
 
 
 # ------------------------------------------------------------------ parser
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("fkb")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from emulators.provenance import package_version
     parser = argparse.ArgumentParser(
         prog="fkb", description="Fortran-Keras Bridge: run Keras networks in Fortran, and test them online in a toy GCM.")
-    parser.add_argument("--version", action="version", version=f"fkb {_version()}")
+    parser.add_argument("--version", action="version", version=f"fkb {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -56,10 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output_folder(args: argparse.Namespace) -> None:
+    """Every command's ``--out`` names a folder: refuse, before anything is
+    written, one that is a file (or anything else), --overwrite or not."""
+    out = getattr(args, "out", None)
+    if out is not None and os.path.lexists(out) and not os.path.isdir(out):
+        raise UserError(f"{out}: exists and is not a folder (--out names an output folder); left as it was")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_output_folder(args)
         args.func(args)
         sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's last flush
     except KeyboardInterrupt:

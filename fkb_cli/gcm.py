@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emulators.progress import add_progress_option
 from fkb_cli.errors import UserError
 
 # Each command imports what it runs when it runs, so that `fkb --help` and a user's mistake load no
@@ -35,7 +36,7 @@ def cmd_gcm_run(args: argparse.Namespace) -> None:
     start = model.time_days
     output = out / f"gcm_day{day_label(start)}.nc"
     ds = model.run(args.days, output, overwrite=args.overwrite, checkpoint_every_days=args.checkpoint_every,
-                   checkpoint_dir=out)
+                   checkpoint_dir=out, progress=args.progress)
     records = f"{ds.sizes['time']} records"
     if ds.attrs["run_status"] == "crashed":
         message = f"run stopped at day {float(ds.attrs['crash_time_days']):g}: {ds.attrs['crash_reason']}"
@@ -77,14 +78,15 @@ def cmd_gcm_twin(args: argparse.Namespace) -> None:
         raise UserError(f"{target} exists (pass --overwrite to replace it)")
     if args.restart is None and args.preset is None:
         raise UserError("give --restart CHECKPOINT (a spun-up state) or --preset NAME (with --spinup-days)")
-    result = run_twins(args.preset, args.restart, overrides=parse_overrides(args.set),
-                       spinup_days=args.spinup_days, days=args.days, amplitude=args.perturb, kind=args.perturbation,
-                       n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours,
-                       reseed_physics=args.reseed_physics)
+    from gcm_toy.run import days_progress_bar
+    with days_progress_bar(args.progress, args.days, 0.0, f"control and {args.twins} twins") as bar:
+        result = run_twins(args.preset, args.restart, overrides=parse_overrides(args.set),
+                           spinup_days=args.spinup_days, days=args.days, amplitude=args.perturb,
+                           kind=args.perturbation, n_twins=args.twins, seed=args.seed, sample_hours=args.sample_hours,
+                           reseed_physics=args.reseed_physics, progress=lambda day: bar.update(day - bar.n))
     out.mkdir(parents=True, exist_ok=True)
-    from emulators.atomic_files import replacing
-    with replacing(target) as tmp:
-        result.curves.to_netcdf(tmp)
+    from emulators.netcdf_files import write_dataset
+    write_dataset(result.curves, target)
     print(twin_table(result))
     print(f"wrote {target}")
 
@@ -95,7 +97,7 @@ def cmd_gcm_spin_up(args: argparse.Namespace) -> None:
         for name, recipe in recipes().items():
             print(f"{name:<18} {recipe.description}")
         return
-    regenerate(args.name, days=args.days, out_dir=args.out, progress=True)
+    regenerate(args.name, days=args.days, out_dir=args.out, progress=args.progress)
 
 
 def cmd_gcm_plot_held_suarez(args: argparse.Namespace) -> None:
@@ -150,6 +152,7 @@ def add_gcm_parser(sub) -> None:
                    help="also write a checkpoint into DIR at every multiple of DAYS of model time")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--fail-on-crash", action="store_true", help="exit 1 if the run crashes")
+    add_progress_option(p)
     p.set_defaults(func=cmd_gcm_run)
 
     p = gcm.add_parser("twin", help="twin experiment: growth of a small temperature perturbation",
@@ -179,6 +182,7 @@ def add_gcm_parser(sub) -> None:
                    help="override a configuration option (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/twin.nc")
+    add_progress_option(p)
     p.set_defaults(func=cmd_gcm_twin)
 
     p = gcm.add_parser("spin-up", help="make a shipped spun-up state from its recipe",
@@ -191,6 +195,7 @@ def add_gcm_parser(sub) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write the state here instead of experiments/states/")
     p.add_argument("--list", action="store_true", help="list the recipes")
+    add_progress_option(p)
     p.set_defaults(func=cmd_gcm_spin_up)
 
     p = gcm.add_parser("presets", help="list the presets", description="List the toy-GCM presets.")

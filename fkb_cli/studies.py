@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from emulators.progress import add_progress_option
 from fkb_cli.errors import UserError
 from fkb_cli.models import _add_interface_arguments
 
@@ -29,7 +30,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     config = dataclasses.replace(config, **changes)    # checked again: SweepConfig's ranges
     resolve_task(config.task)  # a bad task name is a one-line error before any cluster starts
     summary = run_sweep_from_config(config, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                                    progress=False if args.no_progress else None, retry_failed=args.retry_failed,
+                                    progress=args.progress, retry_failed=args.retry_failed,
                                     start_over=args.overwrite)
     print(summary)
     print(f"wrote {Path(args.out) / 'results'}/ and {Path(args.out) / 'results.nc'} (+ .csv)")
@@ -79,9 +80,8 @@ def cmd_score(args: argparse.Namespace) -> None:
               f"range {float(floor['online_error_normalized_min']):.4g}-"
               f"{float(floor['online_error_normalized_max']):.4g})")
     if args.output:
-        from emulators.atomic_files import replacing
-        with replacing(args.output) as tmp:
-            score.to_netcdf(tmp)
+        from emulators.netcdf_files import write_dataset
+        write_dataset(score, args.output, note="score of a GCM run against a reference run")
         print(f"wrote {args.output}")
 
 
@@ -156,7 +156,7 @@ def _couple(args: argparse.Namespace, out: Path, config, reference, stage, optio
     check_interface(config, files)
     if stage is not None:
         from experiments.casestudy import prepare_casestudy_reference
-        made = prepare_casestudy_reference(stage, out / "casestudy", progress=False if args.no_progress else None)
+        made = prepare_casestudy_reference(stage, out / "casestudy", progress=args.progress)
         config, reference = couple_config(made.sweep.coupled, **options), made.paths
         print(f"reference: {out / 'casestudy'} (reuse it with --reference {out / 'casestudy'})")
     if any(v is not None for v in (args.network_weight, args.weight_ramp, args.spinup_days, args.reference_outputs)):
@@ -188,7 +188,7 @@ def _couple(args: argparse.Namespace, out: Path, config, reference, stage, optio
     if not args.no_check:
         _preflight(files, args.reference or out / "casestudy")
     result = couple_and_score(files, config, reference, out, converted=converted,
-                              progress=False if args.no_progress else None)
+                              progress=args.progress)
     print("\n".join(summary_lines(result)))
 
 
@@ -245,8 +245,8 @@ def cmd_warming(args: argparse.Namespace) -> None:
     from experiments.warming import WarmingConfig, run_warming
     config = WarmingConfig(sst_offset=args.sst_offset, spinup_days=args.spinup_days, best=args.best,
                            n_perturbed=args.twins)
-    print(f"wrote {run_warming(args.study, config)}")
-    print(f"wrote {rewrite_report(args.study)}")
+    print(f"wrote {run_warming(args.study, config, progress=args.progress)}")
+    print(f"wrote {rewrite_report(args.study, progress=args.progress)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -258,7 +258,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise UserError(f"{folder}: no such sweep folder")
     if (folder / "casestudy.toml").is_file() and (folder / "timings.json").is_file():
         from experiments.casestudy import rewrite_report
-        print(f"wrote {rewrite_report(folder, args.out)}")
+        print(f"wrote {rewrite_report(folder, args.out, progress=args.progress)}")
         return
     if (folder / "results").is_dir():
         results = with_survival(collect_results(folder))
@@ -271,7 +271,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     reference = args.reference or (folder / "reference" / "reference.nc")
     if not Path(reference).is_file():
         reference = None
-    path = make_report(results, args.out or folder, reference=reference)
+    path = make_report(results, args.out or folder, reference=reference, progress=args.progress)
     print(f"wrote {path}")
 
 
@@ -286,7 +286,7 @@ def cmd_casestudy(args: argparse.Namespace) -> None:
         check_task_timeout(args.task_timeout, "--task-timeout")
     try:
         result = run_casestudy(args.preset, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                               progress=False if args.no_progress else None, retry_failed=args.retry_failed,
+                               progress=args.progress, retry_failed=args.retry_failed,
                                only=only, replicates=args.replicates, task_timeout=args.task_timeout)
     except ValueError as error:
         if str(error).startswith("--only"):
@@ -344,7 +344,7 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--task-timeout", type=float, default=None, metavar="SECONDS",
                    help="stop an emulator's task after SECONDS and record it as failed (default: the preset's "
                         "[sweep] task_timeout_seconds, else 6 hours)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=cmd_casestudy)
 
     p = sub.add_parser("sweep", help="train, couple and score emulators drawn from a hyperparameter space, on Dask",
@@ -369,7 +369,7 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a folder holding a sweep of another configuration (its results, emulators "
                         "and reference runs are removed)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("score", help="stability and online error of a GCM run against a reference run",
@@ -452,7 +452,7 @@ def add_casestudy_parsers(sub) -> None:
                    help="fine-tuning: the first round D days after the run's start (default: at once)")
     p.add_argument("--no-check", action="store_true",
                    help="couple even an emulator the pre-flight check finds absurd (see fkb check)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=cmd_couple)
 
     p = sub.add_parser("check", help="pre-flight check of an emulator on reference data, before coupling it",
@@ -496,6 +496,7 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("--best", type=int, default=5, metavar="N", help="the N best survivors are coupled (default 5)")
     p.add_argument("--twins", type=int, default=2, metavar="N", help="perturbed twins of the warm reference "
                    "(its noise floor; default 2)")
+    add_progress_option(p)
     p.set_defaults(func=cmd_warming)
 
     p = sub.add_parser("report", help="results dataset, report.md and figures of a sweep",
@@ -506,4 +507,5 @@ def add_casestudy_parsers(sub) -> None:
     p.add_argument("sweep", metavar="DIR", help="sweep output folder")
     p.add_argument("--reference", help="reference run for the bias maps (default: DIR/reference/reference.nc)")
     p.add_argument("--out", help="report folder (default: DIR)")
+    add_progress_option(p)
     p.set_defaults(func=cmd_report)

@@ -505,7 +505,7 @@ class Model(FortranObject):
     def run(self, days: float | None = None, out: str | os.PathLike | None = None, *,
             restart: str | os.PathLike | None = None, progress: bool | None = None, overwrite: bool = False,
             checkpoint_every_days: float | None = None, checkpoint_dir: str | os.PathLike | None = None,
-            keep_checkpoints: int | None = None) -> xr.Dataset:
+            keep_checkpoints: int | None = None, progress_label: str = "gcm") -> xr.Dataset:
         """Run for `days` (default ``config.days``) and return the output
         records as a Dataset (see gcm_toy.output); with `out`, written to that
         netCDF file as the run goes and returned opened lazily from it.
@@ -513,15 +513,15 @@ class Model(FortranObject):
         `restart`: continue from this checkpoint first. A run that fails the
         crash check stops there, keeps its output, and returns normally with
         ``run_status = "crashed"`` and ``crash_*`` attributes. `progress`:
-        a progress bar on stderr (default: when stderr is a terminal).
-        `checkpoint_every_days`: also write checkpoints at multiples of this
+        a progress bar on stderr (default: when stderr is a terminal), labelled
+        `progress_label`. `checkpoint_every_days`: also write checkpoints at multiples of this
         model time into `checkpoint_dir` (default: next to `out`), only the
         newest `keep_checkpoints` of them if given."""
         from gcm_toy.run import run_model
 
         return run_model(self, days, out, restart=restart, progress=progress, overwrite=overwrite,
                          checkpoint_every_days=checkpoint_every_days, checkpoint_dir=checkpoint_dir,
-                         keep_checkpoints=keep_checkpoints)
+                         keep_checkpoints=keep_checkpoints, progress_label=progress_label)
 
     # ------------------------------------------------------------ timers
     def timers(self) -> dict[str, float]:

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import xarray as xr
 
+from emulators.netcdf_files import check_netcdf_file
 # netCDF4 is imported inside the functions that use it, so that importing this module does not load it
 # (start-up time).
 
@@ -323,7 +324,7 @@ def open_output(path: str | os.PathLike | list, chunks: Mapping[str, int] | None
     chunks = {"time": 1} if chunks is None else chunks
     paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
     for one in paths:   # a clear line naming the file, before xarray's list of backends or an HDF error
-        _check_netcdf(one)
+        check_netcdf_file(one)
     if not isinstance(path, (list, tuple)):
         return _open_one(paths[0], chunks)
     opened: list[xr.Dataset] = []
@@ -373,19 +374,6 @@ def _series(datasets: list[xr.Dataset], paths: list[str]) -> xr.Dataset:
                          join="override", combine_attrs="override")
     combined.set_close(lambda: [ds.close() for ds in datasets])
     return combined
-
-
-def _check_netcdf(path: str) -> None:
-    """Refuse, with a ValueError of one line naming the file, what is not a
-    netCDF file (by its first bytes: netCDF-3 'CDF', netCDF-4/HDF5) or not a
-    readable regular file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file" if not os.path.exists(path) else
-                                f"{path}: not a regular file")
-    with open(path, "rb") as fh:
-        magic = fh.read(8)
-    if not (magic.startswith(b"CDF") or magic.startswith(b"\x89HDF\r\n\x1a\n")):
-        raise ValueError(f"{path}: not a netCDF file" + (" (empty)" if not magic else ""))
 
 
 @contextlib.contextmanager

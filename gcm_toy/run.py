@@ -13,15 +13,15 @@ dataset and the file, and the function returns normally.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
+from emulators.progress import progress_bar
+from emulators.provenance import with_history
 from gcm_toy.config import checkpoint_config_path, finetune_state_path, steps_for_days, steps_per_output
 from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, MemoryWriter, NetCDFWriter, Record
 
@@ -31,7 +31,7 @@ from gcm_toy.output import DIAGNOSTIC_ORDER, GUARD_DIAGNOSTICS, MemoryWriter, Ne
 if TYPE_CHECKING:
     from gcm_toy.model import Failure, Model
 
-__all__ = ["run_model", "day_label", "finetune_attrs"]
+__all__ = ["run_model", "day_label", "days_progress_bar", "finetune_attrs"]
 
 
 def day_label(days: float) -> str:
@@ -39,14 +39,11 @@ def day_label(days: float) -> str:
     return f"{int(round(days)):05d}" if abs(days - round(days)) < 1e-9 else f"{days:09.3f}"
 
 
-def _progress_bar(enabled: bool | None, total_days: float, start_day: float):
-    from tqdm import tqdm
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=round(total_days, 6), unit="day", disable=not enabled, file=sys.stderr, leave=True,
-                desc=f"gcm from day {start_day:g}", bar_format="{l_bar}{bar}| {n:.2f}/{total:g} days "
-                "[{elapsed}<{remaining}, {rate_fmt}]")
+def days_progress_bar(progress: bool | None, total_days: float, start_day: float, desc: str = "gcm"):
+    """The progress bar of a GCM run of `total_days` from `start_day`, in
+    model days (emulators.progress)."""
+    return progress_bar(round(total_days, 6), f"{desc} from day {start_day:g}", unit="day", progress=progress,
+                        bar_format="{l_bar}{bar}| {n:.2f}/{total:g} days [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def finetune_attrs(model: "Model") -> dict[str, Any]:
@@ -67,11 +64,12 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
               restart: str | os.PathLike | None = None, progress: bool | None = None, overwrite: bool = False,
               checkpoint_every_days: float | None = None,
               checkpoint_dir: str | os.PathLike | None = None,
-              keep_checkpoints: int | None = None) -> xr.Dataset:
+              keep_checkpoints: int | None = None, progress_label: str = "gcm") -> xr.Dataset:
     """Run `model` for `days` [days] (default: its config's) writing records
     to `out` (netCDF4, incremental) or to memory; returns the Dataset.
     `keep_checkpoints`: keep only the newest this many of the checkpoints
-    this run writes (a rolling rewind point), else all."""
+    this run writes (a rolling rewind point), else all. `progress_label`:
+    what the progress bar calls the run."""
     config = model.config
     if restart is not None:
         model.load_checkpoint(restart)
@@ -103,13 +101,10 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         names += list(GUARD_DIAGNOSTICS) + [f"{name}_GLOBAL" for name in GUARD_DIAGNOSTICS]
     if config.finetune:
         names.append("FINETUNE_LOSS")
-    attrs: dict[str, Any] = {
-        "Conventions": "CF-1.8",
+    attrs: dict[str, Any] = with_history({
         "title": f"toy GCM {config.short_name()}, physics '{config.physics}'"
                  + (f": {config.description}" if config.description else ""),
         "source": "gcm_toy: spectral primitive-equation dynamical core (sigma levels, semi-implicit leapfrog)",
-        "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} gcm_toy run of {days:g} days "
-                   f"from day {start * dt / 86400.0:g}",
         "physics": config.physics,
         "emulator": "\n".join(config.emulator) if config.physics in ("emulator", "ensemble") else None,
         "configuration": config.to_toml(),
@@ -117,7 +112,7 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
         "start_time_days": start * dt / 86400.0,
         "restart_from": os.fspath(restart_from) if restart_from is not None else None,
         "run_status": "running",
-    }
+    }, note=f"gcm_toy run of {days:g} days from day {start * dt / 86400.0:g}")
     if out is not None:
         writer: NetCDFWriter | MemoryWriter = NetCDFWriter(out, model.grid, names, dt, config.output_precision,
                                                            attrs, overwrite=overwrite)
@@ -127,7 +122,7 @@ def run_model(model: "Model", days: float | None, out: str | os.PathLike | None,
     model.reset_means()
     interval_start = start
     failure: Failure | None = None
-    bar = _progress_bar(progress, n_steps * dt / 86400.0, start * dt / 86400.0)
+    bar = days_progress_bar(progress, n_steps * dt / 86400.0, start * dt / 86400.0, progress_label)
     try:
         step = start
         while step < end:

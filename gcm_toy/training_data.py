@@ -23,7 +23,6 @@ that coupled runs can start from the state where the data end).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 from pathlib import Path
@@ -35,8 +34,10 @@ import xarray as xr
 from emulators import interface
 from gcm_toy.config import MOIST_PHYSICS, parse_overrides, steps_for_days
 from gcm_toy.model import Model
+from emulators.progress import add_progress_option
+from emulators.provenance import with_history
 from gcm_toy.output import CALENDAR, TIME_UNITS, Grid, _clean_attrs
-from gcm_toy.run import _progress_bar, day_label
+from gcm_toy.run import day_label, days_progress_bar
 
 # netCDF4 is imported inside the functions that use it, so that importing this module does not load it
 # (start-up time).
@@ -142,25 +143,22 @@ def write_training_data(model: Model, days: float, out: str | os.PathLike, *, in
     n_steps = steps_for_days(days, dt, "days")
     if n_steps < per_sample:
         raise ValueError(f"option 'days': {days:g} days hold no sample interval of {interval_hours:g} h")
-    bar = _progress_bar(progress, (n_spinup + n_steps) * dt / 86400.0, model.time_days)
+    bar = days_progress_bar(progress, (n_spinup + n_steps) * dt / 86400.0, model.time_days, "training data")
     try:
         failure = model.advance(n_spinup)
         bar.update(n_spinup * dt / 86400.0)
         if failure is not None:
             raise RuntimeError(f"the spin-up crashed at day {failure.time_days:g}: {failure.reason}")
-        attrs = {
-            "Conventions": "CF-1.8",
+        attrs = with_history({
             "title": f"emulator training data from the toy GCM {config.short_name()}, physics '{config.physics}'",
             "source": "gcm_toy: inputs and outputs of the cloud and radiation physics of every column "
                       "(emulators.interface)",
-            "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} gcm_toy training data, "
-                       f"{days:g} days after day {model.time_days:g}, every {interval_hours:g} h",
             "physics": config.physics,
             "configuration": config.to_toml(),
             "sample_interval_hours": interval_hours,
             "spinup_days": spinup_days,
             "run_status": "running",
-        }
+        }, note=f"gcm_toy training data, {days:g} days after day {model.time_days:g}, every {interval_hours:g} h")
         writer = TrainingDataWriter(out, model.grid, attrs, dtype=dtype, overwrite=overwrite)
         try:
             for _ in range(n_steps // per_sample):
@@ -204,6 +202,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("float32", "float64"), default="float32",
                         help="precision of the stored samples (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing training.nc")
+    add_progress_option(parser)
 
 
 def run_data(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -221,7 +220,7 @@ def run_data(args: argparse.Namespace) -> tuple[Path, Path]:
     with model:
         path = write_training_data(model, args.days, out / "training.nc", interval_hours=args.interval_hours,
                                    spinup_days=args.spinup_days, overwrite=args.overwrite, dtype=args.precision,
-                                   progress=None)
+                                   progress=args.progress)
         checkpoint = model.save_checkpoint(out / f"checkpoint_day{day_label(model.time_days)}.bin")
     with xr.open_dataset(path, decode_times=False) as ds:
         n = ds.sizes["time"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the project needs, idempotently: gfortran, OpenBLAS and
-# CMake from Debian's packages, a virtual environment (.venv, or $FKB_VENV), the
+# Set up everything the project needs, idempotently: gfortran, OpenBLAS,
+# CMake and UDUNITS-2 from Debian's packages, a virtual environment (.venv, or $FKB_VENV), the
 # pinned Python dependencies, and the package itself (editable, so a change to
 # the Fortran or Python sources is rebuilt on the next import).
 set -euo pipefail
@@ -16,6 +16,9 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # the standalone Fortran 
 command -v make >/dev/null 2>&1 || missing+=(make)
 [ -e /usr/lib/x86_64-linux-gnu/pkgconfig/openblas.pc ] || [ -e /usr/lib/aarch64-linux-gnu/pkgconfig/openblas.pc ] \
   || pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)
+# UDUNITS-2, for the CF checker of the tests (cfunits loads it by name)
+ldconfig -p 2>/dev/null | grep -q 'libudunits2\.so\.0' || missing+=(libudunits2-0)
+[ -e /usr/include/udunits2.h ] || [ -e /usr/include/udunits2/udunits2.h ] || missing+=(libudunits2-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
   2>/dev/null || missing+=(python3-dev)   # headers for the f2py extension
@@ -39,7 +42,11 @@ if [ ! -f "$stamp" ]; then
   "$py" -m pip install -q --upgrade pip
   "$py" -m pip install -q -c requirements/constraints.txt \
     meson-python meson ninja fypp numpy scipy-openblas32 onnx onnxruntime \
-    keras tensorflow-cpu h5py xarray netCDF4 dask distributed scipy matplotlib tqdm statsmodels pytest hypothesis import-linter ford
+    keras tensorflow-cpu h5py xarray netCDF4 dask distributed scipy matplotlib tqdm statsmodels pytest hypothesis import-linter \
+    ford cfchecker cfunits fpm
+  # the CF standard name table, which cfchecker would download: compliance-checker ships it
+  # (only its data file is used, so none of its dependencies)
+  "$py" -m pip install -q --no-deps -c requirements/constraints.txt compliance-checker
   rm -f "$venv"/.fkb-deps-* && touch "$stamp"
 fi
 

@@ -139,3 +139,47 @@ def tiny_casestudy_reference(tmp_path_factory):
     out = root / "out"
     stage = prepare_casestudy_reference(load_casestudy(preset), out, progress=False, log=lambda line: None)
     return {"preset": preset, "out": out, "stage": stage}
+
+
+@pytest.fixture(scope="session")
+def hot_emulator(tiny_casestudy_reference, tmp_path_factory):
+    """The climatology network (zero kernel, the mean outputs as bias) with
+    its heating and moistening 30 times too strong, carrying the training
+    inputs' statistics: it crashes about three days into a coupled run."""
+    import numpy as np
+
+    from emulators.data import compute_normalization, open_dataset
+    from emulators.input_statistics import input_statistics
+    from emulators.interface import Layout, stack_inputs
+    from emulators.modelfile import LayerSpec, ModelSpec, write_model_file
+
+    ds = open_dataset(tiny_casestudy_reference["stage"].data["training"], time_chunk=None)
+    layout = Layout.for_dataset(ds)
+    norm = compute_normalization(ds, layout)
+    _, (out_offset, _) = norm.model_file_arrays()
+    x = stack_inputs(ds)
+    bias = np.asarray(out_offset, np.float32).copy()
+    tendencies = [i for i, name in enumerate(norm.output_names) if name.startswith(("PHQ_", "TPHYSTND_"))]
+    bias[tendencies] *= 30.0
+    dense = LayerSpec(1, "dense", layout.n_outputs, [0], {"activation": "linear", "use_bias": 1},
+                      {"kernel": np.zeros((layout.n_outputs, layout.n_inputs), np.float32), "bias": bias})
+    spec = ModelSpec(n_inputs=layout.n_inputs, n_outputs=layout.n_outputs, layers=[dense], name="hot",
+                     inputs=list(zip(norm.input_names, norm.input_units)),
+                     outputs=list(zip(norm.output_names, norm.output_units)),
+                     input_statistics=input_statistics(lambda: [x]))
+    path = tmp_path_factory.mktemp("crash") / "hot.fkb"
+    write_model_file(spec, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def crashed_run(tiny_casestudy_reference, hot_emulator, tmp_path_factory):
+    """`fkb couple` of the hot emulator for 6 days: the folder of a crashed
+    run (coupled.nc, its crash record coupled_crash.nc, score.nc)."""
+    from fkb_cli import main
+
+    out = tmp_path_factory.mktemp("crashed") / "run"
+    status = main(["couple", "--emulator", str(hot_emulator), "--reference", str(tiny_casestudy_reference["out"]),
+                   "--out", str(out), "--days", "6", "--no-check", "--no-progress"])
+    assert status == 0
+    return out

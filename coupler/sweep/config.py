@@ -191,7 +191,7 @@ def run_sweep_from_config(config: SweepConfig, out_dir: str | os.PathLike, *, sc
             log(identity.note)
         reference = None
         if resolve_task(config.task) is default_task:
-            reference = prepare_reference(config.coupled, out / "reference")["reference"]
+            reference = prepare_reference(config.coupled, out / "reference", progress=progress)["reference"]
         summary = run_sweep(config.tasks(out, reference), out, config.task, scheduler=scheduler,
                             n_workers=n_workers, progress=progress, retry_failed=retry_failed,
                             task_timeout=config.task_timeout_seconds)

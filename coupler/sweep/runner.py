@@ -4,7 +4,6 @@ when its task finishes, finished emulators skipped on a re-run."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from coupler.sweep.tasks import (
     resolve_task,
 )
 from coupler.worker_environment import WORKER_ENVIRONMENT
+from emulators.progress import progress_bar
 
 # Dask and tqdm are imported inside the functions that use them, so that importing this module does
 # not load them (start-up time).
@@ -63,15 +63,6 @@ def _local_cluster(n_workers: int | None):
         n_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     env = {name: os.environ.get(name, value) for name, value in WORKER_ENVIRONMENT.items()}
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
-
-
-def _progress_bar(total: int, initial: int, enabled: bool | None):
-    from tqdm import tqdm
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, unit="emulator", desc="sweep", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
 
 
 def run_sweep(tasks: Sequence[EmulatorTask], out_dir: str | os.PathLike,
@@ -122,7 +113,7 @@ def _run_sweep_locked(tasks, out_dir: Path, function, scheduler, n_workers, prog
 
     cluster = None if scheduler else _local_cluster(n_workers)
     client = Client(scheduler if scheduler else cluster, timeout="30s")
-    bar = _progress_bar(len(tasks), summary.skipped, progress)
+    bar = progress_bar(len(tasks), "sweep", unit="emulator", initial=summary.skipped, progress=progress)
     token = uuid.uuid4().hex[:8]
     try:
         futures = {}

@@ -137,15 +137,17 @@ def _couple_and_score(task: EmulatorTask, record: dict[str, Any]) -> dict[str, A
 
 
 def scored_run(model_file, config: CoupledRunConfig, run_path: Path, reference,
-               tuned: Path | None = None) -> EmulatorResult:
+               tuned: Path | None = None, progress: bool | None = False) -> EmulatorResult:
     """Couple `model_file` with `config` into `run_path` and score it
     against `reference`: stability, online errors, cost, the guard's
     fractions when it has one, and what fine-tuning did when it runs
-    (the tuned network written to `tuned`)."""
+    (the tuned network written to `tuned`). `progress`: the run's progress
+    bar (a sweep's tasks show none)."""
     from gcm_toy import open_output
 
     clock = time.perf_counter()
-    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path), tuned=tuned)
+    coupled = coupled_run(model_file, config, run_path, crash_record=crash_record_path(run_path), tuned=tuned,
+                          progress=progress)
     seconds = time.perf_counter() - clock
     with open_output(reference) as ref:
         error = online_error(coupled.run, ref, config.window_days)

@@ -8,6 +8,12 @@ program fkb_predict_example
   !! `n_outputs` predictions is printed per sample. Without arguments, a tiny
   !! network built in the program is run on two samples instead.
   !!
+  !! Array layout: line j becomes column j of x(n_inputs, n_columns), the
+  !! library's column-major batch (`numpy.savetxt` of a C-ordered
+  !! (n_samples, n_inputs) array writes this file). For raw binary input see
+  !! example/host_model: a C-ordered (n_columns, n_inputs) array's `.tofile`
+  !! is x as it is, an (n_inputs, n_columns) one's is x transposed.
+  !!
   !! On any error the program prints the reason to stderr and exits non-zero.
   use iso_fortran_env, only: error_unit, output_unit, real32
   use fkb, only: network, model_spec, layer_spec, fkb_ok

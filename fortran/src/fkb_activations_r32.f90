@@ -1,5 +1,9 @@
 module fkb_activations_r32
   !! Activation kernels in real32; the source is `fkb_activations.inc`.
   use iso_fortran_env, only: wp => real32
+  ! the modules fkb_activations.inc uses, named here for build tools that do not read
+  ! include files (fpm): nothing imported
+  use fkb_activation_codes, only:
+  use fkb_libm, only:
   include 'fkb_activations.inc'
 end module fkb_activations_r32

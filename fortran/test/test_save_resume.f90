@@ -2,6 +2,10 @@ module save_resume_r32
   !! The checks of test_save_resume.inc for the 32-bit network.
   use iso_fortran_env, only: real32, real64, wp => real32
   use fkb, only: network => network_r32
+  ! the modules test_save_resume.inc uses, named here for build tools that do not read
+  ! include files (fpm): nothing imported
+  use fkb_test_specs, only:
+  use fkb_testing, only:
   include 'test_save_resume.inc'
 end module save_resume_r32
 
@@ -9,6 +13,10 @@ module save_resume_r64
   !! The checks of test_save_resume.inc for the 64-bit network.
   use iso_fortran_env, only: real32, real64, wp => real64
   use fkb, only: network => network_r64
+  ! the modules test_save_resume.inc uses, named here for build tools that do not read
+  ! include files (fpm): nothing imported
+  use fkb_test_specs, only:
+  use fkb_testing, only:
   include 'test_save_resume.inc'
 end module save_resume_r64
 
