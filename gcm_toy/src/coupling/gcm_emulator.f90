@@ -5,7 +5,8 @@ module gcm_emulator
   !! each call gathers every column of the batch into one matrix
   !! x(2 nlev + 4, ncol) in the interface order (`gcm_emulator_interface`),
   !! makes one call of the `fkb` library's ensemble on it (a single network
-  !! is an ensemble of one; members run in parallel, each a GEMM per layer)
+  !! is an ensemble of one; members run in parallel, each a GEMM per layer;
+  !! 32 or 64 bits behind the one handle of `gcm_emulator_networks`)
   !! and scatters the members' mean y(2 nlev + 5, ncol) back to dT/dt,
   !! dq/dt, the four radiative fluxes and precipitation.
   !!
@@ -55,7 +56,8 @@ module gcm_emulator
   !! they then stand. The teacher's outputs train the network only: the
   !! columns it ran on still get the network's outputs.
   use iso_fortran_env, only: real32, real64, int64
-  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite, layer_registry
+  use fkb, only: network, fkb_ok, fkb_err_nonfinite, layer_registry
+  use gcm_emulator_networks, only: emulator_networks, new_emulator_networks
   use column_water_conservation, only: make_column_water_layer, column_water_kind
   use gcm_status, only: gcm_ok, gcm_err_config, gcm_err_state, gcm_err_nonfinite
   use physics_configuration, only: physics_config
@@ -110,13 +112,11 @@ module gcm_emulator
     integer :: nlev = 0
       !! levels the members were checked for
     type(emulator_options) :: options
-    type(ensemble) :: ens32
-    type(ensemble_r64) :: ens64
-      !! the members, in the kind `options%use_real64` chose
-    real(real64), allocatable :: x(:, :), y(:, :), spread(:, :), members(:, :, :)
-    real(real32), allocatable :: x32(:, :), y32(:, :), spread32(:, :), members32(:, :, :)
-      !! work arrays (inputs, members' mean and standard deviation, each
-      !! member's outputs), kept between calls (no allocation once sized)
+    class(emulator_networks), allocatable :: networks
+      !! the members, in the kind `options%use_real64` chose (gcm_emulator_networks)
+    real(real64), allocatable :: x(:, :), y(:, :)
+      !! work arrays (inputs, the members' mean), kept between calls (no
+      !! allocation once sized)
     integer :: failed_column = 0
       !! after a non-finite output: its column in the batch (0 otherwise)
     integer :: failed_output = 0
@@ -236,11 +236,8 @@ contains
         return
       end if
     end if
-    if (options%use_real64) then
-      call self%ens64%load(paths, stat, msg)
-    else
-      call self%ens32%load(paths, stat, msg, registry=registry)
-    end if
+    call new_emulator_networks(options%use_real64, self%networks)
+    call self%networks%load(paths, registry, stat, msg)
     if (stat /= fkb_ok) then
       message = 'emulator: cannot load ' // msg
       return
@@ -272,11 +269,8 @@ contains
   pure integer function emulator_n_members(self)
     !! Number of member networks (0 before setup).
     class(emulator_physics), intent(in) :: self
-    if (self%options%use_real64) then
-      emulator_n_members = self%ens64%n_members()
-    else
-      emulator_n_members = self%ens32%n_members()
-    end if
+    emulator_n_members = 0
+    if (allocated(self%networks)) emulator_n_members = self%networks%n_members()
   end function emulator_n_members
 
   pure function emulator_member_path(self, m) result(path)
@@ -284,11 +278,7 @@ contains
     class(emulator_physics), intent(in) :: self
     integer, intent(in) :: m
     character(len=:), allocatable :: path
-    if (self%options%use_real64) then
-      path = self%ens64%member_path(m)
-    else
-      path = self%ens32%member_path(m)
-    end if
+    path = self%networks%member_path(m)
   end function emulator_member_path
 
   subroutine emulator_compute(self, config, inputs, outputs, stat, msg)
@@ -374,19 +364,11 @@ contains
         end if
       end if
     end if
-    if (self%options%use_real64) then
-      call self%ens64%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), self%spread(:, 1:ncol), stat, msg, &
-                              members=self%members(:, 1:ncol, :))
-    else if (self%options%finetune%enabled) then
+    if (self%options%finetune%enabled) then
       ! the tuned network (the ensemble of one's member, as it computes it)
-      self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
-      call self%tuner%net%predict(self%x32(:, 1:ncol), self%members32(:, 1:ncol, 1), stat, msg)
-      if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%members32(:, 1:ncol, 1), real64)
+      call self%networks%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), stat, msg, tuned=self%tuner%net)
     else
-      self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
-      call self%ens32%predict(self%x32(:, 1:ncol), self%y32(:, 1:ncol), self%spread32(:, 1:ncol), stat, msg, &
-                              members=self%members32(:, 1:ncol, :))
-      if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%y32(:, 1:ncol), real64)
+      call self%networks%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), stat, msg)
     end if
     if (stat == fkb_err_nonfinite .and. self%options%guard == guard_fallback .and. index(msg, 'output') > 0) then
       ! the reference physics takes over the columns whose outputs are not finite
@@ -453,11 +435,7 @@ contains
     integer :: m
     self%y(:, 1:ncol) = 0.0_real64
     do m = 1, self%n_members()
-      if (self%options%use_real64) then
-        self%y(:, 1:ncol) = self%y(:, 1:ncol) + self%members(:, 1:ncol, m)
-      else
-        self%y(:, 1:ncol) = self%y(:, 1:ncol) + real(self%members32(:, 1:ncol, m), real64)
-      end if
+      self%y(:, 1:ncol) = self%y(:, 1:ncol) + self%networks%member_outputs(m, ncol)
     end do
     self%y(:, 1:ncol) = self%y(:, 1:ncol) / real(self%n_members(), real64)
   end subroutine members_mean
@@ -475,12 +453,9 @@ contains
     type(column_outputs) :: teacher
     real(real64), allocatable :: xr(:, :), yr(:, :)
     call self%tuner%choose_columns(inputs%step, inputs%column_ids(1:inputs%ncol), idx)
-    call select_columns(inputs, idx, taught)
-    call self%fallback%compute(config, taught, teacher, stat, msg)
-    if (stat /= gcm_ok) then
-      msg = 'emulator fine-tuning, the reference physics (teacher): ' // msg
-      return
-    end if
+    call reference_on_columns(self, config, inputs, idx, 'emulator fine-tuning, the reference physics (teacher)', &
+                              taught, teacher, stat, msg)
+    if (stat /= gcm_ok) return
     allocate (xr(emulator_n_inputs(inputs%nlev), size(idx)), yr(emulator_n_outputs(inputs%nlev), size(idx)))
     call pack_emulator_inputs(taught, xr)
     call pack_emulator_outputs(teacher, yr)
@@ -518,25 +493,37 @@ contains
     if (mixing) then
       call unpack_emulator_outputs(inputs%nlev, self%y_reference(:, idx), reference)
     else
-      call select_columns(inputs, idx, flagged_inputs)
-      call self%fallback%compute(config, flagged_inputs, reference, stat, msg)
-      if (stat /= gcm_ok) then
-        msg = 'emulator fallback to the reference physics: ' // msg
-        return
-      end if
+      call reference_on_columns(self, config, inputs, idx, 'emulator fallback to the reference physics', &
+                                flagged_inputs, reference, stat, msg)
+      if (stat /= gcm_ok) return
     end if
     call copy_columns(reference, idx, outputs)
   end subroutine fall_back
+
+  subroutine reference_on_columns(self, config, inputs, idx, context, selected, outputs, stat, msg)
+    !! The reference physics on the columns idx(:) of `inputs`, gathered
+    !! into the batch `selected`; a failure's message starts with `context`.
+    type(emulator_physics), intent(inout) :: self
+    type(physics_config), intent(in) :: config
+    type(column_inputs), intent(in) :: inputs
+    integer, intent(in) :: idx(:)
+    character(len=*), intent(in) :: context
+    type(column_inputs), intent(inout) :: selected
+    type(column_outputs), intent(inout) :: outputs
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: msg
+    call select_columns(inputs, idx, selected)
+    call self%fallback%compute(config, selected, outputs, stat, msg)
+    if (stat /= gcm_ok) msg = context // ': ' // msg
+  end subroutine reference_on_columns
 
   subroutine reserve(self, n_in, n_out, ncol)
     !! Size the work arrays for at least ncol columns (kept between calls).
     type(emulator_physics), intent(inout) :: self
     integer, intent(in) :: n_in, n_out, ncol
-    integer :: nm
     if (allocated(self%x)) then
       if (size(self%x, 1) == n_in .and. size(self%x, 2) >= ncol) return
-      deallocate (self%x, self%y, self%spread, self%members)
-      if (allocated(self%x32)) deallocate (self%x32, self%y32, self%spread32, self%members32)
+      deallocate (self%x, self%y)
       deallocate (self%max_abs_z, self%distance, self%n_outside, self%guard_flags, self%flagged, self%on_fallback, &
                   self%y_reference, self%guard_x)
     end if
@@ -545,15 +532,7 @@ contains
               self%flagged(ncol), self%on_fallback(ncol))
     self%flagged = 0.0_real64
     self%on_fallback = 0.0_real64
-    nm = self%n_members()
-    allocate (self%x(n_in, ncol), self%y(n_out, ncol), self%spread(n_out, ncol), &
-              self%members(n_out, ncol, nm))
-    self%members = 0.0_real64
-    if (.not. self%options%use_real64) then
-      allocate (self%x32(n_in, ncol), self%y32(n_out, ncol), self%spread32(n_out, ncol), &
-                self%members32(n_out, ncol, nm))
-      self%members32 = 0.0_real32
-    end if
+    allocate (self%x(n_in, ncol), self%y(n_out, ncol))
   end subroutine reserve
 
   subroutine report_failure(self, ncol, nlev, column_ids, stat, msg)
@@ -568,6 +547,7 @@ contains
     character(len=:), allocatable, intent(inout) :: msg
     character(len=:), allocatable :: who, value_text
     real(real64) :: v
+    real(real64), allocatable :: member_y(:, :)
     integer :: i, j, m
 
     if (stat /= fkb_err_nonfinite .or. index(msg, 'output') == 0) then
@@ -577,13 +557,10 @@ contains
     end if
     stat = gcm_err_nonfinite
     do m = 1, self%n_members()
+      member_y = self%networks%member_outputs(m, ncol)
       do j = 1, ncol
         do i = 1, size(self%y, 1)
-          if (self%options%use_real64) then
-            v = self%members(i, j, m)
-          else
-            v = real(self%members32(i, j, m), real64)
-          end if
+          v = member_y(i, j)
           if (abs(v) <= huge(1.0_real64)) cycle
           value_text = nonfinite_text(v /= v, v > 0)
           self%failed_value = v

@@ -16,7 +16,14 @@ module column_physics_io
   implicit none
   private
   public :: column_inputs, column_outputs, set_column_inputs, select_columns, reserve_column_outputs, &
-            copy_columns
+            copy_columns, reserve
+
+  interface reserve
+    !! Allocate a work array to the shape asked for, keeping it when it has
+    !! that shape already (values then undefined): reserve(a, n) for a(:),
+    !! reserve(a, n1, n2) for a(:, :).
+    module procedure reserve_vector, reserve_matrix
+  end interface reserve
 
   type :: column_inputs
     integer :: ncol = 0
@@ -116,29 +123,32 @@ contains
     !! shape stays; values undefined until a scheme sets them).
     type(column_outputs), intent(inout) :: outputs
     integer, intent(in) :: nlev, ncol
-    call matrix(outputs%dtdt)
-    call matrix(outputs%dqdt)
-    call vector(outputs%fsnt)
-    call vector(outputs%fsns)
-    call vector(outputs%flnt)
-    call vector(outputs%flns)
-    call vector(outputs%precip)
-  contains
-    subroutine vector(a)
-      real(real64), allocatable, intent(inout) :: a(:)
-      if (allocated(a)) then
-        if (size(a) /= ncol) deallocate (a)
-      end if
-      if (.not. allocated(a)) allocate (a(ncol))
-    end subroutine vector
-    subroutine matrix(a)
-      real(real64), allocatable, intent(inout) :: a(:, :)
-      if (allocated(a)) then
-        if (size(a, 1) /= nlev .or. size(a, 2) /= ncol) deallocate (a)
-      end if
-      if (.not. allocated(a)) allocate (a(nlev, ncol))
-    end subroutine matrix
+    call reserve(outputs%dtdt, nlev, ncol)
+    call reserve(outputs%dqdt, nlev, ncol)
+    call reserve(outputs%fsnt, ncol)
+    call reserve(outputs%fsns, ncol)
+    call reserve(outputs%flnt, ncol)
+    call reserve(outputs%flns, ncol)
+    call reserve(outputs%precip, ncol)
   end subroutine reserve_column_outputs
+
+  subroutine reserve_vector(a, n)
+    real(real64), allocatable, intent(inout) :: a(:)
+    integer, intent(in) :: n
+    if (allocated(a)) then
+      if (size(a) /= n) deallocate (a)
+    end if
+    if (.not. allocated(a)) allocate (a(n))
+  end subroutine reserve_vector
+
+  subroutine reserve_matrix(a, n1, n2)
+    real(real64), allocatable, intent(inout) :: a(:, :)
+    integer, intent(in) :: n1, n2
+    if (allocated(a)) then
+      if (size(a, 1) /= n1 .or. size(a, 2) /= n2) deallocate (a)
+    end if
+    if (.not. allocated(a)) allocate (a(n1, n2))
+  end subroutine reserve_matrix
 
   subroutine copy_columns(part, idx, outputs)
     !! Write the outputs of a batch of selected columns (`select_columns`)

@@ -43,7 +43,7 @@ module emulated_physics
   use gcm_status, only: gcm_ok, gcm_err_config, gcm_err_state, &
                             gcm_err_unphysical, gcm_err_nonfinite
   use physics_configuration, only: physics_config, physics_config_validate
-  use column_physics_io, only: column_inputs, column_outputs, reserve_column_outputs
+  use column_physics_io, only: column_inputs, column_outputs, reserve_column_outputs, reserve
   use physics_random, only: random_uniform4, random_normal_pair
   use convection, only: betts_miller_convection
   use condensation, only: large_scale_condensation, evaporate_convective_rain
@@ -109,31 +109,16 @@ contains
     nlev = inputs%nlev
     ncol = inputs%ncol
     if (self%keep_diagnostics) then
-      call resize(self%cloud_fraction, nlev, ncol)
-      call resize(self%cloud_water, nlev, ncol)
-      call resize(self%radiative_heating, nlev, ncol)
-      if (allocated(self%precip_convective)) then
-        if (size(self%precip_convective) /= ncol) deallocate(self%precip_convective)
-      end if
-      if (.not. allocated(self%precip_convective)) allocate(self%precip_convective(ncol))
+      call reserve(self%cloud_fraction, nlev, ncol)
+      call reserve(self%cloud_water, nlev, ncol)
+      call reserve(self%radiative_heating, nlev, ncol)
+      call reserve(self%precip_convective, ncol)
       call emulated_physics_reference(config, inputs, outputs, stat, msg, &
                                       self%cloud_fraction, self%cloud_water, &
                                       self%precip_convective, self%radiative_heating)
     else
       call emulated_physics_reference(config, inputs, outputs, stat, msg)
     end if
-
-  contains
-
-    subroutine resize(a, n1, n2)
-      real(real64), allocatable, intent(inout) :: a(:, :)
-      integer, intent(in) :: n1, n2
-      if (allocated(a)) then
-        if (size(a, 1) /= n1 .or. size(a, 2) /= n2) deallocate(a)
-      end if
-      if (.not. allocated(a)) allocate(a(n1, n2))
-    end subroutine resize
-
   end subroutine reference_compute
 
   subroutine check_column_geometry(ncol, nlev, sigma, sigma_half, stat, msg)

@@ -19,7 +19,7 @@ module physics_driver
   use surface_fluxes, only: compute_surface_fluxes
   use boundary_layer, only: compute_boundary_layer
   use emulated_physics, only: emulated_physics_scheme, check_column_geometry
-  use column_physics_io, only: column_inputs, column_outputs, set_column_inputs
+  use column_physics_io, only: column_inputs, column_outputs, set_column_inputs, reserve
   implicit none
   private
   public :: physics_diagnostics, physics_driver_step
@@ -93,7 +93,7 @@ contains
         return
       end if
     end if
-    call allocate_diagnostics(diag, ncol, nlev)
+    call allocate_diagnostics(diag, ncol)
     allocate(dtdt_pbl(nlev, ncol), dqdt_pbl(nlev, ncol))
 
     ! 1-3: the host physics, never emulated.
@@ -156,20 +156,12 @@ contains
 
   end subroutine physics_driver_step
 
-  subroutine allocate_diagnostics(diag, ncol, nlev)
+  subroutine allocate_diagnostics(diag, ncol)
     type(physics_diagnostics), intent(inout) :: diag
-    integer, intent(in) :: ncol, nlev
-    call vector(diag%sst); call vector(diag%solin); call vector(diag%shflx); call vector(diag%lhflx)
-    call vector(diag%evap); call vector(diag%taux); call vector(diag%tauy)
-    call vector(diag%q_filled)
-  contains
-    subroutine vector(a)
-      real(real64), allocatable, intent(inout) :: a(:)
-      if (allocated(a)) then
-        if (size(a) /= ncol) deallocate(a)
-      end if
-      if (.not. allocated(a)) allocate(a(ncol))
-    end subroutine vector
+    integer, intent(in) :: ncol
+    call reserve(diag%sst, ncol); call reserve(diag%solin, ncol); call reserve(diag%shflx, ncol)
+    call reserve(diag%lhflx, ncol); call reserve(diag%evap, ncol); call reserve(diag%taux, ncol)
+    call reserve(diag%tauy, ncol); call reserve(diag%q_filled, ncol)
   end subroutine allocate_diagnostics
 
   subroutine fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, filled)

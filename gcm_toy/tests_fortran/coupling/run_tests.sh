@@ -35,7 +35,7 @@ dycore=(gcm_constants gcm_status gcm_config gcm_gaussian_grid gcm_legendre gcm_f
 physics=(physics_configuration physics_random moist_thermodynamics
          sea_surface insolation surface_fluxes boundary_layer convection condensation clouds radiation
          column_physics_io emulated_physics physics_driver)
-coupling=(gcm_emulator_interface gcm_finetune gcm_emulator gcm_aquaplanet gcm_physics_choice)
+coupling=(gcm_emulator_interface gcm_finetune gcm_emulator_networks gcm_emulator gcm_aquaplanet gcm_physics_choice)
 sources=()
 for m in "${dycore[@]}"; do sources+=("$src/$m.f90"); done
 for m in "${physics[@]}"; do sources+=("$src/physics/$m.f90"); done
