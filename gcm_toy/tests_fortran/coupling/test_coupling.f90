@@ -13,7 +13,8 @@ program test_coupling
   use iso_fortran_env, only: int64, real64
   use test_support, only: test_counter, check, report
   use gcm_dycore, only: wp, model_config, climate_model, model_init, model_step, gcm_ok, gcm_err_physics, &
-                        gcm_err_config, gcm_err_state, gcm_err_unphysical, gcm_err_nonfinite
+                        gcm_err_config, gcm_err_state, gcm_err_unphysical, gcm_err_nonfinite, physics_scheme, &
+                        held_suarez_forcing
   use physics_configuration, only: physics_config
   use gcm_constants, only: gravity
   use moist_thermodynamics, only: saturation_humidity
@@ -21,6 +22,7 @@ program test_coupling
                                     emulator_input_units, emulator_output_name, emulator_output_units, &
                                     pack_emulator_inputs, pack_emulator_outputs, unpack_emulator_outputs
   use gcm_emulator, only: emulator_physics, emulator_options, emulator_physics_setup
+  use gcm_physics_choice, only: physics_options, select_physics
   use column_physics_io, only: column_inputs, column_outputs, set_column_inputs
   use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
                             aquaplanet_emulator_setup, aquaplanet_get_training_batch, &
@@ -48,6 +50,7 @@ program test_coupling
   call test_huge_output_float64_crashes_state()
   call test_reference_batch_and_diagnostics()
   call test_setup_errors()
+  call test_select_physics()
   call report(tc)
 
 contains
@@ -552,5 +555,54 @@ contains
     call check(tc, status == gcm_err_config .and. index(message, 'n_subcolumns') > 0, &
                'setup refuses an invalid physics config: ' // trim(message))
   end subroutine test_setup_errors
+
+  subroutine test_select_physics()
+    !! The choice by name, as a Fortran host (or the Python binding) makes it:
+    !! every name gives its scheme, a wrong choice is refused with a status
+    !! and a one-line message and leaves no scheme.
+    type(climate_model) :: model
+    type(physics_options) :: options
+    class(physics_scheme), allocatable :: physics
+    integer :: status
+    character(len=256) :: message
+    call small_model(model, 10)
+    call select_physics('none', model, options, physics, status, message)
+    call check(tc, status == gcm_ok .and. .not. allocated(physics), 'select_physics none: dynamics only')
+    call select_physics('held-suarez', model, options, physics, status, message)
+    call check(tc, status == gcm_ok .and. same_type_as(physics, held_suarez_forcing()), &
+               'select_physics held-suarez: the Held-Suarez forcing')
+    call select_physics('reference', model, options, physics, status, message)
+    select type (physics)
+    type is (aquaplanet_physics)
+      call check(tc, status == gcm_ok .and. physics%mode == 'reference', 'select_physics reference: ' // trim(message))
+    class default
+      call check(tc, .false., 'select_physics reference: the aquaplanet physics')
+    end select
+    options%emulator_paths = files('linear_L10.fkb')
+    call select_physics('emulator', model, options, physics, status, message)
+    select type (physics)
+    type is (aquaplanet_physics)
+      call check(tc, status == gcm_ok .and. physics%mode == 'emulator', 'select_physics emulator: ' // trim(message))
+    class default
+      call check(tc, .false., 'select_physics emulator: the aquaplanet physics with the network')
+    end select
+    call select_physics('ensemble', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics) .and. &
+               index(message, 'ensemble: needs at least two model files') > 0, &
+               'select_physics refuses an ensemble of one: ' // trim(message))
+    options%emulator_paths = files('linear_L10.fkb', 'linear_L10.fkb')
+    call select_physics('emulator', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics) .and. &
+               index(message, 'emulator: needs exactly one model file, got 2') > 0, &
+               'select_physics refuses two files for one emulator: ' // trim(message))
+    call select_physics('superparameterized', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics) .and. &
+               index(message, "unknown scheme 'superparameterized'") > 0, &
+               'select_physics refuses an unknown name: ' // trim(message))
+    options%physics_settings = '&physics_settings physics%n_subcolumns = 0 /'
+    call select_physics('reference', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics), &
+               'select_physics refuses invalid physics settings: ' // trim(message))
+  end subroutine test_select_physics
 
 end program test_coupling
