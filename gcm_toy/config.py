@@ -47,7 +47,7 @@ def _names(raw) -> tuple[str, ...]:
 
 _physics, _initial_states = _gcm_core.gcm_names()
 PHYSICS_NAMES: tuple[str, ...] = _names(_physics)
-"""Physics schemes the compiled core knows (the binding's ``select_physics``)."""
+"""Physics schemes the compiled core knows (``select_physics`` of gcm_toy/src/coupling/gcm_physics_choice.f90)."""
 INITIAL_STATE_NAMES: tuple[str, ...] = _names(_initial_states)
 """Named initial states the compiled core can set."""
 MOIST_PHYSICS = ("reference", "emulator", "ensemble")

@@ -127,13 +127,13 @@ program aquaplanet_climate
       if (model%failure%status /= gcm_ok) write (output_unit, '(a)') '  state failure: '//trim(model%failure%message)
       exit
     end if
-    p_step = sum(phys%diag%precip * model%column_area)
+    p_step = sum(phys%diag%emulated%precip * model%column_area)
     e_step = sum(phys%diag%evap * model%column_area)
     if (step > spinup * steps_per_day) then
       p_mean = p_mean + p_step
       e_mean = e_mean + e_step
       nmean = nmean + 1
-      precip_zm = precip_zm + row_mean(phys%diag%precip)
+      precip_zm = precip_zm + row_mean(phys%diag%emulated%precip)
       evap_zm = evap_zm + row_mean(phys%diag%evap)
       if (mod(step, steps_per_sample) == 0) then
         call model_zonal_means(model, u_zm, v_zm, t_zm, q_zm, ps_zm, status, message)

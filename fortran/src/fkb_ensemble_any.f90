@@ -15,7 +15,9 @@ module fkb_ensemble_any
   !!
   !! Results are those of the kind-specific ensemble of the chosen
   !! precision, on the inputs rounded to that precision and the outputs
-  !! converted to the caller's kind.
+  !! converted to the caller's kind. As there, `members` holds every
+  !! member's outputs also when a member's were not finite (the failure's
+  !! status), so that a host can find the element.
   use iso_fortran_env, only: real32, real64, int64
   use fkb_ensemble_r32, only: ensemble_r32 => ensemble
   use fkb_ensemble_r64, only: ensemble_r64 => ensemble
@@ -198,7 +200,7 @@ contains
       if (present(members)) then
         call self%r64%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
                               members=w%members(:, 1:size(members, 2), :), noise_std=real(sigma, real64), seed=key)
-        if (stat == fkb_ok) members = real(w%members(:, 1:size(members, 2), :), real32)
+        members = real(w%members(:, 1:size(members, 2), :), real32)   ! also after a member failed
       else
         call self%r64%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
                               noise_std=real(sigma, real64), seed=key)
@@ -242,7 +244,7 @@ contains
       if (present(members)) then
         call self%r32%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
                               members=w%members(:, 1:size(members, 2), :), noise_std=real(sigma, real32), seed=key)
-        if (stat == fkb_ok) members = real(w%members(:, 1:size(members, 2), :), real64)
+        members = real(w%members(:, 1:size(members, 2), :), real64)   ! also after a member failed
       else
         call self%r32%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
                               noise_std=real(sigma, real32), seed=key)

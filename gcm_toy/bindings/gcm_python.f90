@@ -37,8 +37,8 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   !! (physics_config_read in physics_configuration.f90); blank = defaults.
   use iso_fortran_env, only: real64, int64
   use gcm_dycore, only: model_config, model_init, gcm_ok
-  use gcm_python_handles, only: slots, new_slot, free_slot, select_physics, reset_means, physics_options, &
-                                n_diagnostics
+  use gcm_python_handles, only: slots, new_slot, free_slot, reset_means, n_diagnostics, split_paths
+  use gcm_physics_choice, only: select_physics, physics_options
   implicit none
   integer, intent(in) :: truncation, nlon, nlat, nlev, n_sigma_half, diffusion_order
   real(real64), intent(in) :: sigma_half(n_sigma_half)
@@ -84,28 +84,28 @@ subroutine gcm_create(truncation, nlon, nlat, nlev, n_sigma_half, sigma_half, dt
   config%ps_max = ps_max
 
   options%seed = physics_seed
-  options%emulator_paths = trim(emulator_paths)
-  options%use_real64 = use_real64 /= 0
-  options%limit_humidity = limit_humidity /= 0
-  options%limit_precipitation = limit_precipitation /= 0
+  call split_paths(trim(emulator_paths), options%emulator_paths)
   options%keep_training_batch = keep_training_batch /= 0
-  options%guard = guard
-  options%guard_margin = guard_margin
-  options%guard_factor = guard_factor
-  options%network_weight = network_weight
-  options%ramp = ramp
-  options%ramp_start_step = ramp_start_step
-  options%ramp_steps = ramp_steps
-  options%network_start_step = network_start_step
-  options%reference_outputs = reference_outputs /= 0
-  options%finetune%enabled = finetune /= 0
-  options%finetune%every_steps = finetune_every_steps
-  options%finetune%columns = finetune_columns
-  options%finetune%steps = finetune_steps
-  options%finetune%learning_rate = finetune_learning_rate
-  options%finetune%seed = finetune_seed
-  options%finetune%start_step = finetune_start_step
   options%physics_settings = trim(physics_settings)
+  options%emulator%use_real64 = use_real64 /= 0
+  options%emulator%limit_humidity = limit_humidity /= 0
+  options%emulator%limit_precipitation = limit_precipitation /= 0
+  options%emulator%guard = guard
+  options%emulator%guard_margin = guard_margin
+  options%emulator%guard_factor = guard_factor
+  options%emulator%network_weight = network_weight
+  options%emulator%ramp = ramp
+  options%emulator%ramp_start_step = ramp_start_step
+  options%emulator%ramp_steps = ramp_steps
+  options%emulator%network_start_step = network_start_step
+  options%emulator%reference_outputs = reference_outputs /= 0
+  options%emulator%finetune%enabled = finetune /= 0
+  options%emulator%finetune%every_steps = finetune_every_steps
+  options%emulator%finetune%columns = finetune_columns
+  options%emulator%finetune%steps = finetune_steps
+  options%emulator%finetune%learning_rate = finetune_learning_rate
+  options%emulator%finetune%seed = finetune_seed
+  options%emulator%finetune%start_step = finetune_start_step
 
   call new_slot(handle)
   associate (s => slots(handle)%s)
@@ -690,7 +690,8 @@ end subroutine gcm_reset_timers
 
 subroutine gcm_names(physics, initial_states)
   !! Comma-separated names of the physics schemes and initial states known.
-  use gcm_python_handles, only: physics_names, initial_state_names
+  use gcm_python_handles, only: initial_state_names
+  use gcm_physics_choice, only: physics_names
   implicit none
   character(len=256), intent(out) :: physics, initial_states
   physics = physics_names

@@ -4,61 +4,30 @@ module gcm_python_handles
   !! f2py cannot pass derived types, so each model lives in a slot of this
   !! table, owned by the binding (the Python process is the driver that owns
   !! it). A slot holds the `climate_model`, the physics scheme chosen by name
-  !! at creation, and the running sums of the time means over an output
-  !! interval.
+  !! at creation (`gcm_physics_choice`, in the coupling library), and the
+  !! running sums of the time means over an output interval.
   use iso_fortran_env, only: int64
-  use gcm_dycore, only: gcm_err_state, wp, climate_model, physics_scheme, held_suarez_forcing, gcm_ok, gcm_err_config, &
-                        model_step
-  use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
-                            aquaplanet_emulator_setup, aquaplanet_get_surface_diagnostics, &
+  use gcm_dycore, only: gcm_err_state, wp, climate_model, physics_scheme, gcm_ok, gcm_err_config, model_step
+  use gcm_aquaplanet, only: aquaplanet_physics, aquaplanet_get_surface_diagnostics, &
                             aquaplanet_get_guard_diagnostics, &
                             aquaplanet_get_cloud_fraction, aquaplanet_get_training_batch, &
                             aquaplanet_get_convective_precip, aquaplanet_finetune_reset_loss, &
                             aquaplanet_finetune_status, aquaplanet_finetune_save, aquaplanet_finetune_load
-  use gcm_emulator, only: emulator_options, finetune_options
-  use physics_configuration, only: physics_config_read
-  use physics_status, only: physics_ok
+  use gcm_physics_choice, only: max_path_length
   implicit none
   private
-  public :: model_slot, slots, new_slot, free_slot, valid_handle, missing_model, select_physics, physics_names, &
-            initial_state_names, step_slot, reset_means, physics_options, n_diagnostics, accumulate_diagnostics, &
+  public :: model_slot, slots, new_slot, free_slot, valid_handle, missing_model, split_paths, &
+            initial_state_names, step_slot, reset_means, n_diagnostics, accumulate_diagnostics, &
             physics_failure, slot_training_batch, slot_physics_mode, slot_finetune_status, slot_finetune_save, &
             slot_finetune_load
 
-  character(len=*), parameter :: physics_names = 'none, held-suarez, reference, emulator, ensemble'
-    !! the physics `select_physics` knows, for messages and the Python side
   character(len=*), parameter :: initial_state_names = &
     'rest, held-suarez, rossby-haurwitz, jablonowski-williamson, aquaplanet'
-  integer, parameter :: max_path = 4096
-    !! longest model-file path
   integer, parameter :: n_diagnostics = 12
     !! surface/TOA diagnostics of the aquaplanet physics summed for the means,
     !! in this order: precip, evap, shflx, lhflx, sst, solin, fsnt, fsns, flnt, flns,
     !! and the emulator guard's flagged and fallback columns (1 or 0)
 
-  type :: physics_options
-    !! What the moist aquaplanet physics needs besides its name.
-    integer(int64) :: seed = 1
-      !! run seed of the reference physics' random numbers
-    character(len=:), allocatable :: emulator_paths
-      !! model files of 'emulator' (one) or 'ensemble' (several), separated by new lines
-    character(len=:), allocatable :: physics_settings
-      !! namelist text changing the column physics' settings (physics_config_read); blank: defaults
-    logical :: use_real64 = .false.
-    logical :: limit_humidity = .false.
-    logical :: limit_precipitation = .false.
-    logical :: keep_training_batch = .false.
-    integer :: guard = 0
-      !! the emulator's out-of-distribution policy (gcm_emulator: guard_off, guard_clip, guard_fallback)
-    real(wp) :: guard_margin = 0.1_wp, guard_factor = 2.0_wp
-    real(wp) :: network_weight = 1.0_wp
-      !! partial coupling (gcm_emulator): the network's weight, its ramp, the spin-up
-    integer :: ramp = 0
-    integer(int64) :: ramp_start_step = 0, ramp_steps = 0, network_start_step = -huge(1_int64)
-    logical :: reference_outputs(7) = .false.
-    type(finetune_options) :: finetune
-      !! the emulator's online fine-tuning (gcm_finetune); off by default
-  end type physics_options
 
   type :: model_slot
     type(climate_model) :: model
@@ -143,101 +112,13 @@ contains
     end if
   end function missing_model
 
-  subroutine select_physics(name, model, options, physics, status, message)
-    !! The one place where a physics name becomes a scheme, for an
-    !! initialised model. 'none' leaves `physics` unallocated (dynamics
-    !! only); 'held-suarez' is the dry benchmark forcing; 'reference' the
-    !! moist aquaplanet physics with the toy superparameterization;
-    !! 'emulator' (one model file) and 'ensemble' (several, mean output) the
-    !! aquaplanet physics with networks in place of the cloud and radiation
-    !! physics, checked against the emulator interface here. A new scheme is
-    !! one more case here and in `physics_names`.
-    character(len=*), intent(in) :: name
-    type(climate_model), intent(in) :: model
-    type(physics_options), intent(in) :: options
-    class(physics_scheme), allocatable, intent(out) :: physics
-    integer, intent(out) :: status
-    character(len=*), intent(out) :: message
-    type(aquaplanet_config) :: config
-    type(emulator_options) :: emulator
-    character(len=max_path), allocatable :: paths(:)
-    character(len=:), allocatable :: settings_msg
-    status = gcm_ok
-    message = ''
-    config%seed = options%seed
-    config%keep_training_batch = options%keep_training_batch
-    if (allocated(options%physics_settings)) then
-      select case (trim(name))
-      case ('reference', 'emulator', 'ensemble')
-        call physics_config_read(config%physics, options%physics_settings, status, settings_msg)
-        if (status /= physics_ok) then
-          status = gcm_err_config
-          message = settings_msg
-          return
-        end if
-        status = gcm_ok
-      end select
-    end if
-    select case (trim(name))
-    case ('none')
-    case ('held-suarez')
-      allocate (held_suarez_forcing :: physics)
-    case ('reference')
-      allocate (aquaplanet_physics :: physics)
-      select type (physics)
-      type is (aquaplanet_physics)
-        call aquaplanet_physics_setup(physics, model, config, status, message)
-      end select
-    case ('emulator', 'ensemble')
-      call split_paths(options%emulator_paths, paths)
-      status = gcm_err_config
-      if (size(paths) == 0) then
-        message = 'physics '//trim(name)//': no emulator model file given (option emulator)'
-        return
-      else if (trim(name) == 'emulator' .and. size(paths) /= 1) then
-        message = 'physics emulator: needs exactly one model file, got '//int_text(size(paths))// &
-                  " (use physics = 'ensemble' for several)"
-        return
-      else if (trim(name) == 'ensemble' .and. size(paths) < 2) then
-        message = 'physics ensemble: needs at least two model files, got '//int_text(size(paths))// &
-                  " (use physics = 'emulator' for one)"
-        return
-      end if
-      emulator%use_real64 = options%use_real64
-      emulator%limit_humidity = options%limit_humidity
-      emulator%limit_precipitation = options%limit_precipitation
-      emulator%guard = options%guard
-      emulator%guard_margin = options%guard_margin
-      emulator%guard_factor = options%guard_factor
-      emulator%network_weight = options%network_weight
-      emulator%ramp = options%ramp
-      emulator%ramp_start_step = options%ramp_start_step
-      emulator%ramp_steps = options%ramp_steps
-      emulator%network_start_step = options%network_start_step
-      emulator%reference_outputs = options%reference_outputs
-      emulator%finetune = options%finetune
-      allocate (aquaplanet_physics :: physics)
-      select type (physics)
-      type is (aquaplanet_physics)
-        call aquaplanet_emulator_setup(physics, model, config, paths, emulator, status, message)
-      end select
-    case default
-      status = gcm_err_config
-      message = "physics: unknown scheme '"//trim(name)//"' (known: "//physics_names//")"
-    end select
-    if (status /= gcm_ok .and. allocated(physics)) deallocate (physics)
-  end subroutine select_physics
 
   subroutine split_paths(joined, paths)
     !! Model-file paths separated by new lines (blank entries skipped).
-    character(len=:), allocatable, intent(in) :: joined
-    character(len=max_path), allocatable, intent(out) :: paths(:)
+    character(len=*), intent(in) :: joined
+    character(len=max_path_length), allocatable, intent(out) :: paths(:)
     integer :: n, i, start
     character(len=*), parameter :: newline = achar(10)
-    if (.not. allocated(joined)) then
-      allocate (paths(0))
-      return
-    end if
     n = 0
     start = 1
     do i = 1, len(joined) + 1
@@ -266,14 +147,6 @@ contains
       end if
     end do
   end subroutine split_paths
-
-  pure function int_text(i) result(text)
-    integer, intent(in) :: i
-    character(len=:), allocatable :: text
-    character(len=16) :: buffer
-    write (buffer, '(i0)') i
-    text = trim(buffer)
-  end function int_text
 
   subroutine accumulate_diagnostics(s, status, message)
     !! Add the aquaplanet physics' diagnostics of the last step to the sums

@@ -25,7 +25,7 @@ module gcm_aquaplanet
   use, intrinsic :: ieee_arithmetic, only: ieee_value, ieee_quiet_nan
   use gcm_dycore, only: wp, gcm_ok, gcm_err_config, gcm_err_state, gcm_err_physics, climate_model, &
                         physics_scheme, physics_columns, physics_tendencies, failure_report, model_set_grid
-  use physics_status, only: physics_ok
+  use gcm_status, only: gcm_ok
   use physics_configuration, only: physics_config, physics_config_validate
   use physics_driver, only: physics_diagnostics, physics_driver_step
   use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
@@ -118,7 +118,7 @@ contains
     end if
     status = gcm_err_config
     call physics_config_validate(config%physics, stat, msg)
-    if (stat /= physics_ok) then
+    if (stat /= gcm_ok) then
       message = 'aquaplanet physics: ' // msg
       return
     end if
@@ -184,7 +184,7 @@ contains
       return
     end if
     call emulator_physics_setup(emulator, paths, model%config%nlev, options, stat, msg)
-    if (stat /= physics_ok) then
+    if (stat /= gcm_ok) then
       status = gcm_err_config
       message = msg
       return
@@ -219,7 +219,7 @@ contains
                              columns%t, columns%q, columns%u, columns%v, columns%ps, &
                              tendencies%dtdt, tendencies%dqdt, tendencies%dudt, tendencies%dvdt, &
                              self%diag, stat, msg, fill_humidity=self%fill_humidity)
-    if (stat /= physics_ok) then
+    if (stat /= gcm_ok) then
       call record_failure(self, columns, msg)
       status = gcm_err_physics
       message = msg
@@ -227,11 +227,8 @@ contains
     end if
     tendencies%dpsdt = 0.0_wp
     if (self%config%keep_training_batch) then
-      call pack_emulator_inputs(self%nlev, columns%t, columns%q, columns%ps, self%diag%solin, &
-                                self%diag%shflx, self%diag%lhflx, self%batch_inputs)
-      call pack_emulator_outputs(self%nlev, self%diag%dtdt_emulated, self%diag%dqdt_emulated, &
-                                 self%diag%fsnt, self%diag%fsns, self%diag%flnt, self%diag%flns, &
-                                 self%diag%precip, self%batch_outputs)
+      call pack_emulator_inputs(self%diag%emulated_inputs, self%batch_inputs)
+      call pack_emulator_outputs(self%diag%emulated, self%batch_outputs)
     end if
     self%has_step = .true.
     self%last_step = columns%step
@@ -327,16 +324,16 @@ contains
                 ', ' // int_text(self%nlat) // ')'
       return
     end if
-    precip = reshape(self%diag%precip, grid)
+    precip = reshape(self%diag%emulated%precip, grid)
     evap = reshape(self%diag%evap, grid)
     shflx = reshape(self%diag%shflx, grid)
     lhflx = reshape(self%diag%lhflx, grid)
     sst = reshape(self%diag%sst, grid)
     solin = reshape(self%diag%solin, grid)
-    fsnt = reshape(self%diag%fsnt, grid)
-    fsns = reshape(self%diag%fsns, grid)
-    flnt = reshape(self%diag%flnt, grid)
-    flns = reshape(self%diag%flns, grid)
+    fsnt = reshape(self%diag%emulated%fsnt, grid)
+    fsns = reshape(self%diag%emulated%fsns, grid)
+    flnt = reshape(self%diag%emulated%flnt, grid)
+    flns = reshape(self%diag%emulated%flns, grid)
     status = gcm_ok
     message = ''
   end subroutine aquaplanet_get_surface_diagnostics
@@ -421,7 +418,7 @@ contains
       if (.not. scheme%options%finetune%enabled) return
       call scheme%tuner%save_state(path, stat, msg, with_state)
       message = msg
-      if (stat == physics_ok) status = gcm_ok
+      if (stat == gcm_ok) status = gcm_ok
     end select
   end subroutine aquaplanet_finetune_save
 
@@ -439,7 +436,7 @@ contains
     type is (emulator_physics)
       call emulator_finetune_load(scheme, path, stat, msg)
       message = msg
-      if (stat == physics_ok) status = gcm_ok
+      if (stat == gcm_ok) status = gcm_ok
     end select
   end subroutine aquaplanet_finetune_load
 

@@ -5,7 +5,8 @@ module gcm_emulator
   !! each call gathers every column of the batch into one matrix
   !! x(2 nlev + 4, ncol) in the interface order (`gcm_emulator_interface`),
   !! makes one call of the `fkb` library's ensemble on it (a single network
-  !! is an ensemble of one; members run in parallel, each a GEMM per layer)
+  !! is an ensemble of one; members run in parallel, each a GEMM per layer;
+  !! 32 or 64 bits behind the one handle of `gcm_emulator_networks`)
   !! and scatters the members' mean y(2 nlev + 5, ncol) back to dT/dt,
   !! dq/dt, the four radiative fluxes and precipitation.
   !!
@@ -13,15 +14,14 @@ module gcm_emulator
   !! x and y are in physical units. `emulator_physics_setup` loads the
   !! members and refuses any whose declared inputs or outputs (sizes, names,
   !! units) differ from the GCM's interface for the model's nlev, naming the
-  !! first difference. Besides the library's layers, a 32-bit member may hold
-  !! the custom column-water-conservation layer (`column_water_conservation`,
-  !! fortran/example/custom_layer; registered here); the 64-bit networks
-  !! (`use_real64`) have no version of it and refuse such a file.
+  !! first difference. Besides the library's layers, a member may hold the
+  !! custom column-water-conservation layer (fortran/example/custom_layer,
+  !! written once for both kinds; registered here for each).
   !!
   !! Nothing repairs the networks' output unless the options ask for it:
   !! `limit_humidity` clips dq/dt so that q + dt dq/dt >= 0, and
   !! `limit_precipitation` clips precipitation at zero (both off by default).
-  !! A non-finite output is a failure (status physics_err_nonfinite) whose
+  !! A non-finite output is a failure (status gcm_err_nonfinite) whose
   !! message names the output element and the column; `failed_column` and
   !! `failed_output` keep them for the host's failure record.
   !!
@@ -55,11 +55,14 @@ module gcm_emulator
   !! they then stand. The teacher's outputs train the network only: the
   !! columns it ran on still get the network's outputs.
   use iso_fortran_env, only: real32, real64, int64
-  use fkb, only: network, ensemble, ensemble_r64, fkb_ok, fkb_err_nonfinite, layer_registry
+  use fkb, only: network, fkb_ok, fkb_err_nonfinite, layer_registry, layer_registry_r64
+  use gcm_emulator_networks, only: emulator_networks
   use column_water_conservation, only: make_column_water_layer, column_water_kind
-  use physics_status, only: physics_ok, physics_err_config, physics_err_state, physics_err_nonfinite
+  use column_water_conservation_r64, only: make_column_water_layer_r64 => make_column_water_layer
+  use gcm_status, only: gcm_ok, gcm_err_config, gcm_err_state, gcm_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: emulated_physics_scheme, reference_emulated_physics
+  use column_physics_io, only: column_inputs, column_outputs, select_columns, copy_columns
   use gcm_finetune, only: finetune_options, online_tuner
   use gcm_emulator_interface, only: emulator_n_inputs, emulator_n_outputs, emulator_output_name, &
                                     emulator_output_units, pack_emulator_inputs, unpack_emulator_outputs, &
@@ -109,13 +112,11 @@ module gcm_emulator
     integer :: nlev = 0
       !! levels the members were checked for
     type(emulator_options) :: options
-    type(ensemble) :: ens32
-    type(ensemble_r64) :: ens64
-      !! the members, in the kind `options%use_real64` chose
-    real(real64), allocatable :: x(:, :), y(:, :), spread(:, :), members(:, :, :)
-    real(real32), allocatable :: x32(:, :), y32(:, :), spread32(:, :), members32(:, :, :)
-      !! work arrays (inputs, members' mean and standard deviation, each
-      !! member's outputs), kept between calls (no allocation once sized)
+    type(emulator_networks) :: networks
+      !! the members, in the kind `options%use_real64` chose (gcm_emulator_networks)
+    real(real64), allocatable :: x(:, :), y(:, :)
+      !! work arrays (inputs, the members' mean), kept between calls (no
+      !! allocation once sized)
     integer :: failed_column = 0
       !! after a non-finite output: its column in the batch (0 otherwise)
     integer :: failed_output = 0
@@ -150,8 +151,8 @@ contains
   subroutine emulator_physics_setup(self, paths, nlev, options, status, message)
     !! Load the member networks from their model files (one path: a single
     !! emulator; several: an ensemble, outputs averaged) and check each
-    !! against the interface for nlev levels. status = physics_ok, or
-    !! physics_err_config with a one-line message naming the file and the
+    !! against the interface for nlev levels. status = gcm_ok, or
+    !! gcm_err_config with a one-line message naming the file and the
     !! first problem (unreadable file, size, name or units mismatch).
     type(emulator_physics), intent(out) :: self
     character(len=*), intent(in) :: paths(:)
@@ -163,12 +164,13 @@ contains
     type(element_label), allocatable :: inputs(:), outputs(:)
     type(network) :: probe
     type(layer_registry) :: registry
-      !! the custom layers a 32-bit member may hold: column water conservation
+    type(layer_registry_r64) :: registry_r64
+      !! the custom layers a member may hold, of each kind: column water conservation
     character(len=:), allocatable :: msg
     integer :: m, i, stat
     logical :: ok
 
-    status = physics_err_config
+    status = gcm_err_config
     if (size(paths) < 1) then
       message = 'emulator: no model file given'
       return
@@ -180,6 +182,7 @@ contains
     self%nlev = nlev
     self%options = options
     call registry%add(column_water_kind, make_column_water_layer, stat, msg)
+    call registry_r64%add(column_water_kind, make_column_water_layer_r64, stat, msg)
     ! each member against the GCM's interface first (a message naming what
     ! the GCM expects), then all of them as one ensemble
     do m = 1, size(paths)
@@ -230,27 +233,23 @@ contains
         return
       end if
       call self%tuner%setup(trim(paths(1)), registry, options%finetune, stat, msg)
-      if (stat /= physics_ok) then
+      if (stat /= gcm_ok) then
         message = 'emulator: ' // msg
         return
       end if
     end if
-    if (options%use_real64) then
-      call self%ens64%load(paths, stat, msg)
-    else
-      call self%ens32%load(paths, stat, msg, registry=registry)
-    end if
+    call self%networks%load(paths, options%use_real64, registry, registry_r64, stat, msg)
     if (stat /= fkb_ok) then
       message = 'emulator: cannot load ' // msg
       return
     end if
-    status = physics_ok
+    status = gcm_ok
     message = ''
   end subroutine emulator_physics_setup
 
   subroutine emulator_finetune_load(self, path, status, message)
     !! Continue fine-tuning from the state `online_tuner%save_state` wrote
-    !! to `path` (a restart). status physics_ok, or physics_err_state with
+    !! to `path` (a restart). status gcm_ok, or gcm_err_state with
     !! a one-line message (also when this emulator does not fine-tune).
     type(emulator_physics), intent(inout) :: self
     character(len=*), intent(in) :: path
@@ -259,7 +258,7 @@ contains
     type(layer_registry) :: registry
     character(len=:), allocatable :: msg
     integer :: stat
-    status = physics_err_state
+    status = gcm_err_state
     if (.not. self%options%finetune%enabled) then
       message = 'emulator: this run does not fine-tune; it has no state to continue'
       return
@@ -271,11 +270,7 @@ contains
   pure integer function emulator_n_members(self)
     !! Number of member networks (0 before setup).
     class(emulator_physics), intent(in) :: self
-    if (self%options%use_real64) then
-      emulator_n_members = self%ens64%n_members()
-    else
-      emulator_n_members = self%ens32%n_members()
-    end if
+    emulator_n_members = self%networks%n_members()
   end function emulator_n_members
 
   pure function emulator_member_path(self, m) result(path)
@@ -283,40 +278,28 @@ contains
     class(emulator_physics), intent(in) :: self
     integer, intent(in) :: m
     character(len=:), allocatable :: path
-    if (self%options%use_real64) then
-      path = self%ens64%member_path(m)
-    else
-      path = self%ens32%member_path(m)
-    end if
+    path = self%networks%member_path(m)
   end function emulator_member_path
 
-  subroutine emulator_compute(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                              shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                              fsnt, fsns, flnt, flns, precip, stat, msg)
+  subroutine emulator_compute(self, config, inputs, outputs, stat, msg)
     !! The emulated physics of a batch: gather, predict (each member once),
     !! average, scatter, then the optional limiters.
     class(emulator_physics), intent(inout) :: self
     type(physics_config), intent(in) :: config
-    integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
-    real(real64), intent(in) :: sigma(:), sigma_half(0:)
-    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
-    real(real64), intent(in) :: dt
-    integer(int64), intent(in) :: step
-    integer, intent(in) :: column_ids(:)
-    integer(int64), intent(in) :: seed
-    real(real64), intent(out) :: dtdt(:, :), dqdt(:, :)
-    real(real64), intent(out) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
+    type(column_inputs), intent(in) :: inputs
+    type(column_outputs), intent(inout) :: outputs
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
-    integer :: n_in, n_out
+    integer :: n_in, n_out, ncol, nlev
     real(real64) :: weight
     logical :: mixing
 
+    ncol = inputs%ncol
+    nlev = inputs%nlev
     self%failed_column = 0
     self%failed_output = 0
     self%failed_member = 0
-    stat = physics_err_state
+    stat = gcm_err_state
     if (self%n_members() == 0) then
       msg = 'emulator: no network loaded (call emulator_physics_setup first)'
       return
@@ -325,8 +308,9 @@ contains
       msg = 'emulator: checked for ' // int_text(self%nlev) // ' levels, called with ' // int_text(nlev)
       return
     end if
-    if (any(shape(t) /= [nlev, ncol]) .or. any(shape(q) /= [nlev, ncol]) .or. size(ps) /= ncol .or. &
-        size(solin) /= ncol .or. size(shflx) /= ncol .or. size(lhflx) /= ncol) then
+    if (any(shape(inputs%t) /= [nlev, ncol]) .or. any(shape(inputs%q) /= [nlev, ncol]) .or. &
+        size(inputs%ps) /= ncol .or. size(inputs%solin) /= ncol .or. size(inputs%shflx) /= ncol .or. &
+        size(inputs%lhflx) /= ncol .or. size(inputs%column_ids) /= ncol) then
       msg = 'emulator: inputs must have shape (nlev, ncol) and (ncol)'
       return
     end if
@@ -334,18 +318,16 @@ contains
     n_out = emulator_n_outputs(nlev)
     call reserve(self, n_in, n_out, ncol)
     if (self%options%finetune%enabled) then
-      if (self%tuner%due(step)) then
-        call tune(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
-                  column_ids, seed, stat, msg)
-        if (stat /= physics_ok) return
+      if (self%tuner%due(inputs%step)) then
+        call tune(self, config, inputs, stat, msg)
+        if (stat /= gcm_ok) return
       end if
     end if
-    weight = network_weight(self%options, step)
+    weight = network_weight(self%options, inputs%step)
     mixing = weight < 1.0_real64 .or. any(self%options%reference_outputs)
     if (mixing) then
-      call self%fallback%compute(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, &
-                                 step, column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
-      if (stat /= physics_ok) then
+      call self%fallback%compute(config, inputs, outputs, stat, msg)
+      if (stat /= gcm_ok) then
         msg = 'emulator: the reference physics of partial coupling: ' // msg
         return
       end if
@@ -355,10 +337,10 @@ contains
         if (allocated(self%on_fallback)) self%on_fallback(1:ncol) = 0.0_real64
         return
       end if
-      call pack_emulator_outputs(nlev, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, self%y_reference(:, 1:ncol))
+      call pack_emulator_outputs(outputs, self%y_reference(:, 1:ncol))
     end if
 
-    call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, self%x(:, 1:ncol))
+    call pack_emulator_inputs(inputs, self%x(:, 1:ncol))
     if (self%options%guard /= guard_off) then
       self%guard_x(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
       call self%guard_net%guard(self%guard_x(:, 1:ncol), self%max_abs_z(1:ncol), self%distance(1:ncol), &
@@ -366,7 +348,7 @@ contains
                                 real(self%options%guard_margin, real32), real(self%options%guard_factor, real32))
       if (stat /= fkb_ok) then
         msg = 'emulator guard: ' // msg
-        stat = physics_err_state
+        stat = gcm_err_state
         return
       end if
       self%flagged(1:ncol) = merge(1.0_real64, 0.0_real64, self%guard_flags(1:ncol))
@@ -377,24 +359,16 @@ contains
       where (self%guard_x(:, 1:ncol) /= real(self%x(:, 1:ncol), real32)) self%x(:, 1:ncol) = self%guard_x(:, 1:ncol)
         if (stat /= fkb_ok) then
           msg = 'emulator guard: ' // msg
-          stat = physics_err_state
+          stat = gcm_err_state
           return
         end if
       end if
     end if
-    if (self%options%use_real64) then
-      call self%ens64%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), self%spread(:, 1:ncol), stat, msg, &
-                              members=self%members(:, 1:ncol, :))
-    else if (self%options%finetune%enabled) then
+    if (self%options%finetune%enabled) then
       ! the tuned network (the ensemble of one's member, as it computes it)
-      self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
-      call self%tuner%net%predict(self%x32(:, 1:ncol), self%members32(:, 1:ncol, 1), stat, msg)
-      if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%members32(:, 1:ncol, 1), real64)
+      call self%networks%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), stat, msg, tuned=self%tuner%net)
     else
-      self%x32(:, 1:ncol) = real(self%x(:, 1:ncol), real32)
-      call self%ens32%predict(self%x32(:, 1:ncol), self%y32(:, 1:ncol), self%spread32(:, 1:ncol), stat, msg, &
-                              members=self%members32(:, 1:ncol, :))
-      if (stat == fkb_ok) self%y(:, 1:ncol) = real(self%y32(:, 1:ncol), real64)
+      call self%networks%predict(self%x(:, 1:ncol), self%y(:, 1:ncol), stat, msg)
     end if
     if (stat == fkb_err_nonfinite .and. self%options%guard == guard_fallback .and. index(msg, 'output') > 0) then
       ! the reference physics takes over the columns whose outputs are not finite
@@ -402,20 +376,19 @@ contains
       stat = fkb_ok
     end if
     if (stat /= fkb_ok) then
-      call report_failure(self, ncol, nlev, column_ids, stat, msg)
+      call report_failure(self, ncol, nlev, inputs%column_ids, stat, msg)
       return
     end if
     if (mixing) call mix_outputs(self, nlev, ncol, weight)
-    call unpack_emulator_outputs(nlev, self%y(:, 1:ncol), dtdt, dqdt, fsnt, fsns, flnt, flns, precip)
+    call unpack_emulator_outputs(nlev, self%y(:, 1:ncol), outputs)
     if (self%options%guard == guard_fallback) then
-      call fall_back(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
-                     column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
-      if (stat /= physics_ok) return
+      call fall_back(self, config, inputs, mixing, outputs, stat, msg)
+      if (stat /= gcm_ok) return
     end if
 
-    if (self%options%limit_humidity) dqdt = max(dqdt, -q / dt)
-    if (self%options%limit_precipitation) precip = max(precip, 0.0_real64)
-    stat = physics_ok
+    if (self%options%limit_humidity) outputs%dqdt = max(outputs%dqdt, -inputs%q / inputs%dt)
+    if (self%options%limit_precipitation) outputs%precip = max(outputs%precip, 0.0_real64)
+    stat = gcm_ok
     msg = ''
   end subroutine emulator_compute
 
@@ -462,108 +435,95 @@ contains
     integer :: m
     self%y(:, 1:ncol) = 0.0_real64
     do m = 1, self%n_members()
-      if (self%options%use_real64) then
-        self%y(:, 1:ncol) = self%y(:, 1:ncol) + self%members(:, 1:ncol, m)
-      else
-        self%y(:, 1:ncol) = self%y(:, 1:ncol) + real(self%members32(:, 1:ncol, m), real64)
-      end if
+      self%y(:, 1:ncol) = self%y(:, 1:ncol) + self%networks%member_outputs(m, ncol)
     end do
     self%y(:, 1:ncol) = self%y(:, 1:ncol) / real(self%n_members(), real64)
   end subroutine members_mean
 
-  subroutine tune(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
-                  column_ids, seed, stat, msg)
+  subroutine tune(self, config, inputs, stat, msg)
     !! A fine-tuning round: the reference physics on the tuner's columns,
     !! then its optimizer steps on their inputs and the reference's outputs.
     type(emulator_physics), intent(inout) :: self
     type(physics_config), intent(in) :: config
-    integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
-    real(real64), intent(in) :: sigma(:), sigma_half(0:)
-    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
-    real(real64), intent(in) :: dt
-    integer(int64), intent(in) :: step
-    integer, intent(in) :: column_ids(:)
-    integer(int64), intent(in) :: seed
+    type(column_inputs), intent(in) :: inputs
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     integer, allocatable :: idx(:)
-    real(real64), allocatable :: rt(:, :), rq(:, :), r1(:), r2(:), r3(:), r4(:), r5(:), xr(:, :), yr(:, :)
-    integer :: n
-    call self%tuner%choose_columns(step, column_ids(1:ncol), idx)
-    n = size(idx)
-    allocate (rt(nlev, n), rq(nlev, n), r1(n), r2(n), r3(n), r4(n), r5(n))
-    allocate (xr(emulator_n_inputs(nlev), n), yr(emulator_n_outputs(nlev), n))
-    call self%fallback%compute(config, n, nlev, t(:, idx), q(:, idx), ps(idx), sigma, sigma_half, solin(idx), &
-                               shflx(idx), lhflx(idx), dt, step, column_ids(idx), seed, rt, rq, r1, r2, r3, r4, &
-                               r5, stat, msg)
-    if (stat /= physics_ok) then
-      msg = 'emulator fine-tuning, the reference physics (teacher): ' // msg
-      return
-    end if
-    call pack_emulator_inputs(nlev, t(:, idx), q(:, idx), ps(idx), solin(idx), shflx(idx), lhflx(idx), xr)
-    call pack_emulator_outputs(nlev, rt, rq, r1, r2, r3, r4, r5, yr)
-    call self%tuner%learn(real(xr, real32), real(yr, real32), step, stat, msg)
-    if (stat /= physics_ok) msg = 'emulator ' // msg
+    type(column_inputs) :: taught
+    type(column_outputs) :: teacher
+    real(real64), allocatable :: xr(:, :), yr(:, :)
+    call self%tuner%choose_columns(inputs%step, inputs%column_ids(1:inputs%ncol), idx)
+    call reference_on_columns(self, config, inputs, idx, 'emulator fine-tuning, the reference physics (teacher)', &
+                              taught, teacher, stat, msg)
+    if (stat /= gcm_ok) return
+    allocate (xr(emulator_n_inputs(inputs%nlev), size(idx)), yr(emulator_n_outputs(inputs%nlev), size(idx)))
+    call pack_emulator_inputs(taught, xr)
+    call pack_emulator_outputs(teacher, yr)
+    call self%tuner%learn(real(xr, real32), real(yr, real32), inputs%step, stat, msg)
+    if (stat /= gcm_ok) msg = 'emulator ' // msg
   end subroutine tune
 
-  subroutine fall_back(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, step, &
-                       column_ids, seed, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, stat, msg)
+  subroutine fall_back(self, config, inputs, mixing, outputs, stat, msg)
     !! The reference physics on the flagged columns and on those whose
     !! outputs are not finite, gathered into one batch and scattered back.
+    !! With partial coupling (`mixing`) the reference physics has already
+    !! run on every column: its outputs (`y_reference`) are taken instead
+    !! (the same numbers, its columns being independent of each other).
     type(emulator_physics), intent(inout) :: self
     type(physics_config), intent(in) :: config
-    integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
-    real(real64), intent(in) :: sigma(:), sigma_half(0:)
-    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
-    real(real64), intent(in) :: dt
-    integer(int64), intent(in) :: step
-    integer, intent(in) :: column_ids(:)
-    integer(int64), intent(in) :: seed
-    real(real64), intent(inout) :: dtdt(:, :), dqdt(:, :)
-    real(real64), intent(inout) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
+    type(column_inputs), intent(in) :: inputs
+    logical, intent(in) :: mixing
+    type(column_outputs), intent(inout) :: outputs
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     integer, allocatable :: idx(:)
-    real(real64), allocatable :: rt(:, :), rq(:, :), r1(:), r2(:), r3(:), r4(:), r5(:)
-    integer :: j, n
-    logical :: take(ncol)
+    type(column_inputs) :: flagged_inputs
+    type(column_outputs) :: reference
+    integer :: j, ncol
+    logical :: take(inputs%ncol)
+    ncol = inputs%ncol
     do j = 1, ncol
       take(j) = self%guard_flags(j) .or. .not. all(abs(self%y(:, j)) <= huge(1.0_real64))
     end do
     idx = pack([(j, j = 1, ncol)], take)
-    n = size(idx)
     self%on_fallback(1:ncol) = merge(1.0_real64, 0.0_real64, take)
-    stat = physics_ok
+    stat = gcm_ok
     msg = ''
-    if (n == 0) return
-    allocate (rt(nlev, n), rq(nlev, n), r1(n), r2(n), r3(n), r4(n), r5(n))
-    call self%fallback%compute(config, n, nlev, t(:, idx), q(:, idx), ps(idx), sigma, sigma_half, solin(idx), &
-                               shflx(idx), lhflx(idx), dt, step, column_ids(idx), seed, rt, rq, r1, r2, r3, r4, &
-                               r5, stat, msg)
-    if (stat /= physics_ok) then
-      msg = 'emulator fallback to the reference physics: ' // msg
-      return
+    if (size(idx) == 0) return
+    if (mixing) then
+      call unpack_emulator_outputs(inputs%nlev, self%y_reference(:, idx), reference)
+    else
+      call reference_on_columns(self, config, inputs, idx, 'emulator fallback to the reference physics', &
+                                flagged_inputs, reference, stat, msg)
+      if (stat /= gcm_ok) return
     end if
-    dtdt(:, idx) = rt
-    dqdt(:, idx) = rq
-    fsnt(idx) = r1
-    fsns(idx) = r2
-    flnt(idx) = r3
-    flns(idx) = r4
-    precip(idx) = r5
+    call copy_columns(reference, idx, outputs)
   end subroutine fall_back
+
+  subroutine reference_on_columns(self, config, inputs, idx, context, selected, outputs, stat, msg)
+    !! The reference physics on the columns idx(:) of `inputs`, gathered
+    !! into the batch `selected`; a failure's message starts with `context`.
+    type(emulator_physics), intent(inout) :: self
+    type(physics_config), intent(in) :: config
+    type(column_inputs), intent(in) :: inputs
+    integer, intent(in) :: idx(:)
+    character(len=*), intent(in) :: context
+    type(column_inputs), intent(inout) :: selected
+    type(column_outputs), intent(inout) :: outputs
+    integer, intent(out) :: stat
+    character(len=:), allocatable, intent(out) :: msg
+    call select_columns(inputs, idx, selected)
+    call self%fallback%compute(config, selected, outputs, stat, msg)
+    if (stat /= gcm_ok) msg = context // ': ' // msg
+  end subroutine reference_on_columns
 
   subroutine reserve(self, n_in, n_out, ncol)
     !! Size the work arrays for at least ncol columns (kept between calls).
     type(emulator_physics), intent(inout) :: self
     integer, intent(in) :: n_in, n_out, ncol
-    integer :: nm
     if (allocated(self%x)) then
       if (size(self%x, 1) == n_in .and. size(self%x, 2) >= ncol) return
-      deallocate (self%x, self%y, self%spread, self%members)
-      if (allocated(self%x32)) deallocate (self%x32, self%y32, self%spread32, self%members32)
+      deallocate (self%x, self%y)
       deallocate (self%max_abs_z, self%distance, self%n_outside, self%guard_flags, self%flagged, self%on_fallback, &
                   self%y_reference, self%guard_x)
     end if
@@ -572,15 +532,7 @@ contains
               self%flagged(ncol), self%on_fallback(ncol))
     self%flagged = 0.0_real64
     self%on_fallback = 0.0_real64
-    nm = self%n_members()
-    allocate (self%x(n_in, ncol), self%y(n_out, ncol), self%spread(n_out, ncol), &
-              self%members(n_out, ncol, nm))
-    self%members = 0.0_real64
-    if (.not. self%options%use_real64) then
-      allocate (self%x32(n_in, ncol), self%y32(n_out, ncol), self%spread32(n_out, ncol), &
-                self%members32(n_out, ncol, nm))
-      self%members32 = 0.0_real32
-    end if
+    allocate (self%x(n_in, ncol), self%y(n_out, ncol))
   end subroutine reserve
 
   subroutine report_failure(self, ncol, nlev, column_ids, stat, msg)
@@ -595,22 +547,20 @@ contains
     character(len=:), allocatable, intent(inout) :: msg
     character(len=:), allocatable :: who, value_text
     real(real64) :: v
+    real(real64), allocatable :: member_y(:, :)
     integer :: i, j, m
 
     if (stat /= fkb_err_nonfinite .or. index(msg, 'output') == 0) then
       msg = 'emulator failed: ' // msg
-      stat = physics_err_state
+      stat = gcm_err_state
       return
     end if
-    stat = physics_err_nonfinite
+    stat = gcm_err_nonfinite
     do m = 1, self%n_members()
+      member_y = self%networks%member_outputs(m, ncol)
       do j = 1, ncol
         do i = 1, size(self%y, 1)
-          if (self%options%use_real64) then
-            v = self%members(i, j, m)
-          else
-            v = real(self%members32(i, j, m), real64)
-          end if
+          v = member_y(i, j)
           if (abs(v) <= huge(1.0_real64)) cycle
           value_text = nonfinite_text(v /= v, v > 0)
           self%failed_value = v

@@ -12,8 +12,11 @@ module gcm_emulator_interface
   !!              FSNT, FSNS, FLNT, FLNS (W m-2), PRECT (kg m-2 s-1)]   2 nlev + 5
   !!
   !! Level 1 is the top. A batch is x(n_inputs, ncol), y(n_outputs, ncol):
-  !! column-major, one column per GCM column.
+  !! column-major, one column per GCM column; `pack_emulator_inputs` and
+  !! `pack_emulator_outputs` stack the column physics' `column_inputs` and
+  !! `column_outputs` into them.
   use iso_fortran_env, only: real64
+  use column_physics_io, only: column_inputs, column_outputs, reserve_column_outputs
   implicit none
   private
   public :: emulator_n_inputs, emulator_n_outputs, emulator_input_name, emulator_input_units, &
@@ -98,50 +101,49 @@ contains
     end if
   end function emulator_output_units
 
-  pure subroutine pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, x)
-    !! Stack the inputs of ncol columns into x(2 nlev + 4, ncol).
-    integer, intent(in) :: nlev
-    real(real64), intent(in) :: t(:, :), q(:, :)          !! (nlev, ncol) [K], [kg kg-1]
-    real(real64), intent(in) :: ps(:)                     !! (ncol) [Pa]
-    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)  !! (ncol) [W m-2]
+  pure subroutine pack_emulator_inputs(inputs, x)
+    !! Stack the inputs of the batch's ncol columns into x(2 nlev + 4, ncol).
+    type(column_inputs), intent(in) :: inputs
     real(real64), intent(out) :: x(:, :)
-    x(1:nlev, :) = t(1:nlev, :)
-    x(nlev + 1:2 * nlev, :) = q(1:nlev, :)
-    x(2 * nlev + 1, :) = ps
-    x(2 * nlev + 2, :) = solin
-    x(2 * nlev + 3, :) = shflx
-    x(2 * nlev + 4, :) = lhflx
+    integer :: nlev
+    nlev = inputs%nlev
+    x(1:nlev, :) = inputs%t(1:nlev, :)
+    x(nlev + 1:2 * nlev, :) = inputs%q(1:nlev, :)
+    x(2 * nlev + 1, :) = inputs%ps
+    x(2 * nlev + 2, :) = inputs%solin
+    x(2 * nlev + 3, :) = inputs%shflx
+    x(2 * nlev + 4, :) = inputs%lhflx
   end subroutine pack_emulator_inputs
 
-  pure subroutine pack_emulator_outputs(nlev, dtdt, dqdt, fsnt, fsns, flnt, flns, precip, y)
+  pure subroutine pack_emulator_outputs(outputs, y)
     !! Stack the outputs of ncol columns into y(2 nlev + 5, ncol).
-    integer, intent(in) :: nlev
-    real(real64), intent(in) :: dtdt(:, :), dqdt(:, :)    !! (nlev, ncol) [K s-1], [kg kg-1 s-1]
-    real(real64), intent(in) :: fsnt(:), fsns(:), flnt(:), flns(:)  !! (ncol) [W m-2]
-    real(real64), intent(in) :: precip(:)                 !! (ncol) [kg m-2 s-1]
+    type(column_outputs), intent(in) :: outputs
     real(real64), intent(out) :: y(:, :)
-    y(1:nlev, :) = dtdt(1:nlev, :)
-    y(nlev + 1:2 * nlev, :) = dqdt(1:nlev, :)
-    y(2 * nlev + 1, :) = fsnt
-    y(2 * nlev + 2, :) = fsns
-    y(2 * nlev + 3, :) = flnt
-    y(2 * nlev + 4, :) = flns
-    y(2 * nlev + 5, :) = precip
+    integer :: nlev
+    nlev = size(outputs%dtdt, 1)
+    y(1:nlev, :) = outputs%dtdt(1:nlev, :)
+    y(nlev + 1:2 * nlev, :) = outputs%dqdt(1:nlev, :)
+    y(2 * nlev + 1, :) = outputs%fsnt
+    y(2 * nlev + 2, :) = outputs%fsns
+    y(2 * nlev + 3, :) = outputs%flnt
+    y(2 * nlev + 4, :) = outputs%flns
+    y(2 * nlev + 5, :) = outputs%precip
   end subroutine pack_emulator_outputs
 
-  pure subroutine unpack_emulator_outputs(nlev, y, dtdt, dqdt, fsnt, fsns, flnt, flns, precip)
-    !! The inverse of `pack_emulator_outputs`.
+  subroutine unpack_emulator_outputs(nlev, y, outputs)
+    !! The inverse of `pack_emulator_outputs`: y(2 nlev + 5, ncol) into
+    !! `outputs`, sized here for nlev levels and ncol columns.
     integer, intent(in) :: nlev
     real(real64), intent(in) :: y(:, :)
-    real(real64), intent(out) :: dtdt(:, :), dqdt(:, :)
-    real(real64), intent(out) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
-    dtdt(1:nlev, :) = y(1:nlev, :)
-    dqdt(1:nlev, :) = y(nlev + 1:2 * nlev, :)
-    fsnt = y(2 * nlev + 1, :)
-    fsns = y(2 * nlev + 2, :)
-    flnt = y(2 * nlev + 3, :)
-    flns = y(2 * nlev + 4, :)
-    precip = y(2 * nlev + 5, :)
+    type(column_outputs), intent(inout) :: outputs
+    call reserve_column_outputs(outputs, nlev, size(y, 2))
+    outputs%dtdt(1:nlev, :) = y(1:nlev, :)
+    outputs%dqdt(1:nlev, :) = y(nlev + 1:2 * nlev, :)
+    outputs%fsnt = y(2 * nlev + 1, :)
+    outputs%fsns = y(2 * nlev + 2, :)
+    outputs%flnt = y(2 * nlev + 3, :)
+    outputs%flns = y(2 * nlev + 4, :)
+    outputs%precip = y(2 * nlev + 5, :)
   end subroutine unpack_emulator_outputs
 
   subroutine compare_interface(nlev, inputs, outputs, ok, message)

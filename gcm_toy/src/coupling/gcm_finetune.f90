@@ -33,7 +33,7 @@ module gcm_finetune
   use ieee_arithmetic, only: ieee_is_finite
   use fkb, only: network, layer_registry, adam, fkb_ok, fkb_err_nonfinite
   use physics_random, only: philox4x32_10
-  use physics_status, only: physics_ok, physics_err_config, physics_err_state
+  use gcm_status, only: gcm_ok, gcm_err_config, gcm_err_state
   implicit none
   private
   public :: finetune_options, online_tuner
@@ -91,8 +91,8 @@ contains
 
   subroutine tuner_setup(self, path, registry, options, status, message)
     !! Load the network to tune from its model file and compile it afresh
-    !! (Adam at `options%learning_rate`, MSE). status physics_ok, or
-    !! physics_err_config with a one-line message.
+    !! (Adam at `options%learning_rate`, MSE). status gcm_ok, or
+    !! gcm_err_config with a one-line message.
     class(online_tuner), intent(inout) :: self
     character(len=*), intent(in) :: path
     type(layer_registry), intent(in) :: registry
@@ -102,7 +102,7 @@ contains
     character(len=:), allocatable :: msg
     integer :: stat
 
-    status = physics_err_config
+    status = gcm_err_config
     if (options%every_steps < 1 .or. options%columns < 1 .or. options%steps < 1) then
       message = 'fine-tuning: every_steps, columns and steps must be at least 1'
       return
@@ -123,7 +123,7 @@ contains
       message = 'fine-tuning: ' // trim(path) // ': ' // msg
       return
     end if
-    status = physics_ok
+    status = gcm_ok
     message = ''
   end subroutine tuner_setup
 
@@ -177,7 +177,7 @@ contains
     !! n) (physical units): `steps` optimizer steps, then the loss of the
     !! new weights on the same columns. A non-finite loss or gradient
     !! restores the round's starting weights and stops tuning (status stays
-    !! physics_ok: the run goes on); any other failure is an error.
+    !! gcm_ok: the run goes on); any other failure is an error.
     class(online_tuner), intent(inout) :: self
     real(real32), intent(in) :: x(:, :), y(:, :)
     integer(int64), intent(in) :: step
@@ -186,41 +186,53 @@ contains
     character(len=:), allocatable :: msg
     real(real32) :: loss, first, after
     integer :: k, stat
+    logical :: ended
 
-    status = physics_ok
+    status = gcm_ok
     message = ''
     self%good = self%net
     first = 0.0_real32
     do k = 1, self%options%steps
       call self%net%train_step(x, y, stat, msg, loss)
-      if (stat == fkb_ok .and. .not. ieee_is_finite(loss)) stat = fkb_err_nonfinite
-      if (stat == fkb_err_nonfinite) then
-        call stop_tuning(self, step, 'loss not finite in optimizer step ' // text(k) // ' of the round')
-        return
-      end if
-      if (stat /= fkb_ok) then
-        status = physics_err_state
-        message = 'fine-tuning: ' // msg
-        return
-      end if
+      call check_optimizer_call(self, step, stat, msg, loss, 'loss not finite in optimizer step ' // text(k) // &
+                                ' of the round', ended, status, message)
+      if (ended) return
       if (k == 1) first = loss
     end do
     if (.not. allocated(self%grad)) allocate (self%grad(self%net%n_trainable()))
     call self%net%gradient(x, y, self%grad, after, stat, msg)
-    if (stat == fkb_ok .and. .not. ieee_is_finite(after)) stat = fkb_err_nonfinite
-    if (stat == fkb_err_nonfinite) then
-      call stop_tuning(self, step, 'loss not finite after the round')
-      return
-    end if
-    if (stat /= fkb_ok) then
-      status = physics_err_state
-      message = 'fine-tuning: ' // msg
-      return
-    end if
+    call check_optimizer_call(self, step, stat, msg, after, 'loss not finite after the round', ended, status, message)
+    if (ended) return
     self%loss_sum = self%loss_sum + real(first, real64)
     self%loss_count = self%loss_count + 1
     self%rounds = self%rounds + 1
   end subroutine tuner_learn
+
+  subroutine check_optimizer_call(self, step, stat, msg, loss, reason, ended, status, message)
+    !! After a library call of a round (`train_step`, `gradient`) with its
+    !! `stat`, `msg` and `loss`: a non-finite loss or gradient undoes the
+    !! round and stops tuning for `reason` (status stays gcm_ok: the run
+    !! goes on); any other failure is an error (status, message). `ended`:
+    !! the round is over.
+    type(online_tuner), intent(inout) :: self
+    integer(int64), intent(in) :: step
+    integer, intent(in) :: stat
+    character(len=:), allocatable, intent(in) :: msg
+    real(real32), intent(in) :: loss
+    character(len=*), intent(in) :: reason
+    logical, intent(out) :: ended
+    integer, intent(inout) :: status
+    character(len=:), allocatable, intent(inout) :: message
+    ended = .true.
+    if (stat == fkb_err_nonfinite .or. (stat == fkb_ok .and. .not. ieee_is_finite(loss))) then
+      call stop_tuning(self, step, reason)
+    else if (stat /= fkb_ok) then
+      status = gcm_err_state
+      message = 'fine-tuning: ' // msg
+    else
+      ended = .false.
+    end if
+  end subroutine check_optimizer_call
 
   subroutine stop_tuning(self, step, reason)
     !! Undo the round (its starting weights, certified by the previous
@@ -257,18 +269,18 @@ contains
     character(len=200) :: stop_reason, iomsg
     namelist /finetune_state/ stopped_step, stop_reason
 
-    status = physics_err_state
+    status = gcm_err_state
     call self%net%save(path, stat, msg)
     if (stat /= fkb_ok) then
       message = 'fine-tuning: ' // msg
       return
     end if
-    status = physics_ok
+    status = gcm_ok
     message = ''
     if (present(with_state)) then
       if (.not. with_state) return
     end if
-    status = physics_err_state
+    status = gcm_err_state
     stopped_step = self%stopped_step
     stop_reason = ''
     if (allocated(self%stop_reason)) stop_reason = self%stop_reason
@@ -279,7 +291,7 @@ contains
       return
     end if
     close (unit)
-    status = physics_ok
+    status = gcm_ok
     message = ''
   end subroutine tuner_save_state
 
@@ -299,7 +311,7 @@ contains
     character(len=200) :: stop_reason, iomsg
     namelist /finetune_state/ stopped_step, stop_reason
 
-    status = physics_err_state
+    status = gcm_err_state
     call loaded%load(path, stat, msg, registry=registry)
     if (stat /= fkb_ok) then
       message = 'fine-tuning state: ' // msg
@@ -323,7 +335,7 @@ contains
     self%stopped_step = stopped_step
     self%stop_reason = trim(stop_reason)
     call self%reset_loss()
-    status = physics_ok
+    status = gcm_ok
     message = ''
   end subroutine tuner_load_state
 

@@ -41,7 +41,7 @@ module boundary_layer
   !! trade-cumulus layers export their moisture, and moistens and cools the
   !! level above by the same amounts. A_r = A_s = 0 is the plain K diffusion.
   use iso_fortran_env, only: real64
-  use physics_constants, only: gravity, rd, cp
+  use gcm_constants, only: gravity, rd, cp
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity
   implicit none

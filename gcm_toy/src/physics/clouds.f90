@@ -15,7 +15,7 @@ module clouds
   !!   (none when convection stops below its condensation level).
   !! * In-cloud condensate = min(cloud_water_ratio q_s(T), cloud_water_max).
   use iso_fortran_env, only: real64
-  use physics_constants, only: seconds_per_day
+  use gcm_constants, only: seconds_per_day
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity
   implicit none

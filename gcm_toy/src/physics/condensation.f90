@@ -17,7 +17,7 @@ module condensation
   !! k_e = conv_reevap_coef (as CAM3 evaporates convective precipitation in the
   !! environment, Sundqvist 1988; k_e,conv = 3e-6 at T42/T31).
   use iso_fortran_env, only: real64
-  use physics_constants, only: cp, latent_heat_vap
+  use gcm_constants, only: cp, latent_heat_vap
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity_and_slope
   implicit none

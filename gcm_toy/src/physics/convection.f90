@@ -32,7 +32,7 @@ module convection
   !! Finally all tendencies (and precipitation) are scaled by one factor <= 1
   !! so no level dries below zero in one step; both budgets stay exact.
   use iso_fortran_env, only: real64
-  use physics_constants, only: rd, cp, kappa, gravity, latent_heat_vap, p_reference
+  use gcm_constants, only: rd, cp, kappa, gravity, latent_heat_vap, p_reference
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity, saturation_humidity_and_slope
   implicit none

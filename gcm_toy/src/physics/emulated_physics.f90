@@ -2,11 +2,13 @@ module emulated_physics
   !! The cloud and radiation physics that emulators replace ("the emulated
   !! physics"): its interface, and the reference implementation.
   !!
-  !! Interface (the emulator's inputs and outputs, SP-CAM layout):
-  !!   inputs   T(lev), q(lev), ps, solin, shflx, lhflx
-  !!   outputs  dT/dt(lev), dq/dt(lev), FSNT, FSNS, FLNT, FLNS, precip
-  !! plus the configuration, the sigma geometry, the time step and the
-  !! (step, column id, seed) key of the reference's random numbers.
+  !! Interface (the emulator's inputs and outputs, SP-CAM layout), the
+  !! derived types of `column_physics_io`:
+  !!   column_inputs   T(lev), q(lev), ps, solin, shflx, lhflx, with the sigma
+  !!                   geometry, the time step and the (step, column id,
+  !!                   seed) key of the reference's random numbers
+  !!   column_outputs  dT/dt(lev), dq/dt(lev), FSNT, FSNS, FLNT, FLNS, precip
+  !! and the physics configuration: `compute(config, inputs, outputs, stat, msg)`.
   !!
   !! The reference is a toy superparameterization. Each GCM column is run as
   !! n_subcolumns subcolumns, each started from the column state plus its own
@@ -37,10 +39,11 @@ module emulated_physics
   !! solin / S0 (circular orbit). So the inputs above are all the reference uses.
   use iso_fortran_env, only: real64, int64
   use ieee_arithmetic, only: ieee_is_finite
-  use physics_constants, only: gravity, rd, cp, kappa, latent_heat_vap, p_reference
-  use physics_status, only: physics_ok, physics_err_config, physics_err_state, &
-                            physics_err_unphysical, physics_err_nonfinite
+  use gcm_constants, only: gravity, rd, cp, kappa, latent_heat_vap, p_reference
+  use gcm_status, only: gcm_ok, gcm_err_config, gcm_err_state, &
+                            gcm_err_unphysical, gcm_err_nonfinite
   use physics_configuration, only: physics_config, physics_config_validate
+  use column_physics_io, only: column_inputs, column_outputs, reserve_column_outputs, reserve
   use physics_random, only: random_uniform4, random_normal_pair
   use convection, only: betts_miller_convection
   use condensation, only: large_scale_condensation, evaporate_convective_rain
@@ -60,22 +63,15 @@ module emulated_physics
   end type emulated_physics_scheme
 
   abstract interface
-    subroutine emulated_compute(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                                shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                                fsnt, fsns, flnt, flns, precip, stat, msg)
-      import :: emulated_physics_scheme, physics_config, real64, int64
+    subroutine emulated_compute(self, config, inputs, outputs, stat, msg)
+      !! The emulated physics of the batch `inputs`: `outputs` sized (by the
+      !! scheme) and set for every column, or stat /= gcm_ok and a
+      !! one-line msg.
+      import :: emulated_physics_scheme, physics_config, column_inputs, column_outputs
       class(emulated_physics_scheme), intent(inout) :: self
       type(physics_config), intent(in) :: config
-      integer, intent(in) :: ncol, nlev
-      real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
-      real(real64), intent(in) :: sigma(:), sigma_half(0:)
-      real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
-      real(real64), intent(in) :: dt
-      integer(int64), intent(in) :: step
-      integer, intent(in) :: column_ids(:)
-      integer(int64), intent(in) :: seed
-      real(real64), intent(out) :: dtdt(:, :), dqdt(:, :)
-      real(real64), intent(out) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
+      type(column_inputs), intent(in) :: inputs
+      type(column_outputs), intent(inout) :: outputs
       integer, intent(out) :: stat
       character(len=:), allocatable, intent(out) :: msg
     end subroutine emulated_compute
@@ -101,54 +97,28 @@ module emulated_physics
 
 contains
 
-  subroutine reference_compute(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                               shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                               fsnt, fsns, flnt, flns, precip, stat, msg)
+  subroutine reference_compute(self, config, inputs, outputs, stat, msg)
     class(reference_emulated_physics), intent(inout) :: self
     type(physics_config), intent(in) :: config
-    integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
-    real(real64), intent(in) :: sigma(:), sigma_half(0:)
-    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
-    real(real64), intent(in) :: dt
-    integer(int64), intent(in) :: step
-    integer, intent(in) :: column_ids(:)
-    integer(int64), intent(in) :: seed
-    real(real64), intent(out) :: dtdt(:, :), dqdt(:, :)
-    real(real64), intent(out) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
+    type(column_inputs), intent(in) :: inputs
+    type(column_outputs), intent(inout) :: outputs
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
+    integer :: nlev, ncol
 
+    nlev = inputs%nlev
+    ncol = inputs%ncol
     if (self%keep_diagnostics) then
-      call resize(self%cloud_fraction, nlev, ncol)
-      call resize(self%cloud_water, nlev, ncol)
-      call resize(self%radiative_heating, nlev, ncol)
-      if (allocated(self%precip_convective)) then
-        if (size(self%precip_convective) /= ncol) deallocate(self%precip_convective)
-      end if
-      if (.not. allocated(self%precip_convective)) allocate(self%precip_convective(ncol))
-      call emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                                      shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                                      fsnt, fsns, flnt, flns, precip, stat, msg, &
+      call reserve(self%cloud_fraction, nlev, ncol)
+      call reserve(self%cloud_water, nlev, ncol)
+      call reserve(self%radiative_heating, nlev, ncol)
+      call reserve(self%precip_convective, ncol)
+      call emulated_physics_reference(config, inputs, outputs, stat, msg, &
                                       self%cloud_fraction, self%cloud_water, &
                                       self%precip_convective, self%radiative_heating)
     else
-      call emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                                      shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                                      fsnt, fsns, flnt, flns, precip, stat, msg)
+      call emulated_physics_reference(config, inputs, outputs, stat, msg)
     end if
-
-  contains
-
-    subroutine resize(a, n1, n2)
-      real(real64), allocatable, intent(inout) :: a(:, :)
-      integer, intent(in) :: n1, n2
-      if (allocated(a)) then
-        if (size(a, 1) /= n1 .or. size(a, 2) /= n2) deallocate(a)
-      end if
-      if (.not. allocated(a)) allocate(a(n1, n2))
-    end subroutine resize
-
   end subroutine reference_compute
 
   subroutine check_column_geometry(ncol, nlev, sigma, sigma_half, stat, msg)
@@ -161,7 +131,7 @@ contains
     character(len=:), allocatable, intent(out) :: msg
     integer :: k
 
-    stat = physics_err_state
+    stat = gcm_err_state
     msg = ''
     if (nlev < 2) then
       msg = 'physics: nlev must be >= 2'
@@ -182,36 +152,17 @@ contains
           return
         end if
       end do
-      stat = physics_ok
+      stat = gcm_ok
     end if
   end subroutine check_column_geometry
 
-  subroutine emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                                        shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                                        fsnt, fsns, flnt, flns, precip, stat, msg, &
+  subroutine emulated_physics_reference(config, inputs, outputs, stat, msg, &
                                         cloud_fraction, cloud_water, precip_convective, radiative_heating)
-    !! The reference emulated physics for a batch of ncol columns.
+    !! The reference emulated physics for the batch `inputs` (ncol columns of
+    !! nlev levels); `outputs` are sized here.
     type(physics_config), intent(in) :: config
-    integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: t(:, :)         !! temperature (nlev, ncol) [K]
-    real(real64), intent(in) :: q(:, :)         !! specific humidity (nlev, ncol) [kg kg-1], >= 0
-    real(real64), intent(in) :: ps(:)           !! surface pressure (ncol) [Pa]
-    real(real64), intent(in) :: sigma(:)        !! full-level sigma (nlev), k = 1 at the top
-    real(real64), intent(in) :: sigma_half(0:)  !! half-level sigma (0:nlev)
-    real(real64), intent(in) :: solin(:)        !! TOA insolation (ncol) [W m-2]
-    real(real64), intent(in) :: shflx(:)        !! surface sensible heat flux, upward (ncol) [W m-2]
-    real(real64), intent(in) :: lhflx(:)        !! surface latent heat flux, upward (ncol) [W m-2]
-    real(real64), intent(in) :: dt              !! time the tendencies act over [s] (2 dt for a leapfrog host)
-    integer(int64), intent(in) :: step          !! GCM step number (random-number key)
-    integer, intent(in) :: column_ids(:)        !! global column ids (ncol) (random-number key)
-    integer(int64), intent(in) :: seed          !! run seed (random-number key)
-    real(real64), intent(out) :: dtdt(:, :)     !! temperature tendency (nlev, ncol) [K s-1]
-    real(real64), intent(out) :: dqdt(:, :)     !! humidity tendency (nlev, ncol) [kg kg-1 s-1]
-    real(real64), intent(out) :: fsnt(:)        !! net downward shortwave at the top [W m-2]
-    real(real64), intent(out) :: fsns(:)        !! net downward shortwave at the surface [W m-2]
-    real(real64), intent(out) :: flnt(:)        !! net upward longwave at the top (OLR) [W m-2]
-    real(real64), intent(out) :: flns(:)        !! net upward longwave at the surface [W m-2]
-    real(real64), intent(out) :: precip(:)      !! surface precipitation [kg m-2 s-1] (= mm s-1)
+    type(column_inputs), intent(in) :: inputs
+    type(column_outputs), intent(inout) :: outputs
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     real(real64), intent(out), optional :: cloud_fraction(:, :)    !! mean cloud fraction (nlev, ncol)
@@ -219,21 +170,26 @@ contains
     real(real64), intent(out), optional :: precip_convective(:)    !! convective part of precip [kg m-2 s-1]
     real(real64), intent(out), optional :: radiative_heating(:, :) !! radiative part of dtdt [K s-1]
 
-    real(real64) :: col_cf(nlev), col_cw(nlev), col_qrad(nlev), col_pconv
-    integer :: i
+    real(real64) :: col_cf(inputs%nlev), col_cw(inputs%nlev), col_qrad(inputs%nlev), col_pconv
+    integer :: i, ncol, nlev
 
+    ncol = inputs%ncol
+    nlev = inputs%nlev
     call physics_config_validate(config, stat, msg)
-    if (stat /= physics_ok) return
-    call check_column_geometry(ncol, nlev, sigma, sigma_half, stat, msg)
-    if (stat /= physics_ok) return
+    if (stat /= gcm_ok) return
+    call check_column_geometry(ncol, nlev, inputs%sigma, inputs%sigma_half, stat, msg)
+    if (stat /= gcm_ok) return
     call check_inputs(stat, msg)
-    if (stat /= physics_ok) return
+    if (stat /= gcm_ok) return
+    call reserve_column_outputs(outputs, nlev, ncol)
 
     !$omp parallel do schedule(dynamic, 8) private(col_cf, col_cw, col_qrad, col_pconv)
     do i = 1, ncol
-      call reference_column(config, nlev, t(:, i), q(:, i), ps(i), sigma, sigma_half, solin(i), &
-                            shflx(i), lhflx(i), dt, step, column_ids(i), seed, dtdt(:, i), dqdt(:, i), &
-                            fsnt(i), fsns(i), flnt(i), flns(i), precip(i), col_cf, col_cw, col_pconv, col_qrad)
+      call reference_column(config, nlev, inputs%t(:, i), inputs%q(:, i), inputs%ps(i), inputs%sigma, &
+                            inputs%sigma_half, inputs%solin(i), inputs%shflx(i), inputs%lhflx(i), inputs%dt, &
+                            inputs%step, inputs%column_ids(i), inputs%seed, outputs%dtdt(:, i), outputs%dqdt(:, i), &
+                            outputs%fsnt(i), outputs%fsns(i), outputs%flnt(i), outputs%flns(i), outputs%precip(i), &
+                            col_cf, col_cw, col_pconv, col_qrad)
       if (present(cloud_fraction)) cloud_fraction(:, i) = col_cf
       if (present(cloud_water)) cloud_water(:, i) = col_cw
       if (present(precip_convective)) precip_convective(i) = col_pconv
@@ -249,16 +205,20 @@ contains
       character(len=160) :: line
       integer :: j, k
 
-      stat = physics_err_state
-      if (any(shape(t) /= [nlev, ncol]) .or. any(shape(q) /= [nlev, ncol]) .or. &
-          any(shape(dtdt) /= [nlev, ncol]) .or. any(shape(dqdt) /= [nlev, ncol])) then
-        msg = 'emulated physics: T, q, dTdt and dqdt must have shape (nlev, ncol)'
+      stat = gcm_err_state
+      if (.not. (allocated(inputs%t) .and. allocated(inputs%q) .and. allocated(inputs%ps) .and. &
+                 allocated(inputs%solin) .and. allocated(inputs%shflx) .and. allocated(inputs%lhflx) .and. &
+                 allocated(inputs%column_ids))) then
+        msg = 'emulated physics: the column inputs are not set (set_column_inputs)'
         return
       end if
-      if (size(ps) /= ncol .or. size(solin) /= ncol .or. size(shflx) /= ncol .or. &
-          size(lhflx) /= ncol .or. size(column_ids) /= ncol .or. size(fsnt) /= ncol .or. &
-          size(fsns) /= ncol .or. size(flnt) /= ncol .or. size(flns) /= ncol .or. size(precip) /= ncol) then
-        msg = 'emulated physics: ps, solin, shflx, lhflx, column_ids and the flux outputs need ncol values'
+      if (any(shape(inputs%t) /= [nlev, ncol]) .or. any(shape(inputs%q) /= [nlev, ncol])) then
+        msg = 'emulated physics: T and q must have shape (nlev, ncol)'
+        return
+      end if
+      if (size(inputs%ps) /= ncol .or. size(inputs%solin) /= ncol .or. size(inputs%shflx) /= ncol .or. &
+          size(inputs%lhflx) /= ncol .or. size(inputs%column_ids) /= ncol) then
+        msg = 'emulated physics: ps, solin, shflx, lhflx and column_ids need ncol values'
         return
       end if
       if (present(cloud_fraction)) then
@@ -281,51 +241,51 @@ contains
           msg = 'emulated physics: precip_convective needs ncol values'; return
         end if
       end if
-      stat = physics_err_config
-      if (.not. (dt > 0 .and. ieee_is_finite(dt))) then
+      stat = gcm_err_config
+      if (.not. (inputs%dt > 0 .and. ieee_is_finite(inputs%dt))) then
         msg = 'emulated physics: dt must be positive and finite'
         return
       end if
 
       do j = 1, ncol
-        stat = physics_err_nonfinite
-        if (.not. (all(ieee_is_finite(t(:, j))) .and. all(ieee_is_finite(q(:, j))) .and. &
-                   ieee_is_finite(ps(j)) .and. ieee_is_finite(solin(j)) .and. &
-                   ieee_is_finite(shflx(j)) .and. ieee_is_finite(lhflx(j)))) then
+        stat = gcm_err_nonfinite
+        if (.not. (all(ieee_is_finite(inputs%t(:, j))) .and. all(ieee_is_finite(inputs%q(:, j))) .and. &
+                   ieee_is_finite(inputs%ps(j)) .and. ieee_is_finite(inputs%solin(j)) .and. &
+                   ieee_is_finite(inputs%shflx(j)) .and. ieee_is_finite(inputs%lhflx(j)))) then
           write(line, '(a,i0,a,i0,a)') 'emulated physics: non-finite input in column ', j, &
-                                      ' (id ', column_ids(j), ')'
+                                      ' (id ', inputs%column_ids(j), ')'
           msg = trim(line)
           return
         end if
-        stat = physics_err_unphysical
+        stat = gcm_err_unphysical
         do k = 1, nlev
-          if (t(k, j) < t_min_valid .or. t(k, j) > t_max_valid) then
-            write(line, '(a,es10.3,a,i0,a,i0,a,i0,a)') 'emulated physics: temperature ', t(k, j), &
-              ' K outside [100, 400] K at level ', k, ' of column ', j, ' (id ', column_ids(j), ')'
+          if (inputs%t(k, j) < t_min_valid .or. inputs%t(k, j) > t_max_valid) then
+            write(line, '(a,es10.3,a,i0,a,i0,a,i0,a)') 'emulated physics: temperature ', inputs%t(k, j), &
+              ' K outside [100, 400] K at level ', k, ' of column ', j, ' (id ', inputs%column_ids(j), ')'
             msg = trim(line)
             return
           end if
-          if (q(k, j) < 0 .or. q(k, j) > q_max_valid) then
-            write(line, '(a,es10.3,a,i0,a,i0,a,i0,a)') 'emulated physics: specific humidity ', q(k, j), &
-              ' outside [0, 0.1] kg/kg at level ', k, ' of column ', j, ' (id ', column_ids(j), ')'
+          if (inputs%q(k, j) < 0 .or. inputs%q(k, j) > q_max_valid) then
+            write(line, '(a,es10.3,a,i0,a,i0,a,i0,a)') 'emulated physics: specific humidity ', inputs%q(k, j), &
+              ' outside [0, 0.1] kg/kg at level ', k, ' of column ', j, ' (id ', inputs%column_ids(j), ')'
             msg = trim(line)
             return
           end if
         end do
-        if (ps(j) < ps_min_valid .or. ps(j) > ps_max_valid) then
-          write(line, '(a,es10.3,a,i0,a,i0,a)') 'emulated physics: surface pressure ', ps(j), &
-            ' Pa outside [3e4, 1.2e5] Pa in column ', j, ' (id ', column_ids(j), ')'
+        if (inputs%ps(j) < ps_min_valid .or. inputs%ps(j) > ps_max_valid) then
+          write(line, '(a,es10.3,a,i0,a,i0,a)') 'emulated physics: surface pressure ', inputs%ps(j), &
+            ' Pa outside [3e4, 1.2e5] Pa in column ', j, ' (id ', inputs%column_ids(j), ')'
           msg = trim(line)
           return
         end if
-        if (solin(j) < 0 .or. solin(j) > 1.0001_real64 * config%solar_constant) then
-          write(line, '(a,es10.3,a,i0,a,i0,a)') 'emulated physics: insolation ', solin(j), &
-            ' W/m2 outside [0, S0] in column ', j, ' (id ', column_ids(j), ')'
+        if (inputs%solin(j) < 0 .or. inputs%solin(j) > 1.0001_real64 * config%solar_constant) then
+          write(line, '(a,es10.3,a,i0,a,i0,a)') 'emulated physics: insolation ', inputs%solin(j), &
+            ' W/m2 outside [0, S0] in column ', j, ' (id ', inputs%column_ids(j), ')'
           msg = trim(line)
           return
         end if
       end do
-      stat = physics_ok
+      stat = gcm_ok
       msg = ''
     end subroutine check_inputs
 

@@ -1,7 +1,7 @@
 module insolation
   !! Solar radiation at the top of the atmosphere (circular orbit).
   use iso_fortran_env, only: real64
-  use physics_constants, only: pi, seconds_per_day
+  use gcm_constants, only: pi, seconds_per_day
   use physics_configuration, only: physics_config
   implicit none
   private

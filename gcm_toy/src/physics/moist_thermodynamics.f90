@@ -7,7 +7,7 @@ module moist_thermodynamics
   !! humidity q_s = eps e_s / (p - (1 - eps) e_s). A constant L_v keeps the
   !! energy budget of the physics exact (cp T + L_v q is conserved).
   use iso_fortran_env, only: real64
-  use physics_constants, only: latent_heat_vap, rv, eps_vapour, es_reference, t_reference_es
+  use gcm_constants, only: latent_heat_vap, rv, eps_vapour, es_reference, t_reference_es
   implicit none
   private
   public :: saturation_vapour_pressure, saturation_humidity, saturation_humidity_and_slope

@@ -7,7 +7,7 @@ module physics_configuration
   !! state and the (seed, step, column id) key of the random numbers fully
   !! determine the result.
   use iso_fortran_env, only: real64
-  use physics_status, only: physics_ok, physics_err_config
+  use gcm_status, only: gcm_ok, gcm_err_config
   implicit none
   private
   public :: physics_config, physics_config_validate, physics_config_read, physics_config_write
@@ -150,13 +150,13 @@ module physics_configuration
 contains
 
   subroutine physics_config_validate(config, stat, msg)
-    !! Check every setting; stat = physics_ok or physics_err_config with a
+    !! Check every setting; stat = gcm_ok or gcm_err_config with a
     !! one-line message naming the first bad setting.
     type(physics_config), intent(in) :: config
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
 
-    stat = physics_err_config
+    stat = gcm_err_config
     if (config%n_subcolumns < 1) then
       msg = 'physics_config: n_subcolumns must be >= 1'
     else if (config%n_substeps < 1) then
@@ -228,7 +228,7 @@ contains
     else if (config%year_length_days <= 0 .or. config%day_length <= 0) then
       msg = 'physics_config: year_length_days and day_length must be > 0'
     else
-      stat = physics_ok
+      stat = gcm_ok
       msg = ''
     end if
   end subroutine physics_config_validate
@@ -253,13 +253,13 @@ contains
     if (len_trim(text) > 0) then
       read(text, nml=physics_settings, iostat=ios, iomsg=iom)
       if (ios /= 0) then
-        stat = physics_err_config
+        stat = gcm_err_config
         msg = 'physics settings: ' // trim(iom)
         return
       end if
     end if
     call physics_config_validate(physics, stat, msg)
-    if (stat == physics_ok) config = physics
+    if (stat == gcm_ok) config = physics
   end subroutine physics_config_read
 
   subroutine physics_config_write(config, lines, stat)

@@ -10,15 +10,16 @@ module physics_driver
   !!      (the reference physics, or a network: THE replacement point)
   !!   5. sum; fill any negative humidity conservatively within its column
   use iso_fortran_env, only: real64, int64
-  use physics_constants, only: gravity
+  use gcm_constants, only: gravity
   use ieee_arithmetic, only: ieee_is_finite
-  use physics_status, only: physics_ok, physics_err_state, physics_err_nonfinite
+  use gcm_status, only: gcm_ok, gcm_err_state, gcm_err_nonfinite
   use physics_configuration, only: physics_config, physics_config_validate
   use sea_surface, only: sst_qobs
   use insolation, only: toa_insolation
   use surface_fluxes, only: compute_surface_fluxes
   use boundary_layer, only: compute_boundary_layer
   use emulated_physics, only: emulated_physics_scheme, check_column_geometry
+  use column_physics_io, only: column_inputs, column_outputs, set_column_inputs, reserve
   implicit none
   private
   public :: physics_diagnostics, physics_driver_step
@@ -32,10 +33,11 @@ module physics_driver
     real(real64), allocatable :: lhflx(:)    !! latent heat flux, upward [W m-2]
     real(real64), allocatable :: evap(:)     !! evaporation [kg m-2 s-1]
     real(real64), allocatable :: taux(:), tauy(:)  !! surface stress on the atmosphere [N m-2]
-    real(real64), allocatable :: fsnt(:), fsns(:), flnt(:), flns(:)  !! [W m-2], CAM signs
-    real(real64), allocatable :: precip(:)   !! [kg m-2 s-1]
-    real(real64), allocatable :: dtdt_emulated(:, :)  !! emulated-physics part of dT/dt [K s-1]
-    real(real64), allocatable :: dqdt_emulated(:, :)  !! emulated-physics part of dq/dt [kg kg-1 s-1]
+    type(column_inputs) :: emulated_inputs
+      !! the emulated physics' inputs (the host's state, insolation and fluxes)
+    type(column_outputs) :: emulated
+      !! the emulated physics' outputs: its part of dT/dt and dq/dt, the
+      !! CAM-sign radiative fluxes [W m-2] and precipitation [kg m-2 s-1]
     real(real64), allocatable :: q_filled(:)  !! water moved by the negative-humidity filler [kg m-2]
   end type physics_diagnostics
 
@@ -70,10 +72,10 @@ contains
     real(real64), allocatable :: dtdt_pbl(:, :), dqdt_pbl(:, :)
 
     call physics_config_validate(config, stat, msg)
-    if (stat /= physics_ok) return
+    if (stat /= gcm_ok) return
     call check_column_geometry(ncol, nlev, sigma, sigma_half, stat, msg)
-    if (stat /= physics_ok) return
-    stat = physics_err_state
+    if (stat /= gcm_ok) return
+    stat = gcm_err_state
     if (any(shape(t) /= [nlev, ncol]) .or. any(shape(q) /= [nlev, ncol]) .or. &
         any(shape(u) /= [nlev, ncol]) .or. any(shape(v) /= [nlev, ncol]) .or. &
         any(shape(dtdt) /= [nlev, ncol]) .or. any(shape(dqdt) /= [nlev, ncol]) .or. &
@@ -91,7 +93,7 @@ contains
         return
       end if
     end if
-    call allocate_diagnostics(diag, ncol, nlev)
+    call allocate_diagnostics(diag, ncol)
     allocate(dtdt_pbl(nlev, ncol), dqdt_pbl(nlev, ncol))
 
     ! 1-3: the host physics, never emulated.
@@ -108,24 +110,23 @@ contains
                                 dtdt_pbl, dqdt_pbl, dudt, dvdt)
 
     ! 4: the emulated physics.
-    call scheme%compute(config, ncol, nlev, t, q, ps, sigma, sigma_half, diag%solin, &
-                        diag%shflx, diag%lhflx, dt, step, column_ids, seed, &
-                        diag%dtdt_emulated, diag%dqdt_emulated, &
-                        diag%fsnt, diag%fsns, diag%flnt, diag%flns, diag%precip, stat, msg)
-    if (stat /= physics_ok) return
+    call set_column_inputs(diag%emulated_inputs, t, q, ps, diag%solin, diag%shflx, diag%lhflx, sigma, sigma_half, &
+                           dt, step, column_ids, seed)
+    call scheme%compute(config, diag%emulated_inputs, diag%emulated, stat, msg)
+    if (stat /= gcm_ok) return
     call check_scheme_outputs(stat, msg)
-    if (stat /= physics_ok) return
+    if (stat /= gcm_ok) return
 
     ! 5: sum.
-    dtdt = dtdt_pbl + diag%dtdt_emulated
-    dqdt = dqdt_pbl + diag%dqdt_emulated
+    dtdt = dtdt_pbl + diag%emulated%dtdt
+    dqdt = dqdt_pbl + diag%emulated%dqdt
     diag%q_filled = 0.0_real64
     if (.not. present(fill_humidity)) then
       call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
     else if (fill_humidity) then
       call fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, diag%q_filled)
     end if
-    stat = physics_ok
+    stat = gcm_ok
     msg = ''
 
   contains
@@ -137,45 +138,30 @@ contains
       character(len=120) :: line
       integer :: i
       do i = 1, ncol
-        if (.not. (all(ieee_is_finite(diag%dtdt_emulated(:, i))) .and. all(ieee_is_finite(diag%dqdt_emulated(:, i))) &
-                   .and. ieee_is_finite(diag%fsnt(i)) .and. ieee_is_finite(diag%fsns(i)) .and. &
-                   ieee_is_finite(diag%flnt(i)) .and. ieee_is_finite(diag%flns(i)) .and. ieee_is_finite(diag%precip(i)))) then
+        if (.not. (all(ieee_is_finite(diag%emulated%dtdt(:, i))) .and. &
+                   all(ieee_is_finite(diag%emulated%dqdt(:, i))) .and. &
+                   ieee_is_finite(diag%emulated%fsnt(i)) .and. ieee_is_finite(diag%emulated%fsns(i)) .and. &
+                   ieee_is_finite(diag%emulated%flnt(i)) .and. ieee_is_finite(diag%emulated%flns(i)) .and. &
+                   ieee_is_finite(diag%emulated%precip(i)))) then
           write(line, '(a,i0,a,i0,a)') 'physics driver: the emulated physics returned a non-finite value in column ', &
             i, ' (id ', column_ids(i), ')'
-          stat = physics_err_nonfinite
+          stat = gcm_err_nonfinite
           msg = trim(line)
           return
         end if
       end do
-      stat = physics_ok
+      stat = gcm_ok
       msg = ''
     end subroutine check_scheme_outputs
 
   end subroutine physics_driver_step
 
-  subroutine allocate_diagnostics(diag, ncol, nlev)
+  subroutine allocate_diagnostics(diag, ncol)
     type(physics_diagnostics), intent(inout) :: diag
-    integer, intent(in) :: ncol, nlev
-    call vector(diag%sst); call vector(diag%solin); call vector(diag%shflx); call vector(diag%lhflx)
-    call vector(diag%evap); call vector(diag%taux); call vector(diag%tauy)
-    call vector(diag%fsnt); call vector(diag%fsns); call vector(diag%flnt); call vector(diag%flns)
-    call vector(diag%precip); call vector(diag%q_filled)
-    call matrix(diag%dtdt_emulated); call matrix(diag%dqdt_emulated)
-  contains
-    subroutine vector(a)
-      real(real64), allocatable, intent(inout) :: a(:)
-      if (allocated(a)) then
-        if (size(a) /= ncol) deallocate(a)
-      end if
-      if (.not. allocated(a)) allocate(a(ncol))
-    end subroutine vector
-    subroutine matrix(a)
-      real(real64), allocatable, intent(inout) :: a(:, :)
-      if (allocated(a)) then
-        if (size(a, 1) /= nlev .or. size(a, 2) /= ncol) deallocate(a)
-      end if
-      if (.not. allocated(a)) allocate(a(nlev, ncol))
-    end subroutine matrix
+    integer, intent(in) :: ncol
+    call reserve(diag%sst, ncol); call reserve(diag%solin, ncol); call reserve(diag%shflx, ncol)
+    call reserve(diag%lhflx, ncol); call reserve(diag%evap, ncol); call reserve(diag%taux, ncol)
+    call reserve(diag%tauy, ncol); call reserve(diag%q_filled, ncol)
   end subroutine allocate_diagnostics
 
   subroutine fill_negative_humidity(ncol, nlev, dt, q, ps, sigma_half, dqdt, filled)

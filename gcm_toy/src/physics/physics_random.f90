@@ -11,7 +11,7 @@ module physics_random
   !! Unsigned 32-bit words are held in int64 and every product is split into
   !! 16-bit halves, so no intermediate overflows a signed 64-bit integer.
   use iso_fortran_env, only: int64, real64
-  use physics_constants, only: pi
+  use gcm_constants, only: pi
   implicit none
   private
   public :: philox4x32_10, random_uniform4, random_normal_pair

@@ -28,7 +28,7 @@ module radiation
   !! Heating: cp dp/g dT/dt = -(F_net_up(k-1) - F_net_up(k)) per layer, so the
   !! column heating equals FSNT - FSNS - FLNT + FLNS to rounding.
   use iso_fortran_env, only: real64
-  use physics_constants, only: cp, stefan_boltzmann, rho_water
+  use gcm_constants, only: cp, stefan_boltzmann, rho_water
   use physics_configuration, only: physics_config
   implicit none
   private

@@ -1,7 +1,7 @@
 module sea_surface
   !! Prescribed sea-surface temperature of the aquaplanet.
   use iso_fortran_env, only: real64
-  use physics_constants, only: pi, t_freeze
+  use gcm_constants, only: pi, t_freeze
   implicit none
   private
   public :: sst_qobs

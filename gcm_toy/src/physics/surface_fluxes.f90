@@ -7,7 +7,7 @@ module surface_fluxes
   !! the host physics (never emulated): the emulated physics receives SH and
   !! L_v E as inputs.
   use iso_fortran_env, only: real64
-  use physics_constants, only: rd, cp, kappa, latent_heat_vap
+  use gcm_constants, only: rd, cp, kappa, latent_heat_vap
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity
   implicit none

@@ -13,7 +13,7 @@
 # The FKB library is built with CMake into $COUPLING_BUILD_DIR/fkb
 # (`cmake -S fortran -B <dir>`), linked as libfkb.a -lopenblas. The test
 # networks are written by make_test_networks.py with the project's venv
-# ($PYTHON, default /work/main/.venv/bin/python or python3).
+# ($PYTHON, default: the repository's .venv/bin/python if there is one, else python3).
 # Build products go to $COUPLING_BUILD_DIR (default ./build next to this script).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,10 +32,10 @@ dycore=(gcm_constants gcm_status gcm_config gcm_gaussian_grid gcm_legendre gcm_f
         gcm_spectral_transform gcm_vertical gcm_state gcm_physics_interface gcm_held_suarez
         gcm_moisture_fixer gcm_diagnostics gcm_dynamics gcm_checkpoint gcm_model
         gcm_initial_conditions gcm_dycore)
-physics=(physics_constants physics_status physics_configuration physics_random moist_thermodynamics
+physics=(physics_configuration physics_random moist_thermodynamics
          sea_surface insolation surface_fluxes boundary_layer convection condensation clouds radiation
-         emulated_physics physics_driver)
-coupling=(gcm_emulator_interface gcm_finetune gcm_emulator gcm_aquaplanet)
+         column_physics_io emulated_physics physics_driver)
+coupling=(gcm_emulator_interface gcm_finetune gcm_emulator_networks gcm_emulator gcm_aquaplanet gcm_physics_choice)
 sources=()
 for m in "${dycore[@]}"; do sources+=("$src/$m.f90"); done
 for m in "${physics[@]}"; do sources+=("$src/physics/$m.f90"); done

@@ -54,11 +54,11 @@ program test_aquaplanet_run
       ! the physics of this step saw the state of step-1 (leapfrog n-1):
       ! over the steps spinup*spd+1 .. nsteps it covers the same interval
       ! as the storage change, shifted by one step
-      precip = sum(phys%diag%precip * model%column_area)
+      precip = sum(phys%diag%emulated%precip * model%column_area)
       evap = sum(phys%diag%evap * model%column_area)
       precip_sum = precip_sum + precip
       evap_sum = evap_sum + evap
-      precip_zonal = precip_zonal + sum(reshape(phys%diag%precip, [model%config%nlon, model%config%nlat]), dim=1) &
+      precip_zonal = precip_zonal + sum(reshape(phys%diag%emulated%precip, [model%config%nlon, model%config%nlat]), dim=1) &
                      / model%config%nlon
       nsamples = nsamples + 1
     end if

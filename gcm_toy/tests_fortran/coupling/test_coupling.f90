@@ -13,15 +13,17 @@ program test_coupling
   use iso_fortran_env, only: int64, real64
   use test_support, only: test_counter, check, report
   use gcm_dycore, only: wp, model_config, climate_model, model_init, model_step, gcm_ok, gcm_err_physics, &
-                        gcm_err_config, gcm_err_state, gcm_err_unphysical, gcm_err_nonfinite
-  use physics_status, only: physics_ok, physics_err_config, physics_err_nonfinite
+                        gcm_err_config, gcm_err_state, gcm_err_unphysical, gcm_err_nonfinite, physics_scheme, &
+                        held_suarez_forcing
   use physics_configuration, only: physics_config
-  use physics_constants, only: gravity
+  use gcm_constants, only: gravity
   use moist_thermodynamics, only: saturation_humidity
   use gcm_emulator_interface, only: emulator_n_inputs, emulator_n_outputs, emulator_input_name, &
                                     emulator_input_units, emulator_output_name, emulator_output_units, &
                                     pack_emulator_inputs, pack_emulator_outputs, unpack_emulator_outputs
   use gcm_emulator, only: emulator_physics, emulator_options, emulator_physics_setup
+  use gcm_physics_choice, only: physics_options, select_physics
+  use column_physics_io, only: column_inputs, column_outputs, set_column_inputs
   use gcm_aquaplanet, only: aquaplanet_config, aquaplanet_physics, aquaplanet_physics_setup, &
                             aquaplanet_emulator_setup, aquaplanet_get_training_batch, &
                             aquaplanet_get_surface_diagnostics, aquaplanet_get_cloud_fraction, set_aquaplanet_start
@@ -48,6 +50,7 @@ program test_coupling
   call test_huge_output_float64_crashes_state()
   call test_reference_batch_and_diagnostics()
   call test_setup_errors()
+  call test_select_physics()
   call report(tc)
 
 contains
@@ -173,26 +176,46 @@ contains
                'interface: Fortran names, units and sizes equal emulators/interface.py (nlev ' // trim(tag) // ')')
   end subroutine test_interface_matches_python
 
+  function host_batch_inputs(model, phys) result(x)
+    !! The emulator inputs of the last physics step as the host saw them:
+    !! the dycore's columns (T, q, ps at n-1) and the host's insolation and
+    !! surface fluxes, packed in interface order.
+    type(climate_model), intent(in) :: model
+    type(aquaplanet_physics), intent(in) :: phys
+    real(wp), allocatable :: x(:, :)
+    type(column_inputs) :: inputs
+    call set_column_inputs(inputs, model%columns%t, model%columns%q, model%columns%ps, phys%diag%solin, &
+                           phys%diag%shflx, phys%diag%lhflx, model%columns%sigma, model%columns%sigma_half, &
+                           model%columns%dt, model%columns%step, phys%column_ids, phys%config%seed)
+    allocate (x(emulator_n_inputs(inputs%nlev), inputs%ncol))
+    call pack_emulator_inputs(inputs, x)
+  end function host_batch_inputs
+
   subroutine test_pack_unpack()
     real(wp) :: t(nlev, ncol), q(nlev, ncol), ps(ncol), solin(ncol), shflx(ncol), lhflx(ncol)
     real(wp) :: sigma(nlev), sigma_half(0:nlev)
     real(wp) :: x(2 * nlev + 4, ncol), y(2 * nlev + 5, ncol), y2(2 * nlev + 5, ncol)
-    real(wp) :: a(nlev, ncol), b(nlev, ncol), f(ncol, 5)
+    type(column_inputs) :: inputs
+    type(column_outputs) :: outputs
+    integer :: i
     call sample_columns(ncol, t, q, ps, solin, shflx, lhflx, sigma, sigma_half)
-    call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, x)
+    call set_column_inputs(inputs, t, q, ps, solin, shflx, lhflx, sigma, sigma_half, 3600.0_wp, 1_int64, &
+                           [(i, i = 1, ncol)], 1_int64)
+    call pack_emulator_inputs(inputs, x)
     call check(tc, all(x(1:nlev, :) == t) .and. all(x(nlev + 1:2 * nlev, :) == q) .and. &
                all(x(2 * nlev + 1, :) == ps) .and. all(x(2 * nlev + 2, :) == solin) .and. &
                all(x(2 * nlev + 3, :) == shflx) .and. all(x(2 * nlev + 4, :) == lhflx), &
                'pack inputs: T, Q, PS, SOLIN, SHFLX, LHFLX in interface order')
     call random_number(y)
-    call unpack_emulator_outputs(nlev, y, a, b, f(:, 1), f(:, 2), f(:, 3), f(:, 4), f(:, 5))
-    call pack_emulator_outputs(nlev, a, b, f(:, 1), f(:, 2), f(:, 3), f(:, 4), f(:, 5), y2)
-    call check(tc, all(y2 == y) .and. all(a == y(1:nlev, :)) .and. all(f(:, 5) == y(2 * nlev + 5, :)), &
-               'unpack/pack outputs round trip')
+    call unpack_emulator_outputs(nlev, y, outputs)
+    call pack_emulator_outputs(outputs, y2)
+    call check(tc, all(y2 == y) .and. all(outputs%dtdt == y(1:nlev, :)) .and. &
+               all(outputs%precip == y(2 * nlev + 5, :)), 'unpack/pack outputs round trip')
   end subroutine test_pack_unpack
 
   subroutine run_emulator(emu, dt, x, y, stat, msg, q_in)
-    !! Call the emulated-physics interface on the sample columns; x, y packed.
+    !! Call the emulated-physics interface on the sample columns; x, y packed
+    !! (y zero when the emulator failed before it had outputs).
     type(emulator_physics), intent(inout) :: emu
     real(wp), intent(in) :: dt
     real(wp), intent(out) :: x(2 * nlev + 4, ncol), y(2 * nlev + 5, ncol)
@@ -200,15 +223,18 @@ contains
     character(len=:), allocatable, intent(out) :: msg
     real(wp), intent(out), optional :: q_in(nlev, ncol)
     real(wp) :: t(nlev, ncol), q(nlev, ncol), ps(ncol), solin(ncol), shflx(ncol), lhflx(ncol)
-    real(wp) :: sigma(nlev), sigma_half(0:nlev), dtdt(nlev, ncol), dqdt(nlev, ncol), f(ncol, 5)
+    real(wp) :: sigma(nlev), sigma_half(0:nlev)
     integer :: ids(ncol), i
     type(physics_config) :: config
+    type(column_inputs) :: inputs
+    type(column_outputs) :: outputs
     call sample_columns(ncol, t, q, ps, solin, shflx, lhflx, sigma, sigma_half)
     ids = [(100 + i, i = 1, ncol)]
-    call emu%compute(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, shflx, lhflx, dt, 5_int64, &
-                     ids, 1_int64, dtdt, dqdt, f(:, 1), f(:, 2), f(:, 3), f(:, 4), f(:, 5), stat, msg)
-    call pack_emulator_inputs(nlev, t, q, ps, solin, shflx, lhflx, x)
-    call pack_emulator_outputs(nlev, dtdt, dqdt, f(:, 1), f(:, 2), f(:, 3), f(:, 4), f(:, 5), y)
+    call set_column_inputs(inputs, t, q, ps, solin, shflx, lhflx, sigma, sigma_half, dt, 5_int64, ids, 1_int64)
+    call emu%compute(config, inputs, outputs, stat, msg)
+    call pack_emulator_inputs(inputs, x)
+    y = 0.0_wp
+    if (allocated(outputs%dtdt)) call pack_emulator_outputs(outputs, y)
     if (present(q_in)) q_in = q
   end subroutine run_emulator
 
@@ -222,15 +248,15 @@ contains
     label = merge('float64', 'float32', use_real64)
     call emulator_physics_setup(emu, files('linear_L10.fkb'), nlev, &
                                 emulator_options(use_real64=use_real64), stat, msg)
-    call check(tc, stat == physics_ok, 'linear emulator (' // trim(label) // ') loads and passes the interface check')
-    if (stat /= physics_ok) then
+    call check(tc, stat == gcm_ok, 'linear emulator (' // trim(label) // ') loads and passes the interface check')
+    if (stat /= gcm_ok) then
       write (*, '(a)') '  ' // msg
       return
     end if
     call run_emulator(emu, 3600.0_wp, x, y, stat, msg)
     call linear_expected(x, expected)
     tol = merge(1e-6_wp, 1e-5_wp, use_real64)   ! weights are float32 in the file either way
-    call check(tc, stat == physics_ok .and. scaled_error(y, expected) < tol, &
+    call check(tc, stat == gcm_ok .and. scaled_error(y, expected) < tol, &
                'linear emulator (' // trim(label) // '): scattered dT/dt, dq/dt, fluxes, precip = A x + b', &
                scaled_error(y, expected), tol)
     call check(tc, any(y(2 * nlev + 5, :) < 0.0_wp), &
@@ -244,11 +270,11 @@ contains
     character(len=:), allocatable :: msg
     call emulator_physics_setup(emu, files('linear_L10.fkb', 'linear3_L10.fkb'), &
                                 nlev, emulator_options(), stat, msg)
-    call check(tc, stat == physics_ok .and. emu%n_members() == 2, 'ensemble of 2 networks loads')
+    call check(tc, stat == gcm_ok .and. emu%n_members() == 2, 'ensemble of 2 networks loads')
     call run_emulator(emu, 3600.0_wp, x, y, stat, msg)
     call linear_expected(x, expected)
     expected = 2.0_wp * expected    ! mean of (A x + b) and 3 (A x + b)
-    call check(tc, stat == physics_ok .and. scaled_error(y, expected) < 1e-5_wp, &
+    call check(tc, stat == gcm_ok .and. scaled_error(y, expected) < 1e-5_wp, &
                'ensemble: outputs are the members'' mean', scaled_error(y, expected), 1e-5_wp)
   end subroutine test_ensemble_mean
 
@@ -260,7 +286,7 @@ contains
     character(len=:), allocatable :: msg
     call emulator_physics_setup(emu, files('linear_L10.fkb', file), nlev, &
                                 emulator_options(use_real64=use_real64), stat, msg)
-    call check(tc, stat == physics_err_config .and. msg == expected // ' (' // path(file) // ')', &
+    call check(tc, stat == gcm_err_config .and. msg == expected // ' (' // path(file) // ')', &
                'mismatch refused: ' // msg)
     if (msg /= expected // ' (' // path(file) // ')') write (*, '(a)') '  expected: ' // expected
   end subroutine expect_refusal
@@ -282,7 +308,7 @@ contains
       .false.)
     call emulator_physics_setup(emu, files('no_such.fkb'), nlev, emulator_options(), &
                                 stat, msg)
-    call check(tc, stat == physics_err_config .and. index(msg, 'cannot load') > 0 .and. &
+    call check(tc, stat == gcm_err_config .and. index(msg, 'cannot load') > 0 .and. &
                index(msg, 'no_such.fkb') > 0, 'missing model file refused: ' // msg)
   end subroutine test_interface_mismatch
 
@@ -296,7 +322,7 @@ contains
     call emulator_physics_setup(emu, files('limiter_L10.fkb'), nlev, &
                                 emulator_options(use_real64=.true.), stat, msg)
     call run_emulator(emu, dt, x, y, stat, msg, q)
-    call check(tc, stat == physics_ok .and. all(abs(y(nlev + 1:2 * nlev, :) + 1e-3_wp * q) <= 1e-9_wp * q) .and. &
+    call check(tc, stat == gcm_ok .and. all(abs(y(nlev + 1:2 * nlev, :) + 1e-3_wp * q) <= 1e-9_wp * q) .and. &
                any(q + dt * y(nlev + 1:2 * nlev, :) < 0.0_wp), &
                'limiters off: dq/dt = -1e-3 q passes through, q + dt dq/dt < 0')
     call check(tc, all(abs(y(2 * nlev + 5, :) + 1e-5_wp) < 1e-12_wp), &
@@ -305,7 +331,7 @@ contains
     call emulator_physics_setup(emu, files('limiter_L10.fkb'), nlev, &
                                 emulator_options(use_real64=.true., limit_humidity=.true.), stat, msg)
     call run_emulator(emu, dt, x, y, stat, msg, q)
-    call check(tc, stat == physics_ok .and. all(q + dt * y(nlev + 1:2 * nlev, :) >= -1e-18_wp) .and. &
+    call check(tc, stat == gcm_ok .and. all(q + dt * y(nlev + 1:2 * nlev, :) >= -1e-18_wp) .and. &
                all(abs(y(nlev + 1:2 * nlev, :) + q / dt) <= 1e-12_wp * q / dt + tiny(1.0_wp)), &
                'limit_humidity: dq/dt clipped to -q/dt, q + dt dq/dt >= 0')
     call check(tc, all(abs(y(2 * nlev + 5, :) + 1e-5_wp) < 1e-12_wp), &
@@ -314,7 +340,7 @@ contains
     call emulator_physics_setup(emu, files('limiter_L10.fkb'), nlev, &
                                 emulator_options(limit_precipitation=.true.), stat, msg)
     call run_emulator(emu, dt, x, y, stat, msg, q)
-    call check(tc, stat == physics_ok .and. all(y(2 * nlev + 5, :) == 0.0_wp) .and. &
+    call check(tc, stat == gcm_ok .and. all(y(2 * nlev + 5, :) == 0.0_wp) .and. &
                any(q + dt * y(nlev + 1:2 * nlev, :) < 0.0_wp), &
                'limit_precipitation: precip clipped at 0, humidity not limited')
   end subroutine test_limiters
@@ -359,15 +385,14 @@ contains
     allocate (x(2 * nlev + 4, ncol_model), y(2 * nlev + 5, ncol_model), x_expected(2 * nlev + 4, ncol_model), &
               y_expected(2 * nlev + 5, ncol_model))
     call aquaplanet_get_training_batch(phys, x, y, status, message)
-    call pack_emulator_inputs(nlev, model%columns%t, model%columns%q, model%columns%ps, phys%diag%solin, &
-                              phys%diag%shflx, phys%diag%lhflx, x_expected)
+    x_expected = host_batch_inputs(model, phys)
     call check(tc, status == gcm_ok .and. all(x == x_expected), &
                'GCM + emulator: the batch holds the dycore''s columns (T, q, ps at n-1) and the host fluxes')
     call linear_expected(x, y_expected)
     call check(tc, scaled_error(y, y_expected) < 1e-5_wp, 'GCM + emulator: emulated outputs = A x + b', &
                scaled_error(y, y_expected), 1e-5_wp)
-    call check(tc, all(phys%diag%dtdt_emulated == y(1:nlev, :)) .and. &
-               all(phys%diag%precip == y(2 * nlev + 5, :)) .and. all(model%phys_tend%dpsdt == 0.0_wp), &
+    call check(tc, all(phys%diag%emulated%dtdt == y(1:nlev, :)) .and. &
+               all(phys%diag%emulated%precip == y(2 * nlev + 5, :)) .and. all(model%phys_tend%dpsdt == 0.0_wp), &
                'GCM + emulator: dT/dt and precip scattered, dps/dt = 0')
     call check(tc, phys%last_dt == 2.0_wp * model%config%dt .and. phys%last_step == 1, &
                'GCM + emulator: leapfrog step sees level n-1 and dt = 2 dt')
@@ -396,7 +421,7 @@ contains
                                    status, message)
     call model_step(model, 2, status, message, phys)
     q_min = minval(model%columns%q + model%columns%dt * model%phys_tend%dqdt)
-    call check(tc, status == gcm_ok .and. q_min >= -1e-18_wp .and. all(phys%diag%precip == 0.0_wp), &
+    call check(tc, status == gcm_ok .and. q_min >= -1e-18_wp .and. all(phys%diag%emulated%precip == 0.0_wp), &
                'GCM + emulator, limiters on: q + dt dq/dt >= 0 and precip = 0 [kg/kg]', q_min)
   end subroutine test_limiters_in_gcm
 
@@ -462,8 +487,7 @@ contains
     nc = model%columns%ncol
     allocate (x(2 * nlev + 4, nc), y(2 * nlev + 5, nc), x_expected(2 * nlev + 4, nc))
     call aquaplanet_get_training_batch(phys, x, y, status, message)
-    call pack_emulator_inputs(nlev, model%columns%t, model%columns%q, model%columns%ps, phys%diag%solin, &
-                              phys%diag%shflx, phys%diag%lhflx, x_expected)
+    x_expected = host_batch_inputs(model, phys)
     call check(tc, status == gcm_ok .and. all(x == x_expected), 'reference batch: inputs are the columns')
     dsigma = model%vert%dsigma
     worst = 0.0_wp
@@ -531,5 +555,58 @@ contains
     call check(tc, status == gcm_err_config .and. index(message, 'n_subcolumns') > 0, &
                'setup refuses an invalid physics config: ' // trim(message))
   end subroutine test_setup_errors
+
+  subroutine test_select_physics()
+    !! The choice by name, as a Fortran host (or the Python binding) makes it:
+    !! every name gives its scheme, a wrong choice is refused with a status
+    !! and a one-line message and leaves no scheme.
+    type(climate_model) :: model
+    type(physics_options) :: options
+    class(physics_scheme), allocatable :: physics
+    integer :: status
+    character(len=256) :: message
+    call small_model(model, 10)
+    call select_physics('none', model, options, physics, status, message)
+    call check(tc, status == gcm_ok .and. .not. allocated(physics), 'select_physics none: dynamics only')
+    call select_physics('held-suarez', model, options, physics, status, message)
+    call check(tc, status == gcm_ok .and. same_type_as(physics, held_suarez_forcing()), &
+               'select_physics held-suarez: the Held-Suarez forcing')
+    call select_physics('reference', model, options, physics, status, message)
+    call check(tc, status == gcm_ok .and. aquaplanet_mode(physics) == 'reference', &
+               'select_physics reference: the aquaplanet physics ' // trim(message))
+    options%emulator_paths = files('linear_L10.fkb')
+    call select_physics('emulator', model, options, physics, status, message)
+    call check(tc, status == gcm_ok .and. aquaplanet_mode(physics) == 'emulator', &
+               'select_physics emulator: the aquaplanet physics with the network ' // trim(message))
+    call select_physics('ensemble', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics) .and. &
+               index(message, 'ensemble: needs at least two model files') > 0, &
+               'select_physics refuses an ensemble of one: ' // trim(message))
+    options%emulator_paths = files('linear_L10.fkb', 'linear_L10.fkb')
+    call select_physics('emulator', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics) .and. &
+               index(message, 'emulator: needs exactly one model file, got 2') > 0, &
+               'select_physics refuses two files for one emulator: ' // trim(message))
+    call select_physics('superparameterized', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics) .and. &
+               index(message, "unknown scheme 'superparameterized'") > 0, &
+               'select_physics refuses an unknown name: ' // trim(message))
+    options%physics_settings = '&physics_settings physics%n_subcolumns = 0 /'
+    call select_physics('reference', model, options, physics, status, message)
+    call check(tc, status == gcm_err_config .and. .not. allocated(physics), &
+               'select_physics refuses invalid physics settings: ' // trim(message))
+  end subroutine test_select_physics
+
+  function aquaplanet_mode(physics) result(mode)
+    !! The mode of an aquaplanet physics ('reference', 'emulator', ...); '' for any other scheme.
+    class(physics_scheme), allocatable, intent(in) :: physics
+    character(len=:), allocatable :: mode
+    mode = ''
+    if (.not. allocated(physics)) return
+    select type (physics)
+    type is (aquaplanet_physics)
+      mode = physics%mode
+    end select
+  end function aquaplanet_mode
 
 end program test_coupling

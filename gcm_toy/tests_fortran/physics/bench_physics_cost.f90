@@ -7,12 +7,13 @@ program bench_physics_cost
   !! (cpu_time), the best of several repetitions, so that other processes on
   !! the machine do not inflate them.
   use iso_fortran_env, only: real32, real64, int64, output_unit
-  use physics_status, only: physics_ok
+  use gcm_status, only: gcm_ok
   use physics_configuration, only: physics_config
   use emulated_physics, only: emulated_physics_reference, reference_emulated_physics
+  use column_physics_io, only: column_inputs, column_outputs, set_column_inputs
   use physics_driver, only: physics_diagnostics, physics_driver_step
   use physics_random, only: random_uniform4
-  use physics_constants, only: pi
+  use gcm_constants, only: pi
   use physics_test_support, only: uniform_sigma, random_columns
   implicit none
 
@@ -34,18 +35,20 @@ contains
     integer, intent(in) :: nlev, nsub, nsubsteps
     real(real64) :: sigma(nlev), sigma_half(0:nlev)
     real(real64), allocatable :: t(:, :), q(:, :), u(:, :), v(:, :), ps(:), solin(:), sh(:), lh(:), lat(:), lon(:)
-    real(real64), allocatable :: dtdt(:, :), dqdt(:, :), dudt(:, :), dvdt(:, :), f(:, :)
+    real(real64), allocatable :: dtdt(:, :), dqdt(:, :), dudt(:, :), dvdt(:, :)
     integer, allocatable :: ids(:)
     integer :: stat, rep, i, nrep
     character(len=:), allocatable :: msg
     type(physics_config) :: config
     type(reference_emulated_physics) :: reference
     type(physics_diagnostics) :: diag
+    type(column_inputs) :: inputs
+    type(column_outputs) :: outputs
     real(real64) :: t_ref, t_drv, t_mlp64, t_mlp32, r(4), c0, c1
 
     allocate(t(nlev, ncol), q(nlev, ncol), u(nlev, ncol), v(nlev, ncol), ps(ncol), solin(ncol), sh(ncol), lh(ncol))
     allocate(lat(ncol), lon(ncol), dtdt(nlev, ncol), dqdt(nlev, ncol), dudt(nlev, ncol), dvdt(nlev, ncol))
-    allocate(f(5, ncol), ids(ncol))
+    allocate(ids(ncol))
     call uniform_sigma(nlev, sigma, sigma_half)
     call random_columns(ncol, nlev, sigma, 1_int64, t, q, ps, solin, sh, lh, 0.5_real64)
     do i = 1, ncol
@@ -61,16 +64,14 @@ contains
     config%n_substeps = nsubsteps
     nrep = 3
 
-    call emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, 1200.0_real64, &
-                                    1_int64, ids, 7_int64, dtdt, dqdt, f(1, :), f(2, :), f(3, :), f(4, :), f(5, :), &
-                                    stat, msg)
-    if (stat /= physics_ok) error stop msg
+    call set_column_inputs(inputs, t, q, ps, solin, sh, lh, sigma, sigma_half, 1200.0_real64, 1_int64, ids, 7_int64)
+    call emulated_physics_reference(config, inputs, outputs, stat, msg)
+    if (stat /= gcm_ok) error stop msg
     t_ref = huge(1.0_real64)
     do rep = 1, nrep
       call cpu_time(c0)
-      call emulated_physics_reference(config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, 1200.0_real64, &
-                                      int(rep, int64), ids, 7_int64, dtdt, dqdt, f(1, :), f(2, :), f(3, :), f(4, :), &
-                                      f(5, :), stat, msg)
+      inputs%step = int(rep, int64)
+      call emulated_physics_reference(config, inputs, outputs, stat, msg)
       call cpu_time(c1)
       t_ref = min(t_ref, 1e3_real64 * (c1 - c0))
     end do

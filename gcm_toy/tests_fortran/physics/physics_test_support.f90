@@ -2,7 +2,7 @@ module physics_test_support
   !! Shared helpers of the standalone physics tests: a pass/fail tally,
   !! sigma grids, and random but realistic tropical and midlatitude columns.
   use iso_fortran_env, only: real64, int64, output_unit
-  use physics_constants, only: gravity, cp, latent_heat_vap
+  use gcm_constants, only: gravity, cp, latent_heat_vap
   use physics_random, only: random_uniform4
   use moist_thermodynamics, only: saturation_humidity
   implicit none

@@ -12,13 +12,16 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$here/../../src/physics"
+dycore_src="$here/../../src"
 build="${PHYSICS_BUILD_DIR:-$here/build}"
 FC="${FC:-gfortran}"
 what="${1:-all}"
 
-modules=(physics_constants physics_status physics_configuration physics_random moist_thermodynamics
+# the model's one constants module and one status module (the dycore's), then the physics
+shared=(gcm_constants gcm_status)
+modules=(physics_configuration physics_random moist_thermodynamics
          sea_surface insolation surface_fluxes boundary_layer convection condensation clouds radiation
-         emulated_physics physics_driver)
+         column_physics_io emulated_physics physics_driver)
 debug_flags=(-std=f2018 -O0 -g -fcheck=all -ffpe-trap=invalid,zero,overflow -Wall -Wextra
              -Wno-compare-reals -Wno-unused-dummy-argument -fimplicit-none -fbacktrace)
 release_flags=(-std=f2018 -O2 -fimplicit-none)
@@ -27,6 +30,10 @@ compile() {  # compile <dir> <flags...>: the physics library and the test suppor
   local dir="$1"; shift
   mkdir -p "$dir"
   local objs=()
+  for m in "${shared[@]}"; do
+    "$FC" "$@" -J "$dir" -c "$dycore_src/$m.f90" -o "$dir/$m.o"
+    objs+=("$dir/$m.o")
+  done
   for m in "${modules[@]}"; do
     "$FC" "$@" -J "$dir" -c "$src/$m.f90" -o "$dir/$m.o"
     objs+=("$dir/$m.o")

@@ -12,8 +12,8 @@ program scm_rce
   !!
   !! Usage: scm_rce [days] [cooling_K_per_day] [nlev] [dt_seconds]
   use iso_fortran_env, only: real64, int64, output_unit
-  use physics_constants, only: pi, gravity, cp, latent_heat_vap, seconds_per_day, t_freeze
-  use physics_status, only: physics_ok
+  use gcm_constants, only: pi, gravity, cp, latent_heat_vap, seconds_per_day, t_freeze
+  use gcm_status, only: gcm_ok
   use physics_configuration, only: physics_config
   use moist_thermodynamics, only: saturation_humidity
   use emulated_physics, only: reference_emulated_physics
@@ -83,18 +83,18 @@ program scm_rce
     call physics_driver_step(config, reference, 1, nlev, dt, (istep - 1) * dt, int(istep, int64), 2024_int64, ids, &
                             lat, lon, sigma, sigma_half, t, q, u, v, ps, dtdt, dqdt, dudt, dvdt, diag, stat, msg, &
                             sst=[sst])
-    if (stat /= physics_ok) then
+    if (stat /= gcm_ok) then
       write(output_unit, '(a,i0,a,a)') 'scm_rce: physics failed at step ', istep, ': ', msg
       error stop 1
     end if
     if (istep == nsteps - n_average + 1) enthalpy_start = sum(cp * t(:, 1) * mass)
     if (istep > nsteps - n_average) then
-      precip = precip + diag%precip(1) / n_average
+      precip = precip + diag%emulated%precip(1) / n_average
       pconv = pconv + reference%precip_convective(1) / n_average
-      olr = olr + diag%flnt(1) / n_average
-      fsnt = fsnt + diag%fsnt(1) / n_average
-      fsns = fsns + diag%fsns(1) / n_average
-      flns = flns + diag%flns(1) / n_average
+      olr = olr + diag%emulated%flnt(1) / n_average
+      fsnt = fsnt + diag%emulated%fsnt(1) / n_average
+      fsns = fsns + diag%emulated%fsns(1) / n_average
+      flns = flns + diag%emulated%flns(1) / n_average
       lh = lh + diag%lhflx(1) / n_average
       sh = sh + diag%shflx(1) / n_average
       solin = solin + diag%solin(1) / n_average

@@ -1,10 +1,11 @@
 module test_driver_schemes
   !! A stand-in emulator for the test: a scheme that returns fixed outputs,
   !! to show the driver calls whatever scheme it is given.
-  use iso_fortran_env, only: real64, int64
+  use iso_fortran_env, only: real64
   use physics_configuration, only: physics_config
-  use physics_status, only: physics_ok
+  use gcm_status, only: gcm_ok
   use emulated_physics, only: emulated_physics_scheme
+  use column_physics_io, only: column_inputs, column_outputs, reserve_column_outputs
   implicit none
   private
   public :: constant_scheme
@@ -19,33 +20,24 @@ module test_driver_schemes
 
 contains
 
-  subroutine constant_compute(self, config, ncol, nlev, t, q, ps, sigma, sigma_half, solin, &
-                              shflx, lhflx, dt, step, column_ids, seed, dtdt, dqdt, &
-                              fsnt, fsns, flnt, flns, precip, stat, msg)
+  subroutine constant_compute(self, config, inputs, outputs, stat, msg)
     class(constant_scheme), intent(inout) :: self
     type(physics_config), intent(in) :: config
-    integer, intent(in) :: ncol, nlev
-    real(real64), intent(in) :: t(:, :), q(:, :), ps(:)
-    real(real64), intent(in) :: sigma(:), sigma_half(0:)
-    real(real64), intent(in) :: solin(:), shflx(:), lhflx(:)
-    real(real64), intent(in) :: dt
-    integer(int64), intent(in) :: step
-    integer, intent(in) :: column_ids(:)
-    integer(int64), intent(in) :: seed
-    real(real64), intent(out) :: dtdt(:, :), dqdt(:, :)
-    real(real64), intent(out) :: fsnt(:), fsns(:), flnt(:), flns(:), precip(:)
+    type(column_inputs), intent(in) :: inputs
+    type(column_outputs), intent(inout) :: outputs
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
     self%calls = self%calls + 1
-    dtdt = self%heating
-    dqdt = 0
-    dqdt(10, :) = -self%drying * q(10, :) / dt
-    fsnt = 0
-    fsns = 0
-    flnt = 0
-    flns = 0
-    precip = 0
-    stat = physics_ok
+    call reserve_column_outputs(outputs, inputs%nlev, inputs%ncol)
+    outputs%dtdt = self%heating
+    outputs%dqdt = 0
+    outputs%dqdt(10, :) = -self%drying * inputs%q(10, :) / inputs%dt
+    outputs%fsnt = 0
+    outputs%fsns = 0
+    outputs%flnt = 0
+    outputs%flns = 0
+    outputs%precip = 0
+    stat = gcm_ok
     msg = ''
   end subroutine constant_compute
 
@@ -55,9 +47,9 @@ program test_physics_driver
   !! The physics driver on a batch of columns: total budgets including the
   !! surface, the emulator replacement point, batch-split independence.
   use iso_fortran_env, only: real64, int64, output_unit
-  use physics_constants, only: pi, cp, latent_heat_vap
+  use gcm_constants, only: pi, cp, latent_heat_vap
   use ieee_arithmetic, only: ieee_value, ieee_quiet_nan
-  use physics_status, only: physics_ok, physics_err_nonfinite
+  use gcm_status, only: gcm_ok, gcm_err_nonfinite
   use physics_configuration, only: physics_config
   use emulated_physics, only: reference_emulated_physics
   use physics_driver, only: physics_diagnostics, physics_driver_step
@@ -100,20 +92,21 @@ program test_physics_driver
 
   call physics_driver_step(config, reference, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt, dqdt, dudt, dvdt, diag, stat, msg)
-  call check(stat == physics_ok, 'driver: runs with the reference physics ('//msg//')')
+  call check(stat == gcm_ok, 'driver: runs with the reference physics ('//msg//')')
 
   worst_water = 0
   worst_energy = 0
   worst_momentum = 0
   do i = 1, ncol
     mass = column_mass(nlev, ps(i), sigma_half)
-    scale = sum(abs(dqdt(:, i)) * mass) + abs(diag%evap(i)) + diag%precip(i)
-    residual = abs(sum(dqdt(:, i) * mass) - (diag%evap(i) - diag%precip(i)))
+    scale = sum(abs(dqdt(:, i)) * mass) + abs(diag%evap(i)) + diag%emulated%precip(i)
+    residual = abs(sum(dqdt(:, i) * mass) - (diag%evap(i) - diag%emulated%precip(i)))
     worst_water = max(worst_water, residual / scale)
-    scale = sum(abs(cp * dtdt(:, i)) * mass) + abs(diag%shflx(i)) + latent_heat_vap * diag%precip(i) + &
-            abs(diag%fsnt(i)) + abs(diag%fsns(i)) + abs(diag%flnt(i)) + abs(diag%flns(i))
-    residual = abs(sum(cp * dtdt(:, i) * mass) - (diag%shflx(i) + latent_heat_vap * diag%precip(i) + &
-               diag%fsnt(i) - diag%fsns(i) - diag%flnt(i) + diag%flns(i)))
+    scale = sum(abs(cp * dtdt(:, i)) * mass) + abs(diag%shflx(i)) + latent_heat_vap * diag%emulated%precip(i) + &
+            abs(diag%emulated%fsnt(i)) + abs(diag%emulated%fsns(i)) + abs(diag%emulated%flnt(i)) + &
+            abs(diag%emulated%flns(i))
+    residual = abs(sum(cp * dtdt(:, i) * mass) - (diag%shflx(i) + latent_heat_vap * diag%emulated%precip(i) + &
+               diag%emulated%fsnt(i) - diag%emulated%fsns(i) - diag%emulated%flnt(i) + diag%emulated%flns(i)))
     worst_energy = max(worst_energy, residual / scale)
     worst_momentum = max(worst_momentum, abs(sum(dudt(:, i) * mass) - diag%taux(i)) / &
                                          (sum(abs(dudt(:, i)) * mass) + abs(diag%taux(i))))
@@ -143,15 +136,15 @@ program test_physics_driver
                           sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag, stat, msg)
   call check(allocated(reference%cloud_fraction) .and. all(dtdt2 == dtdt), &
              'driver: reference diagnostics kept without changing the result')
-  call check(all(abs(reference%precip_convective) <= diag%precip * (1 + 1e-12_real64)), &
+  call check(all(abs(reference%precip_convective) <= diag%emulated%precip * (1 + 1e-12_real64)), &
              'driver: convective precipitation is part of the total')
 
   ! Any scheme can replace the reference: here a constant 1 K/day heating.
   constant%heating = 1.0_real64 / 86400
   call physics_driver_step(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag2, stat, msg)
-  call check(stat == physics_ok .and. constant%calls == 1, 'driver: calls the scheme it is given, once')
-  call check(all(abs((dtdt2 - constant%heating) - (dtdt - diag%dtdt_emulated)) < 1e-15_real64), &
+  call check(stat == gcm_ok .and. constant%calls == 1, 'driver: calls the scheme it is given, once')
+  call check(all(abs((dtdt2 - constant%heating) - (dtdt - diag%emulated%dtdt)) < 1e-15_real64), &
              'driver: total = host tendencies + the scheme''s')
 
   ! A scheme that over-dries level 10: the driver fills the hole from the rest of the column.
@@ -165,7 +158,7 @@ program test_physics_driver
   do i = 1, ncol
     mass = column_mass(nlev, ps(i), sigma_half)
     worst_water = max(worst_water, abs(sum(dqdt2(:, i) * mass) - &
-                      (diag2%evap(i) + sum(diag2%dqdt_emulated(:, i) * mass))) / sum(abs(dqdt2(:, i)) * mass))
+                      (diag2%evap(i) + sum(diag2%emulated%dqdt(:, i) * mass))) / sum(abs(dqdt2(:, i)) * mass))
   end do
   call check(worst_water < 1e-10_real64, 'driver: the filler conserves column water')
 
@@ -174,7 +167,7 @@ program test_physics_driver
   constant%heating = ieee_value(1.0_real64, ieee_quiet_nan)
   call physics_driver_step(config, constant, ncol, nlev, dt, 30000.0_real64, 5_int64, 11_int64, ids, lat, lon, &
                           sigma, sigma_half, t, q, u, v, ps, dtdt2, dqdt2, dudt2, dvdt2, diag2, stat, msg)
-  call check(stat == physics_err_nonfinite .and. index(msg, 'column 1 ') > 0, &
+  call check(stat == gcm_err_nonfinite .and. index(msg, 'column 1 ') > 0, &
              'driver: a non-finite emulator output is refused, column named')
 
   call check_summary('test_physics_driver')

@@ -1,10 +1,10 @@
 program test_physics_units
   !! Unit tests of the column-physics building blocks, one process at a time.
   use iso_fortran_env, only: real64, int64
-  use physics_constants, only: pi, gravity, cp, kappa, latent_heat_vap, p_reference, &
+  use gcm_constants, only: pi, gravity, cp, kappa, latent_heat_vap, p_reference, &
                                stefan_boltzmann, t_freeze
-  use physics_status, only: physics_ok, physics_err_config, physics_err_state, &
-                            physics_err_unphysical, physics_err_nonfinite
+  use gcm_status, only: gcm_ok, gcm_err_config, gcm_err_state, &
+                            gcm_err_unphysical, gcm_err_nonfinite
   use physics_configuration, only: physics_config, physics_config_validate
   use physics_random, only: philox4x32_10, random_uniform4
   use moist_thermodynamics, only: saturation_vapour_pressure, saturation_humidity, &
@@ -18,6 +18,7 @@ program test_physics_units
   use surface_fluxes, only: compute_surface_fluxes
   use boundary_layer, only: compute_boundary_layer
   use emulated_physics, only: emulated_physics_reference
+  use column_physics_io, only: column_inputs, column_outputs, set_column_inputs
   use physics_test_support, only: check, check_summary, uniform_sigma, column_mass, random_columns
   implicit none
 
@@ -526,67 +527,69 @@ contains
     character(len=:), allocatable :: msg
     integer, parameter :: n = 3
     real(real64) :: t(nlev, n), q(nlev, n), ps(n), solin(n), sh(n), lh(n)
-    real(real64) :: dtdt(nlev, n), dqdt(nlev, n), f1(n), f2(n), f3(n), f4(n), pr(n), bad_half(0:nlev)
+    real(real64) :: bad_half(0:nlev)
     integer :: ids(n)
+    type(column_inputs) :: inputs
+    type(column_outputs) :: outputs
 
     c = physics_config()
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_ok, 'validation: the default configuration is valid')
+    call check(stat == gcm_ok, 'validation: the default configuration is valid')
     c%n_subcolumns = 0
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'n_subcolumns') > 0, 'validation: n_subcolumns = 0 refused')
+    call check(stat == gcm_err_config .and. index(msg, 'n_subcolumns') > 0, 'validation: n_subcolumns = 0 refused')
     c = physics_config()
     c%sbm_deep_rh_min = 1.5_real64
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'sbm_deep_rh_min') > 0, 'validation: sbm_deep_rh_min > 1 refused')
+    call check(stat == gcm_err_config .and. index(msg, 'sbm_deep_rh_min') > 0, 'validation: sbm_deep_rh_min > 1 refused')
     c = physics_config()
     c%sbm_deep_entrainment = -1.0e-4_real64
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'sbm_deep_entrainment') > 0, &
+    call check(stat == gcm_err_config .and. index(msg, 'sbm_deep_entrainment') > 0, &
                'validation: sbm_deep_entrainment < 0 refused')
     c = physics_config()
     c%radiation_interval = 0
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'radiation_interval') > 0, &
+    call check(stat == gcm_err_config .and. index(msg, 'radiation_interval') > 0, &
                'validation: radiation_interval = 0 refused')
     c = physics_config()
     c%pbl_entrain_cloud = -0.1_real64
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'pbl_entrain_cloud') > 0, &
+    call check(stat == gcm_err_config .and. index(msg, 'pbl_entrain_cloud') > 0, &
                'validation: negative pbl_entrain_cloud refused')
     c = physics_config()
     c%pbl_entrain_min_jump = 0
     call physics_config_validate(c, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'pbl_entrain_min_jump') > 0, &
+    call check(stat == gcm_err_config .and. index(msg, 'pbl_entrain_min_jump') > 0, &
                'validation: pbl_entrain_min_jump = 0 refused')
 
     c = physics_config()
     call random_columns(n, nlev, sigma, 5_int64, t, q, ps, solin, sh, lh, 0.5_real64)
     ids = [1, 2, 3]
-    call emulated_physics_reference(c, n, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, 900.0_real64, &
-                                    1_int64, ids, 1_int64, dtdt, dqdt, f1, f2, f3, f4, pr, stat, msg)
-    call check(stat == physics_ok, 'validation: realistic columns accepted')
-    q(3, 2) = -1e-9_real64
-    call emulated_physics_reference(c, n, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, 900.0_real64, &
-                                    1_int64, ids, 1_int64, dtdt, dqdt, f1, f2, f3, f4, pr, stat, msg)
-    call check(stat == physics_err_unphysical .and. index(msg, 'humidity') > 0, 'validation: negative q refused')
-    q(3, 2) = 1e-3_real64
-    t(4, 3) = ieee_nan()
-    call emulated_physics_reference(c, n, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, 900.0_real64, &
-                                    1_int64, ids, 1_int64, dtdt, dqdt, f1, f2, f3, f4, pr, stat, msg)
-    call check(stat == physics_err_nonfinite .and. index(msg, 'column 3') > 0, 'validation: NaN refused, column named')
-    t(4, 3) = 250
-    call emulated_physics_reference(c, n, nlev - 1, t, q, ps, sigma, sigma_half, solin, sh, lh, 900.0_real64, &
-                                    1_int64, ids, 1_int64, dtdt, dqdt, f1, f2, f3, f4, pr, stat, msg)
-    call check(stat == physics_err_state, 'validation: nlev inconsistent with the arrays refused')
+    call set_column_inputs(inputs, t, q, ps, solin, sh, lh, sigma, sigma_half, 900.0_real64, 1_int64, ids, 1_int64)
+    call emulated_physics_reference(c, inputs, outputs, stat, msg)
+    call check(stat == gcm_ok, 'validation: realistic columns accepted')
+    inputs%q(3, 2) = -1e-9_real64
+    call emulated_physics_reference(c, inputs, outputs, stat, msg)
+    call check(stat == gcm_err_unphysical .and. index(msg, 'humidity') > 0, 'validation: negative q refused')
+    inputs%q(3, 2) = 1e-3_real64
+    inputs%t(4, 3) = ieee_nan()
+    call emulated_physics_reference(c, inputs, outputs, stat, msg)
+    call check(stat == gcm_err_nonfinite .and. index(msg, 'column 3') > 0, 'validation: NaN refused, column named')
+    inputs%t(4, 3) = 250
+    inputs%nlev = nlev - 1
+    call emulated_physics_reference(c, inputs, outputs, stat, msg)
+    call check(stat == gcm_err_state, 'validation: nlev inconsistent with the arrays refused')
+    inputs%nlev = nlev
     bad_half = sigma_half
     bad_half(5) = bad_half(4)
-    call emulated_physics_reference(c, n, nlev, t, q, ps, sigma, bad_half, solin, sh, lh, 900.0_real64, &
-                                    1_int64, ids, 1_int64, dtdt, dqdt, f1, f2, f3, f4, pr, stat, msg)
-    call check(stat == physics_err_state .and. index(msg, 'sigma') > 0, 'validation: bad sigma levels refused')
-    call emulated_physics_reference(c, n, nlev, t, q, ps, sigma, sigma_half, solin, sh, lh, 0.0_real64, &
-                                    1_int64, ids, 1_int64, dtdt, dqdt, f1, f2, f3, f4, pr, stat, msg)
-    call check(stat == physics_err_config .and. index(msg, 'dt') > 0, 'validation: dt = 0 refused')
+    inputs%sigma_half(0:) = bad_half
+    call emulated_physics_reference(c, inputs, outputs, stat, msg)
+    call check(stat == gcm_err_state .and. index(msg, 'sigma') > 0, 'validation: bad sigma levels refused')
+    inputs%sigma_half(0:) = sigma_half
+    inputs%dt = 0.0_real64
+    call emulated_physics_reference(c, inputs, outputs, stat, msg)
+    call check(stat == gcm_err_config .and. index(msg, 'dt') > 0, 'validation: dt = 0 refused')
   end subroutine test_validation
 
   function ieee_nan() result(x)
