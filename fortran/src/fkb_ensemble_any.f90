@@ -177,38 +177,12 @@ contains
     real(real32), intent(inout), optional :: members(:, :, :)
     real(real32), intent(in), optional :: noise_std
     integer(int64), intent(in), optional :: seed
-    real(real32) :: sigma
-    integer(int64) :: key
-    integer :: members_shape(3), n, m
     if (.not. loaded(self, stat, msg)) return
-    members_shape = 0
-    if (present(members)) members_shape = shape(members)
-    sigma = 0.0_real32
-    if (present(noise_std)) sigma = noise_std
-    key = 0_int64
-    if (present(seed)) key = seed
     if (self%bits == 32) then
-      call self%r32%predict(x, mean, std, stat, msg, members=members, noise_std=sigma, seed=key)
-      return
+      call self%r32%predict(x, mean, std, stat, msg, members=members, noise_std=noise_std, seed=seed)
+    else
+      call self%w64%predict(self%r64, x, mean, std, stat, msg, members, noise_std, seed)
     end if
-    associate (w => self%w64)
-      call w%fit(shape(x), shape(mean), members_shape, stat, msg)
-      if (stat /= fkb_ok) return
-      n = size(x, 2)
-      m = size(mean, 2)
-      w%x(:, 1:n) = real(x, real64)
-      if (present(members)) then
-        call self%r64%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
-                              members=w%members(:, 1:size(members, 2), :), noise_std=real(sigma, real64), seed=key)
-        members = real(w%members(:, 1:size(members, 2), :), real32)   ! also after a member failed
-      else
-        call self%r64%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
-                              noise_std=real(sigma, real64), seed=key)
-      end if
-      if (stat /= fkb_ok) return
-      mean = real(w%mean(:, 1:m), real32)
-      std = real(w%std(:, 1:m), real32)
-    end associate
   end subroutine predict_real32
 
   subroutine predict_real64(self, x, mean, std, stat, msg, members, noise_std, seed)
@@ -221,38 +195,12 @@ contains
     real(real64), intent(inout), optional :: members(:, :, :)
     real(real64), intent(in), optional :: noise_std
     integer(int64), intent(in), optional :: seed
-    real(real64) :: sigma
-    integer(int64) :: key
-    integer :: members_shape(3), n, m
     if (.not. loaded(self, stat, msg)) return
-    members_shape = 0
-    if (present(members)) members_shape = shape(members)
-    sigma = 0.0_real64
-    if (present(noise_std)) sigma = noise_std
-    key = 0_int64
-    if (present(seed)) key = seed
     if (self%bits == 64) then
-      call self%r64%predict(x, mean, std, stat, msg, members=members, noise_std=sigma, seed=key)
-      return
+      call self%r64%predict(x, mean, std, stat, msg, members=members, noise_std=noise_std, seed=seed)
+    else
+      call self%w32%predict(self%r32, x, mean, std, stat, msg, members, noise_std, seed)
     end if
-    associate (w => self%w32)
-      call w%fit(shape(x), shape(mean), members_shape, stat, msg)
-      if (stat /= fkb_ok) return
-      n = size(x, 2)
-      m = size(mean, 2)
-      w%x(:, 1:n) = real(x, real32)
-      if (present(members)) then
-        call self%r32%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
-                              members=w%members(:, 1:size(members, 2), :), noise_std=real(sigma, real32), seed=key)
-        members = real(w%members(:, 1:size(members, 2), :), real64)   ! also after a member failed
-      else
-        call self%r32%predict(w%x(:, 1:n), w%mean(:, 1:m), w%std(:, 1:m), stat, msg, &
-                              noise_std=real(sigma, real32), seed=key)
-      end if
-      if (stat /= fkb_ok) return
-      mean = real(w%mean(:, 1:m), real64)
-      std = real(w%std(:, 1:m), real64)
-    end associate
   end subroutine predict_real64
 
   logical function loaded(self, stat, msg)

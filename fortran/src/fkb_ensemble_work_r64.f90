@@ -1,6 +1,8 @@
 module fkb_ensemble_work_r64
-  !! The work arrays of `ensemble_any` in real64; the source is `fkb_ensemble_work.inc`.
-  use iso_fortran_env, only: wp => real64
+  !! `ensemble_any`'s calls of real64 members with real32 arrays; the source
+  !! is `fkb_ensemble_work.inc`.
+  use iso_fortran_env, only: wp => real64, op => real32
+  use fkb_ensemble_r64, only: ensemble
   ! the modules fkb_ensemble_work.inc uses, named here for build tools that do not read
   ! include files (fpm): nothing imported
   use fkb_status, only:
