@@ -450,7 +450,7 @@ contains
     integer, intent(inout) :: n_entries
     integer, intent(in) :: param_count(:)
     type(tensor_spec) :: tensor
-    integer :: d, k
+    integer :: d
     integer(int64) :: count
     if (section == section_none) then
       call refuse(stat, problem, fkb_err_format, 'param outside a layer or normalization section')
@@ -484,103 +484,151 @@ contains
     if (section == section_training) entries(n_entries)%bytes = spec%training%precision / 8
     select case (section)
     case (section_training)
-      block
-        type(training_tensor) :: added
-        associate (tensors => spec%training%tensors)
-          do k = 1, size(tensors)
-            if (tensors(k)%name == tensor%name) then
-              call refuse(stat, problem, fkb_err_format, 'training: a second param ' // tensor%name)
-              return
-            end if
-          end do
-        end associate
-        added%name = tensor%name
-        added%rank = tensor%rank
-        added%shape = tensor%shape
-        spec%training%tensors = [spec%training%tensors, added]
-        entries(n_entries)%param = size(spec%training%tensors)
-      end block
+      call add_training_param(tensor, spec, entries(n_entries), stat, problem)
     case (section_statistics)
-      block
-        integer :: n_expected(2)
-        do k = size(statistics_params), 1, -1
-          if (trim(statistics_params(k)) == tensor%name) exit
-        end do
-        if (k == 0) then
-          call refuse(stat, problem, fkb_err_format, 'input_statistics has no param ''' // tensor%name // '''')
-          return
-        end if
-        if (any(entries(1:n_entries - 1)%section == section .and. entries(1:n_entries - 1)%param == k)) then
-          call refuse(stat, problem, fkb_err_format, 'input_statistics: a second param ' // tensor%name)
-          return
-        end if
-        select case (k)
-        case (5); n_expected = [spec%n_inputs, spec%statistics%rank]
-        case (6); n_expected = [spec%statistics%rank, 1]
-        case default; n_expected = [spec%n_inputs, 1]
-        end select
-        if (any(tensor%shape /= n_expected) .or. (k == 5 .and. tensor%rank /= 2) &
-            .or. (k /= 5 .and. tensor%rank /= 1)) then
-          call refuse(stat, problem, fkb_err_shape, 'input_statistics param ' // tensor%name // ' has shape ' // &
-                   shape_text(tensor) // ', expected ' // int_to_str(n_expected(1)) // ' x ' // &
-                   int_to_str(n_expected(2)))
-          return
-        end if
-        entries(n_entries)%param = k
-      end block
+      call add_statistics_param(tensor, spec, entries(1:n_entries - 1), entries(n_entries), stat, problem)
     case (section_input_norm, section_output_norm)
-      block
-        character(len=:), allocatable :: what
-        logical :: seen
-        integer :: n_expected
-        if (section == section_input_norm) then
-          what = 'input_normalization'
-          n_expected = spec%n_inputs
-        else
-          what = 'output_normalization'
-          n_expected = spec%n_outputs
-        end if
-        select case (tensor%name)
-        case ('offset'); k = 1
-        case ('scale'); k = 2
-        case default
-          call refuse(stat, problem, fkb_err_format, what // ' has no param ''' // tensor%name // &
-                   ''' (expected offset and scale)')
-          return
-        end select
-        ! entries before this one tell whether the name came already
-        seen = any(entries(1:n_entries - 1)%section == section .and. &
-                   entries(1:n_entries - 1)%param == k)
-        if (seen) then
-          call refuse(stat, problem, fkb_err_format, what // ': a second param ' // tensor%name)
-          return
-        end if
-        if (count /= n_expected .or. tensor%shape(2) /= 1) then
-          call refuse(stat, problem, fkb_err_shape, what // ' param ' // tensor%name // ' has shape ' // &
-                   shape_text(tensor) // ', expected ' // int_to_str(n_expected))
-          return
-        end if
-        entries(n_entries)%param = k
-      end block
+      call add_normalization_param(tensor, count, spec, entries(1:n_entries - 1), entries(n_entries), &
+                                   stat, problem)
     case (section_layer)
-      associate (params => spec%layers(layer)%params)
-        do k = 1, size(params)
-          if (.not. allocated(params(k)%name)) exit
-          if (params(k)%name == tensor%name) then
-            call refuse(stat, problem, fkb_err_format, 'layer ' // int_to_str(layer) // ': a second param ' // tensor%name)
-            return
-          end if
-        end do
-        if (k > param_count(layer)) then
-          call refuse(stat, problem, fkb_err_format, 'layer ' // int_to_str(layer) // ': more params than counted')
-          return
-        end if
-        params(k) = tensor
-        entries(n_entries)%layer = layer
-        entries(n_entries)%param = k
-      end associate
+      call add_layer_param(tensor, layer, param_count(layer), spec%layers(layer)%params, &
+                           entries(n_entries), stat, problem)
     end select
   end subroutine parse_param_line
+
+  subroutine add_training_param(tensor, spec, entry, stat, problem)
+    !! A `param` of the training section: a new tensor of its name.
+    type(tensor_spec), intent(in) :: tensor
+    type(model_spec), intent(inout) :: spec
+    type(payload_entry), intent(inout) :: entry
+    integer, intent(inout) :: stat
+    character(len=:), allocatable, intent(inout) :: problem
+    integer :: k
+    type(training_tensor) :: added
+    associate (tensors => spec%training%tensors)
+      do k = 1, size(tensors)
+        if (tensors(k)%name == tensor%name) then
+          call refuse(stat, problem, fkb_err_format, 'training: a second param ' // tensor%name)
+          return
+        end if
+      end do
+    end associate
+    added%name = tensor%name
+    added%rank = tensor%rank
+    added%shape = tensor%shape
+    spec%training%tensors = [spec%training%tensors, added]
+    entry%param = size(spec%training%tensors)
+  end subroutine add_training_param
+
+  subroutine add_statistics_param(tensor, spec, earlier, entry, stat, problem)
+    !! A `param` of the input_statistics section: one of `statistics_params`,
+    !! once, of the shape the inputs and the rank give.
+    type(tensor_spec), intent(in) :: tensor
+    type(model_spec), intent(in) :: spec
+    type(payload_entry), intent(in) :: earlier(:)
+      !! the entries of the params before this one
+    type(payload_entry), intent(inout) :: entry
+    integer, intent(inout) :: stat
+    character(len=:), allocatable, intent(inout) :: problem
+    integer :: k
+    integer :: n_expected(2)
+    do k = size(statistics_params), 1, -1
+      if (trim(statistics_params(k)) == tensor%name) exit
+    end do
+    if (k == 0) then
+      call refuse(stat, problem, fkb_err_format, 'input_statistics has no param ''' // tensor%name // '''')
+      return
+    end if
+    if (any(earlier%section == entry%section .and. earlier%param == k)) then
+      call refuse(stat, problem, fkb_err_format, 'input_statistics: a second param ' // tensor%name)
+      return
+    end if
+    select case (k)
+    case (5); n_expected = [spec%n_inputs, spec%statistics%rank]
+    case (6); n_expected = [spec%statistics%rank, 1]
+    case default; n_expected = [spec%n_inputs, 1]
+    end select
+    if (any(tensor%shape /= n_expected) .or. (k == 5 .and. tensor%rank /= 2) &
+        .or. (k /= 5 .and. tensor%rank /= 1)) then
+      call refuse(stat, problem, fkb_err_shape, 'input_statistics param ' // tensor%name // ' has shape ' // &
+               shape_text(tensor) // ', expected ' // int_to_str(n_expected(1)) // ' x ' // &
+               int_to_str(n_expected(2)))
+      return
+    end if
+    entry%param = k
+  end subroutine add_statistics_param
+
+  subroutine add_normalization_param(tensor, count, spec, earlier, entry, stat, problem)
+    !! A `param` of an input or output normalization section: `offset` or
+    !! `scale`, once, one value per input or output.
+    type(tensor_spec), intent(in) :: tensor
+    integer(int64), intent(in) :: count
+      !! its number of values
+    type(model_spec), intent(in) :: spec
+    type(payload_entry), intent(in) :: earlier(:)
+      !! the entries of the params before this one
+    type(payload_entry), intent(inout) :: entry
+    integer, intent(inout) :: stat
+    character(len=:), allocatable, intent(inout) :: problem
+    integer :: k
+    character(len=:), allocatable :: what
+    logical :: seen
+    integer :: n_expected
+    if (entry%section == section_input_norm) then
+      what = 'input_normalization'
+      n_expected = spec%n_inputs
+    else
+      what = 'output_normalization'
+      n_expected = spec%n_outputs
+    end if
+    select case (tensor%name)
+    case ('offset'); k = 1
+    case ('scale'); k = 2
+    case default
+      call refuse(stat, problem, fkb_err_format, what // ' has no param ''' // tensor%name // &
+               ''' (expected offset and scale)')
+      return
+    end select
+    ! entries before this one tell whether the name came already
+    seen = any(earlier%section == entry%section .and. earlier%param == k)
+    if (seen) then
+      call refuse(stat, problem, fkb_err_format, what // ': a second param ' // tensor%name)
+      return
+    end if
+    if (count /= n_expected .or. tensor%shape(2) /= 1) then
+      call refuse(stat, problem, fkb_err_shape, what // ' param ' // tensor%name // ' has shape ' // &
+               shape_text(tensor) // ', expected ' // int_to_str(n_expected))
+      return
+    end if
+    entry%param = k
+  end subroutine add_normalization_param
+
+  subroutine add_layer_param(tensor, layer, n_counted, params, entry, stat, problem)
+    !! A `param` of layer `layer`: a new name, within the `n_counted` params
+    !! the reader counted for it.
+    type(tensor_spec), intent(in) :: tensor
+    integer, intent(in) :: layer, n_counted
+    type(tensor_spec), intent(inout) :: params(:)
+    type(payload_entry), intent(inout) :: entry
+    integer, intent(inout) :: stat
+    character(len=:), allocatable, intent(inout) :: problem
+    integer :: k
+    do k = 1, size(params)
+      if (.not. allocated(params(k)%name)) exit
+      if (params(k)%name == tensor%name) then
+        call refuse(stat, problem, fkb_err_format, 'layer ' // int_to_str(layer) // ': a second param ' // &
+                    tensor%name)
+        return
+      end if
+    end do
+    if (k > n_counted) then
+      call refuse(stat, problem, fkb_err_format, 'layer ' // int_to_str(layer) // ': more params than counted')
+      return
+    end if
+    params(k) = tensor
+    entry%layer = layer
+    entry%param = k
+  end subroutine add_layer_param
 
   subroutine parse_training_line(ln, spec, layer, stat, problem)
     !! `training precision=<32|64> [key=value ...]`: the training section
