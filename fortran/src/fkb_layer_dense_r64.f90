@@ -9,5 +9,13 @@ module fkb_layer_dense_r64
                               epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
   use fkb_activations_r64, only: apply_activation, activation_backward
   use fkb_layer_base_r64
+  ! the modules fkb_layer_dense.inc uses, named here for build tools that do not read
+  ! include files (fpm): nothing imported
+  use fkb_spec, only:
+  use fkb_status, only:
+  use fkb_spec_query, only:
+  use fkb_spec_build, only:
+  use fkb_activation_codes, only:
+  use fkb_batch_blocks, only:
   include 'fkb_layer_dense.inc'
 end module fkb_layer_dense_r64

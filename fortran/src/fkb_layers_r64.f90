@@ -9,5 +9,9 @@ module fkb_layers_r64
   use fkb_layer_normalization_r64, only: batch_normalization_layer, layer_normalization_layer, &
                                          normalization_layer, rescaling_layer
   use fkb_layer_merge_r64, only: merge_layer, concatenate_layer
+  ! the modules fkb_layers.inc uses, named here for build tools that do not read
+  ! include files (fpm): nothing imported
+  use fkb_status, only:
+  use fkb_spec_build, only:
   include 'fkb_layers.inc'
 end module fkb_layers_r64
