@@ -24,7 +24,7 @@ Importing this module registers the layer with Keras (``emulators>ColumnWaterCon
 with the converter and with the NumPy reference evaluator (model-file type
 ``emulators.column_water``); ``fkb convert --plugin emulators.conservation``
 does that for the command line. The Fortran side is
-``fortran/example/custom_layer/column_water_conservation.f90``. The whole
+``fortran/example/custom_layer/column_water_conservation.inc``. The whole
 walk-through is docs/custom-layers.md.
 """
 from __future__ import annotations

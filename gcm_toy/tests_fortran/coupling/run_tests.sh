@@ -39,8 +39,9 @@ coupling=(gcm_emulator_interface gcm_finetune gcm_emulator_networks gcm_emulator
 sources=()
 for m in "${dycore[@]}"; do sources+=("$src/$m.f90"); done
 for m in "${physics[@]}"; do sources+=("$src/physics/$m.f90"); done
-# the custom layer the emulator coupling registers (column water conservation)
+# the custom layer the emulator coupling registers (column water conservation, 32 and 64 bits)
 sources+=("$root/fortran/example/custom_layer/column_water_conservation.f90")
+sources+=("$root/fortran/example/custom_layer/column_water_conservation_r64.f90")
 for m in "${coupling[@]}"; do sources+=("$src/coupling/$m.f90"); done
 
 release_flags=(-std=f2018 -O3 -fimplicit-none)
