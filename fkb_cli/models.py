@@ -213,13 +213,14 @@ def _load_array(path: str):
         raise UserError(f"{path}: not a readable .npy file ({exc})") from None
     if x.dtype.kind not in "fiu":
         raise UserError(f"{path}: array of dtype {x.dtype} is not numeric")
-    need = x.size * max(x.dtype.itemsize, 8 if x.dtype not in (np.float32, np.float64) else 0)
+    floating = x.dtype in (np.float32, np.float64)
+    need = x.size * (x.dtype.itemsize if floating else 8)     # other types become a float64 copy
     have = usable_memory()
     if have and need > MEMORY_FRACTION * have:
         raise UserError(f"{path}: a {' x '.join(map(str, x.shape))} array of {x.dtype} needs "
                         f"{need / 2 ** 30:.3g} GiB, more than {MEMORY_FRACTION:.0%} of the {have / 2 ** 30:.3g} GiB "
                         "this process may use: predict it in parts")
-    return np.array(x, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+    return np.array(x, dtype=x.dtype if floating else np.float64)
 
 
 def _save_array(path: str, y) -> None:

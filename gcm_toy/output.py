@@ -36,7 +36,7 @@ from emulators.netcdf_files import check_netcdf_file
 # (start-up time).
 
 __all__ = ["FIELDS", "DIAGNOSTICS", "DIAGNOSTIC_ORDER", "TIME_UNITS", "CALENDAR", "Grid", "Record", "NetCDFWriter", "MemoryWriter",
-           "open_output", "open_outputs", "state_dataset"]
+           "open_output", "open_outputs", "state_dataset", "netcdf_attrs"]
 
 TIME_UNITS = "days since 0001-01-01 00:00:00"
 CALENDAR = "360_day"
@@ -190,7 +190,7 @@ def _dims(name: str) -> tuple[str, ...]:
     return ("time", "lat", "lon") if name.removesuffix("_mean") == "ps" else ("time", "lev", "lat", "lon")
 
 
-def _clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """netCDF attributes: no None, bools as 0/1, numpy scalars as Python values."""
     out = {}
     for key, value in attrs.items():
@@ -239,7 +239,7 @@ class NetCDFWriter:
             var = nc.createVariable(name, "f4" if dtype == "float32" else "f8", dims, fill_value=False,
                                     chunksizes=chunks)
             var.setncatts(variable_attrs(name, dt))
-        nc.setncatts(_clean_attrs(attrs))
+        nc.setncatts(netcdf_attrs(attrs))
         nc.sync()
         self.n_records = 0
 
@@ -255,7 +255,7 @@ class NetCDFWriter:
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Set (or replace) global attributes, flushed to disk."""
-        self._nc.setncatts(_clean_attrs(attrs))
+        self._nc.setncatts(netcdf_attrs(attrs))
         self._nc.sync()
 
     def close(self) -> None:
@@ -273,7 +273,7 @@ class MemoryWriter:
 
     def __init__(self, grid: Grid, names: list[str], dt: float, dtype: str, attrs: Mapping[str, Any]):
         self.grid, self.names, self.dt, self.dtype = grid, names, dt, np.dtype(dtype)
-        self.attrs = _clean_attrs(attrs)
+        self.attrs = netcdf_attrs(attrs)
         self.records: list[Record] = []
         self.n_records = 0
 
@@ -285,7 +285,7 @@ class MemoryWriter:
         self.n_records += 1
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
-        self.attrs.update(_clean_attrs(attrs))
+        self.attrs.update(netcdf_attrs(attrs))
 
     def close(self) -> None:
         pass

@@ -36,7 +36,7 @@ from gcm_toy.config import MOIST_PHYSICS, parse_overrides, steps_for_days
 from gcm_toy.model import Model
 from emulators.progress import add_progress_option
 from emulators.provenance import with_history
-from gcm_toy.output import CALENDAR, TIME_UNITS, Grid, _clean_attrs
+from gcm_toy.output import CALENDAR, TIME_UNITS, Grid, netcdf_attrs
 from gcm_toy.run import day_label, days_progress_bar
 
 # netCDF4 is imported inside the functions that use it, so that importing this module does not load it
@@ -94,7 +94,7 @@ class TrainingDataWriter:
             chunks = [1] + [len(nc.dimensions[d]) for d in dims[1:]]
             var = nc.createVariable(name, code, dims, fill_value=False, chunksizes=chunks)
             var.setncatts(interface.variable_attrs(name))
-        nc.setncatts(_clean_attrs(attrs))
+        nc.setncatts(netcdf_attrs(attrs))
         nc.sync()
 
     def write(self, time_days: float, x: np.ndarray, y: np.ndarray) -> None:
@@ -116,7 +116,7 @@ class TrainingDataWriter:
         self.n_samples += 1
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
-        self._nc.setncatts(_clean_attrs(attrs))
+        self._nc.setncatts(netcdf_attrs(attrs))
         self._nc.sync()
 
     def close(self) -> None:

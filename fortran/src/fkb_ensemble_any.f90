@@ -56,17 +56,21 @@ module fkb_ensemble_any
 
 contains
 
-  logical function valid_precision(precision, stat, msg)
-    integer, intent(in) :: precision
+  logical function chosen_precision(precision, bits, stat, msg)
+    !! `bits`: `precision` if present (refused unless 32 or 64), else 32.
+    integer, intent(in), optional :: precision
+    integer, intent(out) :: bits
     integer, intent(out) :: stat
     character(len=:), allocatable, intent(out) :: msg
-    valid_precision = precision == 32 .or. precision == 64
+    bits = 32
+    if (present(precision)) bits = precision
+    chosen_precision = bits == 32 .or. bits == 64
     stat = fkb_ok
-    if (.not. valid_precision) then
+    if (.not. chosen_precision) then
       stat = fkb_err_argument
-      msg = 'load: precision must be 32 or 64, not ' // int_to_str(precision)
+      msg = 'load: precision must be 32 or 64, not ' // int_to_str(bits)
     end if
-  end function valid_precision
+  end function chosen_precision
 
   subroutine any_load(self, paths, stat, msg, precision, registry, registry_r64)
     !! Load every model file of `paths` as one member (`ensemble%load`) in
@@ -81,9 +85,7 @@ contains
     type(layer_registry_r64), intent(in), optional :: registry_r64
     integer :: bits
     call self%clear()
-    bits = 32
-    if (present(precision)) bits = precision
-    if (.not. valid_precision(bits, stat, msg)) return
+    if (.not. chosen_precision(precision, bits, stat, msg)) return
     if (bits == 32) then
       call self%r32%load(paths, stat, msg, registry=registry)
     else
@@ -104,9 +106,7 @@ contains
     type(layer_registry_r64), intent(in), optional :: registry_r64
     integer :: bits
     call self%clear()
-    bits = 32
-    if (present(precision)) bits = precision
-    if (.not. valid_precision(bits, stat, msg)) return
+    if (.not. chosen_precision(precision, bits, stat, msg)) return
     if (bits == 32) then
       call self%r32%load_folder(dir, stat, msg, registry=registry)
     else
