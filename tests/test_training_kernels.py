@@ -61,19 +61,70 @@ def two_threads():
 @pytest.mark.parametrize("precision", [32, 64])
 def test_wide_batch_gradients_match_gradient_tape(precision, tmp_path, two_threads):
     keras.backend.clear_session()
-    model = wide_model(seed=3)
     x, y = data(5, BATCH)
+    assert_gradients_match(wide_model(seed=3), x, y, tmp_path / "wide.fkb", precision)
+
+
+def branching_model(seed: int) -> keras.Model:
+    """Where training's fused passes (docs/fortran-api.md, "Training speed")
+    must not apply, or only in part: a relu feeding two dense layers (its
+    gradient is the sum of theirs), a leaky relu feeding an Add, and a dense
+    layer with an activation of its own before a LeakyReLU."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((N_IN,))
+    h = keras.layers.Dense(40)(inputs)
+    h = keras.layers.Activation("relu")(h)
+    a = keras.layers.Dense(33)(h)
+    b = keras.layers.Dense(33)(h)
+    a = keras.layers.LeakyReLU(negative_slope=0.2)(a)
+    h = keras.layers.Add()([a, b])
+    h = keras.layers.Dense(29, activation="tanh")(h)
+    h = keras.layers.LeakyReLU(negative_slope=0.1)(h)
+    outputs = keras.layers.Dense(N_OUT)(h)
+    return keras.Model(inputs, outputs)
+
+
+def zero_preactivation_model(activation: keras.layers.Layer) -> keras.Model:
+    """Pre-activations exactly 0 everywhere: where relu's and leaky relu's
+    derivatives are chosen by convention (Keras: ReLU(negative_slope) takes
+    0 there, LeakyReLU its slope)."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((N_IN,))
+    h = keras.layers.Dense(40, kernel_initializer="zeros")(inputs)
+    h = activation(h)
+    outputs = keras.layers.Dense(N_OUT)(h)
+    return keras.Model(inputs, outputs)
+
+
+def assert_gradients_match(model: keras.Model, x, y, path, precision: int = 32) -> None:
     with tf.GradientTape() as tape:
         value = keras.losses.MeanSquaredError()(y, model(x, training=True))
     expected = np.concatenate([np.asarray(g).ravel()
                                for g in tape.gradient(value, model.trainable_weights)])
     dtype = np.float32 if precision == 32 else np.float64
-    with fortran_copy(model, tmp_path / "wide.fkb") as net:
+    with fortran_copy(model, path) as net:
         net.compile("sgd", "mse", precision=precision)
         got_value, got = net.gradient(x.astype(dtype), y.astype(dtype))
     assert got_value == pytest.approx(float(value), rel=1e-5)
     scale = np.max(np.abs(expected))
     np.testing.assert_allclose(got, expected, rtol=2e-3, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("precision", [32, 64])
+def test_branching_gradients_match_gradient_tape(precision, tmp_path, two_threads):
+    keras.backend.clear_session()
+    x, y = data(6, BATCH)
+    assert_gradients_match(branching_model(seed=4), x, y, tmp_path / "branching.fkb", precision)
+
+
+@pytest.mark.parametrize("activation", [lambda: keras.layers.ReLU(negative_slope=0.2),
+                                        lambda: keras.layers.LeakyReLU(negative_slope=0.2),
+                                        lambda: keras.layers.ReLU()],
+                         ids=["relu-with-slope", "leaky-relu", "relu"])
+def test_derivative_at_zero_is_keras_s(activation, tmp_path, two_threads):
+    keras.backend.clear_session()
+    x, y = data(8, BATCH)
+    assert_gradients_match(zero_preactivation_model(activation()), x, y, tmp_path / "zero.fkb")
 
 
 @pytest.mark.parametrize("precision", [32, 64])

@@ -40,9 +40,9 @@
 
 enum { TILE_COLUMNS = 12, PREFETCH_STEPS = 8, GRAD_PREFETCH_COLUMNS = 8, CACHE_LINE = 64 };
 
-/* The activation after the bias: the values of fkb_dense_kernel's
- * epilogue_none, epilogue_relu and epilogue_leaky_relu. */
-enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2, EPILOGUE_ACCUMULATE = 3 };
+/* What follows the bias: the values of fkb_dense_kernel's epilogue_* */
+enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2, EPILOGUE_ACCUMULATE = 3,
+       EPILOGUE_ACCUMULATE_RELU_GRAD = 4, EPILOGUE_ACCUMULATE_LEAKY_GRAD = 5 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FKB_DENSE_AVX512 1
@@ -90,6 +90,8 @@ int fkb_dense_kernel_available(void)
 #define V_MIN _mm512_min_ps
 #define V_MASKZ_LOAD _mm512_maskz_loadu_ps
 #define V_MASK_STORE _mm512_mask_storeu_ps
+#define V_CMP_GT_MASK(k, a, b) _mm512_mask_cmp_ps_mask(k, a, b, _CMP_GT_OQ)
+#define V_MASK_BLEND _mm512_mask_blend_ps
 #endif
 #include "fkb_dense_kernel.h"
 #undef REAL
@@ -111,6 +113,8 @@ int fkb_dense_kernel_available(void)
 #undef V_MIN
 #undef V_MASKZ_LOAD
 #undef V_MASK_STORE
+#undef V_CMP_GT_MASK
+#undef V_MASK_BLEND
 #endif
 
 #define REAL double
@@ -132,5 +136,7 @@ int fkb_dense_kernel_available(void)
 #define V_MIN _mm512_min_pd
 #define V_MASKZ_LOAD _mm512_maskz_loadu_pd
 #define V_MASK_STORE _mm512_mask_storeu_pd
+#define V_CMP_GT_MASK(k, a, b) _mm512_mask_cmp_pd_mask(k, a, b, _CMP_GT_OQ)
+#define V_MASK_BLEND _mm512_mask_blend_pd
 #endif
 #include "fkb_dense_kernel.h"

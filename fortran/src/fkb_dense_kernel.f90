@@ -13,16 +13,22 @@ module fkb_dense_kernel
   private
   public :: dense_kernel_available, dense_tile_columns
   public :: dense_packed_size_r32, dense_pack_r32, dense_pack_transposed_r32, dense_apply_r32, &
-            dense_weight_grad_r32
+            dense_apply_aux_r32, dense_weight_grad_r32
   public :: dense_packed_size_r64, dense_pack_r64, dense_pack_transposed_r64, dense_apply_r64, &
-            dense_weight_grad_r64
-  public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate
+            dense_apply_aux_r64, dense_weight_grad_r64
+  public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
+            epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad
 
   integer, parameter :: epilogue_none = 0, epilogue_relu = 1, epilogue_leaky_relu = 2, &
-                        epilogue_accumulate = 3
+                        epilogue_accumulate = 3, epilogue_accumulate_relu_grad = 4, &
+                        epilogue_accumulate_leaky_relu_grad = 5
     !! what the kernel does after the bias: nothing, `max(v, 0)`,
-    !! `max(v, 0) + alpha min(v, 0)` (as `fkb_activations`), or add the
-    !! result to what `y` holds (training's `dx += W^T dy`)
+    !! `max(v, 0) + alpha min(v, 0)` (as `fkb_activations`; `dense_apply_aux`
+    !! also stores `v` before it), add the result to what `y` holds
+    !! (training's `dx += W^T dy`), or add it through the derivative of a
+    !! relu or leaky relu whose input `z` `dense_apply_aux` reads:
+    !! `y += merge(1, alpha, z > 0) v` (alpha 0 for relu), training's
+    !! `dx += W^T dy` carried through the activation layer before it
 
   interface
     integer(c_int) function kernel_available() bind(C, name='fkb_dense_kernel_available')
@@ -112,6 +118,29 @@ module fkb_dense_kernel
       real(c_double), intent(in) :: packed(*), x(ldx, *), bias(*)
       real(c_double), intent(inout) :: y(ldy, *)
     end subroutine dense_apply_r64
+
+    subroutine dense_apply_aux_r32(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy, &
+                                   aux, ldaux) bind(C, name='fkb_dense_apply_aux_r32')
+      !! `dense_apply` with the same rows of a second array `aux(ldaux, n)`:
+      !! the values before a relu or leaky relu go there, and the
+      !! activation-gradient epilogues read the activation's input from it
+      import :: c_int, c_float
+      integer(c_int), value :: m, k, n, ldx, use_bias, epilogue, ldy, ldaux
+      real(c_float), value :: alpha
+      real(c_float), intent(in) :: packed(*), x(ldx, *), bias(*)
+      real(c_float), intent(inout) :: y(ldy, *)
+      real(c_float) :: aux(ldaux, *)
+        !! written or read, as the epilogue says
+    end subroutine dense_apply_aux_r32
+    subroutine dense_apply_aux_r64(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy, &
+                                   aux, ldaux) bind(C, name='fkb_dense_apply_aux_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k, n, ldx, use_bias, epilogue, ldy, ldaux
+      real(c_double), value :: alpha
+      real(c_double), intent(in) :: packed(*), x(ldx, *), bias(*)
+      real(c_double), intent(inout) :: y(ldy, *)
+      real(c_double) :: aux(ldaux, *)
+    end subroutine dense_apply_aux_r64
   end interface
 
 contains

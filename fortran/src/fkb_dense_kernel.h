@@ -51,17 +51,27 @@ int NAME(fkb_dense_pack_transposed)(int m, int k, const REAL *w, REAL *buffer)
 
 #if FKB_DENSE_AVX512
 
-/* Bias, activation and a masked store of one vector of rows. */
+/* Bias, activation and a masked store of one vector of rows. `aux` (or
+ * NULL) is the same rows of a second array: with a relu or leaky relu it
+ * receives the value before the activation (training keeps both); with an
+ * activation's gradient it holds that activation's input z, and
+ * dst += act'(z) v with act'(z) = 1 where z > 0, else alpha (0 for relu). */
 static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, int epilogue,
-                                       VEC alpha, REAL *dst)
+                                       VEC alpha, REAL *dst, REAL *aux)
 {
     const VEC zero = V_ZERO();
     if (bias != NULL) v = V_ADD(v, V_MASKZ_LOAD(rows, bias));
     if (epilogue == EPILOGUE_ACCUMULATE) {
         v = V_ADD(V_MASKZ_LOAD(rows, dst), v);
+    } else if (epilogue == EPILOGUE_ACCUMULATE_RELU_GRAD || epilogue == EPILOGUE_ACCUMULATE_LEAKY_GRAD) {
+        const MASK positive = V_CMP_GT_MASK(rows, V_MASKZ_LOAD(rows, aux), zero);
+        const VEC slope = epilogue == EPILOGUE_ACCUMULATE_RELU_GRAD ? zero : alpha;
+        v = V_ADD(V_MASKZ_LOAD(rows, dst), V_MASK_BLEND(positive, V_MUL(slope, v), v));
     } else if (epilogue == EPILOGUE_RELU) {
+        if (aux != NULL) V_MASK_STORE(aux, rows, v);
         v = V_MAX(zero, v);               /* keeps a NaN */
     } else if (epilogue == EPILOGUE_LEAKY_RELU) { /* max(v, 0) + alpha min(v, 0), as the Fortran */
+        if (aux != NULL) V_MASK_STORE(aux, rows, v);
         v = V_ADD(V_MAX(zero, v), V_MUL(alpha, V_MIN(zero, v)));
     }
     V_MASK_STORE(dst, rows, v);
@@ -79,7 +89,7 @@ static inline MASK NAME(row_mask)(int valid)
  * not stored. */
 static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_t ldx, int nc,
                             REAL *y, ptrdiff_t ldy, int valid_rows, const REAL *bias, int epilogue,
-                            VEC alpha)
+                            VEC alpha, REAL *aux, ptrdiff_t ldaux)
 {
 #define COLUMN(j) (x + (ptrdiff_t)((j) < nc ? (j) : 0) * ldx)
     const REAL *x0 = COLUMN(0), *x1 = COLUMN(1), *x2 = COLUMN(2), *x3 = COLUMN(3);
@@ -103,19 +113,21 @@ static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_
     const MASK ma = NAME(row_mask)(valid_rows), mb = NAME(row_mask)(valid_rows - LANES);
     const REAL *ba = bias, *bb = bias == NULL ? NULL : bias + LANES;
     if (bb != NULL && mb == 0) bb = NULL;  /* never read past the bias */
+#define AUX(j, lane) (aux == NULL ? NULL : aux + (ptrdiff_t)(j) * ldaux + (lane))
 #define STORE(j, ca, cb) if ((j) < nc) { \
-        NAME(finish)(ca, ba, ma, epilogue, alpha, y + (ptrdiff_t)(j) * ldy); \
-        if (mb != 0) NAME(finish)(cb, bb, mb, epilogue, alpha, y + (ptrdiff_t)(j) * ldy + LANES); }
+        NAME(finish)(ca, ba, ma, epilogue, alpha, y + (ptrdiff_t)(j) * ldy, AUX(j, 0)); \
+        if (mb != 0) NAME(finish)(cb, bb, mb, epilogue, alpha, y + (ptrdiff_t)(j) * ldy + LANES, AUX(j, LANES)); }
     STORE(0, c0a, c0b) STORE(1, c1a, c1b) STORE(2, c2a, c2b) STORE(3, c3a, c3b)
     STORE(4, c4a, c4b) STORE(5, c5a, c5b) STORE(6, c6a, c6b) STORE(7, c7a, c7b)
     STORE(8, c8a, c8b) STORE(9, c9a, c9b) STORE(10, c10a, c10b) STORE(11, c11a, c11b)
 #undef STORE
+#undef AUX
 }
 
 /* One column through `count` (1 to 4) consecutive panels at once. */
 static inline __attribute__((always_inline)) FKB_AVX512 void NAME(column_panels)(
     const int count, int k, const REAL *ap, const REAL *x, REAL *y, int m, int row0,
-    const REAL *bias, int epilogue, VEC alpha)
+    const REAL *bias, int epilogue, VEC alpha, REAL *aux)
 {
     VEC acc[8];
     const REAL *panel[4];
@@ -145,32 +157,36 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(column_panels)
     for (int g = 0; g < count; g++) {
         int r = row0 + g * PANEL;
         MASK ma = NAME(row_mask)(m - r), mb = NAME(row_mask)(m - r - LANES);
-        NAME(finish)(acc[2 * g], bias == NULL ? NULL : bias + r, ma, epilogue, alpha, y + r);
-        if (mb != 0) NAME(finish)(acc[2 * g + 1], bias == NULL ? NULL : bias + r + LANES, mb, epilogue, alpha, y + r + LANES);
+        NAME(finish)(acc[2 * g], bias == NULL ? NULL : bias + r, ma, epilogue, alpha, y + r,
+                     aux == NULL ? NULL : aux + r);
+        if (mb != 0)
+            NAME(finish)(acc[2 * g + 1], bias == NULL ? NULL : bias + r + LANES, mb, epilogue, alpha,
+                         y + r + LANES, aux == NULL ? NULL : aux + r + LANES);
     }
 }
 
 static FKB_AVX512 void NAME(column)(int m, int k, const REAL *packed, const REAL *x, const REAL *bias,
-                              int epilogue, VEC alpha, REAL *y)
+                              int epilogue, VEC alpha, REAL *y, REAL *aux)
 {
     int panels = (m + PANEL - 1) / PANEL, p = 0;
     for (; p + 4 <= panels; p += 4)
-        NAME(column_panels)(4, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha);
+        NAME(column_panels)(4, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha, aux);
     if (p + 2 <= panels) {
-        NAME(column_panels)(2, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha);
+        NAME(column_panels)(2, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha, aux);
         p += 2;
     }
     if (p < panels)
-        NAME(column_panels)(1, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha);
+        NAME(column_panels)(1, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha, aux);
 }
 
 static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
-                             const REAL *bias, int epilogue, REAL alpha, REAL *y, int ldy)
+                             const REAL *bias, int epilogue, REAL alpha, REAL *y, int ldy,
+                             REAL *aux, int ldaux)
 {
     const VEC va = V_SET1(alpha);
     const int panels = (m + PANEL - 1) / PANEL;
     if (n == 1) {
-        NAME(column)(m, k, packed, x, bias, epilogue, va, y);
+        NAME(column)(m, k, packed, x, bias, epilogue, va, y, aux);
         return;
     }
     for (int j = 0; j < n; j += TILE_COLUMNS) {
@@ -178,7 +194,8 @@ static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, cons
         for (int p = 0; p < panels; p++)
             NAME(tile)(k, packed + (size_t)p * k * PANEL, x + (ptrdiff_t)j * ldx, ldx, nc,
                  y + p * PANEL + (ptrdiff_t)j * ldy, ldy, m - p * PANEL,
-                 bias == NULL ? NULL : bias + p * PANEL, epilogue, va);
+                 bias == NULL ? NULL : bias + p * PANEL, epilogue, va,
+                 aux == NULL ? NULL : aux + p * PANEL + (ptrdiff_t)j * ldaux, ldaux);
     }
 }
 
@@ -240,26 +257,32 @@ void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, 
     }
 }
 
-void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
-                           const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy)
+void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
+                               const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy,
+                               REAL *aux, int ldaux)
 {
-    NAME(apply)(m, k, n, packed, x, ldx, use_bias ? bias : NULL, epilogue, alpha, y, ldy);
+    NAME(apply)(m, k, n, packed, x, ldx, use_bias ? bias : NULL, epilogue, alpha, y, ldy, aux, ldaux);
 }
 
 #else
 
 /* The same arithmetic in plain C, where AVX-512 cannot be targeted (the
  * library then calls the BLAS instead: fkb_dense_kernel_available is 0). */
-void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
-                           const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy)
+void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
+                               const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy,
+                               REAL *aux, int ldaux)
 {
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             const REAL *a = packed + (size_t)(i / PANEL) * k * PANEL + i % PANEL;
+            REAL *z = aux == NULL ? NULL : aux + i + (ptrdiff_t)j * ldaux;
             REAL v = 0;
             for (int kk = 0; kk < k; kk++) v = FMA(a[(size_t)kk * PANEL], x[kk + (ptrdiff_t)j * ldx], v);
             if (use_bias) v = v + bias[i];
+            if ((epilogue == EPILOGUE_RELU || epilogue == EPILOGUE_LEAKY_RELU) && z != NULL) *z = v;
             if (epilogue == EPILOGUE_ACCUMULATE) v = y[i + (ptrdiff_t)j * ldy] + v;
+            else if (epilogue == EPILOGUE_ACCUMULATE_RELU_GRAD) v = y[i + (ptrdiff_t)j * ldy] + (*z > 0 ? v : 0 * v);
+            else if (epilogue == EPILOGUE_ACCUMULATE_LEAKY_GRAD) v = y[i + (ptrdiff_t)j * ldy] + (*z > 0 ? v : alpha * v);
             else if (epilogue == EPILOGUE_RELU) v = v > 0 || v != v ? v : 0;
             else if (epilogue == EPILOGUE_LEAKY_RELU) v = (v > 0 ? v : 0) + alpha * (v < 0 ? v : 0);
             y[i + (ptrdiff_t)j * ldy] = v;
@@ -287,3 +310,9 @@ void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, 
 }
 
 #endif
+
+void NAME(fkb_dense_apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
+                           const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy)
+{
+    NAME(fkb_dense_apply_aux)(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy, NULL, 0);
+}
