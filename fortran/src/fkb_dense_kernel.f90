@@ -13,9 +13,12 @@ module fkb_dense_kernel
   private
   public :: dense_kernel_available, dense_tile_columns
   public :: dense_packed_size_r32, dense_pack_r32, dense_pack_transposed_r32, dense_apply_r32, &
-            dense_apply_aux_r32, dense_weight_grad_r32
+            dense_apply_aux_r32, dense_weight_grad_r32, dense_strips_size_r32, dense_pack_strips_r32, &
+            dense_weight_grad_strips_r32
   public :: dense_packed_size_r64, dense_pack_r64, dense_pack_transposed_r64, dense_apply_r64, &
-            dense_apply_aux_r64, dense_weight_grad_r64
+            dense_apply_aux_r64, dense_weight_grad_r64, dense_strips_size_r64, dense_pack_strips_r64, &
+            dense_weight_grad_strips_r64
+
   public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
             epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad
 
@@ -99,6 +102,52 @@ module fkb_dense_kernel
       real(c_double), intent(in) :: dy(lddy, *), x(ldx, *)
       real(c_double), intent(inout) :: dw(lddw, *), db(*)
     end subroutine dense_weight_grad_r64
+
+    integer(c_int64_t) function dense_strips_size_r32(rows, width, n) bind(C, name='fkb_dense_strips_size_r32')
+      !! values of the buffer for `rows x n` values in strips of `width` rows
+      import :: c_int, c_int64_t
+      integer(c_int), value :: rows, width, n
+    end function dense_strips_size_r32
+    integer(c_int64_t) function dense_strips_size_r64(rows, width, n) bind(C, name='fkb_dense_strips_size_r64')
+      import :: c_int, c_int64_t
+      integer(c_int), value :: rows, width, n
+    end function dense_strips_size_r64
+
+    subroutine dense_pack_strips_r32(rows, width, n, j0, j1, src, ld, buffer) &
+        bind(C, name='fkb_dense_pack_strips_r32')
+      !! columns `j0 + 1 .. j1` of `src(1:rows, 1:n)` into `buffer`
+      !! (`dense_strips_size` values) as strips of `width` rows, each strip
+      !! column after column from the buffer's first cache line
+      import :: c_int, c_float
+      integer(c_int), value :: rows, width, n, j0, j1, ld
+      real(c_float), intent(in) :: src(ld, *)
+      real(c_float), intent(inout) :: buffer(*)
+    end subroutine dense_pack_strips_r32
+    subroutine dense_pack_strips_r64(rows, width, n, j0, j1, src, ld, buffer) &
+        bind(C, name='fkb_dense_pack_strips_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: rows, width, n, j0, j1, ld
+      real(c_double), intent(in) :: src(ld, *)
+      real(c_double), intent(inout) :: buffer(*)
+    end subroutine dense_pack_strips_r64
+
+    subroutine dense_weight_grad_strips_r32(m, k, n, dy_strips, x_strips, dw, lddw, db, use_db, row0, &
+                                            col0, col1) bind(C, name='fkb_dense_weight_grad_strips_r32')
+      !! `dense_weight_grad` on `dy` in strips of the panel's rows and `x` in
+      !! strips of `dense_tile_columns` rows (`dense_pack_strips`): the same
+      !! sums in the same order; `row0` and `col0` multiples of those widths
+      import :: c_int, c_float
+      integer(c_int), value :: m, k, n, lddw, use_db, row0, col0, col1
+      real(c_float), intent(in) :: dy_strips(*), x_strips(*)
+      real(c_float), intent(inout) :: dw(lddw, *), db(*)
+    end subroutine dense_weight_grad_strips_r32
+    subroutine dense_weight_grad_strips_r64(m, k, n, dy_strips, x_strips, dw, lddw, db, use_db, row0, &
+                                            col0, col1) bind(C, name='fkb_dense_weight_grad_strips_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k, n, lddw, use_db, row0, col0, col1
+      real(c_double), intent(in) :: dy_strips(*), x_strips(*)
+      real(c_double), intent(inout) :: dw(lddw, *), db(*)
+    end subroutine dense_weight_grad_strips_r64
 
     subroutine dense_apply_r32(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy) &
         bind(C, name='fkb_dense_apply_r32')

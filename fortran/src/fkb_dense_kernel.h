@@ -49,6 +49,46 @@ int NAME(fkb_dense_pack_transposed)(int m, int k, const REAL *w, REAL *buffer)
     return NAME(pack_strided)(m, k, w, k, 1, buffer);
 }
 
+int64_t NAME(fkb_dense_strips_size)(int rows, int width, int n)
+{
+    /* REALs of the buffer for rows x n values as strips of `width` rows
+     * (fkb_dense_pack_strips), with room to start them on a cache line */
+    return (int64_t)((rows + width - 1) / width) * width * (int64_t)n + CACHE_LINE / (int64_t)sizeof(REAL);
+}
+
+static REAL *NAME(line_start)(REAL *buffer)
+{
+    /* the first cache-line boundary in `buffer` */
+    return buffer + (CACHE_LINE - (uintptr_t)buffer % CACHE_LINE) % CACHE_LINE / sizeof(REAL);
+}
+
+void NAME(fkb_dense_pack_strips)(int rows, int width, int n, int j0, int j1, const REAL *src, int ld,
+                                 REAL *buffer)
+{
+    /* Columns j0 .. j1 - 1 of the rows x n matrix src (leading dimension
+     * ld) into `buffer` as strips of `width` rows: strip g holds rows
+     * g width .. g width + width - 1 of column j at
+     * [(g n + j) width ..], rows past `rows` zero; from the buffer's first
+     * cache line. The weight gradient then streams each strip in order
+     * instead of striding through the workspace, column by column. */
+    REAL *strips = NAME(line_start)(buffer);
+    const int groups = (rows + width - 1) / width, full = rows / width;
+    /* column by column (each read once, in order), into every strip */
+    for (int j = j0; j < j1; j++) {
+        const REAL *from = src + (ptrdiff_t)j * ld;
+        for (int g = 0; g < groups; g++) {
+            REAL *dst = strips + ((size_t)g * n + j) * width;
+            const REAL *col = from + (ptrdiff_t)g * width;
+            if (g < full) {
+                for (int r = 0; r < width; r++) dst[r] = col[r];
+            } else {
+                const int valid = rows - g * width;
+                for (int r = 0; r < width; r++) dst[r] = r < valid ? col[r] : 0;
+            }
+        }
+    }
+}
+
 #if FKB_DENSE_AVX512
 
 /* Bias, activation and a masked store of one vector of rows. `aux` (or
@@ -257,6 +297,78 @@ void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, 
     }
 }
 
+/* The weight gradient's tile on strips (fkb_dense_pack_strips): the
+ * PANEL rows of dy at j are ap[j PANEL ..], the TILE_COLUMNS values of x at
+ * [j TILE_COLUMNS ..]; columns from nc on are zero there and not stored. */
+static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_body)(
+    const int with_db, int n, const REAL *ap, const REAL *bp, MASK ma, MASK mb, int nc, REAL *dw,
+    ptrdiff_t lddw, REAL *db)
+{
+    VEC c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
+    VEC c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b, da, dbv;
+    c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = V_ZERO();
+    c6a = c6b = c7a = c7b = c8a = c8b = c9a = c9b = c10a = c10b = c11a = c11b = V_ZERO();
+    da = dbv = V_ZERO();
+    for (int j = 0; j < n; j++) {
+        const VEC a = V_LOAD(ap + (size_t)j * PANEL);
+        const VEC b = V_LOAD(ap + (size_t)j * PANEL + LANES);
+        const REAL *xj = bp + (size_t)j * TILE_COLUMNS;
+        VEC s;
+#define STEP(ca, cb, c) s = V_SET1(xj[c]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
+        STEP(c0a, c0b, 0) STEP(c1a, c1b, 1) STEP(c2a, c2b, 2) STEP(c3a, c3b, 3)
+        STEP(c4a, c4b, 4) STEP(c5a, c5b, 5) STEP(c6a, c6b, 6) STEP(c7a, c7b, 7)
+        STEP(c8a, c8b, 8) STEP(c9a, c9b, 9) STEP(c10a, c10b, 10) STEP(c11a, c11b, 11)
+#undef STEP
+        if (with_db) {
+            da = V_ADD(da, a);
+            dbv = V_ADD(dbv, b);
+        }
+    }
+#define STORE(c, ca, cb) if ((c) < nc) { V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw, ma, ca); \
+        if (mb != 0) V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw + LANES, mb, cb); }
+    STORE(0, c0a, c0b) STORE(1, c1a, c1b) STORE(2, c2a, c2b) STORE(3, c3a, c3b)
+    STORE(4, c4a, c4b) STORE(5, c5a, c5b) STORE(6, c6a, c6b) STORE(7, c7a, c7b)
+    STORE(8, c8a, c8b) STORE(9, c9a, c9b) STORE(10, c10a, c10b) STORE(11, c11a, c11b)
+#undef STORE
+    if (with_db) {
+        V_MASK_STORE(db, ma, da);
+        if (mb != 0) V_MASK_STORE(db + LANES, mb, dbv);
+    }
+}
+
+static FKB_AVX512 void NAME(strip_tile)(int n, const REAL *ap, const REAL *bp, MASK ma, MASK mb, int nc,
+                                       REAL *dw, ptrdiff_t lddw)
+{
+    NAME(strip_tile_body)(0, n, ap, bp, ma, mb, nc, dw, lddw, NULL);
+}
+
+static FKB_AVX512 void NAME(strip_tile_db)(int n, const REAL *ap, const REAL *bp, MASK ma, MASK mb, int nc,
+                                          REAL *dw, ptrdiff_t lddw, REAL *db)
+{
+    NAME(strip_tile_body)(1, n, ap, bp, ma, mb, nc, dw, lddw, db);
+}
+
+void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, REAL *dy_strips, REAL *x_strips, REAL *dw,
+                                        int lddw, REAL *db, int use_db, int row0, int col0, int col1)
+{
+    /* fkb_dense_weight_grad on dy packed in strips of PANEL rows and x in
+     * strips of TILE_COLUMNS rows (fkb_dense_pack_strips); the same sums in
+     * the same order, so the same bits */
+    const MASK ma = NAME(row_mask)(m - row0), mb = NAME(row_mask)(m - row0 - LANES);
+    const REAL *ap = NAME(line_start)(dy_strips) + (size_t)(row0 / PANEL) * n * PANEL;
+    const REAL *xs = NAME(line_start)(x_strips);
+    (void)k;
+    for (int c = col0; c < col1; c += TILE_COLUMNS) {
+        const int nc = col1 - c < TILE_COLUMNS ? col1 - c : TILE_COLUMNS;
+        const REAL *bp = xs + (size_t)(c / TILE_COLUMNS) * n * TILE_COLUMNS;
+        REAL *tile = dw + row0 + (ptrdiff_t)c * lddw;
+        if (use_db && c == col0)
+            NAME(strip_tile_db)(n, ap, bp, ma, mb, nc, tile, lddw, db + row0);
+        else
+            NAME(strip_tile)(n, ap, bp, ma, mb, nc, tile, lddw);
+    }
+}
+
 void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
                                const REAL *bias, int use_bias, int epilogue, REAL alpha, REAL *y, int ldy,
                                REAL *aux, int ldaux)
@@ -289,6 +401,28 @@ void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const RE
         }
 }
 
+
+void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, REAL *dy_strips, REAL *x_strips, REAL *dw,
+                                        int lddw, REAL *db, int use_db, int row0, int col0, int col1)
+{
+    const REAL *ap = NAME(line_start)(dy_strips) + (size_t)(row0 / PANEL) * n * PANEL;
+    const REAL *xs = NAME(line_start)(x_strips);
+    int rows = m - row0 < PANEL ? m - row0 : PANEL;
+    (void)k;
+    for (int i = 0; i < rows; i++) {
+        for (int c = col0; c < col1; c++) {
+            const REAL *bp = xs + (size_t)(c / TILE_COLUMNS) * n * TILE_COLUMNS + c % TILE_COLUMNS;
+            REAL v = 0;
+            for (int j = 0; j < n; j++) v = FMA(ap[(size_t)j * PANEL + i], bp[(size_t)j * TILE_COLUMNS], v);
+            dw[row0 + i + (ptrdiff_t)c * lddw] = v;
+        }
+        if (use_db && col0 == 0) {
+            REAL v = 0;
+            for (int j = 0; j < n; j++) v = v + ap[(size_t)j * PANEL + i];
+            db[row0 + i] = v;
+        }
+    }
+}
 
 void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, const REAL *x, int ldx,
                                  REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0, int col1)

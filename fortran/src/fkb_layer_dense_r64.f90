@@ -7,6 +7,9 @@ module fkb_layer_dense_r64
                               kernel_apply_aux => dense_apply_aux_r64, &
                               kernel_pack_transposed => dense_pack_transposed_r64, &
                               kernel_weight_grad => dense_weight_grad_r64, dense_tile_columns, &
+                              kernel_strips_size => dense_strips_size_r64, &
+                              kernel_pack_strips => dense_pack_strips_r64, &
+                              kernel_weight_grad_strips => dense_weight_grad_strips_r64, &
                               epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
                               epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad
   use fkb_activations_r64, only: apply_activation, activation_backward
