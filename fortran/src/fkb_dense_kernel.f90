@@ -131,21 +131,21 @@ module fkb_dense_kernel
       real(c_double), intent(inout) :: buffer(*)
     end subroutine dense_pack_strips_r64
 
-    subroutine dense_weight_grad_strips_r32(m, k, n, dy_strips, x_strips, dw, lddw, db, use_db, row0, &
+    subroutine dense_weight_grad_strips_r32(m, k, n, dy, lddy, x_strips, dw, lddw, db, use_db, row0, &
                                             col0, col1) bind(C, name='fkb_dense_weight_grad_strips_r32')
-      !! `dense_weight_grad` on `dy` in strips of the panel's rows and `x` in
-      !! strips of `dense_tile_columns` rows (`dense_pack_strips`): the same
-      !! sums in the same order; `row0` and `col0` multiples of those widths
+      !! `dense_weight_grad` with `x` in strips of `dense_tile_columns` rows
+      !! (`dense_pack_strips`): the same sums in the same order; `col0` a
+      !! multiple of that width
       import :: c_int, c_float
-      integer(c_int), value :: m, k, n, lddw, use_db, row0, col0, col1
-      real(c_float), intent(in) :: dy_strips(*), x_strips(*)
+      integer(c_int), value :: m, k, n, lddy, lddw, use_db, row0, col0, col1
+      real(c_float), intent(in) :: dy(lddy, *), x_strips(*)
       real(c_float), intent(inout) :: dw(lddw, *), db(*)
     end subroutine dense_weight_grad_strips_r32
-    subroutine dense_weight_grad_strips_r64(m, k, n, dy_strips, x_strips, dw, lddw, db, use_db, row0, &
+    subroutine dense_weight_grad_strips_r64(m, k, n, dy, lddy, x_strips, dw, lddw, db, use_db, row0, &
                                             col0, col1) bind(C, name='fkb_dense_weight_grad_strips_r64')
       import :: c_int, c_double
-      integer(c_int), value :: m, k, n, lddw, use_db, row0, col0, col1
-      real(c_double), intent(in) :: dy_strips(*), x_strips(*)
+      integer(c_int), value :: m, k, n, lddy, lddw, use_db, row0, col0, col1
+      real(c_double), intent(in) :: dy(lddy, *), x_strips(*)
       real(c_double), intent(inout) :: dw(lddw, *), db(*)
     end subroutine dense_weight_grad_strips_r64
 

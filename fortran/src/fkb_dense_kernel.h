@@ -297,12 +297,13 @@ void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, 
     }
 }
 
-/* The weight gradient's tile on strips (fkb_dense_pack_strips): the
- * PANEL rows of dy at j are ap[j PANEL ..], the TILE_COLUMNS values of x at
- * [j TILE_COLUMNS ..]; columns from nc on are zero there and not stored. */
+/* The weight gradient's tile with x in strips (fkb_dense_pack_strips):
+ * the PANEL rows of dy at column j are dy[j lddy ..] (rows past the mask
+ * not read), the TILE_COLUMNS values of x at bp[j TILE_COLUMNS ..]; columns
+ * from nc on are zero there and not stored. */
 static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_body)(
-    const int with_db, int n, const REAL *ap, const REAL *bp, MASK ma, MASK mb, int nc, REAL *dw,
-    ptrdiff_t lddw, REAL *db)
+    const int with_db, int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma, MASK mb, int nc,
+    REAL *dw, ptrdiff_t lddw, REAL *db)
 {
     VEC c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     VEC c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b, da, dbv;
@@ -310,8 +311,11 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_bod
     c6a = c6b = c7a = c7b = c8a = c8b = c9a = c9b = c10a = c10b = c11a = c11b = V_ZERO();
     da = dbv = V_ZERO();
     for (int j = 0; j < n; j++) {
-        const VEC a = V_LOAD(ap + (size_t)j * PANEL);
-        const VEC b = V_LOAD(ap + (size_t)j * PANEL + LANES);
+        const REAL *dyj = dy + (ptrdiff_t)j * lddy;
+        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy), _MM_HINT_T0);
+        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy + LANES), _MM_HINT_T0);
+        const VEC a = V_MASKZ_LOAD(ma, dyj);
+        const VEC b = V_MASKZ_LOAD(mb, dyj + LANES);
         const REAL *xj = bp + (size_t)j * TILE_COLUMNS;
         VEC s;
 #define STEP(ca, cb, c) s = V_SET1(xj[c]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
@@ -336,26 +340,26 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_bod
     }
 }
 
-static FKB_AVX512 void NAME(strip_tile)(int n, const REAL *ap, const REAL *bp, MASK ma, MASK mb, int nc,
-                                       REAL *dw, ptrdiff_t lddw)
+static FKB_AVX512 void NAME(strip_tile)(int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma,
+                                       MASK mb, int nc, REAL *dw, ptrdiff_t lddw)
 {
-    NAME(strip_tile_body)(0, n, ap, bp, ma, mb, nc, dw, lddw, NULL);
+    NAME(strip_tile_body)(0, n, dy, lddy, bp, ma, mb, nc, dw, lddw, NULL);
 }
 
-static FKB_AVX512 void NAME(strip_tile_db)(int n, const REAL *ap, const REAL *bp, MASK ma, MASK mb, int nc,
-                                          REAL *dw, ptrdiff_t lddw, REAL *db)
+static FKB_AVX512 void NAME(strip_tile_db)(int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma,
+                                          MASK mb, int nc, REAL *dw, ptrdiff_t lddw, REAL *db)
 {
-    NAME(strip_tile_body)(1, n, ap, bp, ma, mb, nc, dw, lddw, db);
+    NAME(strip_tile_body)(1, n, dy, lddy, bp, ma, mb, nc, dw, lddw, db);
 }
 
-void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, REAL *dy_strips, REAL *x_strips, REAL *dw,
-                                        int lddw, REAL *db, int use_db, int row0, int col0, int col1)
+void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, const REAL *dy, int lddy, REAL *x_strips,
+                                        REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0,
+                                        int col1)
 {
-    /* fkb_dense_weight_grad on dy packed in strips of PANEL rows and x in
-     * strips of TILE_COLUMNS rows (fkb_dense_pack_strips); the same sums in
-     * the same order, so the same bits */
+    /* fkb_dense_weight_grad with x in strips of TILE_COLUMNS rows
+     * (fkb_dense_pack_strips): the same sums in the same order, so the same
+     * bits */
     const MASK ma = NAME(row_mask)(m - row0), mb = NAME(row_mask)(m - row0 - LANES);
-    const REAL *ap = NAME(line_start)(dy_strips) + (size_t)(row0 / PANEL) * n * PANEL;
     const REAL *xs = NAME(line_start)(x_strips);
     (void)k;
     for (int c = col0; c < col1; c += TILE_COLUMNS) {
@@ -363,9 +367,9 @@ void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, REAL *dy_strips, RE
         const REAL *bp = xs + (size_t)(c / TILE_COLUMNS) * n * TILE_COLUMNS;
         REAL *tile = dw + row0 + (ptrdiff_t)c * lddw;
         if (use_db && c == col0)
-            NAME(strip_tile_db)(n, ap, bp, ma, mb, nc, tile, lddw, db + row0);
+            NAME(strip_tile_db)(n, dy + row0, lddy, bp, ma, mb, nc, tile, lddw, db + row0);
         else
-            NAME(strip_tile)(n, ap, bp, ma, mb, nc, tile, lddw);
+            NAME(strip_tile)(n, dy + row0, lddy, bp, ma, mb, nc, tile, lddw);
     }
 }
 
@@ -402,24 +406,24 @@ void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const RE
 }
 
 
-void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, REAL *dy_strips, REAL *x_strips, REAL *dw,
-                                        int lddw, REAL *db, int use_db, int row0, int col0, int col1)
+void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, const REAL *dy, int lddy, REAL *x_strips,
+                                        REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0,
+                                        int col1)
 {
-    const REAL *ap = NAME(line_start)(dy_strips) + (size_t)(row0 / PANEL) * n * PANEL;
     const REAL *xs = NAME(line_start)(x_strips);
     int rows = m - row0 < PANEL ? m - row0 : PANEL;
     (void)k;
-    for (int i = 0; i < rows; i++) {
+    for (int i = row0; i < row0 + rows; i++) {
         for (int c = col0; c < col1; c++) {
             const REAL *bp = xs + (size_t)(c / TILE_COLUMNS) * n * TILE_COLUMNS + c % TILE_COLUMNS;
             REAL v = 0;
-            for (int j = 0; j < n; j++) v = FMA(ap[(size_t)j * PANEL + i], bp[(size_t)j * TILE_COLUMNS], v);
-            dw[row0 + i + (ptrdiff_t)c * lddw] = v;
+            for (int j = 0; j < n; j++) v = FMA(dy[i + (ptrdiff_t)j * lddy], bp[(size_t)j * TILE_COLUMNS], v);
+            dw[i + (ptrdiff_t)c * lddw] = v;
         }
         if (use_db && col0 == 0) {
             REAL v = 0;
-            for (int j = 0; j < n; j++) v = v + ap[(size_t)j * PANEL + i];
-            db[row0 + i] = v;
+            for (int j = 0; j < n; j++) v = v + dy[i + (ptrdiff_t)j * lddy];
+            db[i] = v;
         }
     }
 }
