@@ -42,7 +42,8 @@ enum { TILE_COLUMNS = 12, PREFETCH_STEPS = 8, GRAD_PREFETCH_COLUMNS = 8, CACHE_L
 
 /* What follows the bias: the values of fkb_dense_kernel's epilogue_* */
 enum { EPILOGUE_NONE = 0, EPILOGUE_RELU = 1, EPILOGUE_LEAKY_RELU = 2, EPILOGUE_ACCUMULATE = 3,
-       EPILOGUE_ACCUMULATE_RELU_GRAD = 4, EPILOGUE_ACCUMULATE_LEAKY_GRAD = 5 };
+       EPILOGUE_ACCUMULATE_RELU_GRAD = 4, EPILOGUE_ACCUMULATE_LEAKY_GRAD = 5, EPILOGUE_RELU_GRAD = 6,
+       EPILOGUE_LEAKY_GRAD = 7 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FKB_DENSE_AVX512 1

@@ -20,18 +20,22 @@ module fkb_dense_kernel
             dense_weight_grad_strips_r64
 
   public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
-            epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad
+            epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad, epilogue_relu_grad, &
+            epilogue_leaky_relu_grad
 
   integer, parameter :: epilogue_none = 0, epilogue_relu = 1, epilogue_leaky_relu = 2, &
                         epilogue_accumulate = 3, epilogue_accumulate_relu_grad = 4, &
-                        epilogue_accumulate_leaky_relu_grad = 5
+                        epilogue_accumulate_leaky_relu_grad = 5, epilogue_relu_grad = 6, &
+                        epilogue_leaky_relu_grad = 7
     !! what the kernel does after the bias: nothing, `max(v, 0)`,
     !! `max(v, 0) + alpha min(v, 0)` (as `fkb_activations`; `dense_apply_aux`
     !! also stores `v` before it), add the result to what `y` holds
     !! (training's `dx += W^T dy`), or add it through the derivative of a
-    !! relu or leaky relu whose input `z` `dense_apply_aux` reads:
-    !! `y += merge(1, alpha, z > 0) v` (alpha 0 for relu), training's
-    !! `dx += W^T dy` carried through the activation layer before it
+    !! relu or leaky relu whose input has the sign of what `dense_apply_aux`
+    !! reads: `y += merge(1, alpha, z > 0) v` (alpha 0 for relu), training's
+    !! `dx += W^T dy` carried through the activation layer before it; or
+    !! store that product (`y = merge(1, alpha, z > 0) v`) where it is the
+    !! only contribution
 
   interface
     integer(c_int) function kernel_available() bind(C, name='fkb_dense_kernel_available')

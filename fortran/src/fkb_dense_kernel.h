@@ -62,6 +62,51 @@ static REAL *NAME(line_start)(REAL *buffer)
     return buffer + (CACHE_LINE - (uintptr_t)buffer % CACHE_LINE) % CACHE_LINE / sizeof(REAL);
 }
 
+static void NAME(pack_strips_plain)(int rows, int width, int n, int j0, int j1, const REAL *src, int ld,
+                                    REAL *strips)
+{
+    const int groups = (rows + width - 1) / width;
+    /* column by column (each read once, in order), into every strip */
+    for (int j = j0; j < j1; j++) {
+        const REAL *from = src + (ptrdiff_t)j * ld;
+        for (int g = 0; g < groups; g++) {
+            REAL *dst = strips + ((size_t)g * n + j) * width;
+            const int valid = rows - g * width < width ? rows - g * width : width;
+            for (int r = 0; r < width; r++) dst[r] = r < valid ? from[(ptrdiff_t)g * width + r] : 0;
+        }
+    }
+}
+
+#if FKB_DENSE_AVX512
+static inline MASK NAME(row_mask)(int valid)
+{
+    /* the first `valid` of LANES rows (valid may be <= 0 or >= LANES) */
+    if (valid <= 0) return 0;
+    if (valid >= LANES) return FULL_MASK;
+    return (MASK)((1u << valid) - 1u);
+}
+
+static FKB_AVX512 void NAME(pack_strips_vector)(int rows, int width, int n, int j0, int j1, const REAL *src,
+                                               int ld, REAL *strips)
+{
+    /* pack_strips_plain with a strip of up to two vectors moved by masked
+     * loads and stores */
+    const int groups = (rows + width - 1) / width;
+    for (int j = j0; j < j1; j++) {
+        const REAL *from = src + (ptrdiff_t)j * ld;
+        for (int g = 0; g < groups; g++) {
+            REAL *dst = strips + ((size_t)g * n + j) * width;
+            const int valid = rows - g * width < width ? rows - g * width : width;
+            const REAL *col = from + (ptrdiff_t)g * width;
+            V_MASK_STORE(dst, NAME(row_mask)(width), V_MASKZ_LOAD(NAME(row_mask)(valid), col));
+            if (width > LANES)
+                V_MASK_STORE(dst + LANES, NAME(row_mask)(width - LANES),
+                             V_MASKZ_LOAD(NAME(row_mask)(valid - LANES), col + LANES));
+        }
+    }
+}
+#endif
+
 void NAME(fkb_dense_pack_strips)(int rows, int width, int n, int j0, int j1, const REAL *src, int ld,
                                  REAL *buffer)
 {
@@ -72,21 +117,13 @@ void NAME(fkb_dense_pack_strips)(int rows, int width, int n, int j0, int j1, con
      * cache line. The weight gradient then streams each strip in order
      * instead of striding through the workspace, column by column. */
     REAL *strips = NAME(line_start)(buffer);
-    const int groups = (rows + width - 1) / width, full = rows / width;
-    /* column by column (each read once, in order), into every strip */
-    for (int j = j0; j < j1; j++) {
-        const REAL *from = src + (ptrdiff_t)j * ld;
-        for (int g = 0; g < groups; g++) {
-            REAL *dst = strips + ((size_t)g * n + j) * width;
-            const REAL *col = from + (ptrdiff_t)g * width;
-            if (g < full) {
-                for (int r = 0; r < width; r++) dst[r] = col[r];
-            } else {
-                const int valid = rows - g * width;
-                for (int r = 0; r < width; r++) dst[r] = r < valid ? col[r] : 0;
-            }
-        }
+#if FKB_DENSE_AVX512
+    if (width <= 2 * LANES && __builtin_cpu_supports("avx512f")) {
+        NAME(pack_strips_vector)(rows, width, n, j0, j1, src, ld, strips);
+        return;
     }
+#endif
+    NAME(pack_strips_plain)(rows, width, n, j0, j1, src, ld, strips);
 }
 
 #if FKB_DENSE_AVX512
@@ -94,8 +131,9 @@ void NAME(fkb_dense_pack_strips)(int rows, int width, int n, int j0, int j1, con
 /* Bias, activation and a masked store of one vector of rows. `aux` (or
  * NULL) is the same rows of a second array: with a relu or leaky relu it
  * receives the value before the activation (training keeps both); with an
- * activation's gradient it holds that activation's input z, and
- * dst += act'(z) v with act'(z) = 1 where z > 0, else alpha (0 for relu). */
+ * activation's gradient it holds a value positive where that activation's
+ * input z is, and dst += act'(z) v (or dst = act'(z) v) with act'(z) = 1
+ * where z > 0, else alpha (0 for relu). */
 static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, int epilogue,
                                        VEC alpha, REAL *dst, REAL *aux)
 {
@@ -107,6 +145,10 @@ static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, i
         const MASK positive = V_CMP_GT_MASK(rows, V_MASKZ_LOAD(rows, aux), zero);
         const VEC slope = epilogue == EPILOGUE_ACCUMULATE_RELU_GRAD ? zero : alpha;
         v = V_ADD(V_MASKZ_LOAD(rows, dst), V_MASK_BLEND(positive, V_MUL(slope, v), v));
+    } else if (epilogue == EPILOGUE_RELU_GRAD || epilogue == EPILOGUE_LEAKY_GRAD) {
+        const MASK positive = V_CMP_GT_MASK(rows, V_MASKZ_LOAD(rows, aux), zero);
+        const VEC slope = epilogue == EPILOGUE_RELU_GRAD ? zero : alpha;
+        v = V_MASK_BLEND(positive, V_MUL(slope, v), v);
     } else if (epilogue == EPILOGUE_RELU) {
         if (aux != NULL) V_MASK_STORE(aux, rows, v);
         v = V_MAX(zero, v);               /* keeps a NaN */
@@ -115,14 +157,6 @@ static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, i
         v = V_ADD(V_MAX(zero, v), V_MUL(alpha, V_MIN(zero, v)));
     }
     V_MASK_STORE(dst, rows, v);
-}
-
-static inline MASK NAME(row_mask)(int valid)
-{
-    /* the first `valid` of LANES rows (valid may be <= 0 or >= LANES) */
-    if (valid <= 0) return 0;
-    if (valid >= LANES) return FULL_MASK;
-    return (MASK)((1u << valid) - 1u);
 }
 
 /* One PANEL x TILE_COLUMNS tile; columns from nc on repeat column 0 and are
@@ -399,6 +433,8 @@ void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const RE
             if (epilogue == EPILOGUE_ACCUMULATE) v = y[i + (ptrdiff_t)j * ldy] + v;
             else if (epilogue == EPILOGUE_ACCUMULATE_RELU_GRAD) v = y[i + (ptrdiff_t)j * ldy] + (*z > 0 ? v : 0 * v);
             else if (epilogue == EPILOGUE_ACCUMULATE_LEAKY_GRAD) v = y[i + (ptrdiff_t)j * ldy] + (*z > 0 ? v : alpha * v);
+            else if (epilogue == EPILOGUE_RELU_GRAD) v = *z > 0 ? v : 0 * v;
+            else if (epilogue == EPILOGUE_LEAKY_GRAD) v = *z > 0 ? v : alpha * v;
             else if (epilogue == EPILOGUE_RELU) v = v > 0 || v != v ? v : 0;
             else if (epilogue == EPILOGUE_LEAKY_RELU) v = (v > 0 ? v : 0) + alpha * (v < 0 ? v : 0);
             y[i + (ptrdiff_t)j * ldy] = v;

@@ -11,7 +11,8 @@ module fkb_layer_dense_r32
                               kernel_pack_strips => dense_pack_strips_r32, &
                               kernel_weight_grad_strips => dense_weight_grad_strips_r32, &
                               epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
-                              epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad
+                              epilogue_accumulate_relu_grad, epilogue_accumulate_leaky_relu_grad, &
+                              epilogue_relu_grad, epilogue_leaky_relu_grad
   use fkb_activations_r32, only: apply_activation, activation_backward
   use fkb_layer_base_r32
   ! the modules fkb_layer_dense.inc uses, named here for build tools that do not read
