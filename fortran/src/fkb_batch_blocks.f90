@@ -17,17 +17,24 @@ module fkb_batch_blocks
   real(real64), parameter :: one_thread_margin = 0.95_real64
     !! one thread is chosen when it takes less than this fraction of the
     !! time per column of all threads
+  real(real64), parameter :: slow_margin = 1.25_real64
+    !! all threads are suspected slowed (and one thread tried) when a probe
+    !! on them takes more than this many times their best time per column
 
   type :: step_threads
     !! The thread count of each optimizer step of a `fit`, chosen by
-    !! measurement: every 50 steps one step runs on all the library's
-    !! threads and the next on one, and the steps until the next probe run
-    !! on one thread if it was at least 5 % faster per column, else on all.
-    !! On a quiet machine that is all threads; when another process keeps a
-    !! core busy, a thread that shares its core waits for its turn at every
-    !! pass over a layer, and one thread alone goes faster. The thread count
-    !! never changes a result (the blocks of a batch do not), so the choice
-    !! costs nothing but the probes.
+    !! measurement. Every 50 steps one step is timed on all the library's
+    !! threads; that is all unless it is the first such probe of the `fit`
+    !! or took more than 1.25 times the best time per column seen on all
+    !! threads (or, on one thread, more than one thread's): then the next
+    !! step runs on one, and the steps until the next probe run on one
+    !! thread if it was at least 5 % faster per column. On a quiet machine
+    !! all threads stay (one step of the fit is spent on one); when another
+    !! process keeps a core busy, a thread that shares its core waits for
+    !! its turn at every pass over a layer, and one thread alone goes
+    !! faster. The thread count never changes a result
+    !! (the blocks of a batch do not), so the choice costs nothing but the
+    !! probes.
     integer :: most = 1
       !! the library's threads
     integer :: chosen = 1
@@ -35,6 +42,10 @@ module fkb_batch_blocks
     integer :: step = 0
     real(real64) :: all_rate = 0.0_real64, one_rate = 0.0_real64
       !! seconds per column of the last probes
+    real(real64) :: best_all_rate = huge(1.0_real64)
+      !! the fewest seconds per column of a probe on all threads
+    logical :: probe_one = .false.
+      !! whether the step after a probe on all threads runs on one
     integer :: now = 1
       !! the threads of the step under way
     integer(int64) :: started = 0
@@ -87,6 +98,8 @@ contains
       self%most = 1
       !$ if (.not. omp_in_parallel()) self%most = omp_get_max_threads()
       self%chosen = self%most
+      self%best_all_rate = huge(1.0_real64)
+      self%probe_one = .false.
     end if
     self%step = self%step + 1
     self%now = self%chosen
@@ -94,7 +107,7 @@ contains
       ! the first step grows the workspaces: probe from the second on
       phase = modulo(self%step - 2, probe_every)
       if (phase == 0) self%now = self%most
-      if (phase == 1) self%now = 1
+      if (phase == 1 .and. self%probe_one) self%now = 1
       !$ call omp_set_num_threads(self%now)
     end if
     call system_clock(self%started)
@@ -112,8 +125,14 @@ contains
     seconds = real(finished - self%started, real64) / real(max(rate, 1_int64), real64) / &
               real(max(columns, 1), real64)
     phase = modulo(self%step - 2, probe_every)
-    if (phase == 0) self%all_rate = seconds
-    if (phase == 1) then
+    if (phase == 0) then
+      self%all_rate = seconds
+      self%best_all_rate = min(self%best_all_rate, seconds)
+      ! on one thread, try one again only while all are still slow
+      self%probe_one = self%step == 2 .or. seconds > slow_margin * self%best_all_rate .or. &
+                       (self%chosen == 1 .and. seconds > self%one_rate)
+      if (.not. self%probe_one) self%chosen = self%most
+    else if (phase == 1 .and. self%probe_one) then
       self%one_rate = seconds
       self%chosen = self%most
       if (self%one_rate < one_thread_margin * self%all_rate) self%chosen = 1
