@@ -23,7 +23,9 @@ weight gradient), against the machine's multiply-add peak measured by
 Then the paper network at batch 1024 again with a busy neighbour: another
 process spinning on one core (the last), as when a second job shares the
 machine. Fortran/Keras throughput with the neighbour, over without, should
-stay at least 0.5.
+stay at least 0.5. Last, the memory the runtime's `fit` adds over an epoch
+of --memory-samples samples of the paper network (float32 arrays of 94
+inputs and 65 targets held once, by the caller).
 
     .venv/bin/python benchmarks/bench_fortran_training.py [--samples 65536] [--threads 2]
 """
@@ -43,7 +45,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from machine import busy_neighbour, fma_peak  # noqa: E402
+from machine import PeakRSS, busy_neighbour, fma_peak, rss_bytes  # noqa: E402
 
 CASES = [("FKB paper", 94, [256] * 5, 65, 1024), ("FKB paper", 94, [256] * 5, 65, 256),
          ("toy GCM", 24, [128] * 5, 25, 1024), ("toy GCM", 24, [128] * 5, 25, 256)]
@@ -135,6 +137,20 @@ def ratio_text(results: dict, other: str) -> str:
     return f"Fortran / {other} {best:.2f}x (median of rounds {rounds:.2f}x)"
 
 
+def memory_row(engines: Engines, samples: int) -> None:
+    """Resident memory before and during one `fit` epoch on `samples` samples."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((samples, 94), dtype=np.float32)
+    y = rng.standard_normal((samples, 65), dtype=np.float32)
+    before = rss_bytes()
+    with PeakRSS() as rss:
+        engines.fortran_epoch(x, y, 1024)
+    mib = 2 ** 20
+    print(f"memory: fit on {samples:,} samples ({(x.nbytes + y.nbytes) / mib:.0f} MiB of float32 inputs "
+          f"and targets): resident {before / mib:.0f} MiB before, {rss.peak / mib:.0f} MiB at the peak "
+          f"of the epoch (+{(rss.peak - before) / mib:.0f} MiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=65536, help="samples per epoch (default: %(default)s)")
@@ -142,6 +158,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5,
                         help="rounds of one timed epoch per engine; the best epoch counts")
     parser.add_argument("--no-neighbour", action="store_true", help="skip the busy-neighbour rows")
+    parser.add_argument("--memory-samples", type=int, default=1_000_000,
+                        help="samples of the memory row (0: skip it; default: %(default)s)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -187,9 +205,11 @@ def main() -> None:
             if name == "FKB paper" and batch == 1024:
                 quiet_ratio = min(results["Keras"][0]) / min(results["Fortran"][0])
                 paper = (engines_of[key], x, y)
+        engines, x, y = paper
+        if args.memory_samples > 0:
+            memory_row(engines, args.memory_samples)
         if args.no_neighbour or args.threads < 2:
             return
-        engines, x, y = paper
         neighbour = busy_neighbour()
         try:
             time.sleep(1.0)

@@ -16,42 +16,15 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the resident set size every ``interval`` seconds in a thread."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
+from machine import PeakRSS, rss_bytes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import keras  # noqa: F401  (TensorFlow's own memory is not the loader's)
 
-        rss_before = _rss_bytes()
+        rss_before = rss_bytes()
         t0 = time.perf_counter()
         with PeakRSS() as rss:
             result = train_emulator(None, ds, hyperparameters=hp,
