@@ -22,8 +22,8 @@ module fkb_batch_blocks
     !! on them takes more than this many times their best time per column
 
   type :: step_threads
-    !! The thread count of each optimizer step of a `fit`, chosen by
-    !! measurement. Every 50 steps one step is timed on all the library's
+    !! The thread count of each optimizer step of a `fit` (or of each
+    !! `predict` of a batch shared among threads), chosen by measurement. Every 50 steps one step is timed on all the library's
     !! threads; that is all unless it is the first such probe of the `fit`
     !! or took more than 1.25 times the best time per column seen on all
     !! threads (or, on one thread, more than one thread's): then the next
@@ -90,9 +90,12 @@ contains
     !$ if (.not. omp_in_parallel() .and. count >= 65536) elementwise_threads = omp_get_max_threads()
   end function elementwise_threads
 
-  subroutine step_threads_start(self)
-    !! Before a step: set the threads it runs on and start its clock.
+  subroutine step_threads_start(self, set_omp)
+    !! Before a step: choose the threads it runs on (`now`), make them the
+    !! OpenMP threads unless `set_omp` is `.false.` (the caller passes `now`
+    !! to its parallel regions itself), and start its clock.
     class(step_threads), intent(inout) :: self
+    logical, intent(in), optional :: set_omp
     integer :: phase
     if (self%step == 0) then
       self%most = 1
@@ -108,6 +111,12 @@ contains
       phase = modulo(self%step - 2, probe_every)
       if (phase == 0) self%now = self%most
       if (phase == 1 .and. self%probe_one) self%now = 1
+      if (present(set_omp)) then
+        if (.not. set_omp) then
+          call system_clock(self%started)
+          return
+        end if
+      end if
       !$ call omp_set_num_threads(self%now)
     end if
     call system_clock(self%started)
