@@ -29,7 +29,7 @@ module fkb_batch_blocks
     !! threads (or, on one thread, more than one thread's): then the next
     !! step runs on one, and the steps until the next probe run on one
     !! thread if it was at least 5 % faster per column. On a quiet machine
-    !! all threads stay (one step of the fit is spent on one); when another
+    !! all threads stay (one step is spent on one); when another
     !! process keeps a core busy, a thread that shares its core waits for
     !! its turn at every pass over a layer, and one thread alone goes
     !! faster. The thread count never changes a result
@@ -50,6 +50,7 @@ module fkb_batch_blocks
       !! the threads of the step under way
     integer(int64) :: started = 0
   contains
+    procedure :: follow_threads => step_threads_follow_threads
     procedure :: start => step_threads_start
     procedure :: finish => step_threads_finish
     procedure :: restore => step_threads_restore
@@ -89,6 +90,16 @@ contains
     elementwise_threads = 1
     !$ if (.not. omp_in_parallel() .and. count >= 65536) elementwise_threads = omp_get_max_threads()
   end function elementwise_threads
+
+  subroutine step_threads_follow_threads(self)
+    !! Before a run of steps (a `fit`, a `predict`): start measuring afresh
+    !! if the library's thread count changed since the last.
+    class(step_threads), intent(inout) :: self
+    integer :: available
+    available = 1
+    !$ if (.not. omp_in_parallel()) available = omp_get_max_threads()
+    if (self%step > 0 .and. available /= self%most) self%step = 0
+  end subroutine step_threads_follow_threads
 
   subroutine step_threads_start(self, set_omp)
     !! Before a step: choose the threads it runs on (`now`), make them the
@@ -149,10 +160,10 @@ contains
   end subroutine step_threads_finish
 
   subroutine step_threads_restore(self)
-    !! After the last step: the library's threads as they were.
+    !! After the last step of a `fit`: the library's threads as they were
+    !! (the measurements go on with the next `fit`).
     class(step_threads), intent(inout) :: self
     !$ if (self%most > 1) call omp_set_num_threads(self%most)
-    self%step = 0
   end subroutine step_threads_restore
 
 end module fkb_batch_blocks
