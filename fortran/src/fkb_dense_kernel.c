@@ -20,9 +20,14 @@
  *
  * Training's weight gradient dW = dy x^T (and the bias gradient, the row sums
  * of dy) runs in tiles of PANEL rows of dW by TILE_COLUMNS of its columns
- * that stream the batch's columns j: each element is one chain of fused
- * multiply-adds over j in order, so the result does not depend on how the
- * tiles are shared among threads.
+ * that stream the batch's columns j, x read from a copy in strips of
+ * TILE_COLUMNS rows, each strip column after column (the training forward
+ * pass copies each block of its input while in cache): each element is one
+ * chain of fused multiply-adds over j in order, so the result does not
+ * depend on how the tiles are shared among threads. The epilogue of
+ * dx = W^T dy can also carry the gradient through a relu or leaky relu
+ * (y += or = merge(1, alpha, a > 0) v, a read from a second array), and the
+ * forward pass can keep the value before a relu or leaky relu in one.
  *
  * Every output element is one chain of fused multiply-adds over kk = 1..k in
  * order, then + b, then the activation. So a column's result has the same

@@ -13,10 +13,10 @@ module fkb_dense_kernel
   private
   public :: dense_kernel_available, dense_tile_columns
   public :: dense_packed_size_r32, dense_pack_r32, dense_pack_transposed_r32, dense_apply_r32, &
-            dense_apply_aux_r32, dense_weight_grad_r32, dense_strips_size_r32, dense_pack_strips_r32, &
+            dense_apply_aux_r32, dense_strips_size_r32, dense_pack_strips_r32, &
             dense_weight_grad_strips_r32
   public :: dense_packed_size_r64, dense_pack_r64, dense_pack_transposed_r64, dense_apply_r64, &
-            dense_apply_aux_r64, dense_weight_grad_r64, dense_strips_size_r64, dense_pack_strips_r64, &
+            dense_apply_aux_r64, dense_strips_size_r64, dense_pack_strips_r64, &
             dense_weight_grad_strips_r64
 
   public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
@@ -88,24 +88,6 @@ module fkb_dense_kernel
       real(c_double), intent(inout) :: buffer(*)
     end function dense_pack_transposed_r64
 
-    subroutine dense_weight_grad_r32(m, k, n, dy, lddy, x, ldx, dw, lddw, db, use_db, row0, col0, col1) &
-        bind(C, name='fkb_dense_weight_grad_r32')
-      !! Rows `row0 + 1 .. row0 + dense_tile_rows` (at most `m`) and columns
-      !! `col0 + 1 .. col1` of `dw = dy x^T` (`dy(m, n)`, `x(k, n)`), and, with
-      !! `use_db` and `col0 = 0`, the same rows of `db = sum_j dy(:, j)`: each
-      !! element one chain over the columns `j` in order
-      import :: c_int, c_float
-      integer(c_int), value :: m, k, n, lddy, ldx, lddw, use_db, row0, col0, col1
-      real(c_float), intent(in) :: dy(lddy, *), x(ldx, *)
-      real(c_float), intent(inout) :: dw(lddw, *), db(*)
-    end subroutine dense_weight_grad_r32
-    subroutine dense_weight_grad_r64(m, k, n, dy, lddy, x, ldx, dw, lddw, db, use_db, row0, col0, col1) &
-        bind(C, name='fkb_dense_weight_grad_r64')
-      import :: c_int, c_double
-      integer(c_int), value :: m, k, n, lddy, ldx, lddw, use_db, row0, col0, col1
-      real(c_double), intent(in) :: dy(lddy, *), x(ldx, *)
-      real(c_double), intent(inout) :: dw(lddw, *), db(*)
-    end subroutine dense_weight_grad_r64
 
     integer(c_int64_t) function dense_strips_size_r32(rows, width, n) bind(C, name='fkb_dense_strips_size_r32')
       !! values of the buffer for `rows x n` values in strips of `width` rows
@@ -137,9 +119,12 @@ module fkb_dense_kernel
 
     subroutine dense_weight_grad_strips_r32(m, k, n, dy, lddy, x_strips, dw, lddw, db, use_db, row0, &
                                             col0, col1) bind(C, name='fkb_dense_weight_grad_strips_r32')
-      !! `dense_weight_grad` with `x` in strips of `dense_tile_columns` rows
-      !! (`dense_pack_strips`): the same sums in the same order; `col0` a
-      !! multiple of that width
+      !! Training's weight gradient: rows `row0 + 1 .. row0 + dense_tile_rows`
+      !! (at most `m`) and columns `col0 + 1 .. col1` of `dw = dy x^T`
+      !! (`dy(m, n)`, `x(k, n)` given as strips of `dense_tile_columns` rows,
+      !! `dense_pack_strips`; `col0` a multiple of that width), and, with
+      !! `use_db` and `col0 = 0`, the same rows of `db = sum_j dy(:, j)`: each
+      !! element one chain over the columns `j` in order
       import :: c_int, c_float
       integer(c_int), value :: m, k, n, lddy, lddw, use_db, row0, col0, col1
       real(c_float), intent(in) :: dy(lddy, *), x_strips(*)

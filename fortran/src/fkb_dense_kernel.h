@@ -273,64 +273,6 @@ static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, cons
     }
 }
 
-/* Training's weight gradient, one PANEL x TILE_COLUMNS tile of
- * dw(i, c) = sum_j dy(i, j) x(c, j): the rows of dy are loaded, the x values
- * broadcast; columns from nc on repeat column 0 and are not stored. With
- * `db`, also db(i) = sum_j dy(i, j). */
-static FKB_AVX512 void NAME(grad_tile)(int n, const REAL *dy, ptrdiff_t lddy, MASK ma, MASK mb,
-                                 const REAL *x, ptrdiff_t ldx, int nc, REAL *dw, ptrdiff_t lddw,
-                                 REAL *db)
-{
-    const int c1 = 1 < nc ? 1 : 0, c2 = 2 < nc ? 2 : 0, c3 = 3 < nc ? 3 : 0, c4 = 4 < nc ? 4 : 0;
-    const int c5 = 5 < nc ? 5 : 0, c6 = 6 < nc ? 6 : 0, c7 = 7 < nc ? 7 : 0, c8 = 8 < nc ? 8 : 0;
-    const int c9 = 9 < nc ? 9 : 0, c10 = 10 < nc ? 10 : 0, c11 = 11 < nc ? 11 : 0;
-    VEC c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
-    VEC c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b, da, dbv;
-    c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = V_ZERO();
-    c6a = c6b = c7a = c7b = c8a = c8b = c9a = c9b = c10a = c10b = c11a = c11b = V_ZERO();
-    da = dbv = V_ZERO();
-    for (int j = 0; j < n; j++) {
-        const REAL *dyj = dy + (ptrdiff_t)j * lddy, *xj = x + (ptrdiff_t)j * ldx;
-        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy), _MM_HINT_T0);
-        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy + LANES), _MM_HINT_T0);
-        _mm_prefetch((const char *)(xj + GRAD_PREFETCH_COLUMNS * ldx), _MM_HINT_T0);
-        const VEC a = V_MASKZ_LOAD(ma, dyj);
-        const VEC b = V_MASKZ_LOAD(mb, dyj + LANES);
-        VEC s;
-#define STEP(ca, cb, c) s = V_SET1(xj[c]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
-        STEP(c0a, c0b, 0) STEP(c1a, c1b, c1) STEP(c2a, c2b, c2) STEP(c3a, c3b, c3)
-        STEP(c4a, c4b, c4) STEP(c5a, c5b, c5) STEP(c6a, c6b, c6) STEP(c7a, c7b, c7)
-        STEP(c8a, c8b, c8) STEP(c9a, c9b, c9) STEP(c10a, c10b, c10) STEP(c11a, c11b, c11)
-#undef STEP
-        if (db != NULL) {
-            da = V_ADD(da, a);
-            dbv = V_ADD(dbv, b);
-        }
-    }
-#define STORE(c, ca, cb) if ((c) < nc) { V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw, ma, ca); \
-        if (mb != 0) V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw + LANES, mb, cb); }
-    STORE(0, c0a, c0b) STORE(1, c1a, c1b) STORE(2, c2a, c2b) STORE(3, c3a, c3b)
-    STORE(4, c4a, c4b) STORE(5, c5a, c5b) STORE(6, c6a, c6b) STORE(7, c7a, c7b)
-    STORE(8, c8a, c8b) STORE(9, c9a, c9b) STORE(10, c10a, c10b) STORE(11, c11a, c11b)
-#undef STORE
-    if (db != NULL) {
-        V_MASK_STORE(db, ma, da);
-        if (mb != 0) V_MASK_STORE(db + LANES, mb, dbv);
-    }
-}
-
-void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, const REAL *x, int ldx,
-                                 REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0, int col1)
-{
-    const MASK ma = NAME(row_mask)(m - row0), mb = NAME(row_mask)(m - row0 - LANES);
-    (void)k;
-    for (int c = col0; c < col1; c += TILE_COLUMNS) {
-        int nc = col1 - c < TILE_COLUMNS ? col1 - c : TILE_COLUMNS;
-        NAME(grad_tile)(n, dy + row0, lddy, ma, mb, x + c, ldx, nc, dw + row0 + (ptrdiff_t)c * lddw, lddw,
-                        use_db && c == col0 ? db + row0 : NULL);
-    }
-}
-
 /* The weight gradient's tile with x in strips (fkb_dense_pack_strips):
  * the PANEL rows of dy at column j are dy[j lddy ..] (rows past the mask
  * not read), the TILE_COLUMNS values of x at bp[j TILE_COLUMNS ..]; columns
@@ -390,9 +332,12 @@ void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, const REAL *dy, int
                                         REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0,
                                         int col1)
 {
-    /* fkb_dense_weight_grad with x in strips of TILE_COLUMNS rows
-     * (fkb_dense_pack_strips): the same sums in the same order, so the same
-     * bits */
+    /* Training's weight gradient, rows row0 .. row0 + PANEL - 1 (at most m)
+     * and columns col0 .. col1 - 1 of dw(i, c) = sum_j dy(i, j) x(c, j), with
+     * x in strips of TILE_COLUMNS rows (fkb_dense_pack_strips), and with
+     * use_db and col0 = 0 the same rows of db(i) = sum_j dy(i, j): each
+     * element one chain of multiply-adds over j in order, so the bits do
+     * not depend on how the tiles are shared among threads */
     const MASK ma = NAME(row_mask)(m - row0), mb = NAME(row_mask)(m - row0 - LANES);
     const REAL *xs = NAME(line_start)(x_strips);
     (void)k;
@@ -454,25 +399,6 @@ void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, const REAL *dy, int
             const REAL *bp = xs + (size_t)(c / TILE_COLUMNS) * n * TILE_COLUMNS + c % TILE_COLUMNS;
             REAL v = 0;
             for (int j = 0; j < n; j++) v = FMA(dy[i + (ptrdiff_t)j * lddy], bp[(size_t)j * TILE_COLUMNS], v);
-            dw[i + (ptrdiff_t)c * lddw] = v;
-        }
-        if (use_db && col0 == 0) {
-            REAL v = 0;
-            for (int j = 0; j < n; j++) v = v + dy[i + (ptrdiff_t)j * lddy];
-            db[i] = v;
-        }
-    }
-}
-
-void NAME(fkb_dense_weight_grad)(int m, int k, int n, const REAL *dy, int lddy, const REAL *x, int ldx,
-                                 REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0, int col1)
-{
-    int rows = m - row0 < PANEL ? m - row0 : PANEL;
-    (void)k;
-    for (int i = row0; i < row0 + rows; i++) {
-        for (int c = col0; c < col1; c++) {
-            REAL v = 0;
-            for (int j = 0; j < n; j++) v = FMA(dy[i + (ptrdiff_t)j * lddy], x[c + (ptrdiff_t)j * ldx], v);
             dw[i + (ptrdiff_t)c * lddw] = v;
         }
         if (use_db && col0 == 0) {

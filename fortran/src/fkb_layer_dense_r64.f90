@@ -6,7 +6,7 @@ module fkb_layer_dense_r64
                               kernel_pack => dense_pack_r64, kernel_apply => dense_apply_r64, &
                               kernel_apply_aux => dense_apply_aux_r64, &
                               kernel_pack_transposed => dense_pack_transposed_r64, &
-                              kernel_weight_grad => dense_weight_grad_r64, dense_tile_columns, &
+                              dense_tile_columns, &
                               kernel_strips_size => dense_strips_size_r64, &
                               kernel_pack_strips => dense_pack_strips_r64, &
                               kernel_weight_grad_strips => dense_weight_grad_strips_r64, &
