@@ -62,9 +62,16 @@ static REAL *NAME(line_start)(REAL *buffer)
     return buffer + (CACHE_LINE - (uintptr_t)buffer % CACHE_LINE) % CACHE_LINE / sizeof(REAL);
 }
 
-static void NAME(pack_strips_plain)(int rows, int width, int n, int j0, int j1, const REAL *src, int ld,
-                                    REAL *strips)
+void NAME(fkb_dense_pack_strips)(int rows, int width, int n, int j0, int j1, const REAL *src, int ld,
+                                 REAL *buffer)
 {
+    /* Columns j0 .. j1 - 1 of the rows x n matrix src (leading dimension
+     * ld) into `buffer` as strips of `width` rows: strip g holds rows
+     * g width .. g width + width - 1 of column j at
+     * [(g n + j) width ..], rows past `rows` zero; from the buffer's first
+     * cache line. The weight gradient then streams each strip in order
+     * instead of striding through the workspace, column by column. */
+    REAL *strips = NAME(line_start)(buffer);
     const int groups = (rows + width - 1) / width;
     /* column by column (each read once, in order), into every strip */
     for (int j = j0; j < j1; j++) {
@@ -78,6 +85,7 @@ static void NAME(pack_strips_plain)(int rows, int width, int n, int j0, int j1, 
 }
 
 #if FKB_DENSE_AVX512
+
 static inline MASK NAME(row_mask)(int valid)
 {
     /* the first `valid` of LANES rows (valid may be <= 0 or >= LANES) */
@@ -85,48 +93,6 @@ static inline MASK NAME(row_mask)(int valid)
     if (valid >= LANES) return FULL_MASK;
     return (MASK)((1u << valid) - 1u);
 }
-
-static FKB_AVX512 void NAME(pack_strips_vector)(int rows, int width, int n, int j0, int j1, const REAL *src,
-                                               int ld, REAL *strips)
-{
-    /* pack_strips_plain with a strip of up to two vectors moved by masked
-     * loads and stores */
-    const int groups = (rows + width - 1) / width;
-    for (int j = j0; j < j1; j++) {
-        const REAL *from = src + (ptrdiff_t)j * ld;
-        for (int g = 0; g < groups; g++) {
-            REAL *dst = strips + ((size_t)g * n + j) * width;
-            const int valid = rows - g * width < width ? rows - g * width : width;
-            const REAL *col = from + (ptrdiff_t)g * width;
-            V_MASK_STORE(dst, NAME(row_mask)(width), V_MASKZ_LOAD(NAME(row_mask)(valid), col));
-            if (width > LANES)
-                V_MASK_STORE(dst + LANES, NAME(row_mask)(width - LANES),
-                             V_MASKZ_LOAD(NAME(row_mask)(valid - LANES), col + LANES));
-        }
-    }
-}
-#endif
-
-void NAME(fkb_dense_pack_strips)(int rows, int width, int n, int j0, int j1, const REAL *src, int ld,
-                                 REAL *buffer)
-{
-    /* Columns j0 .. j1 - 1 of the rows x n matrix src (leading dimension
-     * ld) into `buffer` as strips of `width` rows: strip g holds rows
-     * g width .. g width + width - 1 of column j at
-     * [(g n + j) width ..], rows past `rows` zero; from the buffer's first
-     * cache line. The weight gradient then streams each strip in order
-     * instead of striding through the workspace, column by column. */
-    REAL *strips = NAME(line_start)(buffer);
-#if FKB_DENSE_AVX512
-    if (width <= 2 * LANES && __builtin_cpu_supports("avx512f")) {
-        NAME(pack_strips_vector)(rows, width, n, j0, j1, src, ld, strips);
-        return;
-    }
-#endif
-    NAME(pack_strips_plain)(rows, width, n, j0, j1, src, ld, strips);
-}
-
-#if FKB_DENSE_AVX512
 
 /* Bias, activation and a masked store of one vector of rows. `aux` (or
  * NULL) is the same rows of a second array: with a relu or leaky relu it
