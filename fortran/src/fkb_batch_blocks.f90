@@ -23,18 +23,18 @@ module fkb_batch_blocks
 
   type :: step_threads
     !! The thread count of each optimizer step of a `fit` (or of each
-    !! `predict` of a batch shared among threads), chosen by measurement. Every 50 steps one step is timed on all the library's
-    !! threads; that is all unless it is the first such probe of the `fit`
-    !! or took more than 1.25 times the best time per column seen on all
-    !! threads (or, on one thread, more than one thread's): then the next
-    !! step runs on one, and the steps until the next probe run on one
+    !! `predict` of a batch shared among threads), chosen by measurement
+    !! kept from one call to the next. Every 50 steps one step is timed on
+    !! all the library's threads; that is all unless it is the first such
+    !! probe or took more than 1.25 times the best time per column seen on
+    !! all threads (or, on one thread, more than one thread's): then the
+    !! next step runs on one, and the steps until the next probe run on one
     !! thread if it was at least 5 % faster per column. On a quiet machine
-    !! all threads stay (one step is spent on one); when another
-    !! process keeps a core busy, a thread that shares its core waits for
-    !! its turn at every pass over a layer, and one thread alone goes
-    !! faster. The thread count never changes a result
-    !! (the blocks of a batch do not), so the choice costs nothing but the
-    !! probes.
+    !! all threads stay (one step is spent on one); when another process
+    !! keeps a core busy, a thread that shares its core waits for its turn
+    !! at every pass over a layer, and one thread alone goes faster. The
+    !! thread count never changes a result (the blocks of a batch do not),
+    !! so the choice costs nothing but the probes.
     integer :: most = 1
       !! the library's threads
     integer :: chosen = 1
