@@ -109,10 +109,10 @@ class Engines:
         return total / n
 
 
-def measure(engines: Engines, x, y, batch_size: int, repeats: int) -> dict[str, list[float]]:
+def measure(engines: Engines, x, y, batch_size: int, repeats: int) -> dict[str, tuple[list[float], float]]:
     """Seconds of `repeats` epochs per engine (after a warm-up epoch each),
     the engines in turn within each round (the first one rotating), so that
-    a spell of a slower machine falls on all of them; and the last loss."""
+    a spell of a slower machine falls on all of them; with the last loss."""
     import torch
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     epochs = {"Fortran": lambda: engines.fortran_epoch(x, y, batch_size),
@@ -129,10 +129,15 @@ def measure(engines: Engines, x, y, batch_size: int, repeats: int) -> dict[str, 
     return {name: (times, losses[name]) for name, times in seconds.items()}
 
 
+def best_ratio(results: dict, other: str) -> float:
+    """`other`'s best epoch over Fortran's."""
+    return min(results[other][0]) / min(results["Fortran"][0])
+
+
 def ratio_text(results: dict, other: str) -> str:
-    """`other`'s time over Fortran's: best epoch over best epoch, and the
-    median over the rounds of the two engines' epochs of the same round."""
-    best = min(results[other][0]) / min(results["Fortran"][0])
+    """`best_ratio`, and the median over the rounds of the two engines'
+    epochs of the same round."""
+    best = best_ratio(results, other)
     rounds = np.median(np.array(results[other][0]) / np.array(results["Fortran"][0]))
     return f"Fortran / {other} {best:.2f}x (median of rounds {rounds:.2f}x)"
 
@@ -203,7 +208,7 @@ def main() -> None:
                       f"{share} | {loss:>8.4f}")
             print(f"{'':<30} | {'':>5} | {ratio_text(results, 'Keras')}, {ratio_text(results, 'PyTorch')}")
             if name == "FKB paper" and batch == 1024:
-                quiet_ratio = min(results["Keras"][0]) / min(results["Fortran"][0])
+                quiet_ratio = best_ratio(results, "Keras")
                 paper = (engines_of[key], x, y)
         engines, x, y = paper
         if args.memory_samples > 0:
@@ -221,7 +226,7 @@ def main() -> None:
         for engine, (times, loss) in results.items():
             print(f"{'FKB paper, busy neighbour':<30} | {1024:>5} | {engine:<8} | "
                   f"{args.samples / min(times):>10,.0f} |")
-        busy_ratio = min(results["Keras"][0]) / min(results["Fortran"][0])
+        busy_ratio = best_ratio(results, "Keras")
         print(f"Fortran / Keras: {quiet_ratio:.2f}x quiet, {busy_ratio:.2f}x with the neighbour "
               f"({busy_ratio / quiet_ratio:.2f} of the quiet ratio; the target is at least 0.5)")
 

@@ -108,6 +108,7 @@ contains
     class(step_threads), intent(inout) :: self
     logical, intent(in), optional :: set_omp
     integer :: phase
+    logical :: set
     if (self%step == 0) then
       self%most = 1
       !$ if (.not. omp_in_parallel()) self%most = omp_get_max_threads()
@@ -122,13 +123,9 @@ contains
       phase = modulo(self%step - 2, probe_every)
       if (phase == 0) self%now = self%most
       if (phase == 1 .and. self%probe_one) self%now = 1
-      if (present(set_omp)) then
-        if (.not. set_omp) then
-          call system_clock(self%started)
-          return
-        end if
-      end if
-      !$ call omp_set_num_threads(self%now)
+      set = .true.
+      if (present(set_omp)) set = set_omp
+      !$ if (set) call omp_set_num_threads(self%now)
     end if
     call system_clock(self%started)
   end subroutine step_threads_start
