@@ -77,6 +77,19 @@ int fkb_dense_kernel_available(void)
 #endif
 }
 
+#if FKB_DENSE_AVX512
+static int avx512_present(void)
+{
+    /* whether this CPU runs the AVX-512 code (asked once) */
+    static int present = -1;
+    if (present < 0) {
+        __builtin_cpu_init();
+        present = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return present;
+}
+#endif
+
 #define REAL float
 #define NAME(x) x##_r32
 #define LANES 16
