@@ -150,10 +150,11 @@ static inline FKB_AVX512 void NAME(finish)(VEC v, const REAL *bias, MASK rows, i
 }
 
 /* One PANEL x TILE_COLUMNS tile; columns from nc on repeat column 0 and are
- * not stored. */
-static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_t ldx, int nc,
-                            REAL *y, ptrdiff_t ldy, int valid_rows, const REAL *bias, int epilogue,
-                            VEC alpha, REAL *aux, ptrdiff_t ldaux)
+ * not stored. Without `both` (a last panel of at most LANES valid rows)
+ * only its first vector of rows is computed. */
+static inline __attribute__((always_inline)) FKB_AVX512 void NAME(tile_body)(
+    const int both, int k, const REAL *ap, const REAL *x, ptrdiff_t ldx, int nc, REAL *y, ptrdiff_t ldy,
+    int valid_rows, const REAL *bias, int epilogue, VEC alpha, REAL *aux, ptrdiff_t ldaux)
 {
 #define COLUMN(j) (x + (ptrdiff_t)((j) < nc ? (j) : 0) * ldx)
     const REAL *x0 = COLUMN(0), *x1 = COLUMN(1), *x2 = COLUMN(2), *x3 = COLUMN(3);
@@ -166,15 +167,15 @@ static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_
     c6a = c6b = c7a = c7b = c8a = c8b = c9a = c9b = c10a = c10b = c11a = c11b = V_ZERO();
     for (int kk = 0; kk < k; kk++) {
         const VEC a = V_LOAD(ap + (size_t)kk * PANEL);
-        const VEC b = V_LOAD(ap + (size_t)kk * PANEL + LANES);
+        const VEC b = both ? V_LOAD(ap + (size_t)kk * PANEL + LANES) : a;
         VEC s;
-#define STEP(ca, cb, xj) s = V_SET1(xj[kk]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
+#define STEP(ca, cb, xj) s = V_SET1(xj[kk]); ca = V_FMADD(a, s, ca); if (both) cb = V_FMADD(b, s, cb);
         STEP(c0a, c0b, x0) STEP(c1a, c1b, x1) STEP(c2a, c2b, x2) STEP(c3a, c3b, x3)
         STEP(c4a, c4b, x4) STEP(c5a, c5b, x5) STEP(c6a, c6b, x6) STEP(c7a, c7b, x7)
         STEP(c8a, c8b, x8) STEP(c9a, c9b, x9) STEP(c10a, c10b, x10) STEP(c11a, c11b, x11)
 #undef STEP
     }
-    const MASK ma = NAME(row_mask)(valid_rows), mb = NAME(row_mask)(valid_rows - LANES);
+    const MASK ma = NAME(row_mask)(valid_rows), mb = both ? NAME(row_mask)(valid_rows - LANES) : 0;
     const REAL *ba = bias, *bb = bias == NULL ? NULL : bias + LANES;
     if (bb != NULL && mb == 0) bb = NULL;  /* never read past the bias */
 #define AUX(j, lane) (aux == NULL ? NULL : aux + (ptrdiff_t)(j) * ldaux + (lane))
@@ -186,6 +187,20 @@ static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_
     STORE(8, c8a, c8b) STORE(9, c9a, c9b) STORE(10, c10a, c10b) STORE(11, c11a, c11b)
 #undef STORE
 #undef AUX
+}
+
+static FKB_AVX512 void NAME(tile)(int k, const REAL *ap, const REAL *x, ptrdiff_t ldx, int nc,
+                            REAL *y, ptrdiff_t ldy, int valid_rows, const REAL *bias, int epilogue,
+                            VEC alpha, REAL *aux, ptrdiff_t ldaux)
+{
+    NAME(tile_body)(1, k, ap, x, ldx, nc, y, ldy, valid_rows, bias, epilogue, alpha, aux, ldaux);
+}
+
+static FKB_AVX512 void NAME(tile_one_vector)(int k, const REAL *ap, const REAL *x, ptrdiff_t ldx, int nc,
+                                       REAL *y, ptrdiff_t ldy, int valid_rows, const REAL *bias,
+                                       int epilogue, VEC alpha, REAL *aux, ptrdiff_t ldaux)
+{
+    NAME(tile_body)(0, k, ap, x, ldx, nc, y, ldy, valid_rows, bias, epilogue, alpha, aux, ldaux);
 }
 
 /* One column through `count` (1 to 4) consecutive panels at once. */
@@ -276,10 +291,11 @@ static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, cons
                 NAME(prefetch_rows)(y + pn * PANEL + (ptrdiff_t)jn * ldy, ldy, ncn);
                 if (aux != NULL) NAME(prefetch_rows)(aux + pn * PANEL + (ptrdiff_t)jn * ldaux, ldaux, ncn);
             }
-            NAME(tile)(k, packed + (size_t)p * k * PANEL, x + (ptrdiff_t)j * ldx, ldx, nc,
-                 y + p * PANEL + (ptrdiff_t)j * ldy, ldy, m - p * PANEL,
-                 bias == NULL ? NULL : bias + p * PANEL, epilogue, va,
-                 aux == NULL ? NULL : aux + p * PANEL + (ptrdiff_t)j * ldaux, ldaux);
+            (m - p * PANEL > LANES ? NAME(tile) : NAME(tile_one_vector))(
+                k, packed + (size_t)p * k * PANEL, x + (ptrdiff_t)j * ldx, ldx, nc,
+                y + p * PANEL + (ptrdiff_t)j * ldy, ldy, m - p * PANEL,
+                bias == NULL ? NULL : bias + p * PANEL, epilogue, va,
+                aux == NULL ? NULL : aux + p * PANEL + (ptrdiff_t)j * ldaux, ldaux);
         }
     }
 }
@@ -289,9 +305,11 @@ static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, cons
  * not read), the TILE_COLUMNS values of x at bp[j TILE_COLUMNS ..]; columns
  * from nc on are zero there and not stored. */
 static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_body)(
-    const int with_db, int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma, MASK mb, int nc,
-    REAL *dw, ptrdiff_t lddw, REAL *db)
+    const int with_db, const int both, int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma,
+    MASK mb, int nc, REAL *dw, ptrdiff_t lddw, REAL *db)
 {
+    /* without `both` (mb = 0: the last panel of m, at most LANES rows)
+     * only the first vector of rows is computed */
     VEC c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     VEC c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b, da, dbv;
     c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = V_ZERO();
@@ -300,19 +318,19 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_bod
     for (int j = 0; j < n; j++) {
         const REAL *dyj = dy + (ptrdiff_t)j * lddy;
         _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy), _MM_HINT_T0);
-        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy + LANES), _MM_HINT_T0);
+        if (both) _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy + LANES), _MM_HINT_T0);
         const VEC a = V_MASKZ_LOAD(ma, dyj);
-        const VEC b = V_MASKZ_LOAD(mb, dyj + LANES);
+        const VEC b = both ? V_MASKZ_LOAD(mb, dyj + LANES) : a;
         const REAL *xj = bp + (size_t)j * TILE_COLUMNS;
         VEC s;
-#define STEP(ca, cb, c) s = V_SET1(xj[c]); ca = V_FMADD(a, s, ca); cb = V_FMADD(b, s, cb);
+#define STEP(ca, cb, c) s = V_SET1(xj[c]); ca = V_FMADD(a, s, ca); if (both) cb = V_FMADD(b, s, cb);
         STEP(c0a, c0b, 0) STEP(c1a, c1b, 1) STEP(c2a, c2b, 2) STEP(c3a, c3b, 3)
         STEP(c4a, c4b, 4) STEP(c5a, c5b, 5) STEP(c6a, c6b, 6) STEP(c7a, c7b, 7)
         STEP(c8a, c8b, 8) STEP(c9a, c9b, 9) STEP(c10a, c10b, 10) STEP(c11a, c11b, 11)
 #undef STEP
         if (with_db) {
             da = V_ADD(da, a);
-            dbv = V_ADD(dbv, b);
+            if (both) dbv = V_ADD(dbv, b);
         }
     }
 #define STORE(c, ca, cb) if ((c) < nc) { V_MASK_STORE(dw + (ptrdiff_t)(c) * lddw, ma, ca); \
@@ -330,13 +348,19 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_bod
 static FKB_AVX512 void NAME(strip_tile)(int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma,
                                        MASK mb, int nc, REAL *dw, ptrdiff_t lddw)
 {
-    NAME(strip_tile_body)(0, n, dy, lddy, bp, ma, mb, nc, dw, lddw, NULL);
+    if (mb != 0)
+        NAME(strip_tile_body)(0, 1, n, dy, lddy, bp, ma, mb, nc, dw, lddw, NULL);
+    else
+        NAME(strip_tile_body)(0, 0, n, dy, lddy, bp, ma, mb, nc, dw, lddw, NULL);
 }
 
 static FKB_AVX512 void NAME(strip_tile_db)(int n, const REAL *dy, ptrdiff_t lddy, const REAL *bp, MASK ma,
                                           MASK mb, int nc, REAL *dw, ptrdiff_t lddw, REAL *db)
 {
-    NAME(strip_tile_body)(1, n, dy, lddy, bp, ma, mb, nc, dw, lddw, db);
+    if (mb != 0)
+        NAME(strip_tile_body)(1, 1, n, dy, lddy, bp, ma, mb, nc, dw, lddw, db);
+    else
+        NAME(strip_tile_body)(1, 0, n, dy, lddy, bp, ma, mb, nc, dw, lddw, db);
 }
 
 void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, const REAL *dy, int lddy, REAL *x_strips,
