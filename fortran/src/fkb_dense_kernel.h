@@ -317,8 +317,11 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(strip_tile_bod
     da = dbv = V_ZERO();
     for (int j = 0; j < n; j++) {
         const REAL *dyj = dy + (ptrdiff_t)j * lddy;
-        _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy), _MM_HINT_T0);
-        if (both) _mm_prefetch((const char *)(dyj + GRAD_PREFETCH_COLUMNS * lddy + LANES), _MM_HINT_T0);
+        /* every cache line the rows span (three for a panel off the lines) */
+        const REAL *ahead = dyj + GRAD_PREFETCH_COLUMNS * lddy;
+        _mm_prefetch((const char *)ahead, _MM_HINT_T0);
+        if (both) _mm_prefetch((const char *)(ahead + LANES), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ahead + (both ? PANEL : LANES) - 1), _MM_HINT_T0);
         const VEC a = V_MASKZ_LOAD(ma, dyj);
         const VEC b = both ? V_MASKZ_LOAD(mb, dyj + LANES) : a;
         const REAL *xj = bp + (size_t)j * TILE_COLUMNS;
