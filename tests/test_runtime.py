@@ -118,6 +118,9 @@ BLOCKS_SCRIPT = textwrap.dedent("""
     # thread and all of them): the bits must not follow the choice
     repeats = [net.predict(x[:600]) for _ in range(60)]
     out["repeats_agree"] = np.array(all(r.tobytes() == out["y"][:600].tobytes() for r in repeats))
+    # one column: its layers' rows shared among the threads, or on one
+    ones = [net.predict(x[7]) for _ in range(120)]
+    out["repeats_agree"] &= np.array(all(r.tobytes() == out["one"].tobytes() for r in ones))
     bad = x.copy()
     bad[4100, 3] = np.nan     # seventh block
     bad[2500, 7] = np.inf     # fifth block: the one to report
@@ -131,10 +134,11 @@ BLOCKS_SCRIPT = textwrap.dedent("""
 
 def test_large_batches_run_in_blocks_on_threads_with_identical_bits(tmp_path):
     """A large batch runs its blocks of columns on OpenMP threads, a narrow
-    one its GEMMs on BLAS threads: the results equal the NumPy reference to
-    float32 rounding, have the same bits for 1, 2 and 3 threads and from
-    call to call (whatever threads predict chose), and the first bad column
-    is the one reported."""
+    one its GEMMs on BLAS threads, one column its layers' rows on the
+    threads: the results equal the NumPy reference to float32 rounding,
+    have the same bits for 1, 2 and 3 threads and from call to call
+    (whatever threads predict chose), and the first bad column is the one
+    reported."""
     rng = np.random.default_rng(5)
     dense = lambda i, n_out, n_in, act: LayerSpec(  # noqa: E731
         i, "dense", n_out, [i - 1], {"activation": act, "use_bias": 1},

@@ -12,8 +12,9 @@ module fkb_batch_blocks
   private
   public :: column_block, training_threads, elementwise_threads, step_threads
 
-  integer, parameter :: probe_every = 50
-    !! steps between two probes of the thread count
+  integer, parameter :: probe_every = 50, probe_every_most = 3200
+    !! steps between two probes of the thread count; while one thread keeps
+    !! winning, twice as many after each probe, up to probe_every_most
   real(real64), parameter :: one_thread_margin = 0.95_real64
     !! one thread is chosen when it takes less than this fraction of the
     !! time per column of all threads
@@ -32,14 +33,23 @@ module fkb_batch_blocks
     !! thread if it was at least 5 % faster per column. On a quiet machine
     !! all threads stay (one step is spent on one); when another process
     !! keeps a core busy, a thread that shares its core waits for its turn
-    !! at every pass over a layer, and one thread alone goes faster. The
-    !! thread count never changes a result (the blocks of a batch do not),
-    !! so the choice costs nothing but the probes.
+    !! at every pass over a layer, and one thread alone goes faster. While
+    !! one thread keeps winning, the probes come at twice the interval each
+    !! time, up to every 3,200 steps: a probe on all threads can wait a whole
+    !! time slice of the other process for a descheduled partner, which
+    !! would cost a short step (one column: 7 us) far more than it saves.
+    !! The thread count never changes a result (the blocks of a batch do
+    !! not), so the choice costs nothing but the probes.
     integer :: most = 1
       !! the library's threads
     integer :: chosen = 1
       !! the threads of the steps between probes
     integer :: step = 0
+    integer :: probe_at = 2
+      !! the step of the next probe on all threads (the first step grows the
+      !! workspaces: probes from the second on)
+    integer :: interval = probe_every
+      !! steps from one probe on all threads to the next
     real(real64) :: all_rate = 0.0_real64, one_rate = 0.0_real64
       !! seconds per column of the last probes
     real(real64) :: best_all_rate = huge(1.0_real64)
@@ -107,7 +117,6 @@ contains
     !! to its parallel regions itself), and start its clock.
     class(step_threads), intent(inout) :: self
     logical, intent(in), optional :: set_omp
-    integer :: phase
     logical :: set
     if (self%step == 0) then
       self%most = 1
@@ -115,14 +124,16 @@ contains
       self%chosen = self%most
       self%best_all_rate = huge(1.0_real64)
       self%probe_one = .false.
+      self%probe_at = 2
+      self%interval = probe_every
     end if
     self%step = self%step + 1
+    ! a probe whose step did not finish (a failed call): probe now
+    if (self%step > self%probe_at + 1) self%probe_at = self%step
     self%now = self%chosen
     if (self%most > 1) then
-      ! the first step grows the workspaces: probe from the second on
-      phase = modulo(self%step - 2, probe_every)
-      if (phase == 0) self%now = self%most
-      if (phase == 1 .and. self%probe_one) self%now = 1
+      if (self%step == self%probe_at) self%now = self%most
+      if (self%step == self%probe_at + 1 .and. self%probe_one) self%now = 1
       set = .true.
       if (present(set_omp)) set = set_omp
       !$ if (set) call omp_set_num_threads(self%now)
@@ -135,24 +146,33 @@ contains
     class(step_threads), intent(inout) :: self
     integer, intent(in) :: columns
     integer(int64) :: finished, rate
-    integer :: phase
     real(real64) :: seconds
     if (self%most <= 1) return
     call system_clock(finished, rate)
     seconds = real(finished - self%started, real64) / real(max(rate, 1_int64), real64) / &
               real(max(columns, 1), real64)
-    phase = modulo(self%step - 2, probe_every)
-    if (phase == 0) then
+    if (self%step == self%probe_at) then
       self%all_rate = seconds
       self%best_all_rate = min(self%best_all_rate, seconds)
       ! on one thread, try one again only while all are still slow
       self%probe_one = self%step == 2 .or. seconds > slow_margin * self%best_all_rate .or. &
                        (self%chosen == 1 .and. seconds > self%one_rate)
-      if (.not. self%probe_one) self%chosen = self%most
-    else if (phase == 1 .and. self%probe_one) then
+      if (.not. self%probe_one) then
+        self%chosen = self%most
+        self%interval = probe_every
+        self%probe_at = self%probe_at + self%interval
+      end if
+    else if (self%step == self%probe_at + 1 .and. self%probe_one) then
       self%one_rate = seconds
       self%chosen = self%most
       if (self%one_rate < one_thread_margin * self%all_rate) self%chosen = 1
+      ! one thread winning again: probe half as often (see the type)
+      if (self%chosen == 1 .and. self%step > 3) then
+        self%interval = min(2 * self%interval, probe_every_most)
+      else
+        self%interval = probe_every
+      end if
+      self%probe_at = self%probe_at + self%interval
     end if
   end subroutine step_threads_finish
 

@@ -13,10 +13,10 @@ module fkb_dense_kernel
   private
   public :: dense_kernel_available, dense_tile_columns
   public :: dense_packed_size_r32, dense_pack_r32, dense_pack_transposed_r32, dense_apply_r32, &
-            dense_apply_aux_r32, dense_strips_size_r32, dense_pack_strips_r32, &
+            dense_apply_aux_r32, dense_apply_part_r32, dense_strips_size_r32, dense_pack_strips_r32, &
             dense_weight_grad_strips_r32
   public :: dense_packed_size_r64, dense_pack_r64, dense_pack_transposed_r64, dense_apply_r64, &
-            dense_apply_aux_r64, dense_strips_size_r64, dense_pack_strips_r64, &
+            dense_apply_aux_r64, dense_apply_part_r64, dense_strips_size_r64, dense_pack_strips_r64, &
             dense_weight_grad_strips_r64
 
   public :: epilogue_none, epilogue_relu, epilogue_leaky_relu, epilogue_accumulate, &
@@ -156,6 +156,27 @@ module fkb_dense_kernel
       real(c_double), intent(in) :: packed(*), x(ldx, *), bias(*)
       real(c_double), intent(inout) :: y(ldy, *)
     end subroutine dense_apply_r64
+
+    subroutine dense_apply_part_r32(m, k, packed, x, bias, use_bias, epilogue, alpha, y, part, parts) &
+        bind(C, name='fkb_dense_apply_part_r32')
+      !! `dense_apply` of one column, its panels of rows from `part * panels /
+      !! parts` to `(part + 1) * panels / parts - 1` only (`part` in
+      !! `0 .. parts - 1`): `parts` threads compute the column together, each
+      !! element as in the whole call
+      import :: c_int, c_float
+      integer(c_int), value :: m, k, use_bias, epilogue, part, parts
+      real(c_float), value :: alpha
+      real(c_float), intent(in) :: packed(*), x(*), bias(*)
+      real(c_float), intent(inout) :: y(*)
+    end subroutine dense_apply_part_r32
+    subroutine dense_apply_part_r64(m, k, packed, x, bias, use_bias, epilogue, alpha, y, part, parts) &
+        bind(C, name='fkb_dense_apply_part_r64')
+      import :: c_int, c_double
+      integer(c_int), value :: m, k, use_bias, epilogue, part, parts
+      real(c_double), value :: alpha
+      real(c_double), intent(in) :: packed(*), x(*), bias(*)
+      real(c_double), intent(inout) :: y(*)
+    end subroutine dense_apply_part_r64
 
     subroutine dense_apply_aux_r32(m, k, n, packed, x, ldx, bias, use_bias, epilogue, alpha, y, ldy, &
                                    aux, ldaux) bind(C, name='fkb_dense_apply_aux_r32')

@@ -245,9 +245,9 @@ static inline __attribute__((always_inline)) FKB_AVX512 void NAME(column_panels)
 }
 
 static FKB_AVX512 void NAME(column)(int m, int k, const REAL *packed, const REAL *x, const REAL *bias,
-                              int epilogue, VEC alpha, REAL *y, REAL *aux)
+                              int epilogue, VEC alpha, REAL *y, REAL *aux, int p, int panels)
 {
-    int panels = (m + PANEL - 1) / PANEL, p = 0;
+    /* panels p .. panels - 1 of one column */
     for (; p + 4 <= panels; p += 4)
         NAME(column_panels)(4, k, packed + (size_t)p * k * PANEL, x, y, m, p * PANEL, bias, epilogue, alpha, aux);
     if (p + 2 <= panels) {
@@ -269,6 +269,12 @@ static inline void NAME(prefetch_rows)(const REAL *y, ptrdiff_t ldy, int nc)
     }
 }
 
+static FKB_AVX512 void NAME(column_part)(int m, int k, const REAL *packed, const REAL *x, const REAL *bias,
+                                   int epilogue, REAL alpha, REAL *y, int p0, int p1)
+{
+    NAME(column)(m, k, packed, x, bias, epilogue, V_SET1(alpha), y, NULL, p0, p1);
+}
+
 static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, const REAL *x, int ldx,
                              const REAL *bias, int epilogue, REAL alpha, REAL *y, int ldy,
                              REAL *aux, int ldaux)
@@ -276,7 +282,7 @@ static FKB_AVX512 void NAME(apply)(int m, int k, int n, const REAL *packed, cons
     const VEC va = V_SET1(alpha);
     const int panels = (m + PANEL - 1) / PANEL;
     if (n == 1) {
-        NAME(column)(m, k, packed, x, bias, epilogue, va, y, aux);
+        NAME(column)(m, k, packed, x, bias, epilogue, va, y, aux, 0, panels);
         return;
     }
     /* where the epilogue reads (training's dx += W^T dz, through an
@@ -401,6 +407,17 @@ void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const RE
     NAME(apply)(m, k, n, packed, x, ldx, use_bias ? bias : NULL, epilogue, alpha, y, ldy, aux, ldaux);
 }
 
+void NAME(fkb_dense_apply_part)(int m, int k, const REAL *packed, const REAL *x, const REAL *bias, int use_bias,
+                                int epilogue, REAL alpha, REAL *y, int part, int parts)
+{
+    /* fkb_dense_apply of one column, panels of rows part * panels / parts ..
+     * (part + 1) * panels / parts - 1 only: the parts of a column computed
+     * on `parts` threads together, each element as in the whole call */
+    const int panels = (m + PANEL - 1) / PANEL;
+    NAME(column_part)(m, k, packed, x, use_bias ? bias : NULL, epilogue, alpha, y,
+                      (int)((int64_t)part * panels / parts), (int)((int64_t)(part + 1) * panels / parts));
+}
+
 #else
 
 /* The same arithmetic in plain C, where AVX-512 cannot be targeted (the
@@ -428,6 +445,14 @@ void NAME(fkb_dense_apply_aux)(int m, int k, int n, const REAL *packed, const RE
         }
 }
 
+
+void NAME(fkb_dense_apply_part)(int m, int k, const REAL *packed, const REAL *x, const REAL *bias, int use_bias,
+                                int epilogue, REAL alpha, REAL *y, int part, int parts)
+{
+    /* the whole column on part 0 (the library calls the BLAS here anyway) */
+    if (part == 0) NAME(fkb_dense_apply_aux)(m, k, 1, packed, x, k, bias, use_bias, epilogue, alpha, y, m, NULL, 0);
+    (void)parts;
+}
 
 void NAME(fkb_dense_weight_grad_strips)(int m, int k, int n, const REAL *dy, int lddy, REAL *x_strips,
                                         REAL *dw, int lddw, REAL *db, int use_db, int row0, int col0,

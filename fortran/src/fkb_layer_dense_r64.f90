@@ -5,6 +5,7 @@ module fkb_layer_dense_r64
   use fkb_dense_kernel, only: dense_kernel_available, kernel_packed_size => dense_packed_size_r64, &
                               kernel_pack => dense_pack_r64, kernel_apply => dense_apply_r64, &
                               kernel_apply_aux => dense_apply_aux_r64, &
+                              kernel_apply_part => dense_apply_part_r64, &
                               kernel_pack_transposed => dense_pack_transposed_r64, &
                               dense_tile_columns, &
                               kernel_strips_size => dense_strips_size_r64, &
