@@ -61,6 +61,7 @@ module fkb_batch_blocks
     integer(int64) :: started = 0
   contains
     procedure :: follow_threads => step_threads_follow_threads
+    procedure :: start_call => step_threads_start_call
     procedure :: start => step_threads_start
     procedure :: finish => step_threads_finish
     procedure :: restore => step_threads_restore
@@ -110,6 +111,17 @@ contains
     !$ if (.not. omp_in_parallel()) available = omp_get_max_threads()
     if (self%step > 0 .and. available /= self%most) self%step = 0
   end subroutine step_threads_follow_threads
+
+  subroutine step_threads_start_call(self, threads)
+    !! Before a call that hands its parallel regions their thread count
+    !! itself (a `predict`): `follow_threads`, `start` without setting the
+    !! OpenMP threads, and `threads` (those available) cut to the choice.
+    class(step_threads), intent(inout) :: self
+    integer, intent(inout) :: threads
+    call self%follow_threads()
+    call self%start(set_omp=.false.)
+    threads = min(threads, self%now)
+  end subroutine step_threads_start_call
 
   subroutine step_threads_start(self, set_omp)
     !! Before a step: choose the threads it runs on (`now`), make them the
