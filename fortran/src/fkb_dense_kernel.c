@@ -65,18 +65,6 @@ int fkb_dense_tile_columns(void)
     return TILE_COLUMNS;
 }
 
-int fkb_dense_kernel_available(void)
-{
-    const char *choice = getenv("FKB_DENSE_KERNEL");
-    if (choice != NULL && strcmp(choice, "blas") == 0) return 0;
-#if FKB_DENSE_AVX512
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-    return 0;
-#endif
-}
-
 #if FKB_DENSE_AVX512
 static int avx512_present(void)
 {
@@ -89,6 +77,17 @@ static int avx512_present(void)
     return present;
 }
 #endif
+
+int fkb_dense_kernel_available(void)
+{
+    const char *choice = getenv("FKB_DENSE_KERNEL");
+    if (choice != NULL && strcmp(choice, "blas") == 0) return 0;
+#if FKB_DENSE_AVX512
+    return avx512_present();
+#else
+    return 0;
+#endif
+}
 
 #define REAL float
 #define NAME(x) x##_r32
